@@ -4,9 +4,9 @@
 //! its sender's sequence number; receivers keep the newest per sender ([`is_newer`]) and drop
 //! the rest, so loss and reordering only delay convergence.
 
+use crate::Error;
 use crate::limits::MAX_DATAGRAM_LEN;
 use crate::message::wire;
-use crate::Error;
 
 kinds! {
     /// An unreliable datagram. Encode with [`Datagram::encode`], decode with [`Datagram::decode`].

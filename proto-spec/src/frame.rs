@@ -6,7 +6,7 @@ use crate::{Error, Message};
 
 /// Turns a stream's bytes, arriving in pieces of any size, into [`Message`]s.
 ///
-/// Feed bytes with [`push`](Self::push), then call [`next`](Self::next) until it returns
+/// Feed bytes with [`push`](Self::push), then call [`decode`](Self::decode) until it returns
 /// `Ok(None)` (need more bytes). A frame whose body is invalid is consumed and reported, so the
 /// caller may answer with a `Fault` and carry on; a length prefix over the limit cannot be
 /// skipped safely, so the decoder then reports [`Error::FrameTooLarge`] forever and the stream
@@ -36,14 +36,14 @@ impl FrameDecoder {
         self.buf.extend_from_slice(bytes);
     }
 
-    /// Bytes received but not yet decoded (a partial frame at most, after `next` returns `None`).
+    /// Bytes received but not yet decoded (a partial frame at most, after `decode` returns `None`).
     pub fn buffered(&self) -> usize {
         self.buf.len()
     }
 
     /// The next whole message, `Ok(None)` if the buffered bytes end mid-frame, or the error of a
     /// frame that does not decode.
-    pub fn next(&mut self) -> Result<Option<Message>, Error> {
+    pub fn decode(&mut self) -> Result<Option<Message>, Error> {
         if let Some(len) = self.poisoned {
             return Err(Error::FrameTooLarge { len, max: self.max_frame });
         }
@@ -90,7 +90,7 @@ mod tests {
         let mut out = Vec::new();
         for b in wire {
             d.push(&[b]);
-            while let Some(m) = d.next().expect("decode") {
+            while let Some(m) = d.decode().expect("decode") {
                 out.push(m);
             }
         }
@@ -104,9 +104,9 @@ mod tests {
         let mut wire = Vec::new();
         crate::varint::encode(101, &mut wire);
         d.push(&wire);
-        assert!(matches!(d.next(), Err(Error::FrameTooLarge { len: 101, max: 100 })));
+        assert!(matches!(d.decode(), Err(Error::FrameTooLarge { len: 101, max: 100 })));
         d.push(&Message::from(Ping { nonce: 1 }).encode().expect("encode"));
-        assert!(matches!(d.next(), Err(Error::FrameTooLarge { .. })));
+        assert!(matches!(d.decode(), Err(Error::FrameTooLarge { .. })));
     }
 
     #[test]
@@ -115,8 +115,8 @@ mod tests {
         d.push(&[2, 0xfe, 0x00]); // unknown kind 0xfe
         d.push(&[0]); // empty frame
         d.push(&Message::from(Ping { nonce: 5 }).encode().expect("encode"));
-        assert!(matches!(d.next(), Err(Error::UnknownKind(0xfe))));
-        assert!(matches!(d.next(), Err(Error::Empty)));
-        assert_eq!(d.next().expect("decode"), Some(Ping { nonce: 5 }.into()));
+        assert!(matches!(d.decode(), Err(Error::UnknownKind(0xfe))));
+        assert!(matches!(d.decode(), Err(Error::Empty)));
+        assert_eq!(d.decode().expect("decode"), Some(Ping { nonce: 5 }.into()));
     }
 }

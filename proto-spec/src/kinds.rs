@@ -3,14 +3,15 @@
 //! through [`kinds!`], so codec dispatch, kind tables and `From` impls can never disagree.
 
 /// Declares a message enum (one variant per struct of the same name), its kind enum and the
-/// archive/unarchive/validate dispatch.
+/// archive/unarchive/validate dispatch. Each variant has exactly one doc line: it becomes
+/// [`Kind::summary`](crate::Kind::summary), used by SPEC tables and golden vectors.
 macro_rules! kinds {
     (
         $(#[$emeta:meta])*
         pub enum $Enum:ident;
         $(#[$kmeta:meta])*
         pub enum $Kind:ident;
-        $( $(#[$vmeta:meta])* $code:literal => $Var:ident ($chan:ident, $dir:ident), )*
+        $( #[doc = $doc:literal] $code:literal => $Var:ident ($chan:ident, $dir:ident), )*
     ) => {
         $(#[$emeta])*
         #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,7 +19,7 @@ macro_rules! kinds {
         #[cfg_attr(feature = "proptest", derive(proptest_derive::Arbitrary))]
         #[non_exhaustive]
         pub enum $Enum {
-            $( $(#[$vmeta])* $Var($Var), )*
+            $( #[doc = $doc] $Var($Var), )*
         }
 
         $(#[$kmeta])*
@@ -26,7 +27,7 @@ macro_rules! kinds {
         #[repr(u8)]
         #[non_exhaustive]
         pub enum $Kind {
-            $( $(#[$vmeta])* $Var = $code, )*
+            $( #[doc = $doc] $Var = $code, )*
         }
 
         impl $Kind {
@@ -50,6 +51,13 @@ macro_rules! kinds {
             pub const fn name(self) -> &'static str {
                 match self {
                     $( Self::$Var => stringify!($Var), )*
+                }
+            }
+
+            /// One line on what the kind is for (its doc comment).
+            pub const fn summary(self) -> &'static str {
+                match self {
+                    $( Self::$Var => $doc.trim_ascii_start(), )*
                 }
             }
 

@@ -21,9 +21,9 @@
 //! let bytes = Message::from(Ping { nonce: 7 }).encode()?;
 //! let mut decoder = FrameDecoder::new(easel_proto::limits::MAX_FRAME_LEN);
 //! decoder.push(&bytes[..2]);
-//! assert!(decoder.next()?.is_none()); // incomplete: wait for more bytes
+//! assert!(decoder.decode()?.is_none()); // incomplete: wait for more bytes
 //! decoder.push(&bytes[2..]);
-//! assert_eq!(decoder.next()?, Some(Message::Ping(Ping { nonce: 7 })));
+//! assert_eq!(decoder.decode()?, Some(Message::Ping(Ping { nonce: 7 })));
 //! # Ok::<(), easel_proto::Error>(())
 //! ```
 

@@ -1,7 +1,8 @@
 //! Room ids and the room patterns tokens grant (SPEC.md §Rooms).
 //!
 //! A room id is 1 to 3 `/`-separated segments — institution, course, session — each 1 to 40
-//! bytes of `[A-Za-z0-9._~-]`, at most [`MAX_ROOM_ID_LEN`] bytes in all: `uni-a/math-101/2026-11-23`.
+//! bytes of `[A-Za-z0-9._~-]` other than `.` and `..` (ids end up in URLs and file names), at
+//! most [`MAX_ROOM_ID_LEN`] bytes in all: `uni-a/math-101/2026-11-23`.
 //! A pattern is a room id in which a segment may be `*` (exactly one segment) and the last
 //! segment may be `**` (one or more segments).
 
@@ -54,11 +55,13 @@ fn check(id: &str, pattern: bool) -> Result<(), String> {
         if s.is_empty() || s.len() > MAX_SEGMENT_LEN {
             return Err(format!("segment {} must be 1 to {MAX_SEGMENT_LEN} bytes", i + 1));
         }
-        if let Some(c) = s
-            .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '~' | '-')))
+        if let Some(c) =
+            s.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '~' | '-')))
         {
             return Err(format!("segment {} has the character {c:?}", i + 1));
+        }
+        if *s == "." || *s == ".." {
+            return Err(format!("segment {} may not be {s:?}", i + 1));
         }
     }
     Ok(())
@@ -73,7 +76,7 @@ mod tests {
         for ok in ["lobby", "uni-a/math-101", "uni-a/math-101/2026-11-23", "a.b~c_d"] {
             assert_eq!(validate_id(ok), Ok(()), "{ok}");
         }
-        for bad in ["", "a//b", "/a", "a/", "a/b/c/d", "a b", "café", "*", &"x".repeat(41)] {
+        for bad in ["", "a//b", "/a", "a/", "a/b/c/d", "a b", "café", "*", "a/..", ".", &"x".repeat(41)] {
             assert!(validate_id(bad).is_err(), "{bad:?}");
         }
     }

@@ -1,10 +1,10 @@
 //! Semantic checks of every message against the limits in [`crate::limits`], run on encode and
 //! after every structural decode.
 
+use crate::Error;
 use crate::datagram::{Cursor, CursorBatch, Heartbeat, PresenceBatch};
 use crate::limits::*;
 use crate::message::*;
-use crate::Error;
 
 /// A message whose fields can be checked against the protocol limits.
 pub(crate) trait Validate {
@@ -20,7 +20,12 @@ impl Check {
         Error::InvalidField { kind: self.0, field, problem }
     }
 
-    fn len(&self, field: &'static str, len: usize, range: std::ops::RangeInclusive<usize>) -> Result<(), Error> {
+    fn len(
+        &self,
+        field: &'static str,
+        len: usize,
+        range: std::ops::RangeInclusive<usize>,
+    ) -> Result<(), Error> {
         if range.contains(&len) {
             Ok(())
         } else {
@@ -87,13 +92,22 @@ impl Validate for Welcome {
         c.len("resume_token", self.resume_token.len(), 1..=MAX_RESUME_TOKEN_LEN)?;
         let l = &self.limits;
         if l.max_frame_len as usize > MAX_FRAME_LEN || (l.max_frame_len as usize) < MAX_PREAUTH_FRAME_LEN {
-            return Err(c.fail("limits.max_frame_len", format!("{} outside {MAX_PREAUTH_FRAME_LEN}..={MAX_FRAME_LEN}", l.max_frame_len)));
+            return Err(c.fail(
+                "limits.max_frame_len",
+                format!("{} outside {MAX_PREAUTH_FRAME_LEN}..={MAX_FRAME_LEN}", l.max_frame_len),
+            ));
         }
         if l.max_datagram_len as usize > MAX_DATAGRAM_LEN {
-            return Err(c.fail("limits.max_datagram_len", format!("{} above {MAX_DATAGRAM_LEN}", l.max_datagram_len)));
+            return Err(c.fail(
+                "limits.max_datagram_len",
+                format!("{} above {MAX_DATAGRAM_LEN}", l.max_datagram_len),
+            ));
         }
         if l.max_rooms == 0 || l.max_rooms > MAX_ROOMS_PER_CONNECTION {
-            return Err(c.fail("limits.max_rooms", format!("{} outside 1..={MAX_ROOMS_PER_CONNECTION}", l.max_rooms)));
+            return Err(c.fail(
+                "limits.max_rooms",
+                format!("{} outside 1..={MAX_ROOMS_PER_CONNECTION}", l.max_rooms),
+            ));
         }
         if l.tick_hz == 0 {
             return Err(c.fail("limits.tick_hz", "must be at least 1".into()));

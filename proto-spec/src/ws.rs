@@ -52,7 +52,10 @@ impl<'a> Envelope<'a> {
         let (&op, rest) = message.split_first().ok_or(Error::Envelope("empty message"))?;
         if op == OP_DATAGRAM {
             if rest.len() > crate::limits::MAX_DATAGRAM_LEN {
-                return Err(Error::DatagramTooLarge { len: rest.len(), max: crate::limits::MAX_DATAGRAM_LEN });
+                return Err(Error::DatagramTooLarge {
+                    len: rest.len(),
+                    max: crate::limits::MAX_DATAGRAM_LEN,
+                });
             }
             return Ok(Self::Datagram(rest));
         }
@@ -137,7 +140,15 @@ mod tests {
 
     #[test]
     fn malformed_envelopes_are_errors() {
-        for bad in [&[][..], &[0x01], &[0x01, 0x04], &[0x02, 0x00, 0x01], &[0x03, 0x00, 0x01], &[0x09, 0x00], &[0x01, 0xc0]] {
+        for bad in [
+            &[][..],
+            &[0x01],
+            &[0x01, 0x04],
+            &[0x02, 0x00, 0x01],
+            &[0x03, 0x00, 0x01],
+            &[0x09, 0x00],
+            &[0x01, 0xc0],
+        ] {
             assert!(Envelope::decode(bad).is_err(), "{bad:?}");
         }
         assert!(matches!(Envelope::decode(&[0; 1202]), Err(Error::DatagramTooLarge { .. })));
