@@ -56,7 +56,7 @@ kinds! {
     0x02 => Welcome(Control, ServerToClient),
     /// Liveness and round-trip probe.
     0x03 => Ping(Control, Both),
-    /// Answer to [`Ping`].
+    /// Answer to a Ping.
     0x04 => Pong(Control, Both),
     /// Replaces the session's JWT before it expires.
     0x05 => RefreshToken(Control, ClientToServer),
@@ -71,7 +71,7 @@ kinds! {
     0x10 => Join(Room, ClientToServer),
     /// The join succeeded.
     0x11 => Joined(Room, ServerToClient),
-    /// Leave the room; the server answers [`Left`] and finishes the stream.
+    /// Leave the room; the server answers Left and finishes the stream.
     0x12 => Leave(Room, ClientToServer),
     /// This participant is no longer in the room (own leave, removal, shutdown).
     0x13 => Left(Room, ServerToClient),

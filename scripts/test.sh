@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: installs what is missing, then checks formatting,
+# lints, builds the protocol core for wasm, and runs every test. CI runs exactly this (.ci/run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n==> %s\n' "$*"; }
+
+# System packages the tests need (none yet beyond the toolchain; later issues add Chromium,
+# Janus). Installed only when missing, so a warm machine pays nothing.
+need_apt=()
+command -v cc >/dev/null || need_apt+=(gcc)
+if ((${#need_apt[@]})); then
+  log "installing ${need_apt[*]}"
+  sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  $sudo_cmd apt-get install -y --no-install-recommends "${need_apt[@]}"
+fi
+
+log "toolchain components"
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+rustup target add wasm32-unknown-unknown >/dev/null
+command -v cargo-nextest >/dev/null || cargo install cargo-nextest --locked
+
+log "cargo fmt --check"
+cargo fmt --all --check
+
+log "cargo clippy --all-targets -D warnings"
+cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+
+log "easel-proto builds for wasm32 (proof the core does no IO)"
+cargo build -p easel-proto --target wasm32-unknown-unknown --locked
+
+log "fuzz targets compile"
+cargo check --manifest-path fuzz/Cargo.toml --locked
+
+log "tests"
+cargo nextest run --workspace --all-features --locked --no-fail-fast
+cargo test --workspace --all-features --locked --doc
+
+log "all green"
