@@ -6,15 +6,16 @@ cd "$(dirname "$0")/.."
 
 log() { printf '\n==> %s\n' "$*"; }
 
-# System packages the tests need (none yet beyond the toolchain; later issues add Chromium,
-# Janus). Installed only when missing, so a warm machine pays nothing.
+# System packages the tests need: a C compiler, and Debian's Chromium for the browser
+# WebTransport test. Installed only when missing, so a warm machine pays nothing.
 need_apt=()
 command -v cc >/dev/null || need_apt+=(gcc)
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
 if ((${#need_apt[@]})); then
   log "installing ${need_apt[*]}"
   sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
   $sudo_cmd apt-get update -qq
-  $sudo_cmd apt-get install -y --no-install-recommends "${need_apt[@]}"
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y --no-install-recommends "${need_apt[@]}"
 fi
 
 log "toolchain components"

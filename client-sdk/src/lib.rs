@@ -2,8 +2,10 @@
 //!
 //! Layer: above `easel-proto`, beside the server; apps depend on it.
 //!
-//! Not built yet: it arrives with the issue "Client SDK". It will hold a sans-IO session core
-//! (handshake, join, op ids and acks, resume, cursor throttling, presence heartbeats, with time
-//! passed in) and a tokio driver that races QUIC/WebTransport against WebSocket, reconnects
-//! with backoff and resumes, keeping a local Loro document per room. Until then this crate is
-//! intentionally empty.
+//! Today it holds [`raw`]: one session over raw QUIC or WebTransport with the protocol's
+//! channels exposed as they are (handshake, room streams, snapshot streams, datagrams), used
+//! by tools, tests and load generators. The app-facing layer — a sans-IO session core with
+//! reconnect, resume, a local Loro document per room and a WebSocket fallback — arrives with
+//! the issue "Client SDK" and is built on the same pieces.
+
+pub mod raw;

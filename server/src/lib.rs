@@ -2,9 +2,21 @@
 //!
 //! Layer: above `easel-proto`; nothing depends on it but its binary and tests.
 //!
-//! Not built yet: it arrives with the issue "Server". It will hold the WebTransport
-//! (`wtransport`) and raw QUIC (`quinn`, ALPN `easel/1`) listeners behind one `Session` trait,
-//! room actors owning presence, cursors and a Loro document each, `redb` storage with group
-//! commit, JWT auth, Prometheus metrics and the `easel serve` / `easel token` command line.
-//! Until then this crate is intentionally empty; the protocol it will speak is
-//! `proto-spec/SPEC.md`.
+//! Contract: serves protocol v1 (`proto-spec/SPEC.md`) over WebTransport and raw QUIC behind
+//! one [`transport::Session`] trait, so room logic never knows the transport. Each room is an
+//! actor ([`room`]) owning its participants, presence, cursors and Loro document; updates are
+//! acked only after the fsync that covers them ([`store`]); tokens are JWTs ([`auth`]).
+//! [`Server::start`] runs it all in-process; the `easel` binary wraps it with a command line
+//! ([`config`]).
+
+pub mod auth;
+pub mod config;
+mod connection;
+pub mod limit;
+pub mod room;
+pub mod server;
+pub mod store;
+pub mod telemetry;
+pub mod transport;
+
+pub use server::{Server, StartError};

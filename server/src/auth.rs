@@ -1,0 +1,335 @@
+//! JWT authentication: verifying the tokens clients present (HS256 with the server secret, or
+//! ES256 with a configured public key), minting tokens for `easel token`, and finding the
+//! secret (flag, env, or the dev-mode file in the data dir).
+//!
+//! Verification is sans-IO: the current time is an argument, so expiry is testable.
+
+use std::path::Path;
+use std::time::Duration;
+
+use easel_proto::ErrorCode;
+use easel_proto::message::Role;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+/// Name of the dev-mode secret file inside the data dir.
+pub const DEV_SECRET_FILE: &str = "dev-jwt-secret";
+/// Shortest HS256 secret accepted (RFC 7518 §3.2: at least the hash size).
+pub const MIN_SECRET_LEN: usize = 32;
+
+/// Why a token was refused, or a secret could not be found.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// Hello carried no token.
+    #[error("no token")]
+    Missing,
+    /// Malformed, wrong algorithm, bad signature or missing claims.
+    #[error("invalid token: {0}")]
+    Invalid(String),
+    /// `exp` is in the past.
+    #[error("token expired")]
+    Expired,
+    /// The secret is too short, or no secret is configured where one is required.
+    #[error("{0}")]
+    Secret(String),
+}
+
+impl AuthError {
+    /// The wire code (SPEC §14) for this refusal.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::Missing => ErrorCode::Unauthenticated,
+            Self::Invalid(_) | Self::Secret(_) => ErrorCode::InvalidToken,
+            Self::Expired => ErrorCode::TokenExpired,
+        }
+    }
+}
+
+/// The claims of an Easel token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// User id.
+    pub sub: String,
+    /// Room id, or a pattern ending in `/*` granting every room under a prefix.
+    pub room: String,
+    /// `teacher`, `student` or `viewer`.
+    pub role: String,
+    /// Expiry, seconds since the Unix epoch.
+    pub exp: u64,
+    /// Issued at, seconds since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<u64>,
+    /// Display name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+impl Claims {
+    /// The role; verification guarantees it parses.
+    pub fn role(&self) -> Role {
+        parse_role(&self.role).unwrap_or(Role::Viewer)
+    }
+
+    /// Whether the token grants `room`.
+    pub fn grants(&self, room: &str) -> bool {
+        easel_proto::room::validate_id(room).is_ok() && easel_proto::room::matches(&self.room, room)
+    }
+}
+
+/// Parses `teacher`, `student` or `viewer`.
+pub fn parse_role(role: &str) -> Option<Role> {
+    match role {
+        "teacher" => Some(Role::Teacher),
+        "student" => Some(Role::Student),
+        "viewer" => Some(Role::Viewer),
+        _ => None,
+    }
+}
+
+/// Checks tokens.
+pub struct Verifier {
+    hs256: DecodingKey,
+    es256: Option<DecodingKey>,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier").field("es256", &self.es256.is_some()).finish_non_exhaustive()
+    }
+}
+
+impl Verifier {
+    /// A verifier for HS256 tokens signed with `secret` and, if given, ES256 tokens signed by
+    /// the key whose PEM public key is `es256_pem`.
+    pub fn new(secret: &[u8], es256_pem: Option<&[u8]>) -> Result<Self, AuthError> {
+        if secret.len() < MIN_SECRET_LEN {
+            return Err(AuthError::Secret(format!("the JWT secret must be at least {MIN_SECRET_LEN} bytes")));
+        }
+        let es256 = es256_pem
+            .map(|pem| {
+                DecodingKey::from_ec_pem(pem).map_err(|e| AuthError::Secret(format!("ES256 public key: {e}")))
+            })
+            .transpose()?;
+        Ok(Self { hs256: DecodingKey::from_secret(secret), es256 })
+    }
+
+    /// Verifies `token` at `now` (seconds since the epoch) and returns its claims.
+    pub fn verify(&self, token: &str, now: u64) -> Result<Claims, AuthError> {
+        if token.is_empty() {
+            return Err(AuthError::Missing);
+        }
+        let invalid = |e: jsonwebtoken::errors::Error| AuthError::Invalid(e.to_string());
+        let header = jsonwebtoken::decode_header(token).map_err(invalid)?;
+        let key = match header.alg {
+            Algorithm::HS256 => &self.hs256,
+            Algorithm::ES256 => self
+                .es256
+                .as_ref()
+                .ok_or_else(|| AuthError::Invalid("ES256 tokens are not configured".into()))?,
+            other => return Err(AuthError::Invalid(format!("algorithm {other:?} is not accepted"))),
+        };
+        let mut validation = Validation::new(header.alg);
+        // Expiry is checked below against the caller's clock, without leeway.
+        validation.validate_exp = false;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        let claims = jsonwebtoken::decode::<Claims>(token, key, &validation).map_err(invalid)?.claims;
+        if claims.exp <= now {
+            return Err(AuthError::Expired);
+        }
+        if parse_role(&claims.role).is_none() {
+            return Err(AuthError::Invalid(format!("unknown role {:?}", claims.role)));
+        }
+        if claims.sub.is_empty() || claims.sub.len() > easel_proto::limits::MAX_NAME_LEN {
+            return Err(AuthError::Invalid("sub must be 1 to 64 bytes".into()));
+        }
+        easel_proto::room::validate_pattern(&claims.room)
+            .map_err(|e| AuthError::Invalid(format!("room claim: {e}")))?;
+        Ok(claims)
+    }
+}
+
+/// Signs tokens (for `easel token` and tests).
+pub struct Issuer {
+    key: EncodingKey,
+    alg: Algorithm,
+}
+
+impl std::fmt::Debug for Issuer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Issuer").field("alg", &self.alg).finish_non_exhaustive()
+    }
+}
+
+impl Issuer {
+    /// An HS256 issuer.
+    pub fn hs256(secret: &[u8]) -> Self {
+        Self { key: EncodingKey::from_secret(secret), alg: Algorithm::HS256 }
+    }
+
+    /// An ES256 issuer from a PKCS#8 PEM private key.
+    pub fn es256(private_pem: &[u8]) -> Result<Self, AuthError> {
+        let key = EncodingKey::from_ec_pem(private_pem)
+            .map_err(|e| AuthError::Secret(format!("ES256 key: {e}")))?;
+        Ok(Self { key, alg: Algorithm::ES256 })
+    }
+
+    /// Signs `claims`.
+    pub fn mint(&self, claims: &Claims) -> Result<String, AuthError> {
+        jsonwebtoken::encode(&Header::new(self.alg), claims, &self.key)
+            .map_err(|e| AuthError::Invalid(e.to_string()))
+    }
+}
+
+/// Where the HS256 secret came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretSource {
+    /// `--jwt-secret` or `EASEL_JWT_SECRET`.
+    Configured,
+    /// Dev mode: generated once and kept in the data dir.
+    DevFile,
+}
+
+/// Finds the HS256 secret: the configured one, else (only when every address is loopback) the
+/// dev-mode secret in `data_dir`, generated on first use.
+pub fn resolve_secret(
+    configured: Option<&str>,
+    data_dir: &Path,
+    loopback_only: bool,
+) -> Result<(Vec<u8>, SecretSource), AuthError> {
+    if let Some(secret) = configured {
+        if secret.len() < MIN_SECRET_LEN {
+            return Err(AuthError::Secret(format!(
+                "--jwt-secret / EASEL_JWT_SECRET must be at least {MIN_SECRET_LEN} bytes"
+            )));
+        }
+        return Ok((secret.as_bytes().to_vec(), SecretSource::Configured));
+    }
+    if !loopback_only {
+        return Err(AuthError::Secret(
+            "refusing to start: listening on a non-loopback address without --jwt-secret or EASEL_JWT_SECRET \
+             (the dev-mode secret is only allowed on loopback)"
+                .into(),
+        ));
+    }
+    let path = data_dir.join(DEV_SECRET_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(s) if s.trim().len() >= MIN_SECRET_LEN => {
+            return Ok((s.trim().as_bytes().to_vec(), SecretSource::DevFile));
+        }
+        Ok(_) => {
+            return Err(AuthError::Secret(format!(
+                "{} is shorter than {MIN_SECRET_LEN} bytes",
+                path.display()
+            )));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(AuthError::Secret(format!("{}: {e}", path.display()))),
+    }
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| AuthError::Secret(format!("{}: {e}", data_dir.display())))?;
+    let mut bytes = [0u8; 32];
+    rand::fill(&mut bytes);
+    let secret = hex::encode(bytes);
+    write_private(&path, secret.as_bytes())
+        .map_err(|e| AuthError::Secret(format!("{}: {e}", path.display())))?;
+    Ok((secret.into_bytes(), SecretSource::DevFile))
+}
+
+/// Writes a file readable by its owner only, atomically (a crash leaves no half-written secret).
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let tmp = path.with_extension("tmp");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Parses a lifetime such as `90s`, `15m`, `1h`, `7d` (a bare number is seconds).
+pub fn parse_ttl(ttl: &str) -> Result<Duration, String> {
+    let ttl = ttl.trim();
+    let split = ttl.find(|c: char| !c.is_ascii_digit()).unwrap_or(ttl.len());
+    let (number, unit) = ttl.split_at(split);
+    let n: u64 =
+        number.parse().map_err(|_| format!("invalid lifetime {ttl:?}: expected e.g. 90s, 15m, 1h, 7d"))?;
+    let scale = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("invalid lifetime unit {unit:?}: use s, m, h or d")),
+    };
+    let secs =
+        n.checked_mul(scale).filter(|s| *s > 0).ok_or_else(|| format!("lifetime {ttl:?} out of range"))?;
+    Ok(Duration::from_secs(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+    fn claims(room: &str, role: &str, exp: u64) -> Claims {
+        Claims { sub: "ada".into(), room: room.into(), role: role.into(), exp, iat: None, name: None }
+    }
+
+    #[test]
+    fn hs256_round_trip_and_refusals() {
+        let verifier = Verifier::new(SECRET, None).expect("verifier");
+        let token = Issuer::hs256(SECRET).mint(&claims("uni/math/*", "teacher", 2000)).expect("mint");
+        let got = verifier.verify(&token, 1000).expect("valid");
+        assert_eq!(got.role(), Role::Teacher);
+        assert!(got.grants("uni/math/monday"));
+        assert!(!got.grants("uni/physics/monday"));
+
+        assert_eq!(verifier.verify(&token, 2000).map_err(|e| e.code()).err(), Some(ErrorCode::TokenExpired));
+        assert_eq!(verifier.verify("", 0).map_err(|e| e.code()).err(), Some(ErrorCode::Unauthenticated));
+        let forged = Issuer::hs256(b"another-secret-another-secret-xx").mint(&claims("r", "teacher", 2000));
+        let code = verifier.verify(&forged.expect("mint"), 1000).map_err(|e| e.code()).err();
+        assert_eq!(code, Some(ErrorCode::InvalidToken));
+        let bad_role = Issuer::hs256(SECRET).mint(&claims("r", "admin", 2000)).expect("mint");
+        assert!(matches!(verifier.verify(&bad_role, 1000), Err(AuthError::Invalid(_))));
+        assert!(matches!(verifier.verify("not.a.jwt", 1000), Err(AuthError::Invalid(_))));
+    }
+
+    #[test]
+    fn es256_with_configured_key() {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+        let issuer = Issuer::es256(key.serialize_pem().as_bytes()).expect("issuer");
+        let token = issuer.mint(&claims("room-1", "student", 2000)).expect("mint");
+        let without = Verifier::new(SECRET, None).expect("verifier");
+        assert!(matches!(without.verify(&token, 1000), Err(AuthError::Invalid(_))), "ES256 not configured");
+        let with = Verifier::new(SECRET, Some(key.public_key_pem().as_bytes())).expect("verifier");
+        assert_eq!(with.verify(&token, 1000).expect("valid").role(), Role::Student);
+    }
+
+    #[test]
+    fn secret_resolution() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert!(resolve_secret(Some("short"), dir.path(), true).is_err());
+        assert!(resolve_secret(None, dir.path(), false).is_err(), "no dev secret off loopback");
+        let (first, source) = resolve_secret(None, dir.path(), true).expect("dev secret");
+        assert_eq!(source, SecretSource::DevFile);
+        let (again, _) = resolve_secret(None, dir.path(), true).expect("dev secret");
+        assert_eq!(first, again, "generated once, then kept");
+        let configured = std::str::from_utf8(SECRET).expect("utf8");
+        assert_eq!(resolve_secret(Some(configured), dir.path(), false).expect("ok").0, SECRET);
+    }
+
+    #[test]
+    fn ttl_parsing() {
+        assert_eq!(parse_ttl("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_ttl("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_ttl("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_ttl("7d"), Ok(Duration::from_secs(604_800)));
+        assert!(parse_ttl("1w").is_err());
+        assert!(parse_ttl("0s").is_err());
+        assert!(parse_ttl("h").is_err());
+    }
+}

@@ -1,0 +1,98 @@
+//! `easel`: runs the server (default) or mints a token with the server's secret.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use clap::Parser as _;
+use easel_server::auth::{self, Claims, Issuer, SecretSource};
+use easel_server::config::{Cli, Command, Serve, Token};
+use easel_server::{Server, telemetry};
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Token(token)) => mint(&token),
+        Some(Command::Serve(serve)) => run(serve),
+        None => run(cli.serve),
+    }
+}
+
+fn run(config: Serve) -> anyhow::Result<()> {
+    telemetry::init_logging(config.log_format);
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: Serve) -> anyhow::Result<()> {
+    let server = Server::start(config.clone()).await.context("easel cannot start")?;
+    if server.secret_source() == SecretSource::DevFile {
+        tracing::warn!(
+            file = %config.common.data_dir.join(auth::DEV_SECRET_FILE).display(),
+            "dev mode: no --jwt-secret given, using a generated secret kept in the data dir (loopback only)"
+        );
+    }
+    tracing::info!(
+        wt = %server.wt_addr(),
+        quic = %server.quic_addr(),
+        http = %server.http_addr(),
+        cert_sha256 = server.cert_hash(),
+        data_dir = %config.common.data_dir.display(),
+        "easel listening"
+    );
+    // One machine-readable line on stdout for scripts and tests (ports may have been 0).
+    println!(
+        "{}",
+        serde_json::json!({
+            "event": "ready",
+            "wt": server.wt_addr().to_string(),
+            "quic": server.quic_addr().to_string(),
+            "http": server.http_addr().to_string(),
+            "cert_sha256": server.cert_hash(),
+        })
+    );
+    shutdown_signal().await;
+    server.shutdown().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+fn mint(token: &Token) -> anyhow::Result<()> {
+    let (secret, _) = auth::resolve_secret(token.common.jwt_secret.as_deref(), &token.common.data_dir, true)?;
+    if auth::parse_role(&token.role).is_none() {
+        anyhow::bail!("--role must be teacher, student or viewer, not {:?}", token.role);
+    }
+    easel_proto::room::validate_pattern(&token.room)
+        .map_err(|e| anyhow::anyhow!("--room {:?}: {e}", token.room))?;
+    let ttl = auth::parse_ttl(&token.ttl).map_err(anyhow::Error::msg)?;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).context("clock before 1970")?.as_secs();
+    let claims = Claims {
+        sub: token.user.clone(),
+        room: token.room.clone(),
+        role: token.role.clone(),
+        exp: now + ttl.as_secs(),
+        iat: Some(now),
+        name: token.name.clone(),
+    };
+    println!("{}", Issuer::hs256(&secret).mint(&claims)?);
+    Ok(())
+}

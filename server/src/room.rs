@@ -1,0 +1,880 @@
+//! Rooms: a sans-IO [`Room`] state machine (participants, presence, cursors, the Loro document)
+//! and the actor that drives it ([`spawn`], [`Handle`]).
+//!
+//! The state machine takes time as an argument and never awaits: it talks to members through
+//! their [`Link`] (a bounded queue for the room stream plus a non-blocking datagram sender) and
+//! hands durable writes back to the driver as [`Persist`] requests. The actor owns one `Room`,
+//! receives [`Command`]s over a bounded channel, runs group-committed writes through the
+//! [`Store`] in order, and ticks cursors and presence.
+
+use std::collections::{BTreeMap, HashMap};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use easel_proto::datagram::{
+    Cursor, CursorBatch, CursorEntry, Heartbeat, PresenceBatch, PresenceEntry, is_newer,
+};
+use easel_proto::message::{
+    Ack, Participant, ParticipantJoined, ParticipantLeft, Reject, RemoteUpdate, Role, SyncKind,
+};
+use easel_proto::{Datagram, ErrorCode, Message};
+use futures::stream::{FuturesOrdered, StreamExt as _};
+use loro::{ExportMode, LoroDoc, VersionVector};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::store::{Store, StoreError, UpdateRecord};
+use crate::transport::DatagramSender;
+
+/// Tunables of every room.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Cursor and presence tick period (1 / `--tick-hz`).
+    pub tick: Duration,
+    /// Silence after which a participant is evicted.
+    pub presence_ttl: Duration,
+    /// Most participants in one room.
+    pub max_participants: usize,
+    /// After a cursor stops moving, its last position is sent once more this much later, so a
+    /// lost final datagram does not leave a stale cursor.
+    pub settle: Duration,
+    /// Presence entries are re-sent to everyone this often even unchanged (loss repair).
+    pub presence_refresh: Duration,
+    /// Committed updates between snapshots (compaction).
+    pub snapshot_every: u64,
+    /// A room with nobody in it for this long is unloaded.
+    pub idle_unload: Duration,
+    /// Reliable messages queued per member before it is closed as a slow consumer.
+    pub outbound_capacity: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            tick: Duration::from_secs(1) / 60,
+            presence_ttl: Duration::from_secs(10),
+            max_participants: 2000,
+            settle: Duration::from_millis(150),
+            presence_refresh: Duration::from_secs(2),
+            snapshot_every: 1000,
+            idle_unload: Duration::from_secs(60),
+            outbound_capacity: 1024,
+        }
+    }
+}
+
+/// What a member's room-stream writer receives.
+#[derive(Debug)]
+pub enum Outbound {
+    /// A frame for the room stream.
+    Message(Message),
+    /// A state transfer for a new snapshot stream.
+    Snapshot(SnapshotPayload),
+    /// The membership ended: send `Left { code }` and finish the stream.
+    Left(ErrorCode, String),
+}
+
+/// A room's state for a joining client (sent on a snapshot stream).
+#[derive(Debug, Clone)]
+pub struct SnapshotPayload {
+    /// Updates since the client's version, or a whole snapshot.
+    pub sync: SyncKind,
+    /// The Loro export.
+    pub data: Vec<u8>,
+    /// The encoded version vector the payload brings the client to.
+    pub version: Vec<u8>,
+}
+
+/// How the room reaches one member without ever awaiting.
+#[derive(Clone)]
+pub struct Link {
+    /// Room-stream messages, bounded.
+    pub tx: mpsc::Sender<Outbound>,
+    /// Datagrams to the member's session.
+    pub datagrams: Arc<dyn DatagramSender>,
+    /// Cancelled when the room gives up on the member (its queue overflowed): the session is
+    /// then closed with `SlowConsumer`.
+    pub kill: CancellationToken,
+    /// The member's connection-local slot for this room (datagrams carry it).
+    pub slot: u16,
+}
+
+/// Who is joining.
+pub struct JoinRequest {
+    /// Token subject.
+    pub user: String,
+    /// Display name.
+    pub name: String,
+    /// Role from the token.
+    pub role: Role,
+    /// The client's installation id (op ids are unique per client id).
+    pub client_id: String,
+    /// The client's encoded version vector, if any.
+    pub since: Option<Vec<u8>>,
+    /// How to reach it.
+    pub link: Link,
+}
+
+/// A successful join.
+#[derive(Debug)]
+pub struct Joined {
+    /// The member's participant number.
+    pub participant: u16,
+    /// Everyone, the member included.
+    pub participants: Vec<Participant>,
+    /// What the member lacks, if anything.
+    pub snapshot: Option<SnapshotPayload>,
+}
+
+/// A durable write the driver must perform before the room acks.
+#[derive(Debug)]
+pub enum Persist {
+    /// Append this update; then call [`Room::committed`].
+    Append {
+        /// Author.
+        participant: u16,
+        /// Author's op id.
+        op_id: u64,
+        /// What to store.
+        record: UpdateRecord,
+        /// When the update arrived (for the ingest-to-send latency histogram).
+        received: Instant,
+    },
+    /// A duplicate: ack once everything before it is durable; then call [`Room::committed`].
+    Barrier {
+        /// Author.
+        participant: u16,
+        /// Author's op id.
+        op_id: u64,
+    },
+}
+
+/// A snapshot the driver must store (compaction).
+#[derive(Debug)]
+pub struct SnapshotWrite {
+    /// The last stored update the snapshot covers.
+    pub upto_seq: u64,
+    /// Loro snapshot export.
+    pub data: Vec<u8>,
+}
+
+struct CursorState {
+    seq: u16,
+    x: i32,
+    y: i32,
+    changed: Instant,
+    settled: bool,
+}
+
+struct Member {
+    info: Participant,
+    client_id: String,
+    link: Link,
+    last_seen: Instant,
+    cursor: Option<CursorState>,
+    presence: Option<PresenceEntry>,
+    /// Highest cursor version already sent to this member.
+    cursor_mark: u64,
+    /// Highest presence version already sent to this member.
+    presence_mark: u64,
+}
+
+/// One room's state: members, cursors, presence and the document.
+pub struct Room {
+    id: Arc<str>,
+    config: Config,
+    doc: LoroDoc,
+    members: BTreeMap<u16, Member>,
+    next_index: u16,
+    /// Cursor versions: version → participant, one entry per cursor at its latest version.
+    cursor_versions: BTreeMap<u64, u16>,
+    cursor_version_of: HashMap<u16, u64>,
+    presence_versions: BTreeMap<u64, u16>,
+    presence_version_of: HashMap<u16, u64>,
+    version: u64,
+    last_presence_refresh: Option<Instant>,
+    last_seq: u64,
+    ops_since_snapshot: u64,
+    empty_since: Option<Instant>,
+}
+
+impl Room {
+    /// A room whose document is rebuilt from `snapshot` and `updates` (from the store).
+    pub fn new(
+        id: Arc<str>,
+        config: Config,
+        snapshot: Option<(u64, Vec<u8>)>,
+        updates: Vec<(u64, Vec<u8>)>,
+        now: Instant,
+    ) -> Result<Self, String> {
+        let doc = LoroDoc::new();
+        let mut last_seq = 0;
+        if let Some((seq, data)) = snapshot {
+            import(&doc, &data).map_err(|e| format!("snapshot: {e}"))?;
+            last_seq = seq;
+        }
+        let replayed = updates.len() as u64;
+        for (seq, data) in updates {
+            import(&doc, &data).map_err(|e| format!("update {seq}: {e}"))?;
+            last_seq = last_seq.max(seq);
+        }
+        Ok(Self {
+            id,
+            config,
+            doc,
+            members: BTreeMap::new(),
+            next_index: 0,
+            cursor_versions: BTreeMap::new(),
+            cursor_version_of: HashMap::new(),
+            presence_versions: BTreeMap::new(),
+            presence_version_of: HashMap::new(),
+            version: 0,
+            last_presence_refresh: None,
+            last_seq,
+            ops_since_snapshot: replayed,
+            empty_since: Some(now),
+        })
+    }
+
+    /// The room id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Members now.
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Whether nobody is in the room.
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// The document's current version, encoded.
+    pub fn version(&self) -> Vec<u8> {
+        self.doc.oplog_vv().encode()
+    }
+
+    /// Whether the room has been empty for the idle-unload period.
+    pub fn idle(&self, now: Instant) -> bool {
+        self.empty_since.is_some_and(|t| now.duration_since(t) >= self.config.idle_unload)
+    }
+
+    /// Adds a member; others see `ParticipantJoined`.
+    pub fn join(&mut self, now: Instant, req: JoinRequest) -> Result<Joined, ErrorCode> {
+        if self.members.len() >= self.config.max_participants {
+            return Err(ErrorCode::RoomFull);
+        }
+        let index = self.allocate_index().ok_or(ErrorCode::RoomFull)?;
+        let info = Participant {
+            index,
+            user: req.user,
+            name: req.name,
+            role: req.role,
+            read_only: false,
+            chat_muted: false,
+            camera: false,
+            hand_raised: false,
+        };
+        let snapshot = self.sync_payload(req.since.as_deref()).map_err(|e| {
+            tracing::error!(room = %self.id, "export for join failed: {e}");
+            ErrorCode::Internal
+        })?;
+        self.broadcast(Some(index), &Message::from(ParticipantJoined { participant: info.clone() }));
+        self.members.insert(
+            index,
+            Member {
+                info,
+                client_id: req.client_id,
+                link: req.link,
+                last_seen: now,
+                cursor: None,
+                presence: None,
+                cursor_mark: 0,
+                presence_mark: 0,
+            },
+        );
+        self.empty_since = None;
+        crate::telemetry::participant_joined();
+        Ok(Joined {
+            participant: index,
+            participants: self.members.values().map(|m| m.info.clone()).collect(),
+            snapshot,
+        })
+    }
+
+    fn allocate_index(&mut self) -> Option<u16> {
+        // Fresh numbers first, so a reused number never inherits a stale cursor sequence.
+        for _ in 0..=u16::MAX {
+            let index = self.next_index;
+            self.next_index = self.next_index.wrapping_add(1);
+            if !self.members.contains_key(&index) {
+                return Some(index);
+            }
+        }
+        None
+    }
+
+    fn sync_payload(&self, since: Option<&[u8]>) -> Result<Option<SnapshotPayload>, String> {
+        let server = self.doc.oplog_vv();
+        let client = since.and_then(|b| VersionVector::decode(b).ok());
+        let (sync, data) = match client {
+            Some(vv) if vv >= server => return Ok(None),
+            Some(vv) => (SyncKind::Updates, self.doc.export(ExportMode::updates(&vv))),
+            None if server.is_empty() => return Ok(None),
+            None => (SyncKind::Snapshot, self.doc.export(ExportMode::Snapshot)),
+        };
+        Ok(Some(SnapshotPayload { sync, data: data.map_err(|e| e.to_string())?, version: server.encode() }))
+    }
+
+    /// Removes a member; others see `ParticipantLeft { code }`. The member's stream gets
+    /// `Left { code }` unless it is already gone.
+    pub fn leave(&mut self, now: Instant, index: u16, code: ErrorCode, tell_member: bool) {
+        let Some(member) = self.members.remove(&index) else { return };
+        crate::telemetry::participant_left();
+        if tell_member {
+            let _ = member.link.tx.try_send(Outbound::Left(code, String::new()));
+        }
+        if let Some(v) = self.cursor_version_of.remove(&index) {
+            self.cursor_versions.remove(&v);
+        }
+        if let Some(v) = self.presence_version_of.remove(&index) {
+            self.presence_versions.remove(&v);
+        }
+        self.broadcast(None, &Message::from(ParticipantLeft { index, code: code.to_u16() }));
+        if self.members.is_empty() {
+            self.empty_since = Some(now);
+        }
+    }
+
+    /// Sends a member what it lacks after `since` (a `Sync` request).
+    pub fn sync(&mut self, now: Instant, index: u16, since: &[u8]) {
+        self.touch(now, index);
+        match self.sync_payload(Some(since)) {
+            Ok(Some(payload)) => {
+                if let Some(m) = self.members.get(&index)
+                    && m.link.tx.try_send(Outbound::Snapshot(payload)).is_err()
+                {
+                    self.overflow(index);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!(room = %self.id, "export for sync failed: {e}"),
+        }
+    }
+
+    /// Marks a member alive (any frame or datagram from it).
+    pub fn touch(&mut self, now: Instant, index: u16) {
+        if let Some(m) = self.members.get_mut(&index) {
+            m.last_seen = now;
+        }
+    }
+
+    /// Applies a member's update to the document. `Ok` asks for a durable write; `Err` is the
+    /// rejection already sent.
+    pub fn update(&mut self, now: Instant, index: u16, op_id: u64, data: Vec<u8>) -> Option<Persist> {
+        let member = self.members.get_mut(&index)?;
+        member.last_seen = now;
+        let refuse = match (member.info.role, member.info.read_only) {
+            (Role::Viewer, _) => Some((ErrorCode::Forbidden, "viewers cannot edit the board")),
+            (_, true) => Some((ErrorCode::ReadOnly, "a teacher made you read-only")),
+            _ => None,
+        };
+        if let Some((code, why)) = refuse {
+            self.reject(index, op_id, code, why.into());
+            return None;
+        }
+        let before = self.doc.oplog_vv();
+        match import(&self.doc, &data) {
+            Err(e) => {
+                metrics::counter!("easel_ops_rejected_total").increment(1);
+                self.reject(index, op_id, ErrorCode::InvalidUpdate, e);
+                None
+            }
+            Ok(pending) if !pending && self.doc.oplog_vv() == before => {
+                Some(Persist::Barrier { participant: index, op_id })
+            }
+            Ok(_) => {
+                let member = self.members.get(&index)?;
+                let record = UpdateRecord {
+                    client_id: member.client_id.clone(),
+                    op_id,
+                    user: member.info.user.clone(),
+                    data,
+                };
+                Some(Persist::Append { participant: index, op_id, record, received: now })
+            }
+        }
+    }
+
+    fn reject(&mut self, index: u16, op_id: u64, code: ErrorCode, message: String) {
+        let mut message = message;
+        message.truncate(easel_proto::limits::MAX_REASON_LEN);
+        while !message.is_char_boundary(message.len()) {
+            message.pop();
+        }
+        self.send(index, Message::from(Reject { op_id, code: code.to_u16(), message }));
+    }
+
+    /// A durable write finished: ack the author and fan the update out. Returns a snapshot to
+    /// store when compaction is due.
+    pub fn committed(
+        &mut self,
+        participant: u16,
+        op_id: u64,
+        stored: Option<(u64, Vec<u8>)>,
+    ) -> Option<SnapshotWrite> {
+        self.send(participant, Message::from(Ack { op_ids: vec![op_id] }));
+        let (seq, data) = stored?;
+        self.last_seq = self.last_seq.max(seq);
+        self.ops_since_snapshot += 1;
+        metrics::counter!("easel_ops_out_total").increment(self.members.len().saturating_sub(1) as u64);
+        self.broadcast(Some(participant), &Message::from(RemoteUpdate { from: participant, data }));
+        (self.ops_since_snapshot >= self.config.snapshot_every).then(|| self.snapshot()).flatten()
+    }
+
+    /// A snapshot of the document covering every stored update, if there are updates since the
+    /// last one.
+    pub fn snapshot(&mut self) -> Option<SnapshotWrite> {
+        if self.ops_since_snapshot == 0 {
+            return None;
+        }
+        match self.doc.export(ExportMode::Snapshot) {
+            Ok(data) => {
+                self.ops_since_snapshot = 0;
+                Some(SnapshotWrite { upto_seq: self.last_seq, data })
+            }
+            Err(e) => {
+                tracing::error!(room = %self.id, "snapshot export failed: {e}");
+                None
+            }
+        }
+    }
+
+    /// A member's cursor datagram. Returns whether a tick should be scheduled.
+    pub fn cursor(&mut self, now: Instant, index: u16, c: &Cursor) -> bool {
+        let Some(member) = self.members.get_mut(&index) else { return false };
+        member.last_seen = now;
+        if member.cursor.as_ref().is_some_and(|old| !is_newer(c.seq, old.seq)) {
+            metrics::counter!("easel_stale_cursors_dropped_total").increment(1);
+            return false;
+        }
+        member.cursor = Some(CursorState { seq: c.seq, x: c.x, y: c.y, changed: now, settled: false });
+        self.bump_cursor(index);
+        true
+    }
+
+    fn bump_cursor(&mut self, index: u16) {
+        self.version += 1;
+        if let Some(old) = self.cursor_version_of.insert(index, self.version) {
+            self.cursor_versions.remove(&old);
+        }
+        self.cursor_versions.insert(self.version, index);
+    }
+
+    /// A member's presence heartbeat. Returns whether a tick should be scheduled.
+    pub fn heartbeat(&mut self, now: Instant, index: u16, h: &Heartbeat) -> bool {
+        let Some(member) = self.members.get_mut(&index) else { return false };
+        member.last_seen = now;
+        let entry = PresenceEntry { participant: index, seq: h.seq, status: h.status, tool: h.tool };
+        match &member.presence {
+            Some(old) if !is_newer(h.seq, old.seq) => return false,
+            Some(old) if old.status == entry.status && old.tool == entry.tool => {
+                member.presence = Some(entry);
+                return false;
+            }
+            _ => member.presence = Some(entry),
+        }
+        self.bump_presence(index);
+        true
+    }
+
+    fn bump_presence(&mut self, index: u16) {
+        self.version += 1;
+        if let Some(old) = self.presence_version_of.insert(index, self.version) {
+            self.presence_versions.remove(&old);
+        }
+        self.presence_versions.insert(self.version, index);
+    }
+
+    /// One tick: each member gets the cursors and presence that changed since what it was last
+    /// sent, as few datagrams as fit. A member whose datagram buffer is full is skipped; its
+    /// next batch carries the newest state. Returns whether another tick is needed.
+    pub fn tick(&mut self, now: Instant) -> bool {
+        let settle: Vec<u16> = self
+            .members
+            .iter()
+            .filter(|(_, m)| {
+                m.cursor
+                    .as_ref()
+                    .is_some_and(|c| !c.settled && now.duration_since(c.changed) >= self.config.settle)
+            })
+            .map(|(i, _)| *i)
+            .collect();
+        for index in settle {
+            if let Some(c) = self.members.get_mut(&index).and_then(|m| m.cursor.as_mut()) {
+                c.settled = true;
+            }
+            self.bump_cursor(index);
+        }
+        let refresh =
+            self.last_presence_refresh.is_none_or(|t| now.duration_since(t) >= self.config.presence_refresh);
+        if refresh {
+            self.last_presence_refresh = Some(now);
+        }
+
+        let mut again = false;
+        let indices: Vec<u16> = self.members.keys().copied().collect();
+        for to in indices {
+            again |= self.flush_to(to, refresh);
+        }
+        again || self.members.values().any(|m| m.cursor.as_ref().is_some_and(|c| !c.settled))
+    }
+
+    /// Sends one member what changed for it; returns true if it had to be skipped.
+    fn flush_to(&mut self, to: u16, refresh_presence: bool) -> bool {
+        let Some(member) = self.members.get(&to) else { return false };
+        let cursors: Vec<CursorEntry> = self
+            .cursor_versions
+            .range(member.cursor_mark + 1..)
+            .filter(|(_, i)| **i != to)
+            .filter_map(|(_, i)| {
+                let c = self.members.get(i)?.cursor.as_ref()?;
+                Some(CursorEntry { participant: *i, seq: c.seq, x: c.x, y: c.y })
+            })
+            .collect();
+        let presence: Vec<PresenceEntry> = if refresh_presence {
+            self.members.values().filter_map(|m| m.presence).collect()
+        } else {
+            self.presence_versions
+                .range(member.presence_mark + 1..)
+                .filter_map(|(_, i)| self.members.get(i)?.presence)
+                .collect()
+        };
+        if cursors.is_empty() && presence.is_empty() {
+            return false;
+        }
+        let slot = member.link.slot;
+        let mut datagrams = Vec::new();
+        datagrams.extend(CursorBatch::split(slot, &cursors).map(Datagram::from));
+        datagrams.extend(PresenceBatch::split(slot, &presence).map(Datagram::from));
+        let encoded: Vec<Bytes> = datagrams.iter().filter_map(|d| d.encode().ok().map(Bytes::from)).collect();
+        let need: usize = encoded.iter().map(Bytes::len).sum();
+        if member.link.datagrams.buffer_space() < need {
+            metrics::counter!("easel_datagram_ticks_skipped_total").increment(1);
+            return true;
+        }
+        let count = encoded.len() as u64;
+        for d in encoded {
+            if member.link.datagrams.send(d).is_err() {
+                break;
+            }
+        }
+        metrics::counter!("easel_datagrams_out_total").increment(count);
+        let (cursor_mark, presence_mark) = (self.version, self.version);
+        if let Some(m) = self.members.get_mut(&to) {
+            m.cursor_mark = cursor_mark;
+            m.presence_mark = presence_mark;
+        }
+        false
+    }
+
+    /// Evicts members silent for longer than the presence TTL.
+    pub fn expire(&mut self, now: Instant) {
+        let silent: Vec<u16> = self
+            .members
+            .iter()
+            .filter(|(_, m)| now.duration_since(m.last_seen) > self.config.presence_ttl)
+            .map(|(i, _)| *i)
+            .collect();
+        for index in silent {
+            tracing::info!(room = %self.id, index, "presence timeout");
+            self.leave(now, index, ErrorCode::PresenceTimeout, true);
+        }
+    }
+
+    /// Queues a message to one member; a full queue closes that member as a slow consumer.
+    fn send(&mut self, to: u16, message: Message) {
+        let Some(member) = self.members.get(&to) else { return };
+        if member.link.tx.try_send(Outbound::Message(message)).is_err() {
+            self.overflow(to);
+        }
+    }
+
+    /// Queues a message to every member except `except`.
+    fn broadcast(&mut self, except: Option<u16>, message: &Message) {
+        let mut overflowed = Vec::new();
+        for (index, member) in &self.members {
+            if Some(*index) == except {
+                continue;
+            }
+            if member.link.tx.try_send(Outbound::Message(message.clone())).is_err() {
+                overflowed.push(*index);
+            }
+        }
+        for index in overflowed {
+            self.overflow(index);
+        }
+    }
+
+    fn overflow(&mut self, index: u16) {
+        if let Some(member) = self.members.get(&index) {
+            tracing::warn!(room = %self.id, index, "reliable queue overflowed: closing slow consumer");
+            metrics::counter!("easel_slow_consumers_total").increment(1);
+            member.link.kill.cancel();
+        }
+        let now = self.members.get(&index).map_or_else(Instant::now, |m| m.last_seen);
+        self.leave(now, index, ErrorCode::SlowConsumer, false);
+    }
+}
+
+/// Imports Loro bytes; returns whether some of it is pending (missing dependencies). A panic
+/// inside Loro on hostile bytes is turned into an error rather than killing the room.
+fn import(doc: &LoroDoc, data: &[u8]) -> Result<bool, String> {
+    match std::panic::catch_unwind(AssertUnwindSafe(|| doc.import(data))) {
+        Ok(Ok(status)) => Ok(status.pending.is_some()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("update could not be decoded".into()),
+    }
+}
+
+/// A message to a room actor.
+pub enum Command {
+    /// Join; the reply carries the participant number and what the client lacks.
+    Join(JoinRequest, oneshot::Sender<Result<Joined, ErrorCode>>),
+    /// Leave cleanly (or the connection went away).
+    Leave {
+        /// Who.
+        participant: u16,
+        /// Why.
+        code: ErrorCode,
+    },
+    /// A board update.
+    Update {
+        /// Author.
+        participant: u16,
+        /// Its op id.
+        op_id: u64,
+        /// Loro bytes.
+        data: Vec<u8>,
+    },
+    /// A cursor datagram.
+    Cursor(u16, Cursor),
+    /// A heartbeat datagram.
+    Heartbeat(u16, Heartbeat),
+    /// Some other sign of life.
+    Touch(u16),
+    /// Queue this message to the participant, in order with the room's own (refusals decided
+    /// by the connection, e.g. rate limits).
+    Reply(u16, Message),
+    /// Send the participant what it lacks after `since` on a snapshot stream.
+    Sync {
+        /// Who.
+        participant: u16,
+        /// Its encoded version vector.
+        since: Vec<u8>,
+    },
+    /// Persist everything and stop (server shutdown).
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// A connection's handle to a room actor.
+#[derive(Clone)]
+pub struct Handle {
+    id: Arc<str>,
+    tx: mpsc::Sender<Command>,
+}
+
+impl Handle {
+    /// The room id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Sends a command, waiting for queue space (reliable-stream messages exert backpressure on
+    /// their stream). Fails if the room has stopped.
+    pub async fn send(&self, cmd: Command) -> Result<(), Command> {
+        self.tx.send(cmd).await.map_err(|e| e.0)
+    }
+
+    /// Sends a datagram-borne command without waiting; a full queue drops it (latest-wins data).
+    pub fn offer(&self, cmd: Command) {
+        if self.tx.try_send(cmd).is_err() {
+            metrics::counter!("easel_datagrams_dropped_total", "reason" => "room_busy").increment(1);
+        }
+    }
+
+    /// Whether the actor has stopped.
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+
+    /// Whether both handles reach the same actor (a reloaded room is a different one).
+    pub fn same(&self, other: &Self) -> bool {
+        self.tx.same_channel(&other.tx)
+    }
+}
+
+/// Loads a room from the store and starts its actor. `on_exit` runs when the actor stops
+/// (idle unload or shutdown), before its channel closes for good.
+pub async fn spawn(
+    id: Arc<str>,
+    config: Config,
+    store: Store,
+    on_exit: impl FnOnce(&Handle) + Send + 'static,
+) -> Result<Handle, StoreError> {
+    let log =
+        {
+            let (store, room) = (store.clone(), id.clone());
+            tokio::task::spawn_blocking(move || store.load(&room))
+                .await
+                .map_err(|e| StoreError::Corrupt { room: id.to_string(), seq: 0, reason: e.to_string() })??
+        };
+    let snapshot = log.snapshot.map(|s| (s.upto_seq, s.data));
+    let updates = log.updates.into_iter().map(|(seq, r)| (seq, r.data)).collect();
+    let room = Room::new(id.clone(), config, snapshot, updates, Instant::now())
+        .map_err(|reason| StoreError::Corrupt { room: id.to_string(), seq: 0, reason })?;
+    let (tx, rx) = mpsc::channel(4096);
+    let handle = Handle { id, tx };
+    metrics::gauge!("easel_rooms").increment(1.0);
+    tokio::spawn(run(room, rx, store, handle.clone(), on_exit));
+    Ok(handle)
+}
+
+type Committing = std::pin::Pin<Box<dyn std::future::Future<Output = Committed> + Send>>;
+
+struct Committed {
+    participant: u16,
+    op_id: u64,
+    result: Result<Option<(u64, Vec<u8>)>, StoreError>,
+    received: Option<Instant>,
+}
+
+async fn run(
+    mut room: Room,
+    mut rx: mpsc::Receiver<Command>,
+    store: Store,
+    handle: Handle,
+    on_exit: impl FnOnce(&Handle) + Send + 'static,
+) {
+    let mut committing: FuturesOrdered<Committing> = FuturesOrdered::new();
+    let mut next_tick: Option<tokio::time::Instant> = None;
+    let mut housekeeping = tokio::time::interval(Duration::from_secs(1));
+    housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let tick = room.config.tick;
+    let mut shutdown: Option<oneshot::Sender<()>> = None;
+
+    loop {
+        let tick_at = next_tick;
+        tokio::select! {
+            cmd = rx.recv(), if shutdown.is_none() => {
+                let Some(cmd) = cmd else { break };
+                let now = Instant::now();
+                match cmd {
+                    Command::Join(req, reply) => {
+                        let _ = reply.send(room.join(now, req));
+                        next_tick.get_or_insert_with(|| tokio::time::Instant::now() + tick);
+                    }
+                    Command::Leave { participant, code } => room.leave(now, participant, code, true),
+                    Command::Update { participant, op_id, data } => {
+                        metrics::counter!("easel_ops_in_total").increment(1);
+                        if let Some(p) = room.update(now, participant, op_id, data) {
+                            committing.push_back(persist(&store, room.id(), p));
+                        }
+                    }
+                    Command::Cursor(i, c) => {
+                        if room.cursor(now, i, &c) {
+                            next_tick.get_or_insert_with(|| tokio::time::Instant::now() + tick);
+                        }
+                    }
+                    Command::Heartbeat(i, h) => {
+                        if room.heartbeat(now, i, &h) {
+                            next_tick.get_or_insert_with(|| tokio::time::Instant::now() + tick);
+                        }
+                    }
+                    Command::Touch(i) => room.touch(now, i),
+                    Command::Reply(i, message) => {
+                        room.touch(now, i);
+                        room.send(i, message);
+                    }
+                    Command::Sync { participant, since } => room.sync(now, participant, &since),
+                    Command::Shutdown(done) => shutdown = Some(done),
+                }
+            }
+            Some(c) = committing.next() => {
+                match c.result {
+                    Ok(stored) => {
+                        if let Some(received) = c.received {
+                            metrics::histogram!("easel_op_ingest_to_send_seconds").record(received.elapsed().as_secs_f64());
+                        }
+                        if let Some(snap) = room.committed(c.participant, c.op_id, stored) {
+                            write_snapshot(&store, room.id(), snap).await;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(room = %room.id(), op_id = c.op_id, "durable write failed: {e}");
+                        room.reject(c.participant, c.op_id, ErrorCode::StorageUnavailable, "storage unavailable".into());
+                    }
+                }
+            }
+            () = async { if let Some(at) = tick_at { tokio::time::sleep_until(at).await } }, if tick_at.is_some() => {
+                next_tick = room.tick(Instant::now()).then(|| tokio::time::Instant::now() + tick);
+            }
+            _ = housekeeping.tick() => {
+                let now = Instant::now();
+                room.expire(now);
+                if room.idle(now) && committing.is_empty() && rx.is_empty() {
+                    break;
+                }
+            }
+        }
+        if shutdown.is_some() && committing.is_empty() {
+            break;
+        }
+    }
+    // Stop taking commands before the final snapshot so nothing is accepted and then lost.
+    rx.close();
+    while let Some(c) = committing.next().await {
+        if let Ok(stored) = c.result {
+            let _ = room.committed(c.participant, c.op_id, stored);
+        }
+    }
+    if let Some(snap) = room.snapshot() {
+        write_snapshot(&store, room.id(), snap).await;
+    }
+    let members: Vec<u16> = room.members.keys().copied().collect();
+    for index in members {
+        room.leave(Instant::now(), index, ErrorCode::ShuttingDown, true);
+    }
+    metrics::gauge!("easel_rooms").decrement(1.0);
+    on_exit(&handle);
+    if let Some(done) = shutdown {
+        let _ = done.send(());
+    }
+}
+
+fn persist(store: &Store, room: &str, p: Persist) -> Committing {
+    let (store, room) = (store.clone(), room.to_owned());
+    Box::pin(async move {
+        match p {
+            Persist::Append { participant, op_id, record, received } => {
+                let data = record.data.clone();
+                let result = store.append(&room, record).await.map(|seq| Some((seq, data)));
+                Committed { participant, op_id, result, received: Some(received) }
+            }
+            Persist::Barrier { participant, op_id } => {
+                let result = store.flush().await.map(|()| None);
+                Committed { participant, op_id, result, received: None }
+            }
+        }
+    })
+}
+
+async fn write_snapshot(store: &Store, room: &str, snap: SnapshotWrite) {
+    if let Err(e) = store.snapshot(room, snap.upto_seq, snap.data).await {
+        tracing::error!(room, "snapshot write failed: {e}");
+    }
+}

@@ -1,0 +1,121 @@
+//! The whiteboard paths over each transport: cursors as datagrams, edits on room streams,
+//! state for late joiners.
+
+use std::time::Duration;
+
+use easel_client::raw::Transport;
+use easel_proto::datagram::Cursor;
+use easel_proto::message::SyncKind;
+use easel_proto::{Datagram, Message};
+
+use crate::harness::{Board, TRANSPORTS, TestServer, expect_message, send_acked, within};
+
+#[tokio::test]
+async fn cursor_reaches_the_other_participant() {
+    for transport in TRANSPORTS {
+        let server = TestServer::start().await;
+        let (a, room_a) = server.member(transport, "ada", "student", "school/art/mon").await;
+        let (b, _room_b) = server.member(transport, "bob", "student", "school/art/mon").await;
+        let me = room_a.joined().participant;
+        let slot = room_a.joined().slot;
+        // Datagrams may be lost, even on loopback: keep moving until B has seen one.
+        let sender = async {
+            let mut every = tokio::time::interval(Duration::from_millis(20));
+            for seq in 1u16.. {
+                every.tick().await;
+                let cursor = Cursor { slot, seq, x: 1600 + i32::from(seq), y: -320 };
+                a.send_datagram(&Datagram::from(cursor)).expect("send cursor");
+            }
+        };
+        let receiver = async {
+            loop {
+                if let Datagram::CursorBatch(batch) = b.recv_datagram().await.expect("datagram")
+                    && let Some(entry) = batch.cursors.iter().find(|c| c.participant == me)
+                {
+                    return *entry;
+                }
+            }
+        };
+        let entry = within("cursor at B", async {
+            tokio::select! {
+                () = sender => unreachable!(),
+                entry = receiver => entry,
+            }
+        })
+        .await;
+        assert_eq!(entry.y, -320, "{transport:?}");
+        assert_eq!(entry.x, 1600 + i32::from(entry.seq), "{transport:?}: position matches its sequence");
+        server.server.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn edits_converge_and_late_joiners_get_the_state() {
+    for transport in TRANSPORTS {
+        let server = TestServer::start().await;
+        let room = "school/art/tue";
+        let (_a, mut room_a) = server.member(transport, "ada", "teacher", room).await;
+        let (_b, mut room_b) = server.member(transport, "bob", "student", room).await;
+        let (mut board_a, mut board_b) = (Board::new(1), Board::new(2));
+
+        send_acked(&mut room_a, board_a.put(1, "a1", 1)).await;
+        let from_a = room_a.joined().participant;
+        let data = expect_message(&mut room_b, "A's update at B", |m| match m {
+            Message::RemoteUpdate(u) if u.from == from_a => Some(u.data),
+            _ => None,
+        })
+        .await;
+        board_b.import(&data);
+        send_acked(&mut room_b, board_b.put(1, "b1", 2)).await;
+        let data = expect_message(&mut room_a, "B's update at A", |m| match m {
+            Message::RemoteUpdate(u) => Some(u.data),
+            _ => None,
+        })
+        .await;
+        board_a.import(&data);
+        assert_eq!(board_a.value(), board_b.value(), "{transport:?}: both docs converge");
+        assert_eq!(board_a.keys(), ["a1", "b1"]);
+
+        // A late joiner with nothing gets a snapshot on a uni stream.
+        let c = server.connect(transport, "cyd", "viewer", room).await;
+        let room_c = within("join C", c.join(room, None)).await.expect("join");
+        assert_eq!(room_c.joined().sync, SyncKind::Snapshot);
+        assert!(room_c.joined().participants.len() >= 3, "C sees everyone");
+        let snapshot = within("snapshot", c.snapshot()).await.expect("snapshot");
+        let board_c = Board::new(3);
+        board_c.import(&snapshot.data);
+        assert_eq!(board_c.value(), board_a.value(), "{transport:?}: late joiner has the full state");
+
+        // One that already has part of it gets only the difference.
+        let partial = Board::new(4);
+        partial.import(
+            &board_a.doc.export(loro::ExportMode::updates_owned(Default::default())).expect("export"),
+        );
+        send_acked(&mut room_a, board_a.put(2, "a2", 3)).await;
+        let d = server.connect(transport, "dan", "viewer", room).await;
+        let room_d =
+            within("join D", d.join(room, Some(partial.doc.oplog_vv().encode()))).await.expect("join");
+        assert_eq!(room_d.joined().sync, SyncKind::Updates);
+        let diff = within("diff", d.snapshot()).await.expect("diff");
+        partial.import(&diff.data);
+        assert_eq!(partial.value(), board_a.value(), "{transport:?}: version-vector diff completes the doc");
+        server.server.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn a_clean_leave_is_broadcast_at_once() {
+    let server = TestServer::start().await;
+    let transport = Transport::Quic;
+    let (_a, mut room_a) = server.member(transport, "ada", "student", "s/c/leave").await;
+    let (b, room_b) = server.member(transport, "bob", "student", "s/c/leave").await;
+    let bob = room_b.joined().participant;
+    b.close(easel_proto::ErrorCode::Normal);
+    let left = expect_message(&mut room_a, "bob left", |m| match m {
+        Message::ParticipantLeft(l) if l.index == bob => Some(l.code),
+        _ => None,
+    })
+    .await;
+    assert_eq!(left, easel_proto::ErrorCode::Normal.to_u16());
+    server.server.shutdown().await;
+}

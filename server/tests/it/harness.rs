@@ -1,0 +1,187 @@
+//! Shared test plumbing: an in-process server on ephemeral ports, tokens, clients, Loro docs.
+
+use std::future::Future;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use clap::Parser as _;
+use easel_client::raw::{Connection, Options, RoomStream, Transport};
+use easel_proto::Message;
+use easel_proto::message::Update;
+use easel_server::Server;
+use easel_server::auth::{Claims, Issuer};
+use easel_server::config::{Cli, Serve};
+use loro::{ExportMode, LoroDoc, VersionVector};
+
+pub const SECRET: &str = "integration-test-secret-0123456789abcdef";
+pub const TRANSPORTS: [Transport; 2] = [Transport::Quic, Transport::WebTransport];
+
+/// Every wait in these tests is bounded: a hang is a failure with a message, not a stuck run.
+pub async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(15), fut).await.unwrap_or_else(|_| panic!("timed out: {what}"))
+}
+
+/// `easel serve` options for tests: ephemeral loopback ports, the test secret, `dir`.
+pub fn serve_config(dir: &Path, extra: &[&str]) -> Serve {
+    let dir = dir.to_str().expect("utf-8 path");
+    let mut args = vec![
+        "easel",
+        "--data-dir",
+        dir,
+        "--jwt-secret",
+        SECRET,
+        "--wt-addr",
+        "127.0.0.1:0",
+        "--quic-addr",
+        "127.0.0.1:0",
+        "--http-addr",
+        "127.0.0.1:0",
+    ];
+    args.extend_from_slice(extra);
+    Cli::try_parse_from(args).expect("valid test flags").serve
+}
+
+pub struct TestServer {
+    pub server: Server,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    pub async fn start_with(extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let server = Server::start(serve_config(dir.path(), extra)).await.expect("server starts");
+        Self { server, dir }
+    }
+
+    /// Stops this server and starts a new one on the same data dir.
+    pub async fn restart(self) -> Self {
+        let Self { server, dir } = self;
+        server.shutdown().await;
+        let server = Server::start(serve_config(dir.path(), &[])).await.expect("server restarts");
+        Self { server, dir }
+    }
+
+    pub fn options(&self, transport: Transport) -> Options {
+        let addr = match transport {
+            Transport::Quic => self.server.quic_addr(),
+            Transport::WebTransport => self.server.wt_addr(),
+        };
+        Options::new(addr, transport).with_cert_hash(self.server.cert_hash()).expect("hash")
+    }
+
+    pub async fn connect(&self, transport: Transport, user: &str, role: &str, room: &str) -> Connection {
+        let token = token(room, user, role, 3600);
+        within("connect", Connection::connect(&self.options(transport), &token, &format!("{user}-device")))
+            .await
+            .expect("connect")
+    }
+
+    /// Connects and joins `room` as `user`.
+    pub async fn member(
+        &self,
+        transport: Transport,
+        user: &str,
+        role: &str,
+        room: &str,
+    ) -> (Connection, RoomStream) {
+        let conn = self.connect(transport, user, role, room).await;
+        let stream = within("join", conn.join(room, None)).await.expect("join");
+        (conn, stream)
+    }
+}
+
+pub fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_secs()
+}
+
+/// An HS256 token with the test secret, valid for `ttl_secs` (negative: already expired).
+pub fn token(room: &str, user: &str, role: &str, ttl_secs: i64) -> String {
+    let exp = now_secs().saturating_add_signed(ttl_secs);
+    let claims =
+        Claims { sub: user.into(), room: room.into(), role: role.into(), exp, iat: None, name: None };
+    Issuer::hs256(SECRET.as_bytes()).mint(&claims).expect("mint")
+}
+
+/// A local Loro document that exports each change as one update.
+pub struct Board {
+    pub doc: LoroDoc,
+    sent: VersionVector,
+}
+
+impl Board {
+    pub fn new(peer: u64) -> Self {
+        let doc = LoroDoc::new();
+        doc.set_peer_id(peer).expect("peer id");
+        Self { doc, sent: VersionVector::default() }
+    }
+
+    /// Sets `ops[key] = value` and returns the update to send.
+    pub fn put(&mut self, op_id: u64, key: &str, value: i64) -> Message {
+        self.doc.get_map("ops").insert(key, value).expect("insert");
+        self.doc.commit();
+        let data = self.doc.export(ExportMode::updates(&self.sent)).expect("export");
+        self.sent = self.doc.oplog_vv();
+        Message::from(Update { op_id, data })
+    }
+
+    pub fn import(&self, data: &[u8]) {
+        self.doc.import(data).expect("import");
+    }
+
+    pub fn value(&self) -> loro::LoroValue {
+        self.doc.get_deep_value()
+    }
+
+    pub fn keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self.doc.get_map("ops").keys().map(|k| k.to_string()).collect();
+        keys.sort();
+        keys
+    }
+}
+
+/// Reads room messages until one matches `want`; other messages (presence, etc.) are skipped.
+pub async fn expect_message<T>(
+    stream: &mut RoomStream,
+    what: &str,
+    mut want: impl FnMut(Message) -> Option<T>,
+) -> T {
+    within(what, async {
+        loop {
+            let message =
+                stream.next().await.expect("room stream").unwrap_or_else(|| panic!("stream ended: {what}"));
+            if let Some(t) = want(message) {
+                return t;
+            }
+        }
+    })
+    .await
+}
+
+/// Sends `update` and waits for its ack.
+pub async fn send_acked(stream: &mut RoomStream, update: Message) {
+    let Message::Update(u) = &update else { panic!("not an update") };
+    let op_id = u.op_id;
+    stream.send(&update).await.expect("send update");
+    expect_message(stream, "ack", |m| match m {
+        Message::Ack(a) if a.op_ids.contains(&op_id) => Some(()),
+        Message::Reject(r) => panic!("update {op_id} rejected: {r:?}"),
+        _ => None,
+    })
+    .await;
+}
+
+/// A GET over plain HTTP/1.0; returns (status, body).
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect http");
+    tcp.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes()).await.expect("write");
+    let mut response = String::new();
+    within("http response", tcp.read_to_string(&mut response)).await.expect("read");
+    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status line");
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}

@@ -1,0 +1,135 @@
+//! Malformed, oversized and flooding input: typed errors or drops; the server and other
+//! sessions carry on.
+
+use bytes::Bytes;
+use easel_client::raw::{ClientError, Connection, Transport};
+use easel_proto::message::{Ping, Update};
+use easel_proto::{ErrorCode, Message, varint};
+
+use crate::harness::{Board, TestServer, expect_message, send_acked, within};
+
+/// A frame header announcing `len` bytes.
+fn header(len: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    varint::encode(len, &mut out);
+    out
+}
+
+async fn probe_code(options: &easel_client::raw::Options, bytes: &[u8]) -> ErrorCode {
+    match within("probe", Connection::probe(options, bytes)).await {
+        Ok(Message::Fault(f)) => ErrorCode::from_u16(f.code).expect("known code"),
+        Err(ClientError::Closed { code: Some(code), .. }) => code,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+async fn still_serves(server: &TestServer, room: &str) {
+    let (conn, mut stream) = server.member(Transport::Quic, "ok-user", "student", room).await;
+    let pong = within("ping", conn.request(&Message::from(Ping { nonce: 77 }))).await.expect("ping");
+    assert!(matches!(pong, Message::Pong(p) if p.nonce == 77));
+    send_acked(&mut stream, Board::new(50).put(1, "still", 1)).await;
+}
+
+#[tokio::test]
+async fn malformed_frames_get_typed_errors_and_the_stream_goes_on() {
+    let server = TestServer::start().await;
+    let (_conn, mut stream) = server.member(Transport::Quic, "ada", "student", "s/h/frames").await;
+    // An unknown kind byte in a well-delimited frame.
+    let mut frame = header(3);
+    frame.extend_from_slice(&[0xEE, 1, 2]);
+    stream.send_bytes(&frame).await.expect("send");
+    let code = expect_message(&mut stream, "fault", |m| match m {
+        Message::Fault(f) => Some(f.code),
+        _ => None,
+    })
+    .await;
+    assert_eq!(code, ErrorCode::UnknownKind.to_u16());
+    // A known kind with a body that does not validate.
+    let mut frame = header(5);
+    frame.extend_from_slice(&[easel_proto::Kind::Update.to_u8(), 0xFF, 0xFF, 0xFF, 0xFF]);
+    stream.send_bytes(&frame).await.expect("send");
+    let code = expect_message(&mut stream, "fault", |m| match m {
+        Message::Fault(f) => Some(f.code),
+        _ => None,
+    })
+    .await;
+    assert_eq!(code, ErrorCode::Malformed.to_u16());
+    // Loro bytes that are not an update: rejected, doc untouched.
+    stream
+        .send(&Message::from(Update { op_id: 5, data: b"definitely not loro".to_vec() }))
+        .await
+        .expect("send");
+    let code = expect_message(&mut stream, "reject", |m| match m {
+        Message::Reject(r) if r.op_id == 5 => Some(r.code),
+        _ => None,
+    })
+    .await;
+    assert_eq!(code, ErrorCode::InvalidUpdate.to_u16());
+    // The same stream still works.
+    send_acked(&mut stream, Board::new(1).put(6, "fine", 1)).await;
+    server.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn oversized_and_pre_auth_abuse_ends_only_the_offender() {
+    let server = TestServer::start().await;
+    // A frame announcing more than the limit ends that room membership...
+    let (_conn, mut stream) = server.member(Transport::Quic, "ada", "student", "s/h/big").await;
+    stream.send_bytes(&header(64 << 20)).await.expect("send");
+    let ended = within("stream ends", async {
+        loop {
+            match stream.next().await {
+                Ok(Some(Message::Left(l))) => return Some(l.code),
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => return None,
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_none() || ended == Some(ErrorCode::FrameTooLarge.to_u16()), "got {ended:?}");
+
+    // ...and before authentication, more than 16 KiB is refused outright.
+    let options = server.options(Transport::Quic);
+    let mut big = header(20_000);
+    big.push(easel_proto::Kind::Hello.to_u8());
+    big.resize(4096, b'x');
+    assert_eq!(probe_code(&options, &big).await, ErrorCode::FrameTooLarge);
+    let mut garbage = header(4);
+    garbage.extend_from_slice(&[easel_proto::Kind::Hello.to_u8(), 9, 9, 9]);
+    assert_eq!(probe_code(&options, &garbage).await, ErrorCode::Malformed);
+    let mut wrong = Vec::new();
+    Message::from(Ping { nonce: 1 }).encode_into(&mut wrong).expect("encode");
+    assert_eq!(probe_code(&options, &wrong).await, ErrorCode::UnexpectedMessage);
+    still_serves(&server, "s/h/big").await;
+    server.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn floods_are_limited_and_others_are_unaffected() {
+    let server = TestServer::start_with(&["--ops-per-sec", "10", "--ops-burst", "20"]).await;
+    let (conn, mut stream) = server.member(Transport::Quic, "ada", "student", "s/h/flood").await;
+    // Garbage and valid-but-excessive datagrams: dropped, never fatal.
+    for i in 0..5_000u32 {
+        let _ = conn.send_datagram_bytes(Bytes::from(i.to_le_bytes().to_vec()));
+    }
+    // 100 ops at once against a burst of 20: the excess is refused with RateLimited.
+    let mut board = Board::new(3);
+    for op in 1..=100 {
+        stream.send(&board.put(op, &format!("k{op}"), 0)).await.expect("send");
+    }
+    let (mut acked, mut limited) = (0, 0);
+    within("all answered", async {
+        while acked + limited < 100 {
+            match stream.next().await.expect("stream").expect("open") {
+                Message::Ack(a) => acked += a.op_ids.len(),
+                Message::Reject(r) if r.code == ErrorCode::RateLimited.to_u16() => limited += 1,
+                _ => {}
+            }
+        }
+    })
+    .await;
+    assert!(limited > 0, "a flood is rate limited");
+    assert!(acked >= 20, "the burst passes");
+    still_serves(&server, "s/h/flood").await;
+    server.server.shutdown().await;
+}

@@ -1,0 +1,11 @@
+//! easel-server integration tests: real sockets on 127.0.0.1:0, real QUIC and WebTransport
+//! clients (`easel_client::raw`), real redb files, the real binary where a process must die.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
+
+mod auth;
+mod browser;
+mod e2e;
+mod harness;
+mod hostile;
+mod http;
+mod storage;
