@@ -258,6 +258,11 @@ impl Room {
         self.doc.oplog_vv().encode()
     }
 
+    /// The deepest member queue of room-stream messages not yet written.
+    pub fn outbound_depth(&self) -> usize {
+        self.members.values().map(|m| m.link.tx.max_capacity() - m.link.tx.capacity()).max().unwrap_or(0)
+    }
+
     /// Whether the room has been empty for the idle-unload period.
     pub fn idle(&self, now: Instant) -> bool {
         self.empty_since.is_some_and(|t| now.duration_since(t) >= self.config.idle_unload)
@@ -825,6 +830,8 @@ async fn run(
             }
             _ = housekeeping.tick() => {
                 let now = Instant::now();
+                metrics::histogram!("easel_room_queue_depth").record(rx.len() as f64);
+                metrics::histogram!("easel_outbound_queue_depth").record(room.outbound_depth() as f64);
                 room.expire(now);
                 if room.idle(now) && committing.is_empty() && rx.is_empty() {
                     break;
@@ -876,5 +883,228 @@ fn persist(store: &Store, room: &str, p: Persist) -> Committing {
 async fn write_snapshot(store: &Store, room: &str, snap: SnapshotWrite) {
     if let Err(e) = store.snapshot(room, snap.upto_seq, snap.data).await {
         tracing::error!(room, "snapshot write failed: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use easel_proto::datagram::{Status, Tool};
+
+    use super::*;
+    use crate::transport::TransportError;
+
+    /// Captures datagrams; `space` is what `buffer_space` reports.
+    struct Capture {
+        sent: Mutex<Vec<Datagram>>,
+        space: Mutex<usize>,
+    }
+
+    impl DatagramSender for Capture {
+        fn send(&self, datagram: Bytes) -> Result<(), TransportError> {
+            let d = Datagram::decode(&datagram).expect("the room sends valid datagrams");
+            self.sent.lock().expect("lock").push(d);
+            Ok(())
+        }
+
+        fn buffer_space(&self) -> usize {
+            *self.space.lock().expect("lock")
+        }
+    }
+
+    impl Capture {
+        fn take(&self) -> Vec<Datagram> {
+            std::mem::take(&mut *self.sent.lock().expect("lock"))
+        }
+
+        fn cursors(&self) -> Vec<CursorEntry> {
+            self.take()
+                .into_iter()
+                .filter_map(|d| match d {
+                    Datagram::CursorBatch(b) => Some(b.cursors),
+                    _ => None,
+                })
+                .flatten()
+                .collect()
+        }
+    }
+
+    struct Member {
+        index: u16,
+        rx: mpsc::Receiver<Outbound>,
+        datagrams: Arc<Capture>,
+    }
+
+    impl Member {
+        fn messages(&mut self) -> Vec<Message> {
+            let mut out = Vec::new();
+            while let Ok(o) = self.rx.try_recv() {
+                if let Outbound::Message(m) = o {
+                    out.push(m);
+                }
+            }
+            out
+        }
+    }
+
+    fn room(config: Config, t0: Instant) -> Room {
+        Room::new(Arc::from("s/c/r"), config, None, Vec::new(), t0).expect("empty room")
+    }
+
+    fn join(room: &mut Room, now: Instant, user: &str, capacity: usize) -> Member {
+        let (tx, rx) = mpsc::channel(capacity);
+        let datagrams = Arc::new(Capture { sent: Mutex::default(), space: Mutex::new(64 * 1024) });
+        let link = Link { tx, datagrams: datagrams.clone(), kill: CancellationToken::new(), slot: 0 };
+        let req = JoinRequest {
+            user: user.into(),
+            name: user.into(),
+            role: Role::Student,
+            client_id: format!("{user}-client"),
+            since: None,
+            link,
+        };
+        let joined = room.join(now, req).expect("join");
+        Member { index: joined.participant, rx, datagrams }
+    }
+
+    fn cursor(seq: u16, x: i32) -> Cursor {
+        Cursor { slot: 0, seq, x, y: 0 }
+    }
+
+    #[test]
+    fn cursors_are_coalesced_per_tick_newest_wins() {
+        let t0 = Instant::now();
+        let mut room = room(Config::default(), t0);
+        let a = join(&mut room, t0, "ada", 64);
+        let b = join(&mut room, t0, "bob", 64);
+        for (seq, x) in [(1, 10), (2, 20), (3, 30)] {
+            assert!(room.cursor(t0, a.index, &cursor(seq, x)));
+        }
+        // An older datagram arriving late changes nothing.
+        assert!(!room.cursor(t0, a.index, &cursor(2, 999)));
+        room.tick(t0);
+        let got = b.datagrams.cursors();
+        assert_eq!(got.len(), 1, "one entry per cursor per tick");
+        assert_eq!((got[0].participant, got[0].seq, got[0].x), (a.index, 3, 30));
+        assert!(a.datagrams.cursors().is_empty(), "nobody is sent their own cursor");
+        // Nothing changed: the next tick sends nothing.
+        room.tick(t0 + Duration::from_millis(16));
+        assert!(b.datagrams.cursors().is_empty());
+        // Once settled, the last position is repeated once (repairs a lost final datagram).
+        room.tick(t0 + Duration::from_millis(200));
+        assert_eq!(b.datagrams.cursors().iter().map(|c| c.x).collect::<Vec<_>>(), [30]);
+        room.tick(t0 + Duration::from_millis(400));
+        assert!(b.datagrams.cursors().is_empty());
+    }
+
+    #[test]
+    fn a_slow_subscriber_gets_fewer_fresher_frames() {
+        let t0 = Instant::now();
+        let mut room = room(Config::default(), t0);
+        let a = join(&mut room, t0, "ada", 64);
+        let b = join(&mut room, t0, "bob", 64);
+        *b.datagrams.space.lock().expect("lock") = 0;
+        for seq in 1..=10u16 {
+            let now = t0 + Duration::from_millis(u64::from(seq) * 16);
+            room.cursor(now, a.index, &cursor(seq, i32::from(seq)));
+            room.tick(now);
+        }
+        assert!(b.datagrams.take().is_empty(), "no room in the send buffer: skipped, not queued");
+        *b.datagrams.space.lock().expect("lock") = 64 * 1024;
+        room.tick(t0 + Duration::from_millis(176));
+        let got = b.datagrams.cursors();
+        assert_eq!(got.iter().map(|c| c.seq).collect::<Vec<_>>(), [10], "only the newest position");
+    }
+
+    #[test]
+    fn a_300_cursor_tick_splits_at_the_mtu() {
+        let t0 = Instant::now();
+        let mut room = room(Config::default(), t0);
+        let members: Vec<Member> = (0..301).map(|i| join(&mut room, t0, &format!("u{i}"), 1024)).collect();
+        for m in &members[1..] {
+            room.cursor(t0, m.index, &cursor(1, 5));
+        }
+        room.tick(t0);
+        let datagrams = members[0].datagrams.take();
+        let batches: Vec<usize> = datagrams
+            .iter()
+            .filter_map(|d| match d {
+                Datagram::CursorBatch(b) => Some(b.cursors.len()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(batches.iter().sum::<usize>(), 300);
+        assert_eq!(batches.len(), 300usize.div_ceil(CursorBatch::MAX_ENTRIES));
+        assert!(
+            datagrams
+                .iter()
+                .all(|d| d.encode().expect("encode").len() <= easel_proto::limits::MAX_DATAGRAM_LEN)
+        );
+    }
+
+    #[test]
+    fn silence_past_the_ttl_evicts_and_tells_everyone() {
+        let t0 = Instant::now();
+        let config = Config { presence_ttl: Duration::from_secs(10), ..Config::default() };
+        let mut room = room(config, t0);
+        let mut a = join(&mut room, t0, "ada", 64);
+        let b = join(&mut room, t0, "bob", 64);
+        a.messages();
+        let beat = Heartbeat { slot: 0, seq: 1, status: Status::Active, tool: Tool::Pen };
+        room.heartbeat(t0 + Duration::from_secs(8), a.index, &beat);
+        room.expire(t0 + Duration::from_secs(11));
+        assert_eq!(room.len(), 1, "bob was silent for 11 s");
+        let left: Vec<(u16, u16)> = a
+            .messages()
+            .into_iter()
+            .filter_map(|m| match m {
+                Message::ParticipantLeft(l) => Some((l.index, l.code)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(left, [(b.index, ErrorCode::PresenceTimeout.to_u16())]);
+    }
+
+    #[test]
+    fn full_rooms_refuse_and_full_queues_close_the_slow_consumer() {
+        let t0 = Instant::now();
+        let config = Config { max_participants: 2, ..Config::default() };
+        let mut room = room(config, t0);
+        let a = join(&mut room, t0, "ada", 64);
+        let _b = join(&mut room, t0, "bob", 2);
+        let (tx, _rx) = mpsc::channel(4);
+        let link = Link { tx, datagrams: a.datagrams.clone(), kill: CancellationToken::new(), slot: 0 };
+        let req = JoinRequest {
+            user: "cyd".into(),
+            name: "cyd".into(),
+            role: Role::Student,
+            client_id: "c".into(),
+            since: None,
+            link,
+        };
+        assert_eq!(room.join(t0, req).err(), Some(ErrorCode::RoomFull));
+
+        // Bob never reads: his 2-slot queue overflows and he is removed, not waited for.
+        let kill = room.members.get(&1).map(|m| m.link.kill.clone()).expect("bob");
+        for i in 0..5 {
+            room.broadcast(Some(a.index), &Message::from(Ack { op_ids: vec![i] }));
+        }
+        assert!(kill.is_cancelled(), "bob's session is closed as a slow consumer");
+        assert_eq!(room.len(), 1);
+    }
+
+    #[test]
+    fn invalid_updates_leave_the_doc_untouched() {
+        let t0 = Instant::now();
+        let mut room = room(Config::default(), t0);
+        let mut a = join(&mut room, t0, "ada", 64);
+        let before = room.version();
+        assert!(room.update(t0, a.index, 1, b"garbage".to_vec()).is_none());
+        assert_eq!(room.version(), before);
+        let rejected = a.messages().into_iter().any(|m| {
+            matches!(m, Message::Reject(r) if r.op_id == 1 && r.code == ErrorCode::InvalidUpdate.to_u16())
+        });
+        assert!(rejected);
     }
 }

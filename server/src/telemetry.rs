@@ -52,7 +52,11 @@ fn describe() {
         Unit::Seconds,
         "From receiving an update to acking and fanning it out (includes the fsync)."
     );
-    describe_histogram!("easel_room_queue_depth", "Room command queue depth, sampled each second.");
+    describe_histogram!("easel_room_queue_depth", "Room command queue depth, sampled each second per room.");
+    describe_histogram!(
+        "easel_outbound_queue_depth",
+        "Deepest participant room-stream queue, sampled each second per room."
+    );
     describe_histogram!("easel_store_commit_seconds", Unit::Seconds, "Durable commit (fsync) time.");
     describe_histogram!("easel_store_batch_ops", "Operations per group commit.");
     describe_counter!("easel_store_commits_total", "Write transactions committed.");

@@ -1,0 +1,290 @@
+//! `easel-probe`: starts the real `easel` binary on loopback and measures what a user feels —
+//! connect-to-Welcome time, cursor datagram latency between participants, op ack latency
+//! (which includes the fsync), and server memory per idle session. Bounded in count and time.
+//!
+//! ```sh
+//! cargo build --release -p easel-server -p easel-benches
+//! target/release/easel-probe --server target/release/easel --transport quic
+//! ```
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context as _, bail};
+use clap::Parser as _;
+use easel_client::raw::{Connection, Options, RoomStream, Transport};
+use easel_proto::datagram::Cursor;
+use easel_proto::message::Update;
+use easel_proto::{Datagram, Message};
+use easel_server::auth::{Claims, Issuer};
+use hdrhistogram::Histogram;
+use loro::{ExportMode, LoroDoc};
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+
+const SECRET: &str = "easel-probe-secret-easel-probe-secret-0123";
+
+/// Measures a real easel server on loopback.
+#[derive(Debug, clap::Parser)]
+struct Args {
+    /// The `easel` binary to start.
+    #[arg(long, default_value = "target/release/easel")]
+    server: PathBuf,
+    /// quic or wt.
+    #[arg(long, default_value = "quic")]
+    transport: String,
+    /// Sequential connects to time.
+    #[arg(long, default_value_t = 200)]
+    connects: u32,
+    /// Cursor latency samples to collect (each is one sender's position seen by one receiver).
+    #[arg(long, default_value_t = 20_000)]
+    cursor_samples: u64,
+    /// Participants moving cursors at once.
+    #[arg(long, default_value_t = 10)]
+    cursor_clients: u32,
+    /// Cursor send rate per participant (Hz).
+    #[arg(long, default_value_t = 60)]
+    cursor_hz: u32,
+    /// Server tick rate (--tick-hz of the server).
+    #[arg(long, default_value_t = 60)]
+    tick_hz: u32,
+    /// Sequential ops (one in flight) whose ack latency is measured.
+    #[arg(long, default_value_t = 1000)]
+    ops: u64,
+    /// Idle sessions opened to measure memory per session.
+    #[arg(long, default_value_t = 500)]
+    idle_sessions: u32,
+    /// Write the results here as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+struct Server {
+    child: tokio::process::Child,
+    options: Options,
+    pid: u32,
+}
+
+fn token(room: &str, user: &str) -> anyhow::Result<String> {
+    let exp = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() + 3600;
+    let claims =
+        Claims { sub: user.into(), room: room.into(), role: "student".into(), exp, iat: None, name: None };
+    Ok(Issuer::hs256(SECRET.as_bytes()).mint(&claims)?)
+}
+
+async fn start(args: &Args, transport: Transport, dir: &std::path::Path) -> anyhow::Result<Server> {
+    let mut child = tokio::process::Command::new(&args.server)
+        .args(["--data-dir", &dir.display().to_string()])
+        .args(["--wt-addr", "127.0.0.1:0", "--quic-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+        .args(["--tick-hz", &args.tick_hz.to_string()])
+        .args(["--ops-per-sec", "100000", "--ops-burst", "100000"])
+        .args(["--datagrams-per-sec", "100000", "--datagrams-burst", "100000"])
+        .env("EASEL_JWT_SECRET", SECRET)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", args.server.display()))?;
+    let pid = child.id().context("server pid")?;
+    let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
+    let ready = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await? {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                && v["event"] == "ready"
+            {
+                return Ok(v);
+            }
+        }
+        bail!("server exited before it was ready")
+    })
+    .await
+    .context("server not ready within 30 s")??;
+    let key = if transport == Transport::Quic { "quic" } else { "wt" };
+    let addr = ready[key].as_str().context("address")?.parse()?;
+    let options =
+        Options::new(addr, transport).with_cert_hash(ready["cert_sha256"].as_str().context("hash")?)?;
+    Ok(Server { child, options, pid })
+}
+
+fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).context("VmRSS")?;
+    Ok(line.split_whitespace().nth(1).context("VmRSS value")?.parse()?)
+}
+
+fn summary(h: &Histogram<u64>) -> serde_json::Value {
+    let ms = |v: u64| v as f64 / 1000.0;
+    serde_json::json!({
+        "samples": h.len(),
+        "p50_ms": ms(h.value_at_quantile(0.50)),
+        "p90_ms": ms(h.value_at_quantile(0.90)),
+        "p99_ms": ms(h.value_at_quantile(0.99)),
+        "max_ms": ms(h.max()),
+    })
+}
+
+/// Microseconds from 1 µs to 60 s, 3 significant digits.
+fn histogram() -> Histogram<u64> {
+    #[allow(clippy::expect_used)]
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("constant bounds are valid")
+}
+
+async fn connect_latency(args: &Args, server: &Server) -> anyhow::Result<Histogram<u64>> {
+    let mut h = histogram();
+    let tok = token("probe/connect/x", "connector")?;
+    for i in 0..args.connects {
+        let started = Instant::now();
+        let conn = Connection::connect(&server.options, &tok, &format!("c{i}")).await?;
+        h.record(started.elapsed().as_micros() as u64)?;
+        conn.close(easel_proto::ErrorCode::Normal);
+    }
+    Ok(h)
+}
+
+async fn cursor_latency(args: &Args, server: &Server) -> anyhow::Result<(Histogram<u64>, u64)> {
+    let room = "probe/cursor/x";
+    let mut members: Vec<(Arc<Connection>, RoomStream)> = Vec::new();
+    for i in 0..args.cursor_clients {
+        let conn =
+            Connection::connect(&server.options, &token(room, &format!("u{i}"))?, &format!("u{i}")).await?;
+        let stream = conn.join(room, None).await?;
+        members.push((Arc::new(conn), stream));
+    }
+    // (participant, seq) → when it was sent; shared clock, one process.
+    let sent: Arc<Mutex<HashMap<(u16, u16), Instant>>> = Arc::default();
+    let hist = Arc::new(Mutex::new(histogram()));
+    let target = args.cursor_samples;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut tasks = tokio::task::JoinSet::new();
+    for (member, stream) in &members {
+        let (conn, sent_at) = (member.clone(), sent.clone());
+        let (me, slot) = (stream.joined().participant, stream.joined().slot);
+        let period = Duration::from_secs(1) / args.cursor_hz;
+        let hist_for_sender = hist.clone();
+        tasks.spawn(async move {
+            let mut every = tokio::time::interval(period);
+            let mut seq = 0u16;
+            while Instant::now() < deadline && hist_for_sender.lock().map_or(0, |h| h.len()) < target {
+                every.tick().await;
+                seq = seq.wrapping_add(1);
+                if let Ok(mut s) = sent_at.lock() {
+                    s.insert((me, seq), Instant::now());
+                }
+                let _ = conn.send_datagram(&Datagram::from(Cursor { slot, seq, x: i32::from(seq), y: 0 }));
+            }
+            0u64
+        });
+        let (conn, sent, hist) = (member.clone(), sent.clone(), hist.clone());
+        tasks.spawn(async move {
+            let mut received = 0u64;
+            while Instant::now() < deadline && hist.lock().map_or(0, |h| h.len()) < target {
+                let Ok(Ok(d)) = tokio::time::timeout(Duration::from_millis(500), conn.recv_datagram()).await
+                else {
+                    continue;
+                };
+                let at = Instant::now();
+                if let Datagram::CursorBatch(batch) = d {
+                    for c in batch.cursors {
+                        let when = sent.lock().ok().and_then(|s| s.get(&(c.participant, c.seq)).copied());
+                        if let (Some(when), Ok(mut h)) = (when, hist.lock()) {
+                            let _ = h.record(at.duration_since(when).as_micros() as u64);
+                            received += 1;
+                        }
+                    }
+                }
+            }
+            received
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    let h = hist.lock().map(|h| h.clone()).unwrap_or_else(|_| histogram());
+    Ok((h, members.len() as u64))
+}
+
+async fn op_latency(args: &Args, server: &Server) -> anyhow::Result<Histogram<u64>> {
+    let room = "probe/ops/x";
+    let conn = Connection::connect(&server.options, &token(room, "writer")?, "writer").await?;
+    let mut stream = conn.join(room, None).await?;
+    let doc = LoroDoc::new();
+    let mut vv = doc.oplog_vv();
+    let mut h = histogram();
+    for op in 1..=args.ops {
+        doc.get_text("t").insert(0, "x")?;
+        doc.commit();
+        let data = doc.export(ExportMode::updates(&vv))?;
+        vv = doc.oplog_vv();
+        let started = Instant::now();
+        stream.send(&Message::from(Update { op_id: op, data })).await?;
+        loop {
+            match stream.next().await? {
+                Some(Message::Ack(a)) if a.op_ids.contains(&op) => break,
+                Some(Message::Reject(r)) => bail!("op rejected: {r:?}"),
+                Some(_) => {}
+                None => bail!("room stream closed"),
+            }
+        }
+        h.record(started.elapsed().as_micros() as u64)?;
+    }
+    Ok(h)
+}
+
+async fn memory_per_session(args: &Args, server: &Server) -> anyhow::Result<serde_json::Value> {
+    let room = "probe/idle/x";
+    let tok = token(room, "idle")?;
+    // Warm up allocator pools and the room itself before the baseline.
+    let warm = Connection::connect(&server.options, &tok, "warm").await?;
+    let _warm_room = warm.join(room, None).await?;
+    let before = rss_kib(server.pid)?;
+    let mut held = Vec::new();
+    for i in 0..args.idle_sessions {
+        let conn = Connection::connect(&server.options, &tok, &format!("idle{i}")).await?;
+        let stream = conn.join(room, None).await?;
+        held.push((conn, stream));
+    }
+    let after = rss_kib(server.pid)?;
+    let per = (after.saturating_sub(before)) as f64 / f64::from(args.idle_sessions.max(1));
+    Ok(serde_json::json!({
+        "sessions": args.idle_sessions,
+        "rss_before_kib": before,
+        "rss_after_kib": after,
+        "kib_per_session": (per * 10.0).round() / 10.0,
+    }))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let transport = match args.transport.as_str() {
+        "quic" => Transport::Quic,
+        "wt" | "webtransport" => Transport::WebTransport,
+        other => bail!("--transport must be quic or wt, not {other:?}"),
+    };
+    let dir = tempfile::tempdir()?;
+    let mut server = start(&args, transport, dir.path()).await?;
+
+    let connect = connect_latency(&args, &server).await?;
+    eprintln!("connect → Welcome: {}", summary(&connect));
+    let (cursor, senders) = cursor_latency(&args, &server).await?;
+    eprintln!("cursor A → B: {}", summary(&cursor));
+    let ops = op_latency(&args, &server).await?;
+    eprintln!("op → ack (fsync): {}", summary(&ops));
+    let memory = memory_per_session(&args, &server).await?;
+    eprintln!("memory: {memory}");
+
+    let report = serde_json::json!({
+        "transport": args.transport,
+        "tick_hz": args.tick_hz,
+        "connect_to_welcome": summary(&connect),
+        "cursor_latency": { "clients": senders, "send_hz": args.cursor_hz, "latency": summary(&cursor) },
+        "op_ack_latency": summary(&ops),
+        "memory_per_idle_session": memory,
+    });
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)?;
+    }
+    server.child.kill().await?;
+    Ok(())
+}
