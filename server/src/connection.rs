@@ -22,6 +22,9 @@ use crate::transport::Session;
 /// How long a client told to go away by a shutdown should wait before reconnecting.
 const RECONNECT_HINT_MS: u32 = 1000;
 
+/// Queued room-stream frames are coalesced into writes of up to about this many bytes.
+const WRITE_BATCH: usize = 64 * 1024;
+
 /// Bytes per snapshot chunk frame.
 const CHUNK: usize = 256 * 1024;
 
@@ -465,22 +468,43 @@ async fn room_stream<S: Session + Clone>(ctx: Arc<Ctx>, session: S, mut send: S:
         // The writer drains the room's queue; the reader feeds the room.
         let (left_tx, left_rx) = oneshot::channel();
         let writer = tokio::spawn(async move {
-            while let Some(out) = rx.recv().await {
-                let message = match out {
-                    Outbound::Message(m) => m,
-                    Outbound::Snapshot(p) => {
-                        tokio::spawn(snapshot_stream(session.clone(), slot, p));
-                        continue;
+            // Everything queued goes out in one write: a join storm of hundreds of
+            // ParticipantJoined frames then costs a few packets, not one write per frame.
+            let mut batch = Vec::with_capacity(16 * 1024);
+            while let Some(first) = rx.recv().await {
+                batch.clear();
+                let mut next = Some(first);
+                let mut left = None;
+                while let Some(out) = next.take() {
+                    match out {
+                        Outbound::Message(m) => {
+                            if let Err(e) = m.encode_into(&mut batch) {
+                                tracing::error!("encode {:?}: {e}", m.kind());
+                            }
+                        }
+                        Outbound::Snapshot(p) => {
+                            tokio::spawn(snapshot_stream(session.clone(), slot, p));
+                        }
+                        Outbound::Left(code, why) => {
+                            let message = Message::from(easel_proto::message::Left {
+                                code: code.to_u16(),
+                                message: why,
+                            });
+                            let _ = message.encode_into(&mut batch);
+                            left = Some(());
+                            break;
+                        }
                     }
-                    Outbound::Left(code, why) => {
-                        let left = easel_proto::message::Left { code: code.to_u16(), message: why };
-                        let _ = write(&mut send, &Message::from(left)).await;
-                        let _ = send.shutdown().await;
-                        let _ = left_tx.send(());
-                        return;
+                    if batch.len() < WRITE_BATCH {
+                        next = rx.try_recv().ok();
                     }
-                };
-                if write(&mut send, &message).await.is_err() {
+                }
+                if send.write_all(&batch).await.is_err() {
+                    return;
+                }
+                if left.is_some() {
+                    let _ = send.shutdown().await;
+                    let _ = left_tx.send(());
                     return;
                 }
             }

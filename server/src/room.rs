@@ -361,9 +361,9 @@ impl Room {
         match self.sync_payload(Some(since)) {
             Ok(Some(payload)) => {
                 if let Some(m) = self.members.get(&index)
-                    && m.link.tx.try_send(Outbound::Snapshot(payload)).is_err()
+                    && let Err(e) = m.link.tx.try_send(Outbound::Snapshot(payload))
                 {
-                    self.overflow(index);
+                    self.undeliverable(index, &e);
                 }
             }
             Ok(None) => {}
@@ -604,24 +604,36 @@ impl Room {
     /// Queues a message to one member; a full queue closes that member as a slow consumer.
     fn send(&mut self, to: u16, message: Message) {
         let Some(member) = self.members.get(&to) else { return };
-        if member.link.tx.try_send(Outbound::Message(message)).is_err() {
-            self.overflow(to);
+        if let Err(e) = member.link.tx.try_send(Outbound::Message(message)) {
+            self.undeliverable(to, &e);
         }
     }
 
     /// Queues a message to every member except `except`.
     fn broadcast(&mut self, except: Option<u16>, message: &Message) {
-        let mut overflowed = Vec::new();
+        let mut failed = Vec::new();
         for (index, member) in &self.members {
             if Some(*index) == except {
                 continue;
             }
-            if member.link.tx.try_send(Outbound::Message(message.clone())).is_err() {
-                overflowed.push(*index);
+            if let Err(e) = member.link.tx.try_send(Outbound::Message(message.clone())) {
+                failed.push((*index, e));
             }
         }
-        for index in overflowed {
-            self.overflow(index);
+        for (index, e) in failed {
+            self.undeliverable(index, &e);
+        }
+    }
+
+    /// A member's queue refused a message: full means a slow consumer (closed); closed means
+    /// its stream is already gone (its leave is on the way), so it is removed quietly.
+    fn undeliverable(&mut self, index: u16, e: &mpsc::error::TrySendError<Outbound>) {
+        match e {
+            mpsc::error::TrySendError::Full(_) => self.overflow(index),
+            mpsc::error::TrySendError::Closed(_) => {
+                let now = self.members.get(&index).map_or_else(Instant::now, |m| m.last_seen);
+                self.leave(now, index, ErrorCode::Normal, false);
+            }
         }
     }
 

@@ -65,6 +65,7 @@ struct Server {
     child: tokio::process::Child,
     options: Options,
     pid: u32,
+    http: std::net::SocketAddr,
 }
 
 fn token(room: &str, user: &str) -> anyhow::Result<String> {
@@ -105,7 +106,19 @@ async fn start(args: &Args, transport: Transport, dir: &std::path::Path) -> anyh
     let addr = ready[key].as_str().context("address")?.parse()?;
     let options =
         Options::new(addr, transport).with_cert_hash(ready["cert_sha256"].as_str().context("hash")?)?;
-    Ok(Server { child, options, pid })
+    let http = ready["http"].as_str().context("http address")?.parse()?;
+    Ok(Server { child, options, pid, http })
+}
+
+/// One gauge from the server's `/metrics`.
+async fn gauge(server: &Server, name: &str) -> anyhow::Result<f64> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut tcp = tokio::net::TcpStream::connect(server.http).await?;
+    tcp.write_all(format!("GET /metrics HTTP/1.0\r\nHost: {}\r\n\r\n", server.http).as_bytes()).await?;
+    let mut text = String::new();
+    tcp.read_to_string(&mut text).await?;
+    let line = text.lines().find(|l| l.split_whitespace().next() == Some(name)).context("gauge missing")?;
+    Ok(line.split_whitespace().nth(1).context("gauge value")?.parse()?)
 }
 
 fn rss_kib(pid: u32) -> anyhow::Result<u64> {
@@ -244,9 +257,11 @@ async fn memory_per_session(args: &Args, server: &Server) -> anyhow::Result<serd
         held.push((conn, stream));
     }
     let after = rss_kib(server.pid)?;
+    let participants = gauge(server, "easel_participants").await?;
     let per = (after.saturating_sub(before)) as f64 / f64::from(args.idle_sessions.max(1));
     Ok(serde_json::json!({
         "sessions": args.idle_sessions,
+        "participants_on_server": participants,
         "rss_before_kib": before,
         "rss_after_kib": after,
         "kib_per_session": (per * 10.0).round() / 10.0,
