@@ -79,12 +79,7 @@ async fn write<W: AsyncWrite + Unpin>(send: &mut W, message: &Message) -> Result
 }
 
 fn fault(code: ErrorCode, kind: u8, reference: u64, message: impl Into<String>) -> Message {
-    let mut message = message.into();
-    message.truncate(limits::MAX_REASON_LEN);
-    while !message.is_char_boundary(message.len()) {
-        message.pop();
-    }
-    Message::from(Fault { code: code.to_u16(), kind, reference, message })
+    Message::from(Fault { code: code.to_u16(), kind, reference, message: room::clip_reason(message.into()) })
 }
 
 fn unix_ms(t: SystemTime) -> u64 {

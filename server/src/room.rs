@@ -416,12 +416,7 @@ impl Room {
     }
 
     fn reject(&mut self, index: u16, op_id: u64, code: ErrorCode, message: String) {
-        let mut message = message;
-        message.truncate(easel_proto::limits::MAX_REASON_LEN);
-        while !message.is_char_boundary(message.len()) {
-            message.pop();
-        }
-        self.send(index, Message::from(Reject { op_id, code: code.to_u16(), message }));
+        self.send(index, Message::from(Reject { op_id, code: code.to_u16(), message: clip_reason(message) }));
     }
 
     /// A durable write finished: ack the author and fan the update out. Returns a snapshot to
@@ -646,6 +641,16 @@ impl Room {
         let now = self.members.get(&index).map_or_else(Instant::now, |m| m.last_seen);
         self.leave(now, index, ErrorCode::SlowConsumer, false);
     }
+}
+
+/// Cuts a human-readable reason to the wire limit, on a character boundary.
+pub(crate) fn clip_reason(mut reason: String) -> String {
+    let max = easel_proto::limits::MAX_REASON_LEN;
+    if reason.len() > max {
+        let end = (0..=max).rev().find(|&i| reason.is_char_boundary(i)).unwrap_or(0);
+        reason.truncate(end);
+    }
+    reason
 }
 
 /// Imports Loro bytes; returns whether some of it is pending (missing dependencies). A panic
@@ -1104,6 +1109,15 @@ mod tests {
         }
         assert!(kill.is_cancelled(), "bob's session is closed as a slow consumer");
         assert_eq!(room.len(), 1);
+    }
+
+    #[test]
+    fn reasons_are_clipped_on_a_character_boundary() {
+        let long = "é".repeat(200); // 400 bytes, every other byte mid-character
+        let clipped = clip_reason(long);
+        assert!(clipped.len() <= easel_proto::limits::MAX_REASON_LEN);
+        assert_eq!(clipped, "é".repeat(128));
+        assert_eq!(clip_reason("short".into()), "short");
     }
 
     #[test]
