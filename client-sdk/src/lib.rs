@@ -9,3 +9,4 @@
 //! the issue "Client SDK" and is built on the same pieces.
 
 pub mod raw;
+pub mod ws;

@@ -35,6 +35,8 @@ pub enum Transport {
     Quic,
     /// WebTransport over HTTP/3.
     WebTransport,
+    /// The WebSocket fallback (`ws://host:http-port/ws`); `Options::addr` is the HTTP address.
+    WebSocket,
 }
 
 /// Why a connection or a request failed.
@@ -105,6 +107,7 @@ type BoxWrite = Pin<Box<dyn AsyncWrite + Send>>;
 enum Conn {
     Quic(quinn::Connection),
     Wt(wtransport::Connection),
+    Ws(crate::ws::Mux),
 }
 
 /// The client endpoint (its UDP socket); held so it lives exactly as long as the connection.
@@ -170,6 +173,7 @@ impl Connection {
         let (conn, endpoint) = match options.transport {
             Transport::Quic => connect_quic(options).await?,
             Transport::WebTransport => connect_wt(options).await?,
+            Transport::WebSocket => connect_ws(options).await?,
         };
         let (mut send, recv) = open_bi(&conn).await?;
         let mut reader = Reader::new(recv);
@@ -197,6 +201,7 @@ impl Connection {
         let (conn, _endpoint) = match options.transport {
             Transport::Quic => connect_quic(options).await?,
             Transport::WebTransport => connect_wt(options).await?,
+            Transport::WebSocket => connect_ws(options).await?,
         };
         let (mut send, recv) = open_bi(&conn).await?;
         send.write_all(bytes).await.map_err(closed_io)?;
@@ -255,6 +260,7 @@ impl Connection {
         let recv: BoxRead = match &self.conn {
             Conn::Quic(c) => Box::pin(c.accept_uni().await.map_err(quic_closed)?),
             Conn::Wt(c) => Box::pin(c.accept_uni().await.map_err(wt_closed)?),
+            Conn::Ws(m) => Box::pin(m.accept_uni().await.map_err(closed_io)?),
         };
         let mut reader = Reader::new(recv);
         let begin = match reader.next().await? {
@@ -285,6 +291,7 @@ impl Connection {
         let result = match &self.conn {
             Conn::Quic(c) => c.send_datagram(bytes).map_err(|e| e.to_string()),
             Conn::Wt(c) => c.send_datagram(bytes).map_err(|e| e.to_string()),
+            Conn::Ws(m) => m.send_datagram(bytes).map(|_| ()).map_err(|e| e.to_string()),
         };
         result.map_err(|reason| ClientError::Closed { code: None, reason })
     }
@@ -294,6 +301,7 @@ impl Connection {
         let bytes = match &self.conn {
             Conn::Quic(c) => c.read_datagram().await.map_err(quic_closed)?,
             Conn::Wt(c) => c.receive_datagram().await.map_err(wt_closed)?.payload(),
+            Conn::Ws(m) => m.recv_datagram().await.map_err(closed_io)?,
         };
         Ok(Datagram::decode(&bytes)?)
     }
@@ -309,6 +317,7 @@ impl Connection {
         match &self.conn {
             Conn::Quic(c) => c.close(quinn::VarInt::from_u32(code), b""),
             Conn::Wt(c) => c.close(wtransport::VarInt::from_u32(code), b""),
+            Conn::Ws(m) => m.close(crate::ws::CLOSE_BASE + code as u16, ""),
         }
     }
 }
@@ -394,6 +403,10 @@ async fn close_reason(conn: &Conn) -> ClientError {
     match conn {
         Conn::Quic(c) => quic_closed(c.closed().await),
         Conn::Wt(c) => wt_closed(c.closed().await),
+        Conn::Ws(m) => {
+            let closed = m.closed().await;
+            ClientError::Closed { code: closed.easel_code(), reason: closed.reason }
+        }
     }
 }
 
@@ -401,6 +414,10 @@ async fn open_bi(conn: &Conn) -> Result<(BoxWrite, BoxRead), ClientError> {
     match conn {
         Conn::Quic(c) => {
             let (s, r) = c.open_bi().await.map_err(quic_closed)?;
+            Ok((Box::pin(s), Box::pin(r)))
+        }
+        Conn::Ws(m) => {
+            let (s, r) = m.open_bi().map_err(closed_io)?;
             Ok((Box::pin(s), Box::pin(r)))
         }
         Conn::Wt(c) => {
@@ -482,6 +499,47 @@ async fn connect_wt(options: &Options) -> Result<(Conn, Endpoint), ClientError> 
         .await
         .map_err(|e| ClientError::Connect(format!("{addr}: {e}")))?;
     Ok((Conn::Wt(conn), Box::new(endpoint)))
+}
+
+async fn connect_ws(options: &Options) -> Result<(Conn, Endpoint), ClientError> {
+    use futures::{SinkExt as _, StreamExt as _};
+    use tokio_tungstenite::tungstenite::Message as WsMessage;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+
+    use crate::ws::{Frame, Mux, SUBPROTOCOL, Side};
+
+    let connect_err =
+        |e: &dyn std::fmt::Display| ClientError::Connect(format!("ws://{}/ws: {e}", options.addr));
+    let mut request =
+        format!("ws://{}/ws", options.addr).into_client_request().map_err(|e| connect_err(&e))?;
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        tokio_tungstenite::tungstenite::http::HeaderValue::from_static(SUBPROTOCOL),
+    );
+    let (socket, _response) = tokio_tungstenite::connect_async(request).await.map_err(|e| connect_err(&e))?;
+    let (sink, stream) = socket.split();
+    let sink = sink.with(|frame: Frame| async move {
+        Ok::<_, tokio_tungstenite::tungstenite::Error>(match frame {
+            Frame::Binary(b) => WsMessage::Binary(b),
+            Frame::Close(code, reason) => {
+                WsMessage::Close(Some(CloseFrame { code: code.into(), reason: reason.into() }))
+            }
+            Frame::Text | Frame::Control => WsMessage::Pong(Bytes::new()),
+        })
+    });
+    let stream = stream.map(|m| {
+        m.map(|m| match m {
+            WsMessage::Binary(b) => Frame::Binary(b),
+            WsMessage::Text(_) => Frame::Text,
+            WsMessage::Close(c) => c.map_or(Frame::Close(1005, String::new()), |c| {
+                Frame::Close(c.code.into(), c.reason.to_string())
+            }),
+            WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_) => Frame::Control,
+        })
+    });
+    let mux = Mux::spawn(Side::Client, Box::pin(sink), stream);
+    Ok((Conn::Ws(mux), Box::new(())))
 }
 
 /// Accepts exactly one certificate, by SHA-256 of its DER (WebTransport's

@@ -119,6 +119,131 @@ pub const fn is_unidirectional(id: u64) -> bool {
     id & 2 != 0
 }
 
+/// Which end of the WebSocket an endpoint is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// Opened the socket; initiates stream ids with bit 0 = 0.
+    Client,
+    /// Accepted the socket; initiates stream ids with bit 0 = 1.
+    Server,
+}
+
+/// What one received envelope means for the streams of a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event<'a> {
+    /// The peer opened stream `id` (its first bytes follow as [`Event::Data`]).
+    Opened {
+        /// Stream id.
+        id: u64,
+    },
+    /// Bytes for stream `id`.
+    Data {
+        /// Stream id.
+        id: u64,
+        /// The bytes.
+        data: &'a [u8],
+    },
+    /// The peer finished sending on stream `id`.
+    Fin {
+        /// Stream id.
+        id: u64,
+    },
+    /// The peer abandoned stream `id`.
+    Reset {
+        /// Stream id.
+        id: u64,
+        /// Its code.
+        code: u16,
+    },
+    /// A datagram.
+    Datagram(&'a [u8]),
+}
+
+/// Sans-IO stream bookkeeping for one WebSocket session: allocates local stream ids and turns
+/// received envelopes into [`Event`]s, refusing what QUIC would refuse (sending on the other
+/// side's unidirectional stream, data after FIN, reopening a stream, too many open streams).
+#[derive(Debug, Clone)]
+pub struct Demux {
+    side: Side,
+    /// Next id per (initiator, direction), indexed by the id's low two bits.
+    next: [u64; 4],
+    /// Streams on which we may still receive.
+    receiving: std::collections::BTreeSet<u64>,
+    max_peer_streams: usize,
+}
+
+impl Demux {
+    /// Bookkeeping for `side`, allowing at most `max_peer_streams` peer streams open at once.
+    pub fn new(side: Side, max_peer_streams: usize) -> Self {
+        Self { side, next: [0, 1, 2, 3], receiving: std::collections::BTreeSet::new(), max_peer_streams }
+    }
+
+    fn is_local(&self, id: u64) -> bool {
+        is_client_initiated(id) == (self.side == Side::Client)
+    }
+
+    fn allocate(&mut self, uni: bool) -> Result<u64, Error> {
+        let kind = usize::from(self.side == Side::Server) | (usize::from(uni) << 1);
+        let id = self.next[kind];
+        if id > MAX_STREAM_ID {
+            return Err(Error::Envelope("stream ids exhausted"));
+        }
+        self.next[kind] += 4;
+        Ok(id)
+    }
+
+    /// Allocates a bidirectional stream id; we will receive on it too.
+    pub fn open_bi(&mut self) -> Result<u64, Error> {
+        let id = self.allocate(false)?;
+        self.receiving.insert(id);
+        Ok(id)
+    }
+
+    /// Allocates a unidirectional (send-only) stream id.
+    pub fn open_uni(&mut self) -> Result<u64, Error> {
+        self.allocate(true)
+    }
+
+    /// Interprets one received WebSocket binary message. An error is a protocol violation
+    /// that ends the session.
+    pub fn receive<'a>(&mut self, message: &'a [u8]) -> Result<[Option<Event<'a>>; 2], Error> {
+        let envelope = Envelope::decode(message)?;
+        let id = match envelope {
+            Envelope::Datagram(d) => return Ok([Some(Event::Datagram(d)), None]),
+            Envelope::Stream { id, .. } | Envelope::Fin { id } | Envelope::Reset { id, .. } => id,
+        };
+        let mut opened = None;
+        if !self.receiving.contains(&id) {
+            if self.is_local(id) || id < self.next[(id & 3) as usize] {
+                return Err(Error::Envelope("envelope for a stream that is not open for receiving"));
+            }
+            if self.receiving.iter().filter(|s| !self.is_local(**s)).count() >= self.max_peer_streams {
+                return Err(Error::Envelope("too many open streams"));
+            }
+            // Like QUIC, opening id n implicitly uses up the lower ids of its type.
+            self.next[(id & 3) as usize] = id + 4;
+            self.receiving.insert(id);
+            opened = Some(Event::Opened { id });
+        }
+        let event = match envelope {
+            Envelope::Stream { id, data } => Event::Data { id, data },
+            Envelope::Fin { id } => {
+                self.receiving.remove(&id);
+                Event::Fin { id }
+            }
+            Envelope::Reset { id, code } => {
+                self.receiving.remove(&id);
+                Event::Reset { id, code }
+            }
+            Envelope::Datagram(_) => return Err(Error::Envelope("unreachable")),
+        };
+        Ok(match opened {
+            Some(o) => [Some(o), Some(event)],
+            None => [Some(event), None],
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,5 +283,40 @@ mod tests {
     fn stream_id_bits_follow_quic() {
         assert!(is_client_initiated(0) && !is_unidirectional(0));
         assert!(!is_client_initiated(3) && is_unidirectional(3));
+    }
+
+    #[test]
+    fn demux_opens_routes_and_refuses() {
+        let mut server = Demux::new(Side::Server, 2);
+        let m = Envelope::Stream { id: 0, data: b"hello" }.encode();
+        let events = server.receive(&m).expect("open 0");
+        assert_eq!(events, [Some(Event::Opened { id: 0 }), Some(Event::Data { id: 0, data: b"hello" })]);
+        let m = Envelope::Stream { id: 0, data: b"more" }.encode();
+        let events = server.receive(&m).expect("data");
+        assert_eq!(events, [Some(Event::Data { id: 0, data: b"more" }), None]);
+        assert_eq!(server.open_uni().expect("uni"), 3);
+        assert_eq!(server.open_uni().expect("uni"), 7);
+        // The client may not send on the server's unidirectional stream.
+        assert!(server.receive(&Envelope::Stream { id: 3, data: b"x" }.encode()).is_err());
+        server.receive(&Envelope::Stream { id: 4, data: b"room" }.encode()).expect("open 4");
+        assert!(server.receive(&Envelope::Stream { id: 8, data: b"x" }.encode()).is_err(), "limit of 2");
+        assert_eq!(
+            server.receive(&Envelope::Fin { id: 4 }.encode()).expect("fin"),
+            [Some(Event::Fin { id: 4 }), None]
+        );
+        assert!(server.receive(&Envelope::Stream { id: 4, data: b"x" }.encode()).is_err(), "data after FIN");
+        let m = Envelope::Datagram(&[0x82, 0]).encode();
+        let d = server.receive(&m).expect("datagram");
+        assert_eq!(d, [Some(Event::Datagram(&[0x82, 0])), None]);
+
+        let mut client = Demux::new(Side::Client, 8);
+        assert_eq!(client.open_bi().expect("bi"), 0);
+        assert_eq!(client.open_bi().expect("bi"), 4);
+        let m = Envelope::Stream { id: 4, data: b"joined" }.encode();
+        let reply = client.receive(&m).expect("reply");
+        assert_eq!(reply, [Some(Event::Data { id: 4, data: b"joined" }), None]);
+        let m = Envelope::Stream { id: 3, data: b"s" }.encode();
+        let snapshot = client.receive(&m).expect("server uni");
+        assert_eq!(snapshot[0], Some(Event::Opened { id: 3 }));
     }
 }

@@ -2,8 +2,8 @@
 //!
 //! Layer: above `easel-proto`; nothing depends on it but its binary and tests.
 //!
-//! Contract: serves protocol v1 (`proto-spec/SPEC.md`) over WebTransport and raw QUIC behind
-//! one [`transport::Session`] trait, so room logic never knows the transport. Each room is an
+//! Contract: serves protocol v1 (`proto-spec/SPEC.md`) over WebTransport, raw QUIC and a
+//! WebSocket fallback ([`websocket`]) behind one [`transport::Session`] trait, so room logic never knows the transport. Each room is an
 //! actor ([`room`]) owning its participants, presence, cursors and Loro document; updates are
 //! acked only after the fsync that covers them ([`store`]); tokens are JWTs ([`auth`]).
 //! [`Server::start`] runs it all in-process; the `easel` binary wraps it with a command line
@@ -18,5 +18,6 @@ pub mod server;
 pub mod store;
 pub mod telemetry;
 pub mod transport;
+pub mod websocket;
 
 pub use server::{Server, StartError};

@@ -225,7 +225,7 @@ impl Server {
         let mut tasks = JoinSet::new();
         tasks.spawn(accept_wt(wt.clone(), shared.clone()));
         tasks.spawn(accept_quic(quic.clone(), shared.clone()));
-        let app = http_router(prometheus, cert_hash.clone());
+        let app = http_router(prometheus, cert_hash.clone(), shared.clone());
         let stop = shared.shutdown.clone();
         tasks.spawn(async move {
             let serve = axum::serve(http, app).with_graceful_shutdown(async move { stop.cancelled().await });
@@ -397,15 +397,33 @@ async fn accept_quic(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
 struct HttpState {
     prometheus: PrometheusHandle,
     cert_hash: Arc<str>,
+    shared: Arc<Shared>,
 }
 
-fn http_router(prometheus: PrometheusHandle, cert_hash: String) -> axum::Router {
-    let state = HttpState { prometheus, cert_hash: cert_hash.into() };
+fn http_router(prometheus: PrometheusHandle, cert_hash: String, shared: Arc<Shared>) -> axum::Router {
+    let state = HttpState { prometheus, cert_hash: cert_hash.into(), shared };
     axum::Router::new()
+        .route("/ws", axum::routing::get(websocket_upgrade))
         .route("/healthz", axum::routing::get(|| async { "ok\n" }))
         .route("/metrics", axum::routing::get(metrics_text))
         .route("/cert-hash", axum::routing::get(cert_hash_text))
         .with_state(state)
+}
+
+async fn websocket_upgrade(
+    State(state): State<HttpState>,
+    upgrade: axum::extract::ws::WebSocketUpgrade,
+) -> axum::response::Response {
+    if state.shared.shutdown.is_cancelled() {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    let shared = state.shared.clone();
+    let max = shared.config.max_frame as usize + 16;
+    upgrade
+        .protocols([crate::websocket::SUBPROTOCOL])
+        .max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| connection::run(shared, crate::websocket::WsSession::new(socket)))
 }
 
 async fn metrics_text(State(state): State<HttpState>) -> impl IntoResponse {

@@ -14,7 +14,7 @@ use easel_server::config::{Cli, Serve};
 use loro::{ExportMode, LoroDoc, VersionVector};
 
 pub const SECRET: &str = "integration-test-secret-0123456789abcdef";
-pub const TRANSPORTS: [Transport; 2] = [Transport::Quic, Transport::WebTransport];
+pub const TRANSPORTS: [Transport; 3] = [Transport::Quic, Transport::WebTransport, Transport::WebSocket];
 
 /// Every wait in these tests is bounded: a hang is a failure with a message, not a stuck run.
 pub async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
@@ -69,6 +69,7 @@ impl TestServer {
         let addr = match transport {
             Transport::Quic => self.server.quic_addr(),
             Transport::WebTransport => self.server.wt_addr(),
+            Transport::WebSocket => self.server.http_addr(),
         };
         Options::new(addr, transport).with_cert_hash(self.server.cert_hash()).expect("hash")
     }

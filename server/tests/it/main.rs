@@ -9,3 +9,4 @@ mod harness;
 mod hostile;
 mod http;
 mod storage;
+mod websocket;
