@@ -1,7 +1,7 @@
 //! One [`Session`] trait over every transport: reliable streams plus best-effort datagrams.
-//! WebTransport (`wtransport`) and raw QUIC (`quinn`) implement it here; WebSocket will be a
-//! third implementation. Everything above this module is generic over `Session` and never
-//! asks which transport it has, except for metrics labels ([`Session::kind`]).
+//! WebTransport (`wtransport`) and raw QUIC (`quinn`) implement it here, WebSocket in
+//! [`crate::websocket`]. Everything above this module is generic over `Session` and never asks
+//! which transport it has, except for metrics labels ([`Session::kind`]).
 
 use std::future::Future;
 use std::sync::Arc;

@@ -32,7 +32,7 @@ struct Args {
     /// The `easel` binary to start.
     #[arg(long, default_value = "target/release/easel")]
     server: PathBuf,
-    /// quic or wt.
+    /// quic, wt or ws.
     #[arg(long, default_value = "quic")]
     transport: String,
     /// Sequential connects to time.
@@ -102,7 +102,11 @@ async fn start(args: &Args, transport: Transport, dir: &std::path::Path) -> anyh
     })
     .await
     .context("server not ready within 30 s")??;
-    let key = if transport == Transport::Quic { "quic" } else { "wt" };
+    let key = match transport {
+        Transport::Quic => "quic",
+        Transport::WebTransport => "wt",
+        _ => "http",
+    };
     let addr = ready[key].as_str().context("address")?.parse()?;
     let options =
         Options::new(addr, transport).with_cert_hash(ready["cert_sha256"].as_str().context("hash")?)?;
@@ -274,7 +278,8 @@ async fn main() -> anyhow::Result<()> {
     let transport = match args.transport.as_str() {
         "quic" => Transport::Quic,
         "wt" | "webtransport" => Transport::WebTransport,
-        other => bail!("--transport must be quic or wt, not {other:?}"),
+        "ws" | "websocket" => Transport::WebSocket,
+        other => bail!("--transport must be quic, wt or ws, not {other:?}"),
     };
     let dir = tempfile::tempdir()?;
     let mut server = start(&args, transport, dir.path()).await?;
