@@ -322,6 +322,16 @@ impl Connection {
     }
 }
 
+impl Drop for Connection {
+    fn drop(&mut self) {
+        // QUIC connections close when their last handle goes; the WebSocket mux's tasks hold
+        // the socket, so close it explicitly.
+        if let Conn::Ws(mux) = &self.conn {
+            mux.close(crate::ws::CLOSE_BASE, "");
+        }
+    }
+}
+
 /// A joined room's reliable stream.
 pub struct RoomStream {
     send: BoxWrite,
@@ -517,7 +527,10 @@ async fn connect_ws(options: &Options) -> Result<(Conn, Endpoint), ClientError> 
         "sec-websocket-protocol",
         tokio_tungstenite::tungstenite::http::HeaderValue::from_static(SUBPROTOCOL),
     );
-    let (socket, _response) = tokio_tungstenite::connect_async(request).await.map_err(|e| connect_err(&e))?;
+    // Nagle off: cursors must not wait ~40 ms for an ACK.
+    let (socket, _response) = tokio_tungstenite::connect_async_with_config(request, None, true)
+        .await
+        .map_err(|e| connect_err(&e))?;
     let (sink, stream) = socket.split();
     let sink = sink.with(|frame: Frame| async move {
         Ok::<_, tokio_tungstenite::tungstenite::Error>(match frame {

@@ -228,6 +228,13 @@ impl Server {
         let app = http_router(prometheus, cert_hash.clone(), shared.clone());
         let stop = shared.shutdown.clone();
         tasks.spawn(async move {
+            use axum::serve::ListenerExt as _;
+            // The WebSocket fallback carries cursors: Nagle's algorithm would hold them ~40 ms.
+            let http = http.tap_io(|tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!("TCP_NODELAY: {e}");
+                }
+            });
             let serve = axum::serve(http, app).with_graceful_shutdown(async move { stop.cancelled().await });
             if let Err(e) = serve.await {
                 tracing::error!("http server: {e}");

@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use easel_client::raw::Transport;
 use easel_proto::datagram::Cursor;
 use easel_proto::message::SyncKind;
 use easel_proto::{Datagram, Message};
@@ -104,18 +103,26 @@ async fn edits_converge_and_late_joiners_get_the_state() {
 }
 
 #[tokio::test]
-async fn a_clean_leave_is_broadcast_at_once() {
-    let server = TestServer::start().await;
-    let transport = Transport::Quic;
-    let (_a, mut room_a) = server.member(transport, "ada", "student", "s/c/leave").await;
-    let (b, room_b) = server.member(transport, "bob", "student", "s/c/leave").await;
-    let bob = room_b.joined().participant;
-    b.close(easel_proto::ErrorCode::Normal);
-    let left = expect_message(&mut room_a, "bob left", |m| match m {
-        Message::ParticipantLeft(l) if l.index == bob => Some(l.code),
-        _ => None,
-    })
-    .await;
-    assert_eq!(left, easel_proto::ErrorCode::Normal.to_u16());
-    server.server.shutdown().await;
+async fn leaving_is_broadcast_at_once() {
+    for transport in TRANSPORTS {
+        let server = TestServer::start().await;
+        let (_a, mut room_a) = server.member(transport, "ada", "student", "s/c/leave").await;
+        // A clean close...
+        let (b, room_b) = server.member(transport, "bob", "student", "s/c/leave").await;
+        let bob = room_b.joined().participant;
+        b.close(easel_proto::ErrorCode::Normal);
+        // ...and an app that just drops its connection.
+        let (c, room_c) = server.member(transport, "cyd", "student", "s/c/leave").await;
+        let cyd = room_c.joined().participant;
+        drop((c, room_c));
+        for who in [bob, cyd] {
+            let code = expect_message(&mut room_a, "participant left", |m| match m {
+                Message::ParticipantLeft(l) if l.index == who => Some(l.code),
+                _ => None,
+            })
+            .await;
+            assert_eq!(code, easel_proto::ErrorCode::Normal.to_u16(), "{transport:?}");
+        }
+        server.server.shutdown().await;
+    }
 }
