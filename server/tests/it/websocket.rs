@@ -7,6 +7,21 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 
 use crate::harness::{TestServer, within};
 
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Reads until the server's close frame and returns its code.
+async fn close_code(socket: &mut Socket) -> Option<u16> {
+    within("close", async {
+        while let Some(message) = socket.next().await {
+            if let Ok(Message::Close(frame)) = message {
+                return frame.map(|f| u16::from(f.code));
+            }
+        }
+        None
+    })
+    .await
+}
+
 #[tokio::test]
 async fn subprotocol_is_negotiated_and_text_closes_with_1003() {
     let server = TestServer::start().await;
@@ -20,15 +35,7 @@ async fn subprotocol_is_negotiated_and_text_closes_with_1003() {
         Some(&b"easel.v1"[..])
     );
     socket.send(Message::Text("hello?".into())).await.expect("send text");
-    let close = within("close", async {
-        while let Some(message) = socket.next().await {
-            if let Ok(Message::Close(frame)) = message {
-                return frame.map(|f| u16::from(f.code));
-            }
-        }
-        None
-    })
-    .await;
+    let close = close_code(&mut socket).await;
     assert_eq!(close, Some(1003));
     server.server.shutdown().await;
 }
@@ -41,15 +48,7 @@ async fn a_protocol_violation_closes_with_4000_plus_the_code() {
         within("upgrade", tokio_tungstenite::connect_async(request)).await.expect("upgrade");
     // Stream bytes on stream 3: the server's own unidirectional id, not the client's to use.
     socket.send(Message::Binary(vec![0x01, 0x03, 0xAA].into())).await.expect("send");
-    let close = within("close", async {
-        while let Some(message) = socket.next().await {
-            if let Ok(Message::Close(frame)) = message {
-                return frame.map(|f| u16::from(f.code));
-            }
-        }
-        None
-    })
-    .await;
+    let close = close_code(&mut socket).await;
     assert_eq!(close, Some(4000 + easel_proto::ErrorCode::Malformed.to_u16()));
     server.server.shutdown().await;
 }
