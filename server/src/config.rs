@@ -98,9 +98,9 @@ pub struct Serve {
     /// Seconds a client has to complete the handshake.
     #[arg(long, env = "EASEL_HANDSHAKE_TIMEOUT", default_value_t = 10)]
     pub handshake_timeout_secs: u64,
-    /// Reliable messages queued per participant before it is closed as a slow consumer.
-    #[arg(long, env = "EASEL_OUTBOUND_QUEUE", default_value_t = 1024)]
-    pub outbound_queue: usize,
+    /// Reliable messages queued per participant before it is closed as a slow consumer (16 to 65536).
+    #[arg(long, env = "EASEL_OUTBOUND_QUEUE", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(16..=65536))]
+    pub outbound_queue: u32,
     /// Committed updates between room snapshots (log compaction).
     #[arg(long, env = "EASEL_SNAPSHOT_EVERY", default_value_t = 1000)]
     pub snapshot_every: u64,

@@ -231,9 +231,14 @@ async fn handshake<S: Session>(shared: &Arc<Shared>, session: &S) -> Result<(Ctx
 }
 
 async fn refuse<W: AsyncWrite + Unpin, T>(send: &mut W, code: ErrorCode, why: String) -> Result<T, End> {
-    let _ = write(send, &fault(code, Kind::Hello.to_u8(), 0, why.clone())).await;
-    let _ = send.shutdown().await;
+    end_stream(send, fault(code, Kind::Hello.to_u8(), 0, why.clone())).await;
     Err(End(code, why))
+}
+
+/// Answers a refused request with its `Fault` and finishes the stream.
+async fn end_stream<W: AsyncWrite + Unpin>(send: &mut W, fault: Message) {
+    let _ = write(send, &fault).await;
+    let _ = send.shutdown().await;
 }
 
 async fn serve_control<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
@@ -373,47 +378,33 @@ async fn room_stream<S: Session + Clone>(ctx: Arc<Ctx>, session: S, mut send: S:
     let join = match reader.next().await {
         Read::Message(Message::Join(j)) => j,
         Read::Message(other) => {
-            let kind = other.kind();
-            let _ = write(
+            let kind = other.kind().to_u8();
+            return end_stream(
                 &mut send,
-                &fault(ErrorCode::NotJoined, kind.to_u8(), 0, "a room stream starts with Join"),
+                fault(ErrorCode::NotJoined, kind, 0, "a room stream starts with Join"),
             )
             .await;
-            let _ = send.shutdown().await;
-            return;
         }
         Read::Bad(e) => {
-            let _ = write(&mut send, &fault(e.code(), Kind::Join.to_u8(), 0, e.to_string())).await;
-            let _ = send.shutdown().await;
-            return;
+            return end_stream(&mut send, fault(e.code(), Kind::Join.to_u8(), 0, e.to_string())).await;
         }
         Read::End => return,
     };
     let claims = ctx.claims();
     let refuse = |code: ErrorCode, why: String| fault(code, Kind::Join.to_u8(), 0, why);
     if !claims.grants(&join.room) {
-        let _ = write(
-            &mut send,
-            &refuse(ErrorCode::RoomNotAllowed, format!("token does not grant {}", join.room)),
-        )
-        .await;
-        let _ = send.shutdown().await;
-        return;
+        let why = format!("token does not grant {}", join.room);
+        return end_stream(&mut send, refuse(ErrorCode::RoomNotAllowed, why)).await;
     }
     let already = ctx.slots.lock().is_ok_and(|s| s.iter().flatten().any(|(h, _)| h.id() == join.room));
     if already {
-        let _ = write(&mut send, &refuse(ErrorCode::AlreadyJoined, join.room.clone())).await;
-        let _ = send.shutdown().await;
-        return;
+        return end_stream(&mut send, refuse(ErrorCode::AlreadyJoined, join.room.clone())).await;
     }
     let Some(slot) = take_slot(&ctx, ctx.shared.config.max_rooms) else {
-        let _ =
-            write(&mut send, &refuse(ErrorCode::TooManyRooms, "too many rooms on this connection".into()))
-                .await;
-        let _ = send.shutdown().await;
-        return;
+        let why = "too many rooms on this connection".into();
+        return end_stream(&mut send, refuse(ErrorCode::TooManyRooms, why)).await;
     };
-    let (tx, mut rx) = mpsc::channel(ctx.shared.config.outbound_queue);
+    let (tx, mut rx) = mpsc::channel(ctx.shared.config.outbound_queue as usize);
     let link = Link { tx, datagrams: session.datagram_sender(), kill: ctx.slow.clone(), slot };
     let name = if join.name.is_empty() {
         claims.name.clone().unwrap_or_else(|| claims.sub.clone())
@@ -437,9 +428,7 @@ async fn room_stream<S: Session + Clone>(ctx: Arc<Ctx>, session: S, mut send: S:
             if let Ok(mut s) = ctx.slots.lock() {
                 s[usize::from(slot)] = None;
             }
-            let _ = write(&mut send, &refuse(code, format!("cannot join {}", join.room))).await;
-            let _ = send.shutdown().await;
-            return;
+            return end_stream(&mut send, refuse(code, format!("cannot join {}", join.room))).await;
         }
     };
     let participant = joined.participant;

@@ -46,8 +46,6 @@ pub struct Config {
     pub snapshot_every: u64,
     /// A room with nobody in it for this long is unloaded.
     pub idle_unload: Duration,
-    /// Reliable messages queued per member before it is closed as a slow consumer.
-    pub outbound_capacity: usize,
 }
 
 impl Default for Config {
@@ -60,7 +58,6 @@ impl Default for Config {
             presence_refresh: Duration::from_secs(2),
             snapshot_every: 1000,
             idle_unload: Duration::from_secs(60),
-            outbound_capacity: 1024,
         }
     }
 }
@@ -623,23 +620,19 @@ impl Room {
     /// A member's queue refused a message: full means a slow consumer (closed); closed means
     /// its stream is already gone (its leave is on the way), so it is removed quietly.
     fn undeliverable(&mut self, index: u16, e: &mpsc::error::TrySendError<Outbound>) {
-        match e {
-            mpsc::error::TrySendError::Full(_) => self.overflow(index),
-            mpsc::error::TrySendError::Closed(_) => {
-                let now = self.members.get(&index).map_or_else(Instant::now, |m| m.last_seen);
-                self.leave(now, index, ErrorCode::Normal, false);
+        // Time inside the state machine comes from its inputs: the member's last sign of life.
+        let Some(member) = self.members.get(&index) else { return };
+        let now = member.last_seen;
+        let code = match e {
+            mpsc::error::TrySendError::Full(_) => {
+                tracing::warn!(room = %self.id, index, "reliable queue overflowed: closing slow consumer");
+                metrics::counter!("easel_slow_consumers_total").increment(1);
+                member.link.kill.cancel();
+                ErrorCode::SlowConsumer
             }
-        }
-    }
-
-    fn overflow(&mut self, index: u16) {
-        if let Some(member) = self.members.get(&index) {
-            tracing::warn!(room = %self.id, index, "reliable queue overflowed: closing slow consumer");
-            metrics::counter!("easel_slow_consumers_total").increment(1);
-            member.link.kill.cancel();
-        }
-        let now = self.members.get(&index).map_or_else(Instant::now, |m| m.last_seen);
-        self.leave(now, index, ErrorCode::SlowConsumer, false);
+            mpsc::error::TrySendError::Closed(_) => ErrorCode::Normal,
+        };
+        self.leave(now, index, code, false);
     }
 }
 

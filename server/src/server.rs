@@ -189,7 +189,6 @@ impl Server {
             max_participants: config.max_participants as usize,
             snapshot_every: config.snapshot_every.max(1),
             idle_unload: Duration::from_secs(config.idle_unload_secs),
-            outbound_capacity: config.outbound_queue.max(16),
             ..room::Config::default()
         };
         let prometheus = telemetry::install();
