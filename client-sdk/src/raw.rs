@@ -156,7 +156,8 @@ async fn write(send: &mut BoxWrite, message: &Message) -> Result<(), ClientError
 /// One connected, authenticated session.
 pub struct Connection {
     conn: Conn,
-    control: tokio::sync::Mutex<(BoxWrite, Reader)>,
+    control_send: tokio::sync::Mutex<BoxWrite>,
+    control_recv: tokio::sync::Mutex<Reader>,
     welcome: Welcome,
     _endpoint: Endpoint,
 }
@@ -170,6 +171,30 @@ impl std::fmt::Debug for Connection {
 impl Connection {
     /// Connects, sends `Hello` with `token`, and waits for `Welcome`.
     pub async fn connect(options: &Options, token: &str, client_id: &str) -> Result<Self, ClientError> {
+        Self::connect_resuming(options, token, client_id, None).await
+    }
+
+    /// Like [`Connection::connect`], asking to resume the session named by `resume` (the
+    /// `resume_token` of an earlier `Welcome`, SPEC §5.4); `Welcome::resumed` says whether the
+    /// server still held it.
+    pub async fn connect_resuming(
+        options: &Options,
+        token: &str,
+        client_id: &str,
+        resume: Option<Vec<u8>>,
+    ) -> Result<Self, ClientError> {
+        let hello = Hello {
+            versions: vec![PROTOCOL_VERSION],
+            client_id: client_id.to_owned(),
+            client: format!("easel-client/{}", env!("CARGO_PKG_VERSION")),
+            token: token.to_owned(),
+            resume,
+        };
+        Self::handshake(options, hello).await
+    }
+
+    /// Connects and sends `hello` as it is, then waits for `Welcome`.
+    pub async fn handshake(options: &Options, hello: Hello) -> Result<Self, ClientError> {
         let (conn, endpoint) = match options.transport {
             Transport::Quic => connect_quic(options).await?,
             Transport::WebTransport => connect_wt(options).await?,
@@ -177,13 +202,6 @@ impl Connection {
         };
         let (mut send, recv) = open_bi(&conn).await?;
         let mut reader = Reader::new(recv);
-        let hello = Hello {
-            versions: vec![PROTOCOL_VERSION],
-            client_id: client_id.to_owned(),
-            client: format!("easel-client/{}", env!("CARGO_PKG_VERSION")),
-            token: token.to_owned(),
-            resume: None,
-        };
         write(&mut send, &Message::from(hello)).await?;
         let welcome = match reader.next().await {
             Ok(Some(Message::Welcome(w))) => w,
@@ -192,7 +210,13 @@ impl Connection {
             Ok(None) | Err(ClientError::Closed { .. }) => return Err(close_reason(&conn).await),
             Err(e) => return Err(e),
         };
-        Ok(Self { conn, control: tokio::sync::Mutex::new((send, reader)), welcome, _endpoint: endpoint })
+        Ok(Self {
+            conn,
+            control_send: tokio::sync::Mutex::new(send),
+            control_recv: tokio::sync::Mutex::new(reader),
+            welcome,
+            _endpoint: endpoint,
+        })
     }
 
     /// Connects and writes `bytes` as the first thing on the control stream, then returns the
@@ -219,9 +243,8 @@ impl Connection {
 
     /// Sends a control-stream message and returns the next control-stream message.
     pub async fn request(&self, message: &Message) -> Result<Message, ClientError> {
-        let mut control = self.control.lock().await;
-        let (send, reader) = &mut *control;
-        write(send, message).await?;
+        let mut reader = self.control_recv.lock().await;
+        self.send_control(message).await?;
         match reader.next().await? {
             Some(m) => Ok(m),
             None => Err(close_reason(&self.conn).await),
@@ -230,14 +253,24 @@ impl Connection {
 
     /// The next message the server sends unprompted on the control stream (e.g. `GoAway`).
     pub async fn control_next(&self) -> Result<Option<Message>, ClientError> {
-        self.control.lock().await.1.next().await
+        self.control_recv.lock().await.next().await
+    }
+
+    /// Sends a message on the control stream without waiting for an answer.
+    pub async fn send_control(&self, message: &Message) -> Result<(), ClientError> {
+        write(&mut *self.control_send.lock().await, message).await
     }
 
     /// Opens a room stream and joins `room`; `since` is the client's encoded version vector.
     pub async fn join(&self, room: &str, since: Option<Vec<u8>>) -> Result<RoomStream, ClientError> {
+        self.join_with(Join { room: room.to_owned(), name: String::new(), since }).await
+    }
+
+    /// Opens a room stream, sends `join` and waits for `Joined`.
+    pub async fn join_with(&self, join: Join) -> Result<RoomStream, ClientError> {
         let (mut send, recv) = open_bi(&self.conn).await?;
         let mut reader = Reader::new(recv);
-        write(&mut send, &Message::from(Join { room: room.to_owned(), name: String::new(), since })).await?;
+        write(&mut send, &Message::from(join)).await?;
         match reader.next().await? {
             Some(Message::Joined(joined)) => Ok(RoomStream { send, reader, joined }),
             Some(Message::Fault(f)) => Err(refused(f.code, f.message)),
@@ -364,6 +397,35 @@ impl RoomStream {
     /// The next message from the room, `None` once the server finished the stream.
     pub async fn next(&mut self) -> Result<Option<Message>, ClientError> {
         self.reader.next().await
+    }
+
+    /// Finishes our side of the stream.
+    pub async fn finish(&mut self) -> Result<(), ClientError> {
+        self.send.shutdown().await.map_err(closed_io)
+    }
+
+    /// Splits the stream so that writing never waits for reading: the sending half, the
+    /// reader, and the server's `Joined`.
+    pub fn into_split(self) -> (RoomSender, Reader, Joined) {
+        (RoomSender { send: self.send }, self.reader, self.joined)
+    }
+}
+
+/// The sending half of a room stream (see [`RoomStream::into_split`]).
+pub struct RoomSender {
+    send: BoxWrite,
+}
+
+impl std::fmt::Debug for RoomSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RoomSender").finish_non_exhaustive()
+    }
+}
+
+impl RoomSender {
+    /// Sends a message on the room stream.
+    pub async fn send(&mut self, message: &Message) -> Result<(), ClientError> {
+        write(&mut self.send, message).await
     }
 
     /// Finishes our side of the stream.
