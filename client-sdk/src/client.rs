@@ -74,6 +74,9 @@ pub enum Error {
     /// The offline store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// An edit of the local document failed (converted so that `room.edit(..)?` composes).
+    #[error("document: {0}")]
+    Document(#[from] loro::LoroError),
     /// The client has been closed.
     #[error("the client is closed")]
     Closed,
@@ -625,7 +628,10 @@ impl Driver {
         }
     }
 
+    /// Ends the session cleanly; edits committed before the close are stored first.
     fn close(&mut self) {
+        self.session.flush_local(Instant::now());
+        self.drain();
         if let Some(live) = self.live.take() {
             live.conn.close(ErrorCode::Normal);
         }

@@ -2,8 +2,39 @@
 //!
 //! Layer: above `easel-proto`, beside the server; apps depend on it.
 //!
+//! Live cursors and a synced Loro whiteboard in a native app:
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), easel_client::Error> {
+//! use easel_client::{Client, Event};
+//!
+//! // QUIC first; WebSocket joins the race after 200 ms (and wins where UDP is blocked).
+//! let client = Client::connect("easel://127.0.0.1", "…jwt…").await?;
+//! let board = client.join("uni-a/math-101/2026-11-23").await?;
+//! board.edit(|doc| doc.get_map("shapes").insert("c1", "circle 10 20"))?; // applies now, syncs
+//! board.cursor(10.0, 20.0);                                            // throttled datagrams
+//! while let Some(event) = client.next_event().await {
+//!     match event {
+//!         Event::Cursor { participant, x, y, .. } => println!("#{participant} at {x},{y}"),
+//!         Event::RemoteUpdate { .. } => println!("board: {:?}", board.doc().get_deep_value()),
+//!         Event::Disconnected { retry_in, .. } => println!("offline; retrying in {retry_in:?}"),
+//!         _ => {}
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! The connection is kept by the client: on loss it reconnects (exponential backoff, full
+//! jitter), resumes the session inside the server's grace window (others see no leave/join),
+//! rejoins rooms with their version vectors, and resends unacked edits once, by op id. With
+//! [`ClientBuilder::offline_store`] unacked edits also survive an app restart.
+//!
+//! Modules:
+//! - [`client`]: the app-facing [`Client`] and [`Room`] (a tokio driver around the session);
+//! - [`endpoint`]: server URLs (`easel://`, `easel+quic://`, `https://`, `ws://`);
 //! - [`session`]: the sans-IO session core (handshake inputs, joins, op ids and acks, resume,
 //!   cursor throttling, presence heartbeats, reconnect timing). No sockets, no clock.
+//! - [`store`]: the offline store (`redb`);
 //! - [`raw`]: one connection over raw QUIC, WebTransport or WebSocket with the protocol's
 //!   channels exposed as they are; tools, tests and load generators use it directly.
 //! - [`ws`]: the WebSocket stream/datagram mux, shared with the server.

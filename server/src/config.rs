@@ -107,6 +107,10 @@ pub struct Serve {
     /// Seconds an empty room stays loaded.
     #[arg(long, env = "EASEL_IDLE_UNLOAD", default_value_t = 60)]
     pub idle_unload_secs: u64,
+    /// Milliseconds a session whose connection was lost (not closed cleanly) keeps its room
+    /// places for a resume; others see it leave only when this passes.
+    #[arg(long, env = "EASEL_RESUME_GRACE_MS", default_value_t = 30_000)]
+    pub resume_grace_ms: u32,
     /// Log format.
     #[arg(long, env = "EASEL_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -121,6 +125,11 @@ impl Serve {
     /// The handshake timeout.
     pub fn handshake_timeout(&self) -> Duration {
         Duration::from_secs(self.handshake_timeout_secs)
+    }
+
+    /// The resume grace window.
+    pub fn resume_grace(&self) -> Duration {
+        Duration::from_millis(self.resume_grace_ms.into())
     }
 }
 

@@ -13,6 +13,7 @@ pub mod auth;
 pub mod config;
 mod connection;
 pub mod limit;
+mod resume;
 pub mod room;
 pub mod server;
 pub mod store;

@@ -46,6 +46,8 @@ pub struct Config {
     pub snapshot_every: u64,
     /// A room with nobody in it for this long is unloaded.
     pub idle_unload: Duration,
+    /// How long a member whose connection was lost keeps its place for a resume (SPEC §5.4).
+    pub resume_grace: Duration,
 }
 
 impl Default for Config {
@@ -58,6 +60,7 @@ impl Default for Config {
             presence_refresh: Duration::from_secs(2),
             snapshot_every: 1000,
             idle_unload: Duration::from_secs(60),
+            resume_grace: Duration::from_secs(30),
         }
     }
 }
@@ -96,6 +99,9 @@ pub struct Link {
     pub kill: CancellationToken,
     /// The member's connection-local slot for this room (datagrams carry it).
     pub slot: u16,
+    /// The connection this link belongs to. Commands that end a membership carry it, so one
+    /// from a connection the member has since left behind (by resuming) is ignored.
+    pub conn: u64,
 }
 
 /// Who is joining.
@@ -110,6 +116,9 @@ pub struct JoinRequest {
     pub client_id: String,
     /// The client's encoded version vector, if any.
     pub since: Option<Vec<u8>>,
+    /// The participant number a resumed session held here: if that member is still in the
+    /// room (for the same user), it is re-attached instead of joining anew.
+    pub resume: Option<u16>,
     /// How to reach it.
     pub link: Link,
 }
@@ -123,6 +132,8 @@ pub struct Joined {
     pub participants: Vec<Participant>,
     /// What the member lacks, if anything.
     pub snapshot: Option<SnapshotPayload>,
+    /// Whether an existing member was re-attached (others were told nothing).
+    pub resumed: bool,
 }
 
 /// A durable write the driver must perform before the room acks.
@@ -165,10 +176,24 @@ struct CursorState {
     settled: bool,
 }
 
+/// How the room reaches a member.
+enum Reach {
+    /// Through its connection.
+    Linked(Link),
+    /// Its connection was lost: it keeps its place, unseen by others, until `until` (the end
+    /// of the resume grace window); what it misses it catches up on by version vector.
+    Detached {
+        /// When it is evicted unless re-attached.
+        until: Instant,
+    },
+}
+
 struct Member {
     info: Participant,
     client_id: String,
-    link: Link,
+    reach: Reach,
+    /// The connection the member was last attached through (see [`Link::conn`]).
+    conn: u64,
     last_seen: Instant,
     cursor: Option<CursorState>,
     presence: Option<PresenceEntry>,
@@ -176,6 +201,15 @@ struct Member {
     cursor_mark: u64,
     /// Highest presence version already sent to this member.
     presence_mark: u64,
+}
+
+impl Member {
+    fn link(&self) -> Option<&Link> {
+        match &self.reach {
+            Reach::Linked(link) => Some(link),
+            Reach::Detached { .. } => None,
+        }
+    }
 }
 
 /// One room's state: members, cursors, presence and the document.
@@ -257,7 +291,12 @@ impl Room {
 
     /// The deepest member queue of room-stream messages not yet written.
     pub fn outbound_depth(&self) -> usize {
-        self.members.values().map(|m| m.link.tx.max_capacity() - m.link.tx.capacity()).max().unwrap_or(0)
+        self.members
+            .values()
+            .filter_map(Member::link)
+            .map(|l| l.tx.max_capacity() - l.tx.capacity())
+            .max()
+            .unwrap_or(0)
     }
 
     /// Whether the room has been empty for the idle-unload period.
@@ -265,8 +304,14 @@ impl Room {
         self.empty_since.is_some_and(|t| now.duration_since(t) >= self.config.idle_unload)
     }
 
-    /// Adds a member; others see `ParticipantJoined`.
+    /// Adds a member; others see `ParticipantJoined`. A resumed session's member still in the
+    /// room is re-attached instead, and others see nothing (SPEC §5.4).
     pub fn join(&mut self, now: Instant, req: JoinRequest) -> Result<Joined, ErrorCode> {
+        if let Some(index) = req.resume
+            && self.members.get(&index).is_some_and(|m| m.info.user == req.user)
+        {
+            return self.reattach(now, index, req);
+        }
         if self.members.len() >= self.config.max_participants {
             return Err(ErrorCode::RoomFull);
         }
@@ -291,7 +336,8 @@ impl Room {
             Member {
                 info,
                 client_id: req.client_id,
-                link: req.link,
+                conn: req.link.conn,
+                reach: Reach::Linked(req.link),
                 last_seen: now,
                 cursor: None,
                 presence: None,
@@ -305,6 +351,30 @@ impl Room {
             participant: index,
             participants: self.members.values().map(|m| m.info.clone()).collect(),
             snapshot,
+            resumed: false,
+        })
+    }
+
+    /// Gives an existing member a new link: same number and flags, nothing broadcast. The old
+    /// link is dropped, which ends the old connection's writer for this room.
+    fn reattach(&mut self, now: Instant, index: u16, req: JoinRequest) -> Result<Joined, ErrorCode> {
+        let snapshot = self.sync_payload(req.since.as_deref()).map_err(|e| {
+            tracing::error!(room = %self.id, "export for resume failed: {e}");
+            ErrorCode::Internal
+        })?;
+        let member = self.members.get_mut(&index).ok_or(ErrorCode::Internal)?;
+        member.client_id = req.client_id;
+        member.conn = req.link.conn;
+        member.reach = Reach::Linked(req.link);
+        member.last_seen = now;
+        // Marks at zero: the next tick sends every cursor and presence entry, which it missed.
+        member.cursor_mark = 0;
+        member.presence_mark = 0;
+        Ok(Joined {
+            participant: index,
+            participants: self.members.values().map(|m| m.info.clone()).collect(),
+            snapshot,
+            resumed: true,
         })
     }
 
@@ -332,13 +402,33 @@ impl Room {
         Ok(Some(SnapshotPayload { sync, data: data.map_err(|e| e.to_string())?, version: server.encode() }))
     }
 
+    /// Connection `conn` ends a membership: others see `ParticipantLeft { code }` and the
+    /// member's stream gets `Left { code }`. Ignored if the member has since been re-attached
+    /// through another connection.
+    pub fn leave(&mut self, now: Instant, index: u16, conn: u64, code: ErrorCode) {
+        if self.members.get(&index).is_some_and(|m| m.conn == conn) {
+            self.remove(now, index, code, true);
+        }
+    }
+
+    /// Connection `conn` was lost: the member keeps its place until the resume grace window
+    /// passes, and nobody is told. Ignored if it has since been re-attached elsewhere.
+    pub fn detach(&mut self, now: Instant, index: u16, conn: u64) {
+        let until = now + self.config.resume_grace;
+        if let Some(m) = self.members.get_mut(&index)
+            && m.conn == conn
+        {
+            m.reach = Reach::Detached { until };
+        }
+    }
+
     /// Removes a member; others see `ParticipantLeft { code }`. The member's stream gets
     /// `Left { code }` unless it is already gone.
-    pub fn leave(&mut self, now: Instant, index: u16, code: ErrorCode, tell_member: bool) {
+    fn remove(&mut self, now: Instant, index: u16, code: ErrorCode, tell_member: bool) {
         let Some(member) = self.members.remove(&index) else { return };
         crate::telemetry::participant_left();
-        if tell_member {
-            let _ = member.link.tx.try_send(Outbound::Left(code, String::new()));
+        if tell_member && let Some(link) = member.link() {
+            let _ = link.tx.try_send(Outbound::Left(code, String::new()));
         }
         if let Some(v) = self.cursor_version_of.remove(&index) {
             self.cursor_versions.remove(&v);
@@ -357,8 +447,8 @@ impl Room {
         self.touch(now, index);
         match self.sync_payload(Some(since)) {
             Ok(Some(payload)) => {
-                if let Some(m) = self.members.get(&index)
-                    && let Err(e) = m.link.tx.try_send(Outbound::Snapshot(payload))
+                if let Some(link) = self.members.get(&index).and_then(Member::link)
+                    && let Err(e) = link.tx.try_send(Outbound::Snapshot(payload))
                 {
                     self.undeliverable(index, &e);
                 }
@@ -534,6 +624,7 @@ impl Room {
     /// Sends one member what changed for it; returns true if it had to be skipped.
     fn flush_to(&mut self, to: u16, refresh_presence: bool) -> bool {
         let Some(member) = self.members.get(&to) else { return false };
+        let Some(link) = member.link() else { return false };
         let cursors: Vec<CursorEntry> = self
             .cursor_versions
             .range(member.cursor_mark + 1..)
@@ -554,19 +645,19 @@ impl Room {
         if cursors.is_empty() && presence.is_empty() {
             return false;
         }
-        let slot = member.link.slot;
+        let slot = link.slot;
         let mut datagrams = Vec::new();
         datagrams.extend(CursorBatch::split(slot, &cursors).map(Datagram::from));
         datagrams.extend(PresenceBatch::split(slot, &presence).map(Datagram::from));
         let encoded: Vec<Bytes> = datagrams.iter().filter_map(|d| d.encode().ok().map(Bytes::from)).collect();
         let need: usize = encoded.iter().map(Bytes::len).sum();
-        if member.link.datagrams.buffer_space() < need {
+        if link.datagrams.buffer_space() < need {
             metrics::counter!("easel_datagram_ticks_skipped_total").increment(1);
             return true;
         }
         let count = encoded.len() as u64;
         for d in encoded {
-            if member.link.datagrams.send(d).is_err() {
+            if link.datagrams.send(d).is_err() {
                 break;
             }
         }
@@ -579,24 +670,29 @@ impl Room {
         false
     }
 
-    /// Evicts members silent for longer than the presence TTL.
+    /// Evicts members silent for longer than the presence TTL, and detached members whose
+    /// resume grace window has passed. A detached member's silence is not counted: a lost
+    /// connection is given the whole window (SPEC §6.3).
     pub fn expire(&mut self, now: Instant) {
-        let silent: Vec<u16> = self
+        let gone: Vec<u16> = self
             .members
             .iter()
-            .filter(|(_, m)| now.duration_since(m.last_seen) > self.config.presence_ttl)
+            .filter(|(_, m)| match m.reach {
+                Reach::Linked(_) => now.duration_since(m.last_seen) > self.config.presence_ttl,
+                Reach::Detached { until } => now >= until,
+            })
             .map(|(i, _)| *i)
             .collect();
-        for index in silent {
+        for index in gone {
             tracing::info!(room = %self.id, index, "presence timeout");
-            self.leave(now, index, ErrorCode::PresenceTimeout, true);
+            self.remove(now, index, ErrorCode::PresenceTimeout, true);
         }
     }
 
     /// Queues a message to one member; a full queue closes that member as a slow consumer.
     fn send(&mut self, to: u16, message: Message) {
-        let Some(member) = self.members.get(&to) else { return };
-        if let Err(e) = member.link.tx.try_send(Outbound::Message(message)) {
+        let Some(link) = self.members.get(&to).and_then(Member::link) else { return };
+        if let Err(e) = link.tx.try_send(Outbound::Message(message)) {
             self.undeliverable(to, &e);
         }
     }
@@ -605,10 +701,8 @@ impl Room {
     fn broadcast(&mut self, except: Option<u16>, message: &Message) {
         let mut failed = Vec::new();
         for (index, member) in &self.members {
-            if Some(*index) == except {
-                continue;
-            }
-            if let Err(e) = member.link.tx.try_send(Outbound::Message(message.clone())) {
+            let Some(link) = member.link().filter(|_| Some(*index) != except) else { continue };
+            if let Err(e) = link.tx.try_send(Outbound::Message(message.clone())) {
                 failed.push((*index, e));
             }
         }
@@ -618,21 +712,26 @@ impl Room {
     }
 
     /// A member's queue refused a message: full means a slow consumer (closed); closed means
-    /// its stream is already gone (its leave is on the way), so it is removed quietly.
+    /// its stream is already gone. Its connection then either leaves or detaches it, but that
+    /// command may still be on its way, and a lost connection must not show as a leave: so it
+    /// is detached quietly meanwhile.
     fn undeliverable(&mut self, index: u16, e: &mpsc::error::TrySendError<Outbound>) {
         // Time inside the state machine comes from its inputs: the member's last sign of life.
-        let Some(member) = self.members.get(&index) else { return };
+        let Some(member) = self.members.get_mut(&index) else { return };
         let now = member.last_seen;
-        let code = match e {
+        match e {
             mpsc::error::TrySendError::Full(_) => {
                 tracing::warn!(room = %self.id, index, "reliable queue overflowed: closing slow consumer");
                 metrics::counter!("easel_slow_consumers_total").increment(1);
-                member.link.kill.cancel();
-                ErrorCode::SlowConsumer
+                if let Some(link) = member.link() {
+                    link.kill.cancel();
+                }
+                self.remove(now, index, ErrorCode::SlowConsumer, false);
             }
-            mpsc::error::TrySendError::Closed(_) => ErrorCode::Normal,
-        };
-        self.leave(now, index, code, false);
+            mpsc::error::TrySendError::Closed(_) => {
+                member.reach = Reach::Detached { until: now + self.config.resume_grace };
+            }
+        }
     }
 }
 
@@ -660,12 +759,21 @@ fn import(doc: &LoroDoc, data: &[u8]) -> Result<bool, String> {
 pub enum Command {
     /// Join; the reply carries the participant number and what the client lacks.
     Join(JoinRequest, oneshot::Sender<Result<Joined, ErrorCode>>),
-    /// Leave cleanly (or the connection went away).
+    /// Leave: the stream or session ended cleanly.
     Leave {
         /// Who.
         participant: u16,
+        /// The connection ending it (see [`Link::conn`]).
+        conn: u64,
         /// Why.
         code: ErrorCode,
+    },
+    /// The connection was lost: keep the place for the resume grace window.
+    Detach {
+        /// Who.
+        participant: u16,
+        /// The lost connection (see [`Link::conn`]).
+        conn: u64,
     },
     /// A board update.
     Update {
@@ -793,7 +901,8 @@ async fn run(
                         let _ = reply.send(room.join(now, req));
                         next_tick.get_or_insert_with(|| tokio::time::Instant::now() + tick);
                     }
-                    Command::Leave { participant, code } => room.leave(now, participant, code, true),
+                    Command::Leave { participant, conn, code } => room.leave(now, participant, conn, code),
+                    Command::Detach { participant, conn } => room.detach(now, participant, conn),
                     Command::Update { participant, op_id, data } => {
                         metrics::counter!("easel_ops_in_total").increment(1);
                         if let Some(p) = room.update(now, participant, op_id, data) {
@@ -864,7 +973,7 @@ async fn run(
     }
     let members: Vec<u16> = room.members.keys().copied().collect();
     for index in members {
-        room.leave(Instant::now(), index, ErrorCode::ShuttingDown, true);
+        room.remove(Instant::now(), index, ErrorCode::ShuttingDown, true);
     }
     metrics::gauge!("easel_rooms").decrement(1.0);
     on_exit(&handle);
@@ -963,19 +1072,49 @@ mod tests {
     }
 
     fn join(room: &mut Room, now: Instant, user: &str, capacity: usize) -> Member {
+        join_on(room, now, user, 0, None, capacity).1
+    }
+
+    /// Joins through connection `conn`, resuming participant `resume` if given.
+    fn join_on(
+        room: &mut Room,
+        now: Instant,
+        user: &str,
+        conn: u64,
+        resume: Option<u16>,
+        capacity: usize,
+    ) -> (Joined, Member) {
         let (tx, rx) = mpsc::channel(capacity);
         let datagrams = Arc::new(Capture { sent: Mutex::default(), space: Mutex::new(64 * 1024) });
-        let link = Link { tx, datagrams: datagrams.clone(), kill: CancellationToken::new(), slot: 0 };
+        let link = Link { tx, datagrams: datagrams.clone(), kill: CancellationToken::new(), slot: 0, conn };
         let req = JoinRequest {
             user: user.into(),
             name: user.into(),
             role: Role::Student,
             client_id: format!("{user}-client"),
             since: None,
+            resume,
             link,
         };
         let joined = room.join(now, req).expect("join");
-        Member { index: joined.participant, rx, datagrams }
+        let member = Member { index: joined.participant, rx, datagrams };
+        (joined, member)
+    }
+
+    /// Membership changes a member was told of: (index, code) for leaves, (index, 0) for joins.
+    fn membership(m: &mut Member) -> Vec<(&'static str, u16, u16)> {
+        m.messages()
+            .into_iter()
+            .filter_map(|m| match m {
+                Message::ParticipantJoined(j) => Some(("joined", j.participant.index, 0)),
+                Message::ParticipantLeft(l) => Some(("left", l.index, l.code)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn linked(room: &Room, index: u16) -> bool {
+        room.members.get(&index).is_some_and(|m| m.link().is_some())
     }
 
     fn cursor(seq: u16, x: i32) -> Cursor {
@@ -1084,19 +1223,21 @@ mod tests {
         let a = join(&mut room, t0, "ada", 64);
         let _b = join(&mut room, t0, "bob", 2);
         let (tx, _rx) = mpsc::channel(4);
-        let link = Link { tx, datagrams: a.datagrams.clone(), kill: CancellationToken::new(), slot: 0 };
+        let link =
+            Link { tx, datagrams: a.datagrams.clone(), kill: CancellationToken::new(), slot: 0, conn: 0 };
         let req = JoinRequest {
             user: "cyd".into(),
             name: "cyd".into(),
             role: Role::Student,
             client_id: "c".into(),
             since: None,
+            resume: None,
             link,
         };
         assert_eq!(room.join(t0, req).err(), Some(ErrorCode::RoomFull));
 
         // Bob never reads: his 2-slot queue overflows and he is removed, not waited for.
-        let kill = room.members.get(&1).map(|m| m.link.kill.clone()).expect("bob");
+        let kill = room.members.get(&1).and_then(|m| m.link()).map(|l| l.kill.clone()).expect("bob");
         for i in 0..5 {
             room.broadcast(Some(a.index), &Message::from(Ack { op_ids: vec![i] }));
         }
@@ -1125,5 +1266,117 @@ mod tests {
             matches!(m, Message::Reject(r) if r.op_id == 1 && r.code == ErrorCode::InvalidUpdate.to_u16())
         });
         assert!(rejected);
+    }
+
+    #[test]
+    fn a_detached_member_is_reattached_with_its_number_and_nobody_is_told() {
+        let t0 = Instant::now();
+        let mut room = room(Config::default(), t0);
+        let (_, mut a) = join_on(&mut room, t0, "ada", 1, None, 64);
+        let (_, mut b) = join_on(&mut room, t0, "bob", 2, None, 64);
+        membership(&mut a);
+        membership(&mut b);
+
+        room.detach(t0 + Duration::from_secs(1), a.index, 1);
+        assert!(!linked(&room, a.index));
+        assert!(
+            matches!(a.rx.try_recv(), Err(mpsc::error::TryRecvError::Disconnected)),
+            "the old link is dropped, which ends the old writer"
+        );
+        // Messages meanwhile are discarded for it; the others notice nothing.
+        room.broadcast(Some(b.index), &Message::from(Ack { op_ids: vec![7] }));
+        assert_eq!(room.len(), 2);
+
+        let (joined, mut a2) = join_on(&mut room, t0 + Duration::from_secs(5), "ada", 3, Some(a.index), 64);
+        assert!(joined.resumed);
+        assert_eq!(joined.participant, a.index, "same participant number");
+        assert_eq!(joined.participants.len(), 2);
+        assert!(linked(&room, a.index));
+        assert_eq!(membership(&mut b), [], "no ParticipantLeft or ParticipantJoined for a resume");
+        room.broadcast(Some(b.index), &Message::from(Ack { op_ids: vec![8] }));
+        assert_eq!(a2.messages().len(), 1, "the new link gets what is sent after the resume");
+
+        // Resuming someone else's place is a normal join.
+        let (joined, _) = join_on(&mut room, t0, "eve", 4, Some(b.index), 64);
+        assert!(!joined.resumed);
+        assert_ne!(joined.participant, b.index);
+    }
+
+    #[test]
+    fn a_detached_member_is_evicted_at_the_grace_deadline() {
+        let t0 = Instant::now();
+        let config = Config {
+            resume_grace: Duration::from_secs(30),
+            presence_ttl: Duration::from_secs(100),
+            ..Config::default()
+        };
+        let mut room = room(config, t0);
+        let (_, a) = join_on(&mut room, t0, "ada", 1, None, 64);
+        let (_, mut b) = join_on(&mut room, t0, "bob", 2, None, 64);
+        membership(&mut b);
+        let lost = t0 + Duration::from_secs(1);
+        room.detach(lost, a.index, 1);
+        room.expire(lost + Duration::from_millis(29_999));
+        assert_eq!(room.len(), 2, "held for the whole window");
+        assert_eq!(membership(&mut b), []);
+        room.expire(lost + Duration::from_secs(30));
+        assert_eq!(room.len(), 1);
+        assert_eq!(membership(&mut b), [("left", a.index, ErrorCode::PresenceTimeout.to_u16())]);
+        // Too late: a resume now is a normal join under a new number.
+        let (joined, _) = join_on(&mut room, lost + Duration::from_secs(31), "ada", 3, Some(a.index), 64);
+        assert!(!joined.resumed);
+        assert_eq!(membership(&mut b), [("joined", joined.participant, 0)]);
+    }
+
+    #[test]
+    fn a_detached_member_outlives_the_presence_ttl() {
+        let t0 = Instant::now();
+        let config = Config {
+            resume_grace: Duration::from_secs(30),
+            presence_ttl: Duration::from_secs(10),
+            ..Config::default()
+        };
+        let mut room = room(config, t0);
+        let (_, a) = join_on(&mut room, t0, "ada", 1, None, 64);
+        let (_, mut b) = join_on(&mut room, t0, "bob", 2, None, 64);
+        room.detach(t0, a.index, 1);
+        for secs in [9, 18, 27] {
+            let now = t0 + Duration::from_secs(secs);
+            room.touch(now, b.index);
+            room.expire(now + Duration::from_secs(2));
+        }
+        assert_eq!(room.len(), 2, "27 s of silence inside the grace window is not a timeout");
+        assert_eq!(membership(&mut b), []);
+        // Re-attached, it is alive again from then on.
+        let (joined, _) = join_on(&mut room, t0 + Duration::from_secs(29), "ada", 3, Some(a.index), 64);
+        assert!(joined.resumed);
+        room.touch(t0 + Duration::from_secs(38), b.index);
+        room.expire(t0 + Duration::from_secs(38));
+        assert_eq!(room.len(), 2, "9 s since the re-attach");
+        room.expire(t0 + Duration::from_secs(40));
+        assert_eq!(membership(&mut b), [("left", a.index, ErrorCode::PresenceTimeout.to_u16())]);
+    }
+
+    #[test]
+    fn stale_leave_and_detach_from_an_old_connection_are_ignored() {
+        let t0 = Instant::now();
+        let mut room = room(Config::default(), t0);
+        let (_, mut a) = join_on(&mut room, t0, "ada", 1, None, 64);
+        let (_, mut b) = join_on(&mut room, t0, "bob", 2, None, 64);
+        membership(&mut a);
+        membership(&mut b);
+        // Resumed on connection 3 while connection 1 still looked live (a takeover).
+        let (_, mut a3) = join_on(&mut room, t0, "ada", 3, Some(a.index), 64);
+        assert!(matches!(a.rx.try_recv(), Err(mpsc::error::TryRecvError::Disconnected)));
+
+        room.leave(t0, a.index, 1, ErrorCode::Normal);
+        room.detach(t0, a.index, 1);
+        assert!(linked(&room, a.index), "connection 1 no longer speaks for ada");
+        assert_eq!(membership(&mut b), []);
+
+        room.leave(t0, b.index, 2, ErrorCode::Normal);
+        assert_eq!(membership(&mut a3), [("left", b.index, 0)], "the current link gets the news");
+        room.leave(t0, a.index, 3, ErrorCode::Normal);
+        assert!(room.is_empty(), "the current connection does");
     }
 }

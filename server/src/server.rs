@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ use wtransport::Identity;
 
 use crate::auth::{self, SecretSource, Verifier};
 use crate::config::Serve;
+use crate::resume::Resumes;
 use crate::room::{self, Command, Handle, JoinRequest, Joined};
 use crate::store::{Store, StoreError};
 use crate::transport::{QuicSession, WtSession};
@@ -57,6 +59,10 @@ pub(crate) struct Shared {
     pub(crate) config: Serve,
     pub(crate) verifier: Verifier,
     pub(crate) rooms: Rooms,
+    /// Resumable sessions by resume token.
+    pub(crate) resumes: Resumes,
+    /// Numbers connections, so rooms can tell a resumed member's old connection from its new.
+    pub(crate) next_conn: AtomicU64,
     pub(crate) shutdown: CancellationToken,
 }
 
@@ -189,6 +195,7 @@ impl Server {
             max_participants: config.max_participants as usize,
             snapshot_every: config.snapshot_every.max(1),
             idle_unload: Duration::from_secs(config.idle_unload_secs),
+            resume_grace: config.resume_grace(),
             ..room::Config::default()
         };
         let prometheus = telemetry::install();
@@ -196,6 +203,8 @@ impl Server {
             config: config.clone(),
             verifier,
             rooms: Rooms::new(store.clone(), room_config),
+            resumes: Resumes::new(config.resume_grace()),
+            next_conn: AtomicU64::new(0),
             shutdown: CancellationToken::new(),
         });
 

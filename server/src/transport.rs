@@ -47,6 +47,28 @@ pub enum TransportError {
     DatagramTooLarge,
 }
 
+/// How a connection ended. It decides what happens to the session's rooms (SPEC §5.4): a
+/// clean end leaves them at once, a lost connection keeps its places for a resume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closure {
+    /// The peer closed with code 0 (Normal; WebSocket 1000 or 4000), or this side closed it.
+    Clean,
+    /// Anything else: a network loss, an idle timeout, a reset, a TCP drop without a close
+    /// frame, a close with a non-zero code.
+    Lost,
+}
+
+/// Classifies a QUIC connection's end; `None` while it is open.
+fn quic_closure(conn: &quinn::Connection) -> Option<Closure> {
+    Some(match conn.close_reason()? {
+        quinn::ConnectionError::ApplicationClosed(c) if c.error_code.into_inner() == 0 => Closure::Clean,
+        // Besides our own closes, wtransport closes locally when the peer ends the session
+        // with a CLOSE_WEBTRANSPORT_SESSION capsule: a deliberate end.
+        quinn::ConnectionError::LocallyClosed => Closure::Clean,
+        _ => Closure::Lost,
+    })
+}
+
 /// Sends datagrams for one session; shared with room actors, which never await it.
 pub trait DatagramSender: Send + Sync + 'static {
     /// Queues a datagram. Never blocks; a full buffer drops the oldest queued datagrams.
@@ -75,6 +97,9 @@ pub trait Session: Send + Sync + 'static {
     fn datagram_sender(&self) -> Arc<dyn DatagramSender>;
     /// Closes the session with a wire code (SPEC §14.2) and a short reason.
     fn close(&self, code: ErrorCode, reason: &str);
+    /// How the connection ended, or `None` while it is open. Never waits: a stream read or
+    /// accept that failed because the connection closed can ask at once.
+    fn closure(&self) -> Option<Closure>;
 }
 
 fn closed(e: impl std::fmt::Display) -> TransportError {
@@ -126,6 +151,10 @@ impl Session for QuicSession {
     fn close(&self, code: ErrorCode, reason: &str) {
         self.0.close(quinn::VarInt::from_u32(code.to_u16().into()), reason.as_bytes());
     }
+
+    fn closure(&self) -> Option<Closure> {
+        quic_closure(&self.0)
+    }
 }
 
 /// WebTransport session.
@@ -171,5 +200,9 @@ impl Session for WtSession {
 
     fn close(&self, code: ErrorCode, reason: &str) {
         self.0.close(wtransport::VarInt::from_u32(code.to_u16().into()), reason.as_bytes());
+    }
+
+    fn closure(&self) -> Option<Closure> {
+        quic_closure(self.0.quic_connection())
     }
 }

@@ -1,6 +1,8 @@
 //! `easel-probe`: starts the real `easel` binary on loopback and measures what a user feels —
-//! connect-to-Welcome time, cursor datagram latency between participants, op ack latency
-//! (which includes the fsync), and server memory per idle session. Bounded in count and time.
+//! connect-to-Welcome time, reconnect-to-resumed time (a dropped session coming back inside the
+//! grace window: new connection, resumed `Welcome`, resumed `Joined`), cursor datagram latency
+//! between participants, op ack latency (which includes the fsync), and server memory per idle
+//! session. Bounded in count and time.
 //!
 //! ```sh
 //! cargo build --release -p easel-server -p easel-benches
@@ -38,6 +40,9 @@ struct Args {
     /// Sequential connects to time.
     #[arg(long, default_value_t = 200)]
     connects: u32,
+    /// Sequential drop-and-resume cycles to time.
+    #[arg(long, default_value_t = 200)]
+    resumes: u32,
     /// Cursor latency samples to collect (each is one sender's position seen by one receiver).
     #[arg(long, default_value_t = 20_000)]
     cursor_samples: u64,
@@ -157,6 +162,39 @@ async fn connect_latency(args: &Args, server: &Server) -> anyhow::Result<Histogr
         h.record(started.elapsed().as_micros() as u64)?;
         conn.close(easel_proto::ErrorCode::Normal);
     }
+    Ok(h)
+}
+
+/// Time from starting a new connection after a drop to being back in the room with the old
+/// participant number (what the SDK does after it notices the loss and its backoff expires).
+async fn resume_latency(args: &Args, server: &Server) -> anyhow::Result<Histogram<u64>> {
+    let room = "probe/resume/x";
+    let tok = token(room, "roamer")?;
+    let mut h = histogram();
+    let mut conn = Connection::connect(&server.options, &tok, "roamer").await?;
+    let mut stream = conn.join(room, None).await?;
+    let participant = stream.joined().participant;
+    for _ in 0..args.resumes {
+        let resume = conn.welcome().resume_token.clone();
+        let vv = LoroDoc::new().oplog_vv().encode();
+        // A non-zero close code is a drop, not a leave: the server holds the session.
+        conn.close(easel_proto::ErrorCode::Internal);
+        drop(stream);
+        let started = Instant::now();
+        conn = Connection::connect_resuming(&server.options, &tok, "roamer", Some(resume)).await?;
+        stream = conn.join(room, Some(vv)).await?;
+        h.record(started.elapsed().as_micros() as u64)?;
+        let joined = stream.joined();
+        if !conn.welcome().resumed || !joined.resumed || joined.participant != participant {
+            bail!(
+                "not resumed: welcome {} joined {} participant {}",
+                conn.welcome().resumed,
+                joined.resumed,
+                joined.participant
+            );
+        }
+    }
+    conn.close(easel_proto::ErrorCode::Normal);
     Ok(h)
 }
 
@@ -286,6 +324,8 @@ async fn main() -> anyhow::Result<()> {
 
     let connect = connect_latency(&args, &server).await?;
     eprintln!("connect → Welcome: {}", summary(&connect));
+    let resume = resume_latency(&args, &server).await?;
+    eprintln!("reconnect → resumed Joined: {}", summary(&resume));
     let (cursor, senders) = cursor_latency(&args, &server).await?;
     eprintln!("cursor A → B: {}", summary(&cursor));
     let ops = op_latency(&args, &server).await?;
@@ -297,6 +337,7 @@ async fn main() -> anyhow::Result<()> {
         "transport": args.transport,
         "tick_hz": args.tick_hz,
         "connect_to_welcome": summary(&connect),
+        "reconnect_to_resumed": summary(&resume),
         "cursor_latency": { "clients": senders, "send_hz": args.cursor_hz, "latency": summary(&cursor) },
         "op_ack_latency": summary(&ops),
         "memory_per_idle_session": memory,

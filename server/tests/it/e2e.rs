@@ -126,3 +126,20 @@ async fn leaving_is_broadcast_at_once() {
         server.server.shutdown().await;
     }
 }
+
+#[tokio::test]
+async fn concurrent_joins_on_one_connection_get_distinct_slots() {
+    let server = TestServer::start().await;
+    let conn = server.connect(easel_client::raw::Transport::Quic, "ada", "student", "school/art/*").await;
+    let rooms = ["school/art/a", "school/art/b", "school/art/c", "school/art/d", "school/art/a"];
+    // A resumed client rejoins all its rooms at once: the joins race inside the server.
+    let results = within("joins", futures::future::join_all(rooms.iter().map(|r| conn.join(r, None)))).await;
+    let mut slots: Vec<u16> =
+        results.iter().filter_map(|r| r.as_ref().ok()).map(|s| s.joined().slot).collect();
+    let refused: Vec<String> =
+        results.iter().filter_map(|r| r.as_ref().err()).map(ToString::to_string).collect();
+    slots.sort_unstable();
+    assert_eq!(slots, [0, 1, 2, 3], "four rooms, four distinct slots");
+    assert_eq!(refused.len(), 1, "the same room twice is refused once: {refused:?}");
+    assert!(refused[0].contains("AlreadyJoined") || refused[0].contains("401"), "{}", refused[0]);
+}

@@ -8,5 +8,7 @@ mod e2e;
 mod harness;
 mod hostile;
 mod http;
+mod resume;
+mod sdk;
 mod storage;
 mod websocket;

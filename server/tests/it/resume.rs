@@ -1,0 +1,221 @@
+//! Session resume (SPEC §5.4) over each transport: a lost connection keeps its room places for
+//! the grace window, unseen by others; a clean close or an expired window does not.
+
+use std::time::{Duration, Instant};
+
+use easel_client::raw::{ClientError, Connection, RoomStream, Transport};
+use easel_proto::datagram::{Heartbeat, Status, Tool};
+use easel_proto::message::SyncKind;
+use easel_proto::{Datagram, ErrorCode, Message};
+
+use crate::harness::{Board, TRANSPORTS, TestServer, expect_message, send_acked, token, within};
+
+/// Reconnects as `user`, presenting `resume_token`.
+async fn resume(
+    server: &TestServer,
+    transport: Transport,
+    user: &str,
+    room: &str,
+    resume_token: &[u8],
+) -> Connection {
+    let token = token(room, user, "student", 3600);
+    let (options, client_id) = (server.options(transport), format!("{user}-device"));
+    let connect = Connection::connect_resuming(&options, &token, &client_id, Some(resume_token.to_vec()));
+    within("resume", connect).await.expect("reconnect")
+}
+
+/// Waits for the `ParticipantLeft` of `who`; returns its code.
+async fn left_code(stream: &mut RoomStream, who: u16) -> u16 {
+    expect_message(stream, "participant left", |m| match m {
+        Message::ParticipantLeft(l) if l.index == who => Some(l.code),
+        _ => None,
+    })
+    .await
+}
+
+/// Proves `observer` was sent nothing between then and now: `author`'s next edit must be the
+/// very next message on its room stream (a leave or join of anyone would come first).
+async fn next_is_update_from(
+    observer: &mut RoomStream,
+    author: &mut RoomStream,
+    board: &mut Board,
+    op_id: u64,
+) {
+    let from = author.joined().participant;
+    send_acked(author, board.put(op_id, &format!("marker{op_id}"), 0)).await;
+    let next = within("observer's next message", observer.next()).await.expect("room stream");
+    assert!(
+        matches!(&next, Some(Message::RemoteUpdate(u)) if u.from == from),
+        "expected the marker update first, got {next:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_lost_connection_resumes_its_places_unseen() {
+    for transport in TRANSPORTS {
+        let server = TestServer::start().await;
+        let room = "s/c/lost";
+        let (a, mut room_a) = server.member(transport, "ada", "student", room).await;
+        let (_b, mut room_b) = server.member(transport, "bob", "student", room).await;
+        let ada = room_a.joined().participant;
+        let (mut board_a, mut board_b) = (Board::new(1), Board::new(2));
+        send_acked(&mut room_a, board_a.put(1, "a1", 1)).await;
+        let data = expect_message(&mut room_b, "A's update at B", |m| match m {
+            Message::RemoteUpdate(u) => Some(u.data),
+            _ => None,
+        })
+        .await;
+        board_b.import(&data);
+
+        // A non-zero close stands in for a network drop.
+        let old = a.welcome().clone();
+        a.close(ErrorCode::Internal);
+        drop((a, room_a));
+        send_acked(&mut room_b, board_b.put(1, "b1", 2)).await;
+
+        let a = resume(&server, transport, "ada", room, &old.resume_token).await;
+        assert!(a.welcome().resumed, "{transport:?}");
+        assert_eq!(a.welcome().session_id, old.session_id, "{transport:?}");
+        assert_ne!(a.welcome().resume_token, old.resume_token, "every Welcome has a fresh token");
+        let since = board_a.doc.oplog_vv().encode();
+        let mut room_a = within("rejoin", a.join(room, Some(since))).await.expect("rejoin");
+        assert!(room_a.joined().resumed, "{transport:?}");
+        assert_eq!(room_a.joined().participant, ada, "{transport:?}: the old participant number");
+        assert_eq!(room_a.joined().sync, SyncKind::Updates);
+        let diff = within("catch-up", a.snapshot()).await.expect("snapshot");
+        board_a.import(&diff.data);
+        assert_eq!(board_a.keys(), ["a1", "b1"], "{transport:?}: what A missed came by version vector");
+
+        next_is_update_from(&mut room_b, &mut room_a, &mut board_a, 2).await;
+        server.server.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn resuming_while_the_old_connection_is_open_takes_it_over() {
+    for transport in TRANSPORTS {
+        let server = TestServer::start().await;
+        let room = "s/c/takeover";
+        let (old, old_room) = server.member(transport, "ada", "student", room).await;
+        let (_b, mut room_b) = server.member(transport, "bob", "student", room).await;
+        let ada = old_room.joined().participant;
+
+        let a = resume(&server, transport, "ada", room, &old.welcome().resume_token).await;
+        assert!(a.welcome().resumed, "{transport:?}");
+        assert_eq!(a.welcome().session_id, old.welcome().session_id);
+        let closed = within("old connection closed", old.closed()).await;
+        assert!(
+            matches!(&closed, ClientError::Closed { code: Some(ErrorCode::Normal), reason } if reason.contains("resumed")),
+            "{transport:?}: {closed:?}"
+        );
+        let mut room_a = within("rejoin", a.join(room, None)).await.expect("rejoin");
+        assert!(room_a.joined().resumed, "{transport:?}");
+        assert_eq!(room_a.joined().participant, ada);
+
+        next_is_update_from(&mut room_b, &mut room_a, &mut Board::new(1), 1).await;
+        server.server.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn without_a_resume_the_grace_window_ends_in_a_presence_timeout() {
+    for transport in TRANSPORTS {
+        let server = TestServer::start_with(&["--resume-grace-ms", "300"]).await;
+        let room = "s/c/grace";
+        let (a, room_a) = server.member(transport, "ada", "student", room).await;
+        let (_b, mut room_b) = server.member(transport, "bob", "student", room).await;
+        assert_eq!(a.welcome().limits.resume_grace_ms, 300);
+        let ada = room_a.joined().participant;
+        let old = a.welcome().clone();
+        a.close(ErrorCode::Internal);
+        drop((a, room_a));
+
+        let code = left_code(&mut room_b, ada).await;
+        assert_eq!(code, ErrorCode::PresenceTimeout.to_u16(), "{transport:?}");
+        let a = resume(&server, transport, "ada", room, &old.resume_token).await;
+        assert!(!a.welcome().resumed, "{transport:?}: the window has passed");
+        assert_ne!(a.welcome().session_id, old.session_id);
+        let room_a = within("join", a.join(room, None)).await.expect("join");
+        assert!(!room_a.joined().resumed);
+        server.server.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn a_clean_close_leaves_at_once_and_cannot_be_resumed() {
+    for transport in TRANSPORTS {
+        // With the default 30 s window, a leave within the test's wait proves no detach.
+        let server = TestServer::start().await;
+        let room = "s/c/clean";
+        let (a, room_a) = server.member(transport, "ada", "student", room).await;
+        let (_b, mut room_b) = server.member(transport, "bob", "student", room).await;
+        let ada = room_a.joined().participant;
+        let old = a.welcome().clone();
+        a.close(ErrorCode::Normal);
+
+        assert_eq!(left_code(&mut room_b, ada).await, ErrorCode::Normal.to_u16(), "{transport:?}");
+        let a = resume(&server, transport, "ada", room, &old.resume_token).await;
+        assert!(!a.welcome().resumed, "{transport:?}");
+        server.server.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn a_resume_token_is_bound_to_its_user() {
+    for transport in TRANSPORTS {
+        let server = TestServer::start().await;
+        let room = "s/c/bound";
+        let (a, mut room_a) = server.member(transport, "ada", "student", room).await;
+        let stolen = a.welcome().resume_token.clone();
+
+        let eve = resume(&server, transport, "eve", room, &stolen).await;
+        assert!(!eve.welcome().resumed, "{transport:?}: another user's token is not a resume");
+        assert_ne!(eve.welcome().session_id, a.welcome().session_id);
+        send_acked(&mut room_a, Board::new(1).put(1, "still", 1)).await;
+
+        // Ada's own token still works.
+        let again = resume(&server, transport, "ada", room, &stolen).await;
+        assert!(again.welcome().resumed, "{transport:?}");
+        server.server.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn a_lost_member_outlives_a_shorter_presence_ttl() {
+    // Each transport waits out the window: run them side by side.
+    futures::future::join_all(TRANSPORTS.map(outlives_the_ttl)).await;
+}
+
+async fn outlives_the_ttl(transport: Transport) {
+    let server = TestServer::start_with(&["--presence-ttl-secs", "1", "--resume-grace-ms", "2500"]).await;
+    let room = "s/c/ttl";
+    let (b, mut room_b) = server.member(transport, "bob", "student", room).await;
+    let slot = room_b.joined().slot;
+    // Bob stays alive under the 1 s TTL.
+    let keepalive = async {
+        let mut every = tokio::time::interval(Duration::from_millis(200));
+        for seq in 1u16.. {
+            every.tick().await;
+            let beat = Heartbeat { slot, seq, status: Status::Active, tool: Tool::Pen };
+            b.send_datagram(&Datagram::from(beat)).expect("heartbeat");
+        }
+    };
+    let lost = async {
+        let (a, room_a) = server.member(transport, "ada", "student", room).await;
+        let ada = room_a.joined().participant;
+        let lost_at = Instant::now();
+        a.close(ErrorCode::Internal);
+        let code = left_code(&mut room_b, ada).await;
+        (code, lost_at.elapsed())
+    };
+    let (code, after) = tokio::select! {
+        () = keepalive => unreachable!(),
+        out = lost => out,
+    };
+    assert_eq!(code, ErrorCode::PresenceTimeout.to_u16(), "{transport:?}");
+    assert!(
+        after >= Duration::from_millis(2500),
+        "{transport:?}: evicted after {after:?}, inside the window"
+    );
+    server.server.shutdown().await;
+}
