@@ -702,6 +702,7 @@ async fn attempt(
     let mut options = Options::new(addr, endpoint.transport);
     options.server_name = endpoint.host.trim_start_matches('[').trim_end_matches(']').to_owned();
     options.cert_hash = cert_hash;
+    options.tls = endpoint.tls;
     Connection::handshake(&options, hello).await
 }
 

@@ -5,6 +5,7 @@
 //! | `easel+quic://host[:port]` | raw QUIC | 4434 |
 //! | `https://host[:port][/]` | WebTransport | 4433 |
 //! | `ws://host[:port][/ws]` | WebSocket | 8080 |
+//! | `wss://host[:port][/ws]` | WebSocket over TLS (a TLS proxy in front of the HTTP port) | 443 |
 //! | `easel://host` | a race: QUIC (4434), then WebSocket (8080) | — |
 //!
 //! `easel://host?quic=P&wt=P&ws=P` names the ports of a base address explicitly; listing
@@ -20,6 +21,8 @@ pub const QUIC_PORT: u16 = 4434;
 pub const WT_PORT: u16 = 4433;
 /// Default HTTP (WebSocket) port.
 pub const HTTP_PORT: u16 = 8080;
+/// Default port of `wss://` (a TLS proxy's).
+pub const WSS_PORT: u16 = 443;
 
 /// One way to reach the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +33,8 @@ pub struct Endpoint {
     pub host: String,
     /// Port.
     pub port: u16,
+    /// WebSocket over TLS (`wss://`).
+    pub tls: bool,
 }
 
 impl Endpoint {
@@ -47,6 +52,7 @@ impl std::fmt::Display for Endpoint {
         let scheme = match self.transport {
             Transport::Quic => "easel+quic",
             Transport::WebTransport => "https",
+            Transport::WebSocket if self.tls => "wss",
             Transport::WebSocket => "ws",
         };
         write!(f, "{scheme}://{}:{}", self.host, self.port)
@@ -82,15 +88,14 @@ pub fn parse(url: &str) -> Result<Vec<Endpoint>, UrlError> {
         if !query.is_empty() {
             return Err(err("no query expected"));
         }
-        Ok(vec![Endpoint { transport, host: host.clone(), port: port.unwrap_or(default) }])
+        let tls = scheme == "wss";
+        Ok(vec![Endpoint { transport, host: host.clone(), port: port.unwrap_or(default), tls }])
     };
     match scheme {
         "easel+quic" => one(Transport::Quic, QUIC_PORT, &["", "/"]),
         "https" => one(Transport::WebTransport, WT_PORT, &["", "/"]),
         "ws" => one(Transport::WebSocket, HTTP_PORT, &["", "/", "/ws"]),
-        "wss" => Err(err(
-            "wss:// (WebSocket over TLS) is not supported yet; use ws:// behind a TLS proxy's plain side, or QUIC",
-        )),
+        "wss" => one(Transport::WebSocket, WSS_PORT, &["", "/", "/ws"]),
         "easel" => {
             if port.is_some() || !matches!(path, "" | "/") {
                 return Err(err("a base address has no port or path; name ports with ?quic=&wt=&ws="));
@@ -113,8 +118,9 @@ fn base(host: &str, query: &str) -> Result<Vec<Endpoint>, String> {
             other => return Err(format!("unknown query item {other:?}")),
         }
     }
-    let at =
-        |transport, port: Option<u16>| port.map(|port| Endpoint { transport, host: host.to_owned(), port });
+    let at = |transport, port: Option<u16>| {
+        port.map(|port| Endpoint { transport, host: host.to_owned(), port, tls: false })
+    };
     Ok([at(Transport::Quic, quic), at(Transport::WebTransport, wt), at(Transport::WebSocket, ws)]
         .into_iter()
         .flatten()
@@ -145,7 +151,7 @@ mod tests {
     use super::*;
 
     fn ep(transport: Transport, host: &str, port: u16) -> Endpoint {
-        Endpoint { transport, host: host.into(), port }
+        Endpoint { transport, host: host.into(), port, tls: false }
     }
 
     #[test]
@@ -157,6 +163,9 @@ mod tests {
         assert_eq!(parse("https://127.0.0.1:9/").unwrap(), vec![ep(Transport::WebTransport, "127.0.0.1", 9)]);
         assert_eq!(parse("ws://localhost:80/ws").unwrap(), vec![ep(Transport::WebSocket, "localhost", 80)]);
         assert_eq!(parse("easel+quic://[::1]:7").unwrap(), vec![ep(Transport::Quic, "[::1]", 7)]);
+        let wss = parse("wss://example.org/ws").unwrap();
+        assert_eq!(wss, vec![Endpoint { tls: true, ..ep(Transport::WebSocket, "example.org", 443) }]);
+        assert_eq!(wss[0].to_string(), "wss://example.org:443");
     }
 
     #[test]
@@ -184,7 +193,6 @@ mod tests {
             ("easel://h:1", "no port"),
             ("easel://h?tcp=1", "unknown query"),
             ("https://h/x", "unexpected path"),
-            ("wss://h", "not supported"),
             ("ws://", "missing host"),
         ] {
             let e = parse(url).unwrap_err();

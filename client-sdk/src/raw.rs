@@ -35,7 +35,8 @@ pub enum Transport {
     Quic,
     /// WebTransport over HTTP/3.
     WebTransport,
-    /// The WebSocket fallback (`ws://host:http-port/ws`); `Options::addr` is the HTTP address.
+    /// The WebSocket fallback (`ws://host:http-port/ws`, or `wss://` with [`Options::tls`]);
+    /// `Options::addr` is the HTTP address.
     WebSocket,
 }
 
@@ -82,12 +83,15 @@ pub struct Options {
     /// Accept exactly the certificate with this SHA-256 (a self-signed dev server's
     /// `/cert-hash`); `None` verifies against the system's roots.
     pub cert_hash: Option<[u8; 32]>,
+    /// WebSocket only: speak TLS (`wss://`, e.g. to a TLS-terminating proxy in front of the
+    /// HTTP port), verified like QUIC (`cert_hash` or the system's roots).
+    pub tls: bool,
 }
 
 impl Options {
     /// Options for `addr` over `transport`, verified against system roots.
     pub fn new(addr: SocketAddr, transport: Transport) -> Self {
-        Self { addr, transport, server_name: "localhost".into(), cert_hash: None }
+        Self { addr, transport, server_name: "localhost".into(), cert_hash: None, tls: false }
     }
 
     /// Pins the server certificate by its SHA-256, as lowercase or uppercase hex.
@@ -518,7 +522,8 @@ fn transport_config() -> quinn::TransportConfig {
     t
 }
 
-async fn connect_quic(options: &Options) -> Result<(Conn, Endpoint), ClientError> {
+/// TLS 1.3 with the certificate pinned by hash, or verified against the system's roots.
+fn tls_config(options: &Options, alpn: &[u8]) -> Result<rustls::ClientConfig, ClientError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -536,7 +541,12 @@ async fn connect_quic(options: &Options) -> Result<(Conn, Endpoint), ClientError
             builder.with_root_certificates(roots).with_no_client_auth()
         }
     };
-    tls.alpn_protocols = vec![ALPN.to_vec()];
+    tls.alpn_protocols = vec![alpn.to_vec()];
+    Ok(tls)
+}
+
+async fn connect_quic(options: &Options) -> Result<(Conn, Endpoint), ClientError> {
+    let tls = tls_config(options, ALPN)?;
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
         .map_err(|e| ClientError::Connect(e.to_string()))?;
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
@@ -581,18 +591,30 @@ async fn connect_ws(options: &Options) -> Result<(Conn, Endpoint), ClientError> 
 
     use crate::ws::{Frame, Mux, SUBPROTOCOL, Side};
 
-    let connect_err =
-        |e: &dyn std::fmt::Display| ClientError::Connect(format!("ws://{}/ws: {e}", options.addr));
-    let mut request =
-        format!("ws://{}/ws", options.addr).into_client_request().map_err(|e| connect_err(&e))?;
+    use tokio_tungstenite::Connector;
+
+    let url = match options.tls {
+        true => format!("wss://{}:{}/ws", options.server_name, options.addr.port()),
+        false => format!("ws://{}/ws", options.addr),
+    };
+    let connect_err = |e: &dyn std::fmt::Display| ClientError::Connect(format!("{url}: {e}"));
+    let mut request = url.as_str().into_client_request().map_err(|e| connect_err(&e))?;
     request.headers_mut().insert(
         "sec-websocket-protocol",
         tokio_tungstenite::tungstenite::http::HeaderValue::from_static(SUBPROTOCOL),
     );
-    // Nagle off: cursors must not wait ~40 ms for an ACK.
-    let (socket, _response) = tokio_tungstenite::connect_async_with_config(request, None, true)
-        .await
-        .map_err(|e| connect_err(&e))?;
+    let connector = match options.tls {
+        true => Connector::Rustls(Arc::new(tls_config(options, b"http/1.1")?)),
+        false => Connector::Plain,
+    };
+    // The resolved address, whatever the name in the URL resolves to; Nagle off: cursors must
+    // not wait ~40 ms for an ACK.
+    let tcp = tokio::net::TcpStream::connect(options.addr).await.map_err(|e| connect_err(&e))?;
+    tcp.set_nodelay(true).map_err(|e| connect_err(&e))?;
+    let (socket, _response) =
+        tokio_tungstenite::client_async_tls_with_config(request, tcp, None, Some(connector))
+            .await
+            .map_err(|e| connect_err(&e))?;
     let (sink, stream) = socket.split();
     let sink = sink.with(|frame: Frame| async move {
         Ok::<_, tokio_tungstenite::tungstenite::Error>(match frame {

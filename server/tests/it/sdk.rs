@@ -453,3 +453,56 @@ async fn offline_edits_survive_an_app_restart() {
     viewer.close().await;
     server.shutdown().await;
 }
+
+/// A TLS-terminating proxy (as a load balancer would be) in front of the plain HTTP port, with
+/// a certificate of its own; returns its address and the certificate's SHA-256 in hex.
+async fn tls_proxy(upstream: SocketAddr) -> (SocketAddr, String) {
+    use sha2::Digest as _;
+    let generated = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("certificate");
+    let der = generated.cert.der().clone();
+    let hash = hex::encode(sha2::Sha256::digest(&der));
+    let key = rustls::pki_types::PrivateKeyDer::try_from(generated.key_pair.serialize_der()).expect("key");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![der], key)
+        .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let (Ok(mut tls), Ok(mut plain)) =
+                    (acceptor.accept(tcp).await, TcpStream::connect(upstream).await)
+                else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+            });
+        }
+    });
+    (addr, hash)
+}
+
+#[tokio::test]
+async fn wss_through_a_tls_proxy_pins_the_proxy_certificate() {
+    let server = TestServer::start().await;
+    let (proxy, hash) = tls_proxy(server.server.http_addr()).await;
+    let url = format!("wss://localhost:{}/ws", proxy.port());
+    let builder = || Client::builder(token(GRANT, "ada", "student", 3600));
+    let ada =
+        within("wss connect", builder().cert_hash(&hash).expect("hash").connect(&url)).await.expect("wss");
+    let room = within("join", ada.join(ROOM)).await.expect("join over wss");
+    draw(&room, "over tls");
+    wait_for(&ada, "ack", |e| matches!(e, Event::Acked { .. }).then_some(())).await;
+    // Another certificate's hash: the TLS handshake must fail, not fall back to trust.
+    let wrong = server.server.cert_hash();
+    let err = within("wrong pin", builder().cert_hash(wrong).expect("hash").connect(&url))
+        .await
+        .expect_err("pinned");
+    assert!(matches!(err, easel_client::Error::Connect(_)), "{err}");
+}
