@@ -26,11 +26,14 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use easel_proto::datagram::{Status, Tool};
-use easel_proto::message::{Join, Joined};
+use easel_proto::message::{
+    ChatDelete, ChatHistory, ChatSend, HandLower, HandRaise, Join, Joined, ModAction, Moderate, PollAnswer,
+    PollClose, PollStart,
+};
 use easel_proto::{ErrorCode, Message};
 use futures::future::{BoxFuture, FutureExt as _};
 use futures::stream::{FuturesUnordered, StreamExt as _};
@@ -209,6 +212,9 @@ impl ClientBuilder {
         };
         let task = tokio::spawn(driver.run());
         let client = Client {
+            // Request ids (chat, polls, answers) must not repeat across app runs: a repeated
+            // poll attempt id is a no-op on the server. A random start makes a clash unlikely.
+            ids: Arc::new(AtomicU64::new(rand::random::<u64>() >> 1)),
             cmds: cmd_tx,
             events: tokio::sync::Mutex::new(event_rx),
             backlog,
@@ -221,6 +227,7 @@ impl ClientBuilder {
 /// A connected (or reconnecting) Easel client. Dropping it closes the session cleanly.
 #[derive(Debug)]
 pub struct Client {
+    ids: Arc<AtomicU64>,
     cmds: mpsc::UnboundedSender<Command>,
     events: tokio::sync::Mutex<mpsc::UnboundedReceiver<Event>>,
     backlog: Arc<AtomicUsize>,
@@ -260,7 +267,7 @@ impl Client {
         let (reply, answer) = oneshot::channel();
         self.send(Command::Join { room: room.to_owned(), reply })?;
         let doc = answer.await.map_err(|_| Error::Closed)??;
-        Ok(Room { id: room.to_owned(), doc, cmds: self.cmds.clone() })
+        Ok(Room { id: room.to_owned(), doc, cmds: self.cmds.clone(), ids: self.ids.clone() })
     }
 
     /// The next event (cursors, presence, edits, connection state, errors); `None` once the
@@ -299,6 +306,22 @@ pub struct Room {
     id: String,
     doc: LoroDoc,
     cmds: mpsc::UnboundedSender<Command>,
+    ids: Arc<AtomicU64>,
+}
+
+/// A poll to start (see [`Room::start_poll`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Poll {
+    /// The question (1 to 500 bytes).
+    pub question: String,
+    /// The options (2 to 16, each 1 to 200 bytes).
+    pub options: Vec<String>,
+    /// Whether an answer may pick several options.
+    pub multiple: bool,
+    /// Close automatically after this long (at most 24 h); `None`: only by [`Room::close_poll`].
+    pub duration: Option<Duration>,
+    /// Broadcast counts while open.
+    pub live: bool,
 }
 
 impl Room {
@@ -330,6 +353,87 @@ impl Room {
         let _ = self.cmds.send(Command::Presence { room: self.id.clone(), status, tool });
     }
 
+    fn next_id(&self) -> u64 {
+        self.ids.fetch_add(1, Ordering::Relaxed)
+    }
+
+    async fn request(&self, message: Message) -> Result<(), Error> {
+        let (reply, answer) = oneshot::channel();
+        self.cmds
+            .send(Command::Request { room: self.id.clone(), message, reply })
+            .map_err(|_| Error::Closed)?;
+        Ok(answer.await.map_err(|_| Error::Closed)??)
+    }
+
+    /// Sends a chat message; returns its `client_msg_id`. Everyone, us included, gets
+    /// [`Event::Chat`] once it is stored; a refusal is [`Event::Refused`] with this id.
+    pub async fn chat(&self, text: &str) -> Result<u64, Error> {
+        let client_msg_id = self.next_id();
+        self.request(Message::from(ChatSend { client_msg_id, text: text.to_owned() })).await?;
+        Ok(client_msg_id)
+    }
+
+    /// Deletes a chat message for everyone (teachers).
+    pub async fn delete_chat(&self, id: u64) -> Result<(), Error> {
+        self.request(Message::from(ChatDelete { id })).await
+    }
+
+    /// Asks for up to `limit` messages older than `before` (0: the newest); the answer is
+    /// [`Event::ChatPage`].
+    pub async fn chat_history(&self, before: u64, limit: u16) -> Result<(), Error> {
+        self.request(Message::from(ChatHistory { before, limit })).await
+    }
+
+    /// Starts a poll (teachers); returns the request id that [`Event::PollStarted`] carries.
+    pub async fn start_poll(&self, poll: Poll) -> Result<u64, Error> {
+        let request = self.next_id();
+        let duration_ms = poll.duration.map_or(0, |d| u32::try_from(d.as_millis()).unwrap_or(u32::MAX));
+        let start = PollStart {
+            request,
+            question: poll.question,
+            options: poll.options,
+            multiple: poll.multiple,
+            duration_ms,
+            live: poll.live,
+        };
+        self.request(Message::from(start)).await?;
+        Ok(request)
+    }
+
+    /// Answers a poll with option indices; returns the attempt id. Sending the same answer
+    /// again (after a reconnect) must reuse it: see [`Room::answer_poll_as`].
+    pub async fn answer_poll(&self, poll_id: u64, choices: &[u8]) -> Result<u64, Error> {
+        let attempt_id = self.next_id();
+        self.answer_poll_as(poll_id, attempt_id, choices).await?;
+        Ok(attempt_id)
+    }
+
+    /// Answers a poll with an explicit attempt id: the same id again is counted once, a new
+    /// one replaces our previous answer.
+    pub async fn answer_poll_as(&self, poll_id: u64, attempt_id: u64, choices: &[u8]) -> Result<(), Error> {
+        self.request(Message::from(PollAnswer { poll_id, attempt_id, choices: choices.to_vec() })).await
+    }
+
+    /// Closes a poll (teachers); everyone gets the final [`Event::PollResults`].
+    pub async fn close_poll(&self, poll_id: u64) -> Result<(), Error> {
+        self.request(Message::from(PollClose { poll_id })).await
+    }
+
+    /// Raises our hand (joins the end of the queue).
+    pub async fn raise_hand(&self) -> Result<(), Error> {
+        self.request(Message::from(HandRaise {})).await
+    }
+
+    /// Lowers a hand: our own, or anyone's for a teacher.
+    pub async fn lower_hand(&self, participant: u16) -> Result<(), Error> {
+        self.request(Message::from(HandLower { participant })).await
+    }
+
+    /// A teacher's moderation of participant `target` (mute chat, read-only, remove, …).
+    pub async fn moderate(&self, target: u16, action: ModAction, reason: &str) -> Result<(), Error> {
+        self.request(Message::from(Moderate { target, action, reason: reason.to_owned() })).await
+    }
+
     /// Leaves the room (unacked edits of the room are dropped).
     pub fn leave(self) -> Result<(), Error> {
         self.cmds.send(Command::Leave(self.id)).map_err(|_| Error::Closed)
@@ -342,6 +446,7 @@ enum Command {
     Cursor { room: String, x: f64, y: f64 },
     Presence { room: String, status: Status, tool: Tool },
     RefreshToken(String),
+    Request { room: String, message: Message, reply: oneshot::Sender<Result<(), SessionError>> },
     Close(oneshot::Sender<()>),
 }
 
@@ -460,6 +565,9 @@ impl Driver {
             }
             Command::Presence { room, status, tool } => {
                 let _ = self.session.presence(now, &room, status, tool);
+            }
+            Command::Request { room, message, reply } => {
+                let _ = reply.send(self.session.request(&room, message));
             }
             Command::RefreshToken(token) => {
                 self.session.refresh_token(&token);

@@ -49,5 +49,6 @@ pub mod session;
 pub mod store;
 pub mod ws;
 
-pub use client::{Client, ClientBuilder, Error, Room};
+pub use client::{Client, ClientBuilder, Error, Poll, Room};
+pub use easel_proto::message::ModAction;
 pub use session::Event;

@@ -21,7 +21,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use easel_proto::datagram::{Cursor, Heartbeat, Status, Tool, dequantise, is_newer, quantise};
-use easel_proto::message::{Hello, Join, Leave, Participant, Update, Welcome};
+use easel_proto::message::{
+    ChatMessage, Hello, Join, Leave, ModAction, Participant, PollResults, PollStarted, Update, Welcome,
+};
 use easel_proto::{Datagram, ErrorCode, Message, PROTOCOL_VERSION};
 use loro::{LoroDoc, Subscription, VersionVector};
 use rand::rngs::StdRng;
@@ -224,6 +226,88 @@ pub enum Event {
         /// Detail.
         message: String,
     },
+    /// A chat message (ours included: the echo is the confirmation).
+    Chat {
+        /// Room id.
+        room: String,
+        /// The message.
+        message: ChatMessage,
+    },
+    /// A teacher deleted a chat message.
+    ChatDeleted {
+        /// Room id.
+        room: String,
+        /// The message's id.
+        id: u64,
+        /// Who deleted it.
+        by: u16,
+    },
+    /// A page of chat history (on join, or asked for), oldest first.
+    ChatPage {
+        /// Room id.
+        room: String,
+        /// The messages.
+        messages: Vec<ChatMessage>,
+        /// Whether older ones exist.
+        more: bool,
+    },
+    /// A poll started (or was open when we joined).
+    PollStarted {
+        /// Room id.
+        room: String,
+        /// The poll.
+        poll: PollStarted,
+    },
+    /// Our answer to a poll is recorded.
+    PollAnswered {
+        /// Room id.
+        room: String,
+        /// Which poll.
+        poll_id: u64,
+        /// The answer's attempt id.
+        attempt_id: u64,
+    },
+    /// Poll counts: live while open, final when `results.closed`.
+    PollResults {
+        /// Room id.
+        room: String,
+        /// The counts.
+        results: PollResults,
+    },
+    /// The queue of raised hands changed, first raised first.
+    HandQueue {
+        /// Room id.
+        room: String,
+        /// Participant numbers.
+        queue: Vec<u16>,
+    },
+    /// A teacher's moderation took effect.
+    Moderated {
+        /// Room id.
+        room: String,
+        /// Whom it applies to.
+        target: u16,
+        /// What was done.
+        action: ModAction,
+        /// Which teacher.
+        by: u16,
+        /// The teacher's reason.
+        reason: String,
+    },
+    /// The server refused a request in a room (`Fault`): `kind` is the refused message's kind
+    /// byte, `reference` its own id (chat `client_msg_id`, poll `request`, `attempt_id`, …).
+    Refused {
+        /// Room id.
+        room: String,
+        /// Why.
+        code: ErrorCode,
+        /// Kind byte of the refused message (0 when none applies).
+        kind: u8,
+        /// The refused request's id, or 0.
+        reference: u64,
+        /// Detail.
+        message: String,
+    },
     /// An error that is not tied to one op (a `Fault`, an update that did not import).
     Error {
         /// Room id, when the error concerns one.
@@ -253,6 +337,10 @@ pub enum SessionError {
     /// The room is not joined.
     #[error("not in room {0}")]
     NotJoined(String),
+    /// The room is joined but the connection is down: the request was not sent (chat, polls
+    /// and moderation are live actions; only board edits are queued offline).
+    #[error("room {0} is offline; try again when connected")]
+    Offline(String),
 }
 
 /// A token bucket (the server's op rate, announced in `Welcome`).
@@ -760,9 +848,11 @@ impl Session {
                         message: f.message,
                     });
                 } else {
-                    self.events.push_back(Event::Error {
-                        room: Some(room.to_owned()),
+                    self.events.push_back(Event::Refused {
+                        room: room.to_owned(),
                         code,
+                        kind: f.kind,
+                        reference: f.reference,
                         message: f.message,
                     });
                 }
@@ -814,12 +904,45 @@ impl Session {
                     });
                 }
             }
-            other => self.events.push_back(Event::Error {
-                room: Some(room.to_owned()),
+            other => self.classroom(room, other),
+        }
+    }
+
+    /// Classroom news on a room stream, as events.
+    fn classroom(&mut self, room: &str, message: Message) {
+        let room = room.to_owned();
+        let event = match message {
+            Message::ChatMessage(message) => Event::Chat { room, message },
+            Message::ChatDeleted(d) => Event::ChatDeleted { room, id: d.id, by: d.by },
+            Message::ChatPage(p) => Event::ChatPage { room, messages: p.messages, more: p.more },
+            Message::PollStarted(poll) => Event::PollStarted { room, poll },
+            Message::PollAnswered(a) => {
+                Event::PollAnswered { room, poll_id: a.poll_id, attempt_id: a.attempt_id }
+            }
+            Message::PollResults(results) => Event::PollResults { room, results },
+            Message::HandQueue(q) => Event::HandQueue { room, queue: q.queue },
+            Message::Moderated(m) => {
+                Event::Moderated { room, target: m.target, action: m.action, by: m.by, reason: m.reason }
+            }
+            other => Event::Error {
+                room: Some(room),
                 code: ErrorCode::UnexpectedMessage,
                 message: format!("ignored {:?} on the room stream", other.kind()),
-            }),
+            },
+        };
+        self.events.push_back(event);
+    }
+
+    /// Sends a classroom request (chat, polls, hands, moderation) on `room`'s stream. These
+    /// are live actions: while the room is not joined on a live connection they are refused
+    /// rather than queued.
+    pub fn request(&mut self, room: &str, message: Message) -> Result<(), SessionError> {
+        let state = self.rooms.get(room).ok_or_else(|| SessionError::NotJoined(room.to_owned()))?;
+        if state.phase != Phase::Joined {
+            return Err(SessionError::Offline(room.to_owned()));
         }
+        self.transmits.push_back(Transmit::Room { room: room.to_owned(), message });
+        Ok(())
     }
 
     fn joined(&mut self, now: Instant, id: &str, j: easel_proto::message::Joined) {

@@ -26,6 +26,20 @@ pub enum Command {
     Serve(Serve),
     /// Print a JWT signed with the secret the server uses (same flags, env and data dir).
     Token(Token),
+    /// Print a room's attendance as CSV from the data dir (the server must be stopped; while
+    /// it runs, use `GET /rooms/{id}/attendance?format=csv` with a teacher token).
+    Attendance(AttendanceArgs),
+}
+
+/// `easel attendance`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AttendanceArgs {
+    /// Directory of the database.
+    #[arg(long, env = "EASEL_DATA_DIR", default_value = "./easel-data")]
+    pub data_dir: PathBuf,
+    /// The room id, e.g. `uni-a/math-101/2026-11-23`.
+    #[arg(long)]
+    pub room: String,
 }
 
 /// Where secrets and data live; shared by `serve` and `token`.
@@ -92,6 +106,10 @@ pub struct Serve {
     /// Datagram burst per connection.
     #[arg(long, env = "EASEL_DATAGRAMS_BURST", default_value_t = 240)]
     pub datagrams_burst: u32,
+    /// Chat messages per minute per user and room (also the burst); more are refused with
+    /// `RateLimited`.
+    #[arg(long, env = "EASEL_CHAT_PER_MIN", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..))]
+    pub chat_per_min: u32,
     /// Largest stream frame accepted, in bytes (16 KiB to 1 MiB).
     #[arg(long, env = "EASEL_MAX_FRAME", default_value_t = 1 << 20)]
     pub max_frame: u32,

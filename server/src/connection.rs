@@ -326,7 +326,7 @@ fn session_limits(config: &Serve) -> SessionLimits {
         ops_burst: config.ops_burst,
         datagrams_per_sec: config.datagrams_per_sec,
         datagrams_burst: config.datagrams_burst,
-        chat_per_min: 30,
+        chat_per_min: config.chat_per_min,
         tick_hz: config.tick_hz,
         heartbeat_ms: config.heartbeat_ms,
         presence_ttl_ms: (config.presence_ttl_secs * 1000) as u32,
@@ -632,6 +632,7 @@ async fn enter(
         client_id: ctx.client_id.clone(),
         since: join.since.clone(),
         resume,
+        expires_ms: claims.exp.saturating_mul(1000),
         link: link.clone(),
     };
     // `link` drops on return, leaving the room the only holder of the sender: when the room
@@ -800,10 +801,7 @@ async fn read_room<R: AsyncRead + Unpin>(
             | Message::PollClose(_)
             | Message::HandRaise(_)
             | Message::HandLower(_)
-            | Message::Moderate(_) => Command::Reply(
-                participant,
-                fault(ErrorCode::UnexpectedMessage, kind, 0, "not supported by this server version yet"),
-            ),
+            | Message::Moderate(_) => Command::Class(participant, message),
             other => Command::Reply(
                 participant,
                 fault(

@@ -10,6 +10,7 @@
 //! ([`config`]).
 
 pub mod auth;
+pub mod class;
 pub mod config;
 mod connection;
 pub mod limit;

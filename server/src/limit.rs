@@ -18,6 +18,11 @@ impl TokenBucket {
         Self { rate: f64::from(rate), burst, tokens: burst, last: now }
     }
 
+    /// A full bucket refilled at `per_minute` tokens a minute (chat rates are per minute).
+    pub fn per_minute(per_minute: u32, burst: u32, now: Instant) -> Self {
+        Self { rate: f64::from(per_minute) / 60.0, ..Self::new(0, burst, now) }
+    }
+
     /// Takes one token if there is one.
     pub fn take(&mut self, now: Instant) -> bool {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();

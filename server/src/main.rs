@@ -1,11 +1,12 @@
-//! `easel`: runs the server (default) or mints a token with the server's secret.
+//! `easel`: runs the server (default), mints a token with the server's secret, or prints a
+//! room's attendance.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use clap::Parser as _;
 use easel_server::auth::{self, Claims, Issuer, SecretSource};
-use easel_server::config::{Cli, Command, Serve, Token};
+use easel_server::config::{AttendanceArgs, Cli, Command, Serve, Token};
 use easel_server::{Server, telemetry};
 
 fn main() -> anyhow::Result<()> {
@@ -13,6 +14,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Some(Command::Token(token)) => mint(&token),
         Some(Command::Serve(serve)) => run(serve),
+        Some(Command::Attendance(args)) => attendance(&args),
         None => run(cli.serve),
     }
 }
@@ -74,6 +76,23 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+fn attendance(args: &AttendanceArgs) -> anyhow::Result<()> {
+    easel_proto::room::validate_id(&args.room).map_err(|e| anyhow::anyhow!("--room {:?}: {e}", args.room))?;
+    let store = easel_server::store::Store::open(&args.data_dir).with_context(|| {
+        format!(
+            "opening {} (if the server is running, ask it: GET /rooms/{}/attendance?format=csv with a teacher token)",
+            args.data_dir.display(),
+            args.room
+        )
+    })?;
+    let records = store.load_side(&args.room)?;
+    store.close();
+    let attendance = easel_server::class::attendance_of(records).map_err(anyhow::Error::msg)?;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).context("clock before 1970")?.as_millis() as u64;
+    print!("{}", easel_server::class::attendance_csv(&args.room, &attendance, now));
+    Ok(())
 }
 
 fn mint(token: &Token) -> anyhow::Result<()> {

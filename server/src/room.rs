@@ -17,7 +17,8 @@ use easel_proto::datagram::{
     Cursor, CursorBatch, CursorEntry, Heartbeat, PresenceBatch, PresenceEntry, is_newer,
 };
 use easel_proto::message::{
-    Ack, Participant, ParticipantJoined, ParticipantLeft, Reject, RemoteUpdate, Role, SyncKind,
+    Ack, Fault, HandQueue, Kind, ModAction, Moderated, Participant, ParticipantJoined, ParticipantLeft,
+    ParticipantUpdated, Reject, RemoteUpdate, Role, SyncKind,
 };
 use easel_proto::{Datagram, ErrorCode, Message};
 use futures::stream::{FuturesOrdered, StreamExt as _};
@@ -25,6 +26,7 @@ use loro::{ExportMode, LoroDoc, VersionVector};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use crate::class::{self, Class, Deliver, Outcome, Who};
 use crate::store::{Store, StoreError, UpdateRecord};
 use crate::transport::DatagramSender;
 
@@ -48,6 +50,8 @@ pub struct Config {
     pub idle_unload: Duration,
     /// How long a member whose connection was lost keeps its place for a resume (SPEC §5.4).
     pub resume_grace: Duration,
+    /// Chat messages per minute per user.
+    pub chat_per_min: u32,
 }
 
 impl Default for Config {
@@ -61,6 +65,7 @@ impl Default for Config {
             snapshot_every: 1000,
             idle_unload: Duration::from_secs(60),
             resume_grace: Duration::from_secs(30),
+            chat_per_min: 30,
         }
     }
 }
@@ -119,6 +124,8 @@ pub struct JoinRequest {
     /// The participant number a resumed session held here: if that member is still in the
     /// room (for the same user), it is re-attached instead of joining anew.
     pub resume: Option<u16>,
+    /// When the member's token expires (Unix ms): a removal holds until then.
+    pub expires_ms: u64,
     /// How to reach it.
     pub link: Link,
 }
@@ -185,12 +192,16 @@ enum Reach {
     Detached {
         /// When it is evicted unless re-attached.
         until: Instant,
+        /// When the connection was lost (its attendance ends there if it never comes back).
+        lost: Instant,
     },
 }
 
 struct Member {
     info: Participant,
     client_id: String,
+    /// Token expiry, Unix ms.
+    expires_ms: u64,
     reach: Reach,
     /// The connection the member was last attached through (see [`Link::conn`]).
     conn: u64,
@@ -229,6 +240,14 @@ pub struct Room {
     last_seq: u64,
     ops_since_snapshot: u64,
     empty_since: Option<Instant>,
+    class: Class,
+    /// The wall clock at a point of the room's clock, so times on the wire and in records
+    /// (Unix ms) follow from the `Instant`s the room is given.
+    wall: (Instant, u64),
+    /// Classroom writes waiting for the driver (see [`Room::take_side`]).
+    side: Vec<Outcome>,
+    /// The teacher-visible queue of raised hands, first raised first.
+    hands: Vec<u16>,
 }
 
 impl Room {
@@ -238,7 +257,9 @@ impl Room {
         config: Config,
         snapshot: Option<(u64, Vec<u8>)>,
         updates: Vec<(u64, Vec<u8>)>,
+        class: Class,
         now: Instant,
+        now_ms: u64,
     ) -> Result<Self, String> {
         let doc = LoroDoc::new();
         let mut last_seq = 0;
@@ -266,6 +287,10 @@ impl Room {
             last_seq,
             ops_since_snapshot: replayed,
             empty_since: Some(now),
+            class,
+            wall: (now, now_ms),
+            side: Vec::new(),
+            hands: Vec::new(),
         })
     }
 
@@ -312,17 +337,22 @@ impl Room {
         {
             return self.reattach(now, index, req);
         }
+        let now_ms = self.wall_ms(now);
+        if self.class.removed(&req.user, now_ms) {
+            return Err(ErrorCode::Removed);
+        }
         if self.members.len() >= self.config.max_participants {
             return Err(ErrorCode::RoomFull);
         }
         let index = self.allocate_index().ok_or(ErrorCode::RoomFull)?;
+        let flags = self.class.flags(&req.user);
         let info = Participant {
             index,
             user: req.user,
             name: req.name,
             role: req.role,
-            read_only: false,
-            chat_muted: false,
+            read_only: flags.read_only,
+            chat_muted: flags.chat_muted,
             camera: false,
             hand_raised: false,
         };
@@ -331,11 +361,14 @@ impl Room {
             ErrorCode::Internal
         })?;
         self.broadcast(Some(index), &Message::from(ParticipantJoined { participant: info.clone() }));
+        let arrived = self.class.arrive(&info.user, &info.name, now_ms);
+        self.store_side(arrived.into_iter().collect());
         self.members.insert(
             index,
             Member {
                 info,
                 client_id: req.client_id,
+                expires_ms: req.expires_ms,
                 conn: req.link.conn,
                 reach: Reach::Linked(req.link),
                 last_seen: now,
@@ -347,6 +380,7 @@ impl Room {
         );
         self.empty_since = None;
         crate::telemetry::participant_joined();
+        self.send_side_state(index);
         Ok(Joined {
             participant: index,
             participants: self.members.values().map(|m| m.info.clone()).collect(),
@@ -364,12 +398,15 @@ impl Room {
         })?;
         let member = self.members.get_mut(&index).ok_or(ErrorCode::Internal)?;
         member.client_id = req.client_id;
+        member.expires_ms = req.expires_ms;
         member.conn = req.link.conn;
         member.reach = Reach::Linked(req.link);
         member.last_seen = now;
         // Marks at zero: the next tick sends every cursor and presence entry, which it missed.
         member.cursor_mark = 0;
         member.presence_mark = 0;
+        // What was said and asked while it was away it would otherwise never see.
+        self.send_side_state(index);
         Ok(Joined {
             participant: index,
             participants: self.members.values().map(|m| m.info.clone()).collect(),
@@ -418,7 +455,7 @@ impl Room {
         if let Some(m) = self.members.get_mut(&index)
             && m.conn == conn
         {
-            m.reach = Reach::Detached { until };
+            m.reach = Reach::Detached { until, lost: now };
         }
     }
 
@@ -427,6 +464,16 @@ impl Room {
     fn remove(&mut self, now: Instant, index: u16, code: ErrorCode, tell_member: bool) {
         let Some(member) = self.members.remove(&index) else { return };
         crate::telemetry::participant_left();
+        let left_at = match member.reach {
+            Reach::Detached { lost, .. } => lost,
+            Reach::Linked(_) => now,
+        };
+        let departed = self.class.depart(&member.info.user, self.wall_ms(left_at));
+        self.store_side(departed.into_iter().collect());
+        if let Some(at) = self.hands.iter().position(|h| *h == index) {
+            self.hands.remove(at);
+            self.broadcast(None, &Message::from(HandQueue { queue: self.hands.clone() }));
+        }
         if tell_member && let Some(link) = member.link() {
             let _ = link.tx.try_send(Outbound::Left(code, String::new()));
         }
@@ -679,7 +726,7 @@ impl Room {
             .iter()
             .filter(|(_, m)| match m.reach {
                 Reach::Linked(_) => now.duration_since(m.last_seen) > self.config.presence_ttl,
-                Reach::Detached { until } => now >= until,
+                Reach::Detached { until, .. } => now >= until,
             })
             .map(|(i, _)| *i)
             .collect();
@@ -687,6 +734,179 @@ impl Room {
             tracing::info!(room = %self.id, index, "presence timeout");
             self.remove(now, index, ErrorCode::PresenceTimeout, true);
         }
+    }
+
+    fn wall_ms(&self, now: Instant) -> u64 {
+        let (at, ms) = self.wall;
+        if now >= at {
+            ms.saturating_add(now.duration_since(at).as_millis() as u64)
+        } else {
+            ms.saturating_sub(at.duration_since(now).as_millis() as u64)
+        }
+    }
+
+    fn store_side(&mut self, writes: Vec<class::Write>) {
+        if !writes.is_empty() {
+            self.side.push(Outcome { writes, ..Outcome::default() });
+        }
+    }
+
+    /// Classroom writes to make durable, each with what to deliver once it is: the driver
+    /// calls this after every input and hands the `then` part back to [`Room::deliver`].
+    pub fn take_side(&mut self) -> Vec<Outcome> {
+        std::mem::take(&mut self.side)
+    }
+
+    /// Sends what durable classroom writes were waiting to confirm.
+    pub fn deliver(&mut self, then: Vec<Deliver>) {
+        for d in then {
+            match d {
+                Deliver::To(to, message) => self.send(to, message),
+                Deliver::All(message) => self.broadcast(None, &message),
+            }
+        }
+    }
+
+    /// The room's side state for a member that just joined or came back (SPEC §6.2).
+    fn send_side_state(&mut self, index: u16) {
+        for message in self.class.on_join() {
+            self.send(index, message);
+        }
+        if !self.hands.is_empty() {
+            self.send(index, Message::from(HandQueue { queue: self.hands.clone() }));
+        }
+    }
+
+    /// A classroom request on a member's room stream: chat, polls, hands, moderation.
+    pub fn class(&mut self, now: Instant, index: u16, message: Message) {
+        self.touch(now, index);
+        let now_ms = self.wall_ms(now);
+        let Some(member) = self.members.get(&index) else { return };
+        let info = member.info.clone();
+        let who =
+            Who { index, user: &info.user, name: &info.name, role: info.role, chat_muted: info.chat_muted };
+        let outcome = match message {
+            Message::ChatSend(c) => self.class.chat_send(who, c.client_msg_id, c.text, now, now_ms),
+            Message::ChatDelete(d) => self.class.chat_delete(who, d.id),
+            Message::ChatHistory(h) => self.class.chat_history(who, h.before, h.limit),
+            Message::PollStart(p) => self.class.poll_start(who, p, now, now_ms),
+            Message::PollAnswer(a) => self.class.poll_answer(who, a.poll_id, a.attempt_id, a.choices),
+            Message::PollClose(c) => self.class.poll_close(who, c.poll_id),
+            Message::HandRaise(_) => return self.hand(index, index, true),
+            Message::HandLower(l) => {
+                if l.participant != index && info.role != Role::Teacher {
+                    return self.refuse(
+                        index,
+                        Kind::HandLower,
+                        0,
+                        ErrorCode::Forbidden,
+                        "only a teacher lowers others' hands",
+                    );
+                }
+                return self.hand(index, l.participant, false);
+            }
+            Message::Moderate(m) => return self.moderate(now, index, info.role, m),
+            other => {
+                let why = format!("{} is not a classroom request", other.kind());
+                return self.refuse(index, other.kind(), 0, ErrorCode::UnexpectedMessage, &why);
+            }
+        };
+        let Outcome { reply, writes, then } = outcome;
+        self.deliver(reply);
+        if !writes.is_empty() || !then.is_empty() {
+            self.side.push(Outcome { writes, then, ..Outcome::default() });
+        }
+    }
+
+    fn refuse(&mut self, to: u16, kind: Kind, reference: u64, code: ErrorCode, why: &str) {
+        let fault = Fault {
+            code: code.to_u16(),
+            kind: kind.to_u8(),
+            reference,
+            message: clip_reason(why.to_owned()),
+        };
+        self.send(to, Message::from(fault));
+    }
+
+    /// Raises or lowers `whose` hand; everyone sees the new queue and the flag change.
+    fn hand(&mut self, by: u16, whose: u16, raise: bool) {
+        let Some(member) = self.members.get_mut(&whose) else {
+            return self.refuse(by, Kind::HandLower, 0, ErrorCode::NotFound, "no such participant");
+        };
+        let queued = self.hands.contains(&whose);
+        if raise == queued {
+            return;
+        }
+        if raise {
+            self.hands.push(whose);
+        } else {
+            self.hands.retain(|h| *h != whose);
+        }
+        member.info.hand_raised = raise;
+        let updated = Message::from(ParticipantUpdated { participant: member.info.clone() });
+        self.broadcast(None, &Message::from(HandQueue { queue: self.hands.clone() }));
+        self.broadcast(None, &updated);
+    }
+
+    /// A teacher's moderation (SPEC §12): effects hold at once, and per user, so they survive
+    /// a reconnect.
+    fn moderate(&mut self, now: Instant, by: u16, role: Role, m: easel_proto::message::Moderate) {
+        let kind = Kind::Moderate;
+        if role != Role::Teacher {
+            return self.refuse(
+                by,
+                kind,
+                u64::from(m.target),
+                ErrorCode::Forbidden,
+                "only a teacher moderates",
+            );
+        }
+        let Some(target) = self.members.get_mut(&m.target) else {
+            return self.refuse(by, kind, u64::from(m.target), ErrorCode::NotFound, "no such participant");
+        };
+        let user = target.info.user.clone();
+        let expires_ms = target.expires_ms;
+        match m.action {
+            ModAction::MuteChat | ModAction::UnmuteChat => {
+                target.info.chat_muted = m.action == ModAction::MuteChat
+            }
+            ModAction::ReadOnly | ModAction::ReadWrite => {
+                target.info.read_only = m.action == ModAction::ReadOnly
+            }
+            // No SFU is attached yet: nothing publishes, so there is nothing to tear down.
+            ModAction::Remove | ModAction::StopMedia => {}
+        }
+        let info = target.info.clone();
+        let write = self.class.set_flags(&user, |f| match m.action {
+            ModAction::MuteChat | ModAction::UnmuteChat => f.chat_muted = info.chat_muted,
+            ModAction::ReadOnly | ModAction::ReadWrite => f.read_only = info.read_only,
+            ModAction::Remove => f.removed_until_ms = Some(expires_ms),
+            ModAction::StopMedia => {}
+        });
+        let moderated = Message::from(Moderated { target: m.target, action: m.action, by, reason: m.reason });
+        let mut then = vec![Deliver::All(moderated)];
+        if m.action == ModAction::Remove {
+            self.remove(now, m.target, ErrorCode::Removed, true);
+        } else {
+            then.push(Deliver::All(Message::from(ParticipantUpdated { participant: info })));
+        }
+        self.side.push(Outcome { writes: write.into_iter().collect(), then, ..Outcome::default() });
+    }
+
+    /// Everyone's attendance, open intervals included.
+    pub fn attendance(&self) -> Vec<class::Attendance> {
+        self.class.attendance().cloned().collect()
+    }
+
+    /// When [`Room::class_tick`] is next due (a poll timer).
+    pub fn class_deadline(&self) -> Option<Instant> {
+        self.class.next_deadline()
+    }
+
+    /// Poll timers and live poll counts.
+    pub fn class_tick(&mut self, now: Instant) {
+        let outcomes = self.class.tick(now);
+        self.side.extend(outcomes);
     }
 
     /// Queues a message to one member; a full queue closes that member as a slow consumer.
@@ -729,7 +949,7 @@ impl Room {
                 self.remove(now, index, ErrorCode::SlowConsumer, false);
             }
             mpsc::error::TrySendError::Closed(_) => {
-                member.reach = Reach::Detached { until: now + self.config.resume_grace };
+                member.reach = Reach::Detached { until: now + self.config.resume_grace, lost: now };
             }
         }
     }
@@ -800,6 +1020,10 @@ pub enum Command {
         /// Its encoded version vector.
         since: Vec<u8>,
     },
+    /// A classroom request (chat, polls, hands, moderation) from a participant.
+    Class(u16, Message),
+    /// The room's attendance, as it is now.
+    Attendance(oneshot::Sender<Vec<class::Attendance>>),
     /// Persist everything and stop (server shutdown).
     Shutdown(oneshot::Sender<()>),
 }
@@ -849,16 +1073,23 @@ pub async fn spawn(
     store: Store,
     on_exit: impl FnOnce(&Handle) + Send + 'static,
 ) -> Result<Handle, StoreError> {
-    let log =
-        {
-            let (store, room) = (store.clone(), id.clone());
-            tokio::task::spawn_blocking(move || store.load(&room))
-                .await
-                .map_err(|e| StoreError::Corrupt { room: id.to_string(), seq: 0, reason: e.to_string() })??
-        };
+    let (log, side) = {
+        let (store, room) = (store.clone(), id.clone());
+        tokio::task::spawn_blocking(move || {
+            Ok::<_, StoreError>((store.load(&room)?, store.load_side(&room)?))
+        })
+        .await
+        .map_err(|e| StoreError::Corrupt {
+            room: id.to_string(),
+            seq: 0,
+            reason: e.to_string(),
+        })??
+    };
     let snapshot = log.snapshot.map(|s| (s.upto_seq, s.data));
     let updates = log.updates.into_iter().map(|(seq, r)| (seq, r.data)).collect();
-    let room = Room::new(id.clone(), config, snapshot, updates, Instant::now())
+    let (now, now_ms) = (Instant::now(), unix_ms());
+    let class = Class::load(side, config.chat_per_min, now, now_ms);
+    let room = Room::new(id.clone(), config, snapshot, updates, class, now, now_ms)
         .map_err(|reason| StoreError::Corrupt { room: id.to_string(), seq: 0, reason })?;
     let (tx, rx) = mpsc::channel(4096);
     let handle = Handle { id, tx };
@@ -867,13 +1098,31 @@ pub async fn spawn(
     Ok(handle)
 }
 
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
 type Committing = std::pin::Pin<Box<dyn std::future::Future<Output = Committed> + Send>>;
 
-struct Committed {
-    participant: u16,
-    op_id: u64,
-    result: Result<Option<(u64, Vec<u8>)>, StoreError>,
-    received: Option<Instant>,
+/// A durable write that finished, in submission order.
+enum Committed {
+    /// A board update (or a duplicate's barrier).
+    Op {
+        participant: u16,
+        op_id: u64,
+        result: Result<Option<(u64, Vec<u8>)>, StoreError>,
+        received: Option<Instant>,
+    },
+    /// Classroom records, and what waited for them.
+    Side { result: Result<(), StoreError>, then: Vec<Deliver> },
+}
+
+fn side(store: &Store, room: &str, outcome: Outcome) -> Committing {
+    let (store, room) = (store.clone(), room.to_owned());
+    Box::pin(async move {
+        let result = if outcome.writes.is_empty() { Ok(()) } else { store.side(&room, outcome.writes).await };
+        Committed::Side { result, then: outcome.then }
+    })
 }
 
 async fn run(
@@ -891,7 +1140,11 @@ async fn run(
     let mut shutdown: Option<oneshot::Sender<()>> = None;
 
     loop {
+        for outcome in room.take_side() {
+            committing.push_back(side(&store, room.id(), outcome));
+        }
         let tick_at = next_tick;
+        let class_at = room.class_deadline().map(tokio::time::Instant::from_std);
         tokio::select! {
             cmd = rx.recv(), if shutdown.is_none() => {
                 let Some(cmd) = cmd else { break };
@@ -925,24 +1178,34 @@ async fn run(
                         room.send(i, message);
                     }
                     Command::Sync { participant, since } => room.sync(now, participant, &since),
+                    Command::Class(participant, message) => room.class(now, participant, message),
+                    Command::Attendance(reply) => {
+                        let _ = reply.send(room.attendance());
+                    }
                     Command::Shutdown(done) => shutdown = Some(done),
                 }
             }
-            Some(c) = committing.next() => {
-                match c.result {
-                    Ok(stored) => {
-                        if let Some(received) = c.received {
-                            metrics::histogram!("easel_op_ingest_to_send_seconds").record(received.elapsed().as_secs_f64());
-                        }
-                        if let Some(snap) = room.committed(c.participant, c.op_id, stored) {
-                            write_snapshot(&store, room.id(), snap).await;
-                        }
+            Some(c) = committing.next() => match c {
+                Committed::Op { participant, op_id, result: Ok(stored), received } => {
+                    if let Some(received) = received {
+                        metrics::histogram!("easel_op_ingest_to_send_seconds").record(received.elapsed().as_secs_f64());
                     }
-                    Err(e) => {
-                        tracing::error!(room = %room.id(), op_id = c.op_id, "durable write failed: {e}");
-                        room.reject(c.participant, c.op_id, ErrorCode::StorageUnavailable, "storage unavailable".into());
+                    if let Some(snap) = room.committed(participant, op_id, stored) {
+                        write_snapshot(&store, room.id(), snap).await;
                     }
                 }
+                Committed::Op { participant, op_id, result: Err(e), .. } => {
+                    tracing::error!(room = %room.id(), op_id, "durable write failed: {e}");
+                    room.reject(participant, op_id, ErrorCode::StorageUnavailable, "storage unavailable".into());
+                }
+                Committed::Side { result: Ok(()), then } => room.deliver(then),
+                // Nothing that waited on it is confirmed; the requesters see no echo.
+                Committed::Side { result: Err(e), .. } => {
+                    tracing::error!(room = %room.id(), "classroom write failed: {e}");
+                }
+            },
+            () = async { if let Some(at) = class_at { tokio::time::sleep_until(at).await } }, if class_at.is_some() => {
+                room.class_tick(Instant::now());
             }
             () = async { if let Some(at) = tick_at { tokio::time::sleep_until(at).await } }, if tick_at.is_some() => {
                 next_tick = room.tick(Instant::now()).then(|| tokio::time::Instant::now() + tick);
@@ -952,6 +1215,7 @@ async fn run(
                 metrics::histogram!("easel_room_queue_depth").record(rx.len() as f64);
                 metrics::histogram!("easel_outbound_queue_depth").record(room.outbound_depth() as f64);
                 room.expire(now);
+                room.class_tick(now);
                 if room.idle(now) && committing.is_empty() && rx.is_empty() {
                     break;
                 }
@@ -963,17 +1227,30 @@ async fn run(
     }
     // Stop taking commands before the final snapshot so nothing is accepted and then lost.
     rx.close();
-    while let Some(c) = committing.next().await {
-        if let Ok(stored) = c.result {
-            let _ = room.committed(c.participant, c.op_id, stored);
+    // Acks and echoes first, while everyone is still there to get them; then the leaves,
+    // whose attendance records are stored before the room is gone.
+    for round in 0..2 {
+        for outcome in room.take_side() {
+            committing.push_back(side(&store, room.id(), outcome));
         }
-    }
-    if let Some(snap) = room.snapshot() {
-        write_snapshot(&store, room.id(), snap).await;
-    }
-    let members: Vec<u16> = room.members.keys().copied().collect();
-    for index in members {
-        room.remove(Instant::now(), index, ErrorCode::ShuttingDown, true);
+        while let Some(c) = committing.next().await {
+            match c {
+                Committed::Op { participant, op_id, result: Ok(stored), .. } => {
+                    let _ = room.committed(participant, op_id, stored);
+                }
+                Committed::Side { result: Ok(()), then } => room.deliver(then),
+                Committed::Op { .. } | Committed::Side { .. } => {}
+            }
+        }
+        if round == 0 {
+            if let Some(snap) = room.snapshot() {
+                write_snapshot(&store, room.id(), snap).await;
+            }
+            let members: Vec<u16> = room.members.keys().copied().collect();
+            for index in members {
+                room.remove(Instant::now(), index, ErrorCode::ShuttingDown, true);
+            }
+        }
     }
     metrics::gauge!("easel_rooms").decrement(1.0);
     on_exit(&handle);
@@ -989,11 +1266,11 @@ fn persist(store: &Store, room: &str, p: Persist) -> Committing {
             Persist::Append { participant, op_id, record, received } => {
                 let data = record.data.clone();
                 let result = store.append(&room, record).await.map(|seq| Some((seq, data)));
-                Committed { participant, op_id, result, received: Some(received) }
+                Committed::Op { participant, op_id, result, received: Some(received) }
             }
             Persist::Barrier { participant, op_id } => {
                 let result = store.flush().await.map(|()| None);
-                Committed { participant, op_id, result, received: None }
+                Committed::Op { participant, op_id, result, received: None }
             }
         }
     })
@@ -1068,7 +1345,7 @@ mod tests {
     }
 
     fn room(config: Config, t0: Instant) -> Room {
-        Room::new(Arc::from("s/c/r"), config, None, Vec::new(), t0).expect("empty room")
+        Room::new(Arc::from("s/c/r"), config, None, Vec::new(), Class::default(), t0, 0).expect("empty room")
     }
 
     fn join(room: &mut Room, now: Instant, user: &str, capacity: usize) -> Member {
@@ -1094,6 +1371,7 @@ mod tests {
             client_id: format!("{user}-client"),
             since: None,
             resume,
+            expires_ms: u64::MAX,
             link,
         };
         let joined = room.join(now, req).expect("join");
@@ -1232,6 +1510,7 @@ mod tests {
             client_id: "c".into(),
             since: None,
             resume: None,
+            expires_ms: u64::MAX,
             link,
         };
         assert_eq!(room.join(t0, req).err(), Some(ErrorCode::RoomFull));

@@ -76,6 +76,25 @@ pub(crate) struct Rooms {
 }
 
 impl Rooms {
+    /// A room's attendance: from its actor when loaded (the live state, with writes still in
+    /// flight), else from the store.
+    async fn attendance(&self, id: &str) -> Result<Vec<crate::class::Attendance>, String> {
+        if let Some(handle) = self.loaded(id) {
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            if handle.send(Command::Attendance(reply)).await.is_ok()
+                && let Ok(attendance) = answer.await
+            {
+                return Ok(attendance);
+            }
+        }
+        let (store, id) = (self.store.clone(), id.to_owned());
+        let records = tokio::task::spawn_blocking(move || store.load_side(&id))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        crate::class::attendance_of(records)
+    }
+
     fn new(store: Store, config: room::Config) -> Self {
         Self { loaded: Arc::default(), loading: tokio::sync::Mutex::new(()), store, config }
     }
@@ -196,6 +215,7 @@ impl Server {
             snapshot_every: config.snapshot_every.max(1),
             idle_unload: Duration::from_secs(config.idle_unload_secs),
             resume_grace: config.resume_grace(),
+            chat_per_min: config.chat_per_min,
             ..room::Config::default()
         };
         let prometheus = telemetry::install();
@@ -422,6 +442,7 @@ fn http_router(prometheus: PrometheusHandle, cert_hash: String, shared: Arc<Shar
         .route("/healthz", axum::routing::get(|| async { "ok\n" }))
         .route("/metrics", axum::routing::get(metrics_text))
         .route("/cert-hash", axum::routing::get(cert_hash_text))
+        .route("/rooms/{*path}", axum::routing::get(room_resource))
         .with_state(state)
 }
 
@@ -443,6 +464,57 @@ async fn websocket_upgrade(
 
 async fn metrics_text(State(state): State<HttpState>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.prometheus.render())
+}
+
+/// `GET /rooms/{room id}/attendance[?format=csv]` with `Authorization: Bearer <teacher JWT
+/// granting the room>`: the room's attendance as JSON (per user: intervals and total), or CSV.
+async fn room_resource(
+    State(state): State<HttpState>,
+    axum::extract::Path(path): axum::extract::Path<String>,
+    axum::extract::Query(query): axum::extract::Query<HashMap<String, String>>,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
+    let Some(room) = path.strip_suffix("/attendance") else {
+        return (StatusCode::NOT_FOUND, "unknown room resource\n").into_response();
+    };
+    if let Err(e) = easel_proto::room::validate_id(room) {
+        return (StatusCode::BAD_REQUEST, format!("room id: {e}\n")).into_response();
+    }
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let claims = match state.shared.verifier.verify(token, now.as_secs()) {
+        Ok(c) => c,
+        Err(e) => return (StatusCode::UNAUTHORIZED, format!("{e}\n")).into_response(),
+    };
+    if claims.role() != easel_proto::message::Role::Teacher || !claims.grants(room) {
+        return (StatusCode::FORBIDDEN, "a teacher token granting this room is needed\n").into_response();
+    }
+    let attendance = match state.shared.rooms.attendance(room).await {
+        Ok(a) => a,
+        Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
+    };
+    let now_ms = now.as_millis() as u64;
+    if query.get("format").is_some_and(|f| f == "csv") {
+        let csv = crate::class::attendance_csv(room, &attendance, now_ms);
+        return ([(header::CONTENT_TYPE, "text/csv")], csv).into_response();
+    }
+    let users: Vec<serde_json::Value> = attendance
+        .iter()
+        .map(|a| {
+            serde_json::json!({
+                "user": a.user,
+                "name": a.name,
+                "intervals": a.intervals.iter().map(|(from, to)| serde_json::json!({"joined_ms": from, "left_ms": to})).collect::<Vec<_>>(),
+                "total_ms": a.total_ms(now_ms),
+                "present": a.intervals.last().is_some_and(|i| i.1.is_none()),
+            })
+        })
+        .collect();
+    axum::Json(serde_json::json!({ "room": room, "users": users })).into_response()
 }
 
 async fn cert_hash_text(State(state): State<HttpState>) -> impl IntoResponse {

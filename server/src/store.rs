@@ -1,5 +1,7 @@
 //! Durable storage: one `redb` database under the data dir holding, per room, an append-only log
-//! of Loro updates and the latest snapshot (compaction deletes the log entries it covers).
+//! of Loro updates and the latest snapshot (compaction deletes the log entries it covers), and
+//! the classroom records beside the board (chat, polls, moderation flags, attendance) in a side
+//! table keyed by `(room, kind, key)`.
 //!
 //! Writes go through one committer thread that batches whatever is queued into a single write
 //! transaction with an fsync (group commit). [`Store::append`] resolves only after the commit
@@ -19,6 +21,9 @@ const UPDATES: TableDefinition<'static, (&'static str, u64), &'static [u8]> = Ta
 /// `room` → `(upto_seq, Loro snapshot)`.
 const SNAPSHOTS: TableDefinition<'static, &'static str, (u64, &'static [u8])> =
     TableDefinition::new("snapshots");
+/// `(room, kind, key)` → a classroom record (JSON, see [`crate::class`]).
+const SIDE: TableDefinition<'static, (&'static str, &'static str, &'static str), &'static [u8]> =
+    TableDefinition::new("side");
 /// `room` → last assigned update sequence number.
 const ROOMS: TableDefinition<'static, &'static str, u64> = TableDefinition::new("rooms");
 
@@ -86,6 +91,7 @@ enum Request {
     Append { room: String, record: UpdateRecord, reply: oneshot::Sender<Result<u64, StoreError>> },
     Snapshot { room: String, upto_seq: u64, data: Vec<u8>, reply: oneshot::Sender<Result<(), StoreError>> },
     Flush { reply: oneshot::Sender<Result<(), StoreError>> },
+    Side { room: String, writes: Vec<crate::class::Write>, reply: oneshot::Sender<Result<(), StoreError>> },
 }
 
 /// The database handle; cheap to clone.
@@ -118,6 +124,7 @@ impl Store {
         {
             txn.open_table(UPDATES).map_err(db_err)?;
             txn.open_table(SNAPSHOTS).map_err(db_err)?;
+            txn.open_table(SIDE).map_err(db_err)?;
             txn.open_table(ROOMS).map_err(db_err)?;
         }
         txn.commit().map_err(db_err)?;
@@ -162,6 +169,28 @@ impl Store {
         let (reply, rx) = oneshot::channel();
         self.submit(Request::Flush { reply })?;
         rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Stores classroom records (replacing those with the same kind and key); resolves once
+    /// they are durable.
+    pub async fn side(&self, room: &str, writes: Vec<crate::class::Write>) -> Result<(), StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.submit(Request::Side { room: room.to_owned(), writes, reply })?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// A room's classroom records, `(kind, key, JSON)`, in key order (blocking).
+    pub fn load_side(&self, room: &str) -> Result<Vec<(String, String, Vec<u8>)>, StoreError> {
+        let txn = self.db()?.begin_read().map_err(db_err)?;
+        let table = txn.open_table(SIDE).map_err(db_err)?;
+        let mut out = Vec::new();
+        // Every kind and key of this room: the empty string sorts first, U+FFFF-led last.
+        for entry in table.range((room, "", "")..=(room, "\u{ffff}", "")).map_err(db_err)? {
+            let (k, v) = entry.map_err(db_err)?;
+            let (_, kind, key) = k.value();
+            out.push((kind.to_owned(), key.to_owned(), v.value().to_vec()));
+        }
+        Ok(out)
     }
 
     /// Stores a snapshot covering updates up to `upto_seq` and deletes those updates.
@@ -265,7 +294,9 @@ fn commit_loop(db: &Database, rx: &mpsc::Receiver<Request>) {
                         Request::Append { reply, .. } => {
                             let _ = reply.send(Ok(seq));
                         }
-                        Request::Snapshot { reply, .. } | Request::Flush { reply } => {
+                        Request::Snapshot { reply, .. }
+                        | Request::Flush { reply }
+                        | Request::Side { reply, .. } => {
                             let _ = reply.send(Ok(()));
                         }
                     }
@@ -281,7 +312,9 @@ fn commit_loop(db: &Database, rx: &mpsc::Receiver<Request>) {
                         Request::Append { reply, .. } => {
                             let _ = reply.send(Err(err));
                         }
-                        Request::Snapshot { reply, .. } | Request::Flush { reply } => {
+                        Request::Snapshot { reply, .. }
+                        | Request::Flush { reply }
+                        | Request::Side { reply, .. } => {
                             let _ = reply.send(Err(err));
                         }
                     }
@@ -310,6 +343,7 @@ fn write_batch(
         let mut updates = txn.open_table(UPDATES).map_err(db_err)?;
         let mut snapshots = txn.open_table(SNAPSHOTS).map_err(db_err)?;
         let mut rooms = txn.open_table(ROOMS).map_err(db_err)?;
+        let mut side = txn.open_table(SIDE).map_err(db_err)?;
         for request in batch {
             match request {
                 Request::Append { room, record, .. } => {
@@ -333,6 +367,13 @@ fn write_batch(
                     updates
                         .retain_in((room.as_str(), 0)..=(room.as_str(), *upto_seq), |_, _| false)
                         .map_err(db_err)?;
+                    seqs.push(0);
+                }
+                Request::Side { room, writes, .. } => {
+                    for w in writes {
+                        side.insert((room.as_str(), w.kind, w.key.as_str()), w.value.as_slice())
+                            .map_err(db_err)?;
+                    }
                     seqs.push(0);
                 }
                 Request::Flush { .. } => seqs.push(0),

@@ -4,6 +4,7 @@
 
 mod auth;
 mod browser;
+mod classroom;
 mod e2e;
 mod harness;
 mod hostile;

@@ -25,7 +25,7 @@ const ROOM: &str = "school/math/monday";
 /// What every test token grants: every session of the course.
 const GRANT: &str = "school/math/*";
 
-fn url(server: &Server, transport: Transport) -> String {
+pub(crate) fn url(server: &Server, transport: Transport) -> String {
     match transport {
         Transport::Quic => format!("easel+quic://127.0.0.1:{}", server.quic_addr().port()),
         Transport::WebTransport => format!("https://127.0.0.1:{}/", server.wt_addr().port()),
@@ -42,7 +42,7 @@ async fn client(server: &Server, url: &str, user: &str) -> Client {
 }
 
 /// Waits for the first event `want` accepts, skipping others.
-async fn wait_for<T>(client: &Client, what: &str, mut want: impl FnMut(&Event) -> Option<T>) -> T {
+pub(crate) async fn wait_for<T>(client: &Client, what: &str, mut want: impl FnMut(&Event) -> Option<T>) -> T {
     within(what, async {
         loop {
             let event = client.next_event().await.unwrap_or_else(|| panic!("client closed: {what}"));
@@ -62,12 +62,12 @@ fn shapes(doc: &LoroDoc) -> Vec<String> {
         .collect()
 }
 
-fn draw(room: &Room, shape: &str) {
+pub(crate) fn draw(room: &Room, shape: &str) {
     room.edit(|doc| doc.get_list("shapes").push(shape)).expect("local edit");
 }
 
 /// Waits until `client`'s copy of `room` holds `shape` (remote updates or a catch-up snapshot).
-async fn wait_for_shape(client: &Client, room: &Room, shape: &str) {
+pub(crate) async fn wait_for_shape(client: &Client, room: &Room, shape: &str) {
     within(&format!("shape {shape}"), async {
         while !shapes(room.doc()).iter().any(|s| s == shape) {
             let event = client.next_event().await.expect("client open");
@@ -292,14 +292,14 @@ async fn clients_reconnect_by_themselves_across_a_server_restart_and_converge() 
 
 /// A TCP relay the test can cut: every relayed connection is dropped at once (no WebSocket
 /// close frame, as when a network goes away), and new connections are refused while it is down.
-struct Relay {
-    addr: SocketAddr,
+pub(crate) struct Relay {
+    pub(crate) addr: SocketAddr,
     cut: Arc<Notify>,
     down: Arc<AtomicBool>,
 }
 
 impl Relay {
-    async fn start(upstream: SocketAddr) -> Self {
+    pub(crate) async fn start(upstream: SocketAddr) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind relay");
         let addr = listener.local_addr().expect("addr");
         let (cut, down) = (Arc::new(Notify::new()), Arc::new(AtomicBool::new(false)));
@@ -327,7 +327,7 @@ impl Relay {
     }
 
     /// Drops every relayed connection; `stay_down` also refuses new ones.
-    fn cut(&self, stay_down: bool) {
+    pub(crate) fn cut(&self, stay_down: bool) {
         self.down.store(stay_down, Ordering::SeqCst);
         self.cut.notify_waiters();
     }

@@ -1,0 +1,757 @@
+//! The classroom beside the board: chat, polls, per-user moderation flags and attendance of
+//! one room (SPEC §9–12). Sans-IO like [`crate::room::Room`], which owns one [`Class`]: calls
+//! take the caller's identity and the time, and return what to store ([`Write`]) and what to
+//! send ([`Deliver`]); nothing here awaits, reads a clock or knows the transport.
+//!
+//! State is kept as records (JSON in the store's side table, see [`crate::store`]), loaded
+//! whole with the room: chat (at most [`CHAT_KEEP`] newest messages), every poll with its
+//! answers, moderation flags per user, attendance intervals per user.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use easel_proto::ErrorCode;
+use easel_proto::message::{
+    ChatDeleted, ChatMessage, ChatPage, Fault, Kind, PollAnswered, PollResults, PollStarted, Role,
+};
+use easel_proto::{Message, limits};
+use serde::{Deserialize, Serialize};
+
+use crate::limit::TokenBucket;
+
+/// Chat messages a room keeps (newest); older ones are dropped from memory and history.
+pub const CHAT_KEEP: usize = 10_000;
+/// Messages in the page a joining member gets.
+pub const JOIN_PAGE: usize = 50;
+/// Live poll results are broadcast at most this often (SPEC §10).
+pub const LIVE_EVERY: Duration = Duration::from_secs(1);
+
+/// Record kinds in the store's side table.
+pub mod kind {
+    /// Chat messages, keyed by zero-padded id.
+    pub const CHAT: &str = "chat";
+    /// Polls, keyed by zero-padded id.
+    pub const POLL: &str = "poll";
+    /// Moderation flags, keyed by user.
+    pub const FLAGS: &str = "flags";
+    /// Attendance, keyed by user.
+    pub const ATTENDANCE: &str = "attendance";
+}
+
+/// A record to store (replacing the one with the same kind and key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Write {
+    /// Record kind (see [`kind`]).
+    pub kind: &'static str,
+    /// Key within the kind.
+    pub key: String,
+    /// JSON bytes.
+    pub value: Vec<u8>,
+}
+
+/// Who receives a message.
+#[derive(Debug, Clone)]
+pub enum Deliver {
+    /// One participant.
+    To(u16, Message),
+    /// Everyone in the room.
+    All(Message),
+}
+
+/// What a request produced: `reply` goes out at once (refusals, pages); `writes` must be
+/// durable before `then` is delivered (an echo is a confirmation: SPEC §9).
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Immediate answers.
+    pub reply: Vec<Deliver>,
+    /// Records to store.
+    pub writes: Vec<Write>,
+    /// Sent once the writes are durable.
+    pub then: Vec<Deliver>,
+}
+
+impl Outcome {
+    fn refuse(to: u16, kind: Kind, reference: u64, code: ErrorCode, why: &str) -> Self {
+        let fault = Fault { code: code.to_u16(), kind: kind.to_u8(), reference, message: why.to_owned() };
+        Self { reply: vec![Deliver::To(to, Message::from(fault))], ..Self::default() }
+    }
+}
+
+/// The requester, as the room knows it.
+#[derive(Debug, Clone, Copy)]
+pub struct Who<'a> {
+    /// Participant number.
+    pub index: u16,
+    /// Token subject.
+    pub user: &'a str,
+    /// Display name.
+    pub name: &'a str,
+    /// Role.
+    pub role: Role,
+    /// Chat muted by a teacher.
+    pub chat_muted: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+struct ChatRecord {
+    id: u64,
+    from: u16,
+    user: String,
+    name: String,
+    text: String,
+    sent_ms: u64,
+    client_msg_id: u64,
+    #[serde(default)]
+    deleted: bool,
+}
+
+impl ChatRecord {
+    fn message(&self) -> ChatMessage {
+        ChatMessage {
+            id: self.id,
+            from: self.from,
+            user: self.user.clone(),
+            name: self.name.clone(),
+            text: self.text.clone(),
+            sent_ms: self.sent_ms,
+            client_msg_id: self.client_msg_id,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+struct PollRecord {
+    poll_id: u64,
+    request: u64,
+    by: u16,
+    question: String,
+    options: Vec<String>,
+    multiple: bool,
+    closes_at_ms: u64,
+    live: bool,
+    closed: bool,
+    /// One answer per user (a user's second device replaces, not adds): attempt id, choices.
+    answers: BTreeMap<String, (u64, Vec<u8>)>,
+}
+
+impl PollRecord {
+    fn started(&self) -> PollStarted {
+        PollStarted {
+            poll_id: self.poll_id,
+            request: self.request,
+            by: self.by,
+            question: self.question.clone(),
+            options: self.options.clone(),
+            multiple: self.multiple,
+            closes_at_ms: self.closes_at_ms,
+            live: self.live,
+        }
+    }
+
+    fn results(&self) -> PollResults {
+        let mut counts = vec![0u32; self.options.len()];
+        for (_, choices) in self.answers.values() {
+            for c in choices {
+                if let Some(n) = counts.get_mut(usize::from(*c)) {
+                    *n += 1;
+                }
+            }
+        }
+        PollResults {
+            poll_id: self.poll_id,
+            counts,
+            respondents: self.answers.len() as u32,
+            closed: self.closed,
+        }
+    }
+}
+
+/// Moderation that follows a user across reconnects (not a participant number).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Flags {
+    /// Board edits refused.
+    pub read_only: bool,
+    /// Chat refused.
+    pub chat_muted: bool,
+    /// Removed: joins are refused until this time (the removed token's expiry), Unix ms.
+    pub removed_until_ms: Option<u64>,
+}
+
+/// One user's presence in the room over time.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Attendance {
+    /// Token subject.
+    pub user: String,
+    /// Latest display name.
+    pub name: String,
+    /// Join and leave times, Unix ms; an open interval has no end yet.
+    pub intervals: Vec<(u64, Option<u64>)>,
+}
+
+impl Attendance {
+    /// Total time present up to `now_ms` (open intervals count until then).
+    pub fn total_ms(&self, now_ms: u64) -> u64 {
+        self.intervals.iter().map(|(from, to)| to.unwrap_or(now_ms).saturating_sub(*from)).sum()
+    }
+}
+
+/// The attendance records among a room's stored classroom records, by user.
+pub fn attendance_of(records: Vec<(String, String, Vec<u8>)>) -> Result<Vec<Attendance>, String> {
+    records
+        .into_iter()
+        .filter(|(k, _, _)| k == kind::ATTENDANCE)
+        .map(|(_, key, value)| {
+            serde_json::from_slice::<Attendance>(&value).map_err(|e| format!("attendance of {key}: {e}"))
+        })
+        .collect()
+}
+
+/// Attendance as CSV: a header, then one row per interval (`left_ms` empty while present)
+/// with the user's total in every row of theirs.
+pub fn attendance_csv(room: &str, records: &[Attendance], now_ms: u64) -> String {
+    let field = |s: &str| {
+        if s.contains([',', '"', '\n', '\r']) {
+            format!("\"{}\"", s.replace('"', "\"\""))
+        } else {
+            s.to_owned()
+        }
+    };
+    let mut out = String::from("room,user,name,joined_ms,left_ms,seconds,total_seconds\n");
+    for a in records {
+        let total = a.total_ms(now_ms) / 1000;
+        for (from, to) in &a.intervals {
+            let seconds = to.unwrap_or(now_ms).saturating_sub(*from) / 1000;
+            let left = to.map(|t| t.to_string()).unwrap_or_default();
+            out.push_str(&format!(
+                "{},{},{},{from},{left},{seconds},{total}\n",
+                field(room),
+                field(&a.user),
+                field(&a.name)
+            ));
+        }
+    }
+    out
+}
+
+/// A room's classroom state.
+#[derive(Debug, Default)]
+pub struct Class {
+    chat: BTreeMap<u64, ChatRecord>,
+    next_chat: u64,
+    polls: BTreeMap<u64, PollRecord>,
+    next_poll: u64,
+    /// Poll timers (Instant) and polls whose live counts changed.
+    deadlines: BTreeMap<u64, Instant>,
+    dirty: Vec<u64>,
+    last_live: Option<Instant>,
+    flags: HashMap<String, Flags>,
+    attendance: BTreeMap<String, Attendance>,
+    /// Memberships per user now (a user on two devices is present once).
+    present: HashMap<String, u32>,
+    chat_rate: HashMap<String, TokenBucket>,
+    chat_per_min: u32,
+}
+
+fn key(n: u64) -> String {
+    format!("{n:020}")
+}
+
+fn write<T: Serialize>(kind: &'static str, key: String, value: &T) -> Option<Write> {
+    match serde_json::to_vec(value) {
+        Ok(value) => Some(Write { kind, key, value }),
+        Err(e) => {
+            tracing::error!(kind, "record does not serialise: {e}");
+            None
+        }
+    }
+}
+
+impl Class {
+    /// Rebuilds the state from stored records (`(kind, key, JSON)`); records that do not
+    /// decode are skipped with an error log rather than making the room unloadable.
+    /// `now_ms`/`now` map stored poll deadlines onto the room's clock; attendance left open by
+    /// a server that stopped is closed at its last known time.
+    pub fn load(
+        records: Vec<(String, String, Vec<u8>)>,
+        chat_per_min: u32,
+        now: Instant,
+        now_ms: u64,
+    ) -> Self {
+        let mut class = Self { chat_per_min, ..Self::default() };
+        for (kind, key, value) in records {
+            let ok = match kind.as_str() {
+                kind::CHAT => serde_json::from_slice::<ChatRecord>(&value).map(|r| {
+                    class.next_chat = class.next_chat.max(r.id);
+                    class.chat.insert(r.id, r);
+                }),
+                kind::POLL => serde_json::from_slice::<PollRecord>(&value).map(|p| {
+                    class.next_poll = class.next_poll.max(p.poll_id);
+                    if !p.closed && p.closes_at_ms > 0 {
+                        let left = Duration::from_millis(p.closes_at_ms.saturating_sub(now_ms));
+                        class.deadlines.insert(p.poll_id, now + left);
+                    }
+                    class.polls.insert(p.poll_id, p);
+                }),
+                kind::FLAGS => serde_json::from_slice::<Flags>(&value).map(|f| {
+                    class.flags.insert(key.clone(), f);
+                }),
+                kind::ATTENDANCE => serde_json::from_slice::<Attendance>(&value).map(|mut a| {
+                    // Nobody is present in a room that is only now loading.
+                    for interval in &mut a.intervals {
+                        if interval.1.is_none() {
+                            interval.1 = Some(interval.0);
+                        }
+                    }
+                    class.attendance.insert(key.clone(), a);
+                }),
+                other => {
+                    tracing::warn!(kind = other, "unknown classroom record kind");
+                    Ok(())
+                }
+            };
+            if let Err(e) = ok {
+                tracing::error!(kind, key, "corrupt classroom record skipped: {e}");
+            }
+        }
+        class
+    }
+
+    /// The flags a user carries into the room.
+    pub fn flags(&self, user: &str) -> Flags {
+        self.flags.get(user).cloned().unwrap_or_default()
+    }
+
+    /// Whether `user` was removed and the removal still holds at `now_ms`.
+    pub fn removed(&self, user: &str, now_ms: u64) -> bool {
+        self.flags.get(user).and_then(|f| f.removed_until_ms).is_some_and(|until| now_ms < until)
+    }
+
+    /// Changes a user's flags; returns the write.
+    pub fn set_flags(&mut self, user: &str, change: impl FnOnce(&mut Flags)) -> Option<Write> {
+        let flags = self.flags.entry(user.to_owned()).or_default();
+        change(flags);
+        write(kind::FLAGS, user.to_owned(), flags)
+    }
+
+    /// A membership of `user` began (a resume is not one).
+    pub fn arrive(&mut self, user: &str, name: &str, now_ms: u64) -> Option<Write> {
+        let count = self.present.entry(user.to_owned()).or_default();
+        *count += 1;
+        if *count > 1 {
+            return None;
+        }
+        let record = self
+            .attendance
+            .entry(user.to_owned())
+            .or_insert_with(|| Attendance { user: user.to_owned(), ..Attendance::default() });
+        record.name = name.to_owned();
+        record.intervals.push((now_ms, None));
+        write(kind::ATTENDANCE, user.to_owned(), record)
+    }
+
+    /// A membership of `user` ended at `at_ms`.
+    pub fn depart(&mut self, user: &str, at_ms: u64) -> Option<Write> {
+        let count = self.present.get_mut(user)?;
+        *count = count.saturating_sub(1);
+        if *count > 0 {
+            return None;
+        }
+        self.present.remove(user);
+        let record = self.attendance.get_mut(user)?;
+        if let Some(open) = record.intervals.last_mut().filter(|i| i.1.is_none()) {
+            open.1 = Some(at_ms.max(open.0));
+        }
+        write(kind::ATTENDANCE, user.to_owned(), record)
+    }
+
+    /// Everyone's attendance.
+    pub fn attendance(&self) -> impl Iterator<Item = &Attendance> {
+        self.attendance.values()
+    }
+
+    /// What a joining member gets besides `Joined`: open polls (with live counts), the latest
+    /// chat page. Empty parts are left out.
+    pub fn on_join(&self) -> Vec<Message> {
+        let mut out = Vec::new();
+        for poll in self.polls.values().filter(|p| !p.closed) {
+            out.push(Message::from(poll.started()));
+            if poll.live {
+                out.push(Message::from(poll.results()));
+            }
+        }
+        let page = self.page(0, JOIN_PAGE);
+        if !page.messages.is_empty() {
+            out.push(Message::from(page));
+        }
+        out
+    }
+
+    fn page(&self, before: u64, limit: usize) -> ChatPage {
+        let upper = if before == 0 { u64::MAX } else { before };
+        let mut live = self.chat.range(..upper).rev().filter(|(_, r)| !r.deleted);
+        let mut messages: Vec<ChatMessage> = live.by_ref().take(limit).map(|(_, r)| r.message()).collect();
+        let more = live.next().is_some();
+        messages.reverse();
+        ChatPage { messages, more }
+    }
+
+    /// `ChatSend`: checks mute and rate, stores, then echoes to everyone.
+    pub fn chat_send(
+        &mut self,
+        who: Who<'_>,
+        client_msg_id: u64,
+        text: String,
+        now: Instant,
+        now_ms: u64,
+    ) -> Outcome {
+        let kind = Kind::ChatSend;
+        if who.chat_muted {
+            return Outcome::refuse(
+                who.index,
+                kind,
+                client_msg_id,
+                ErrorCode::ChatMuted,
+                "chat muted by a teacher",
+            );
+        }
+        let per_min = self.chat_per_min.max(1);
+        let bucket = self
+            .chat_rate
+            .entry(who.user.to_owned())
+            .or_insert_with(|| TokenBucket::per_minute(per_min, per_min, now));
+        if !bucket.take(now) {
+            return Outcome::refuse(
+                who.index,
+                kind,
+                client_msg_id,
+                ErrorCode::RateLimited,
+                "chat rate limited",
+            );
+        }
+        self.next_chat += 1;
+        let record = ChatRecord {
+            id: self.next_chat,
+            from: who.index,
+            user: who.user.to_owned(),
+            name: who.name.to_owned(),
+            text,
+            sent_ms: now_ms,
+            client_msg_id,
+            deleted: false,
+        };
+        let message = Message::from(record.message());
+        let writes = write(kind::CHAT, key(record.id), &record).into_iter().collect();
+        self.chat.insert(record.id, record);
+        while self.chat.len() > CHAT_KEEP {
+            self.chat.pop_first();
+        }
+        Outcome { writes, then: vec![Deliver::All(message)], ..Outcome::default() }
+    }
+
+    /// `ChatDelete` (teacher).
+    pub fn chat_delete(&mut self, who: Who<'_>, id: u64) -> Outcome {
+        let kind = Kind::ChatDelete;
+        if who.role != Role::Teacher {
+            return Outcome::refuse(
+                who.index,
+                kind,
+                id,
+                ErrorCode::Forbidden,
+                "only a teacher deletes messages",
+            );
+        }
+        let Some(record) = self.chat.get_mut(&id).filter(|r| !r.deleted) else {
+            return Outcome::refuse(who.index, kind, id, ErrorCode::NotFound, "no such message");
+        };
+        record.deleted = true;
+        let writes = write(kind::CHAT, key(id), &*record).into_iter().collect();
+        let then = vec![Deliver::All(Message::from(ChatDeleted { id, by: who.index }))];
+        Outcome { writes, then, ..Outcome::default() }
+    }
+
+    /// `ChatHistory`: a page, at once.
+    pub fn chat_history(&self, who: Who<'_>, before: u64, limit: u16) -> Outcome {
+        let page = self.page(before, usize::from(limit).clamp(1, limits::MAX_CHAT_PAGE));
+        Outcome { reply: vec![Deliver::To(who.index, Message::from(page))], ..Outcome::default() }
+    }
+
+    /// `PollStart` (teacher).
+    #[allow(clippy::too_many_arguments)]
+    pub fn poll_start(
+        &mut self,
+        who: Who<'_>,
+        start: easel_proto::message::PollStart,
+        now: Instant,
+        now_ms: u64,
+    ) -> Outcome {
+        if who.role != Role::Teacher {
+            let why = "only a teacher starts polls";
+            return Outcome::refuse(who.index, Kind::PollStart, start.request, ErrorCode::Forbidden, why);
+        }
+        self.next_poll += 1;
+        let poll_id = self.next_poll;
+        let closes_at_ms = match start.duration_ms {
+            0 => 0,
+            ms => {
+                self.deadlines.insert(poll_id, now + Duration::from_millis(u64::from(ms)));
+                now_ms + u64::from(ms)
+            }
+        };
+        let poll = PollRecord {
+            poll_id,
+            request: start.request,
+            by: who.index,
+            question: start.question,
+            options: start.options,
+            multiple: start.multiple,
+            closes_at_ms,
+            live: start.live,
+            closed: false,
+            answers: BTreeMap::new(),
+        };
+        let then = vec![Deliver::All(Message::from(poll.started()))];
+        let writes = write(kind::POLL, key(poll_id), &poll).into_iter().collect();
+        self.polls.insert(poll_id, poll);
+        Outcome { writes, then, ..Outcome::default() }
+    }
+
+    /// `PollAnswer`: one answer per user; a repeated attempt id is a no-op, a new one replaces.
+    pub fn poll_answer(&mut self, who: Who<'_>, poll_id: u64, attempt_id: u64, choices: Vec<u8>) -> Outcome {
+        let kind = Kind::PollAnswer;
+        let Some(poll) = self.polls.get_mut(&poll_id) else {
+            return Outcome::refuse(who.index, kind, attempt_id, ErrorCode::NotFound, "no such poll");
+        };
+        if poll.closed {
+            return Outcome::refuse(who.index, kind, attempt_id, ErrorCode::PollClosed, "the poll is closed");
+        }
+        let mut seen = [false; 256];
+        let valid = (poll.multiple || choices.len() == 1)
+            && !choices.is_empty()
+            && choices.iter().all(|c| {
+                let fresh = !seen[usize::from(*c)];
+                seen[usize::from(*c)] = true;
+                fresh && usize::from(*c) < poll.options.len()
+            });
+        if !valid {
+            let why = "choices must be distinct option indices (exactly one unless multiple)";
+            return Outcome::refuse(who.index, kind, attempt_id, ErrorCode::InvalidField, why);
+        }
+        let answered = Message::from(PollAnswered { poll_id, attempt_id });
+        if poll.answers.get(who.user).is_some_and(|(attempt, _)| *attempt == attempt_id) {
+            return Outcome { reply: vec![Deliver::To(who.index, answered)], ..Outcome::default() };
+        }
+        poll.answers.insert(who.user.to_owned(), (attempt_id, choices));
+        if poll.live && !self.dirty.contains(&poll_id) {
+            self.dirty.push(poll_id);
+        }
+        let writes = write(kind::POLL, key(poll_id), &*poll).into_iter().collect();
+        Outcome { writes, then: vec![Deliver::To(who.index, answered)], ..Outcome::default() }
+    }
+
+    /// `PollClose` (teacher).
+    pub fn poll_close(&mut self, who: Who<'_>, poll_id: u64) -> Outcome {
+        let kind = Kind::PollClose;
+        if who.role != Role::Teacher {
+            return Outcome::refuse(
+                who.index,
+                kind,
+                poll_id,
+                ErrorCode::Forbidden,
+                "only a teacher closes polls",
+            );
+        }
+        match self.polls.get(&poll_id) {
+            None => Outcome::refuse(who.index, kind, poll_id, ErrorCode::NotFound, "no such poll"),
+            Some(p) if p.closed => {
+                Outcome::refuse(who.index, kind, poll_id, ErrorCode::PollClosed, "already closed")
+            }
+            Some(_) => self.close(poll_id),
+        }
+    }
+
+    fn close(&mut self, poll_id: u64) -> Outcome {
+        self.deadlines.remove(&poll_id);
+        self.dirty.retain(|p| *p != poll_id);
+        let Some(poll) = self.polls.get_mut(&poll_id) else { return Outcome::default() };
+        poll.closed = true;
+        let writes = write(kind::POLL, key(poll_id), &*poll).into_iter().collect();
+        Outcome { writes, then: vec![Deliver::All(Message::from(poll.results()))], ..Outcome::default() }
+    }
+
+    /// The next poll timer, if any.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.deadlines.values().min().copied()
+    }
+
+    /// Closes polls whose timer ran out and, at most once per [`LIVE_EVERY`], broadcasts the
+    /// counts of live polls that changed.
+    pub fn tick(&mut self, now: Instant) -> Vec<Outcome> {
+        let due: Vec<u64> = self.deadlines.iter().filter(|(_, t)| **t <= now).map(|(p, _)| *p).collect();
+        let mut out: Vec<Outcome> = due.into_iter().map(|p| self.close(p)).collect();
+        if !self.dirty.is_empty() && self.last_live.is_none_or(|t| now.duration_since(t) >= LIVE_EVERY) {
+            self.last_live = Some(now);
+            let then = std::mem::take(&mut self.dirty)
+                .into_iter()
+                .filter_map(|p| self.polls.get(&p))
+                .map(|p| Deliver::All(Message::from(p.results())))
+                .collect();
+            out.push(Outcome { then, ..Outcome::default() });
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use easel_proto::message::PollStart;
+
+    use super::*;
+
+    fn who(index: u16, user: &str, role: Role) -> Who<'_> {
+        Who { index, user, name: user, role, chat_muted: false }
+    }
+
+    fn faults(o: &Outcome) -> Vec<u16> {
+        o.reply
+            .iter()
+            .filter_map(|d| match d {
+                Deliver::To(_, Message::Fault(f)) => Some(f.code),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn results(o: &Outcome) -> Option<PollResults> {
+        o.then.iter().find_map(|d| match d {
+            Deliver::All(Message::PollResults(r)) => Some(r.clone()),
+            _ => None,
+        })
+    }
+
+    fn poll(class: &mut Class, now: Instant, duration_ms: u32, live: bool) -> u64 {
+        let start = PollStart {
+            request: 9,
+            question: "2+2?".into(),
+            options: vec!["3".into(), "4".into(), "5".into()],
+            multiple: false,
+            duration_ms,
+            live,
+        };
+        let o = class.poll_start(who(0, "teach", Role::Teacher), start, now, 1_000);
+        match &o.then[..] {
+            [Deliver::All(Message::PollStarted(p))] => p.poll_id,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_repeated_attempt_counts_once_and_a_new_one_replaces() {
+        let t0 = Instant::now();
+        let mut class = Class::load(Vec::new(), 30, t0, 0);
+        let id = poll(&mut class, t0, 0, false);
+        let ada = who(1, "ada", Role::Student);
+        assert_eq!(class.poll_answer(ada, id, 7, vec![0]).writes.len(), 1);
+        let again = class.poll_answer(ada, id, 7, vec![2]);
+        assert!(again.writes.is_empty(), "same attempt: no-op");
+        assert!(matches!(&again.reply[..], [Deliver::To(1, Message::PollAnswered(_))]));
+        class.poll_answer(who(2, "bob", Role::Student), id, 1, vec![1]);
+        class.poll_answer(ada, id, 8, vec![1]);
+        let closed = class.poll_close(who(0, "teach", Role::Teacher), id);
+        let r = results(&closed).expect("results");
+        assert_eq!((r.counts, r.respondents, r.closed), (vec![0, 2, 0], 2, true));
+        let late = class.poll_answer(ada, id, 9, vec![0]);
+        assert_eq!(faults(&late), [ErrorCode::PollClosed.to_u16()]);
+    }
+
+    #[test]
+    fn answers_are_validated_and_roles_enforced() {
+        let t0 = Instant::now();
+        let mut class = Class::load(Vec::new(), 30, t0, 0);
+        let id = poll(&mut class, t0, 0, false);
+        let ada = who(1, "ada", Role::Student);
+        for bad in [vec![], vec![3], vec![0, 1]] {
+            assert_eq!(faults(&class.poll_answer(ada, id, 1, bad)), [ErrorCode::InvalidField.to_u16()]);
+        }
+        assert_eq!(faults(&class.poll_answer(ada, 99, 1, vec![0])), [ErrorCode::NotFound.to_u16()]);
+        assert_eq!(faults(&class.poll_close(ada, id)), [ErrorCode::Forbidden.to_u16()]);
+        assert_eq!(faults(&class.chat_delete(ada, 1)), [ErrorCode::Forbidden.to_u16()]);
+    }
+
+    #[test]
+    fn timers_close_polls_and_live_counts_are_throttled() {
+        let t0 = Instant::now();
+        let mut class = Class::load(Vec::new(), 30, t0, 0);
+        let timed = poll(&mut class, t0, 5_000, false);
+        let live = poll(&mut class, t0, 0, true);
+        assert_eq!(class.next_deadline(), Some(t0 + Duration::from_secs(5)));
+        class.poll_answer(who(1, "ada", Role::Student), live, 1, vec![1]);
+        let first = class.tick(t0);
+        assert_eq!(first.len(), 1, "live counts go out");
+        class.poll_answer(who(2, "bob", Role::Student), live, 1, vec![1]);
+        assert!(class.tick(t0 + Duration::from_millis(500)).is_empty(), "at most once a second");
+        let later = class.tick(t0 + Duration::from_secs(5));
+        let closed: Vec<PollResults> = later.iter().filter_map(results).collect();
+        assert!(closed.iter().any(|r| r.poll_id == timed && r.closed), "{closed:?}");
+        assert!(closed.iter().any(|r| r.poll_id == live && !r.closed && r.counts == [0, 2, 0]));
+        assert_eq!(class.next_deadline(), None);
+    }
+
+    #[test]
+    fn chat_mute_rate_history_and_delete() {
+        let t0 = Instant::now();
+        let mut class = Class::load(Vec::new(), 3, t0, 0);
+        let ada = who(1, "ada", Role::Student);
+        for i in 0..3 {
+            assert!(faults(&class.chat_send(ada, i, format!("hi {i}"), t0, 10)).is_empty());
+        }
+        assert_eq!(faults(&class.chat_send(ada, 3, "too fast".into(), t0, 10)), [300]);
+        let muted = Who { chat_muted: true, ..ada };
+        assert_eq!(faults(&class.chat_send(muted, 4, "x".into(), t0, 10)), [207]);
+        let deleted = class.chat_delete(who(0, "t", Role::Teacher), 2);
+        assert!(matches!(&deleted.then[..], [Deliver::All(Message::ChatDeleted(d))] if d.id == 2));
+        let page = class.chat_history(ada, 0, 1);
+        let Deliver::To(_, Message::ChatPage(page)) = &page.reply[0] else { panic!() };
+        assert_eq!(page.messages.iter().map(|m| m.id).collect::<Vec<_>>(), [3]);
+        assert!(page.more);
+        let older = class.chat_history(ada, 3, 10);
+        let Deliver::To(_, Message::ChatPage(older)) = &older.reply[0] else { panic!() };
+        assert_eq!(older.messages.iter().map(|m| m.id).collect::<Vec<_>>(), [1], "deleted ones are gone");
+        assert!(!older.more);
+    }
+
+    #[test]
+    fn state_survives_a_reload_from_its_writes() {
+        let t0 = Instant::now();
+        let mut class = Class::load(Vec::new(), 30, t0, 0);
+        let mut stored: BTreeMap<(String, String), Vec<u8>> = BTreeMap::new();
+        let mut keep = |writes: Vec<Write>| {
+            for w in writes {
+                stored.insert((w.kind.to_owned(), w.key), w.value);
+            }
+        };
+        keep(class.chat_send(who(1, "ada", Role::Student), 5, "hello".into(), t0, 10).writes);
+        keep(class.arrive("ada", "Ada", 1_000).into_iter().collect());
+        keep(class.set_flags("bob", |f| f.read_only = true).into_iter().collect());
+        let records = stored.into_iter().map(|((k, key), v)| (k, key, v)).collect();
+        let reloaded = Class::load(records, 30, t0, 5_000);
+        assert_eq!(reloaded.page(0, 10).messages.len(), 1);
+        assert!(reloaded.flags("bob").read_only);
+        let ada = reloaded.attendance().next().expect("attendance");
+        assert_eq!(ada.intervals, [(1_000, Some(1_000))], "an interval a stopped server left open is closed");
+    }
+
+    #[test]
+    fn attendance_counts_a_user_once_across_devices() {
+        let mut class = Class::default();
+        assert!(class.arrive("ada", "Ada", 1_000).is_some());
+        assert!(class.arrive("ada", "Ada", 2_000).is_none(), "second device: same interval");
+        assert!(class.depart("ada", 3_000).is_none());
+        assert!(class.depart("ada", 4_000).is_some());
+        class.arrive("ada", "Ada", 10_000);
+        let ada = class.attendance().next().expect("ada");
+        assert_eq!(ada.intervals, [(1_000, Some(4_000)), (10_000, None)]);
+        assert_eq!(ada.total_ms(12_000), 5_000);
+    }
+}
