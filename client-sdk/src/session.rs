@@ -150,6 +150,8 @@ pub enum Event {
         room: String,
         /// Why (`Normal` for an own leave).
         code: ErrorCode,
+        /// The server's explanation (a teacher's reason for a removal), possibly empty.
+        reason: String,
     },
     /// Someone joined.
     ParticipantJoined {
@@ -571,7 +573,7 @@ impl Session {
             self.rooms.iter().filter(|(_, r)| r.phase == Phase::Leaving).map(|(id, _)| id.clone()).collect();
         for room in leaving {
             self.rooms.remove(&room);
-            self.events.push_back(Event::Left { room, code: ErrorCode::Normal });
+            self.events.push_back(Event::Left { room, code: ErrorCode::Normal, reason: String::new() });
         }
         let retry_in = self.backoff(self.attempt, retry_after);
         self.attempt = self.attempt.saturating_add(1);
@@ -676,7 +678,11 @@ impl Session {
                 .push_back(Transmit::Room { room: room.to_owned(), message: Message::from(Leave {}) });
         } else {
             self.rooms.remove(room);
-            self.events.push_back(Event::Left { room: room.to_owned(), code: ErrorCode::Normal });
+            self.events.push_back(Event::Left {
+                room: room.to_owned(),
+                code: ErrorCode::Normal,
+                reason: String::new(),
+            });
         }
         Ok(())
     }
@@ -862,7 +868,7 @@ impl Session {
                 // A shutdown ends the membership with the connection; the reconnect rejoins.
                 if code != ErrorCode::ShuttingDown {
                     self.forget(room);
-                    self.events.push_back(Event::Left { room: room.to_owned(), code });
+                    self.events.push_back(Event::Left { room: room.to_owned(), code, reason: l.message });
                 }
             }
             Message::Ack(a) => self.acked(now, room, a.op_ids),

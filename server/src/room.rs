@@ -883,11 +883,17 @@ impl Room {
             ModAction::Remove => f.removed_until_ms = Some(expires_ms),
             ModAction::StopMedia => {}
         });
-        let moderated = Message::from(Moderated { target: m.target, action: m.action, by, reason: m.reason });
-        let mut then = vec![Deliver::All(moderated)];
+        let mut then = Vec::new();
         if m.action == ModAction::Remove {
-            self.remove(now, m.target, ErrorCode::Removed, true);
-        } else {
+            // The target hears why on its own stream; it is gone before the broadcast.
+            if let Some(link) = self.members.get(&m.target).and_then(Member::link) {
+                let _ = link.tx.try_send(Outbound::Left(ErrorCode::Removed, clip_reason(m.reason.clone())));
+            }
+            self.remove(now, m.target, ErrorCode::Removed, false);
+        }
+        let moderated = Message::from(Moderated { target: m.target, action: m.action, by, reason: m.reason });
+        then.insert(0, Deliver::All(moderated));
+        if m.action != ModAction::Remove {
             then.push(Deliver::All(Message::from(ParticipantUpdated { participant: info })));
         }
         self.side.push(Outcome { writes: write.into_iter().collect(), then, ..Outcome::default() });

@@ -256,12 +256,12 @@ async fn moderation_is_teacher_only_and_takes_hold_live() {
     wait_for(&teacher, "teacher ack", |e| matches!(e, Event::Acked { .. }).then_some(())).await;
 
     t.moderate(ai, ModAction::Remove, "bye").await.expect("remove");
-    let code = wait_for(&ada, "removed", |e| match e {
-        Event::Left { code, .. } => Some(*code),
+    let (code, reason) = wait_for(&ada, "removed", |e| match e {
+        Event::Left { code, reason, .. } => Some((*code, reason.clone())),
         _ => None,
     })
     .await;
-    assert_eq!(code, ErrorCode::Removed);
+    assert_eq!((code, reason.as_str()), (ErrorCode::Removed, "bye"), "the target hears why");
     let left = wait_for(&teacher, "others see it", |e| match e {
         Event::ParticipantLeft { index, code, .. } if *index == ai => Some(*code),
         _ => None,
