@@ -1,0 +1,438 @@
+//! `easel-load`: a swarm of SDK clients in one room, as a class would be.
+//!
+//! N clients (default 300) join one room through `easel_client::Client`; each moves its cursor
+//! at 30 Hz and makes one Loro edit every 500 ms. After a warm-up, for `--duration` seconds it
+//! measures, with HDR histograms:
+//! - cursor delivery latency: sender's cursor call → the position shows at an observer;
+//! - op ack latency: local edit → `Acked` (the server's fsync included);
+//! - op delivery latency: local edit → the edit is in an observer's document;
+//! - delivered / expected for cursors and ops at the observers;
+//! - the server's CPU and peak RSS (with `--server-pid`).
+//!
+//! Every client carries the full load (receives every cursor batch and edit); latencies are
+//! read at `--observers` of them (default 10) to keep the generator's own cost bounded. Send
+//! times travel inside the data: a cursor's x is the sender's clock in ms (1/16 px = 1/16 ms
+//! precision), an edit appends the sender's clock to the sender's own list in the document.
+//! All clients share one process and one clock.
+//!
+//! ```sh
+//! easel-load --url easel+quic://127.0.0.1:4434 --cert-hash HEX --jwt-secret SECRET \
+//!     --clients 300 --duration 30 --json load.json
+//! ```
+//! A progress line is drawn on stderr when it is a terminal; the JSON report goes to stdout
+//! (and `--json`).
+
+use std::collections::HashMap;
+use std::io::{IsTerminal as _, Write as _};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context as _, bail};
+use clap::Parser as _;
+use easel_client::{Client, Event, Room};
+use easel_server::auth::{Claims, Issuer};
+use futures::stream::{self, StreamExt as _};
+use hdrhistogram::Histogram;
+
+/// A class of SDK clients against one server.
+#[derive(Debug, clap::Parser)]
+#[command(name = "easel-load", version, about)]
+struct Args {
+    /// Server URL (`easel+quic://`, `https://`, `ws://`, or `easel://host` to race).
+    #[arg(long)]
+    url: String,
+    /// SHA-256 of the server certificate, hex (a dev server's `/cert-hash`).
+    #[arg(long)]
+    cert_hash: Option<String>,
+    /// The server's HS256 secret, to mint one token per client.
+    #[arg(long, env = "EASEL_JWT_SECRET", hide_env_values = true)]
+    jwt_secret: String,
+    /// Room id.
+    #[arg(long, default_value = "load/bench/room")]
+    room: String,
+    /// Clients in the room.
+    #[arg(long, default_value_t = 300)]
+    clients: u32,
+    /// Clients whose receive side is measured.
+    #[arg(long, default_value_t = 10)]
+    observers: u32,
+    /// Cursor moves per second per client.
+    #[arg(long, default_value_t = 30)]
+    cursor_hz: u32,
+    /// One edit per client every this many milliseconds.
+    #[arg(long, default_value_t = 500)]
+    op_every_ms: u64,
+    /// Seconds of load before measuring.
+    #[arg(long, default_value_t = 5)]
+    warmup: u64,
+    /// Seconds measured.
+    #[arg(long, default_value_t = 30)]
+    duration: u64,
+    /// Connection attempts in flight at once while the class arrives.
+    #[arg(long, default_value_t = 32)]
+    connect_concurrency: usize,
+    /// The server's process id, for CPU and RSS.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// A label for the report (e.g. the transport).
+    #[arg(long, default_value = "")]
+    label: String,
+    /// Also write the JSON report here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+/// Microseconds from 1 µs to 60 s, 3 significant digits.
+fn histogram() -> Histogram<u64> {
+    #[allow(clippy::expect_used)]
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("constant bounds are valid")
+}
+
+/// The shared clock, in ms since the run began.
+#[derive(Clone, Copy)]
+struct Clock(Instant);
+
+impl Clock {
+    fn ms(self) -> f64 {
+        self.0.elapsed().as_secs_f64() * 1000.0
+    }
+}
+
+/// The measurement window, in clock ms.
+#[derive(Clone, Copy)]
+struct Window {
+    from: f64,
+    to: f64,
+}
+
+impl Window {
+    fn contains(self, ms: f64) -> bool {
+        (self.from..self.to).contains(&ms)
+    }
+}
+
+/// What one client measured.
+#[derive(Default)]
+struct Tally {
+    cursor: Option<Histogram<u64>>,
+    op_ack: Option<Histogram<u64>>,
+    op_delivery: Option<Histogram<u64>>,
+    cursors_sent: u64,
+    ops_sent: u64,
+    cursors_seen: u64,
+    ops_seen: u64,
+}
+
+fn token(secret: &str, room: &str, user: &str) -> anyhow::Result<String> {
+    let exp = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() + 24 * 3600;
+    let claims =
+        Claims { sub: user.into(), room: room.into(), role: "student".into(), exp, iat: None, name: None };
+    Ok(Issuer::hs256(secret.as_bytes()).mint(&claims)?)
+}
+
+async fn connect(args: &Args, i: u32) -> anyhow::Result<(Client, Room, f64)> {
+    let started = Instant::now();
+    let mut builder = Client::builder(token(&args.jwt_secret, &args.room, &format!("load-{i}"))?)
+        .name(format!("load-{i}"))
+        .cursor_hz(args.cursor_hz);
+    if let Some(hash) = &args.cert_hash {
+        builder = builder.cert_hash(hash)?;
+    }
+    let client = builder.connect(&args.url).await.with_context(|| format!("client {i} connects"))?;
+    let room = client.join(&args.room).await.with_context(|| format!("client {i} joins"))?;
+    Ok((client, room, started.elapsed().as_secs_f64() * 1000.0))
+}
+
+/// Runs one client until the window ends: sends cursors and edits, reads its events.
+async fn drive(
+    i: u32,
+    client: Client,
+    room: Room,
+    observer: bool,
+    args: Arc<Args>,
+    clock: Clock,
+    window: Window,
+) -> Tally {
+    let mut tally = Tally::default();
+    if observer {
+        tally.cursor = Some(histogram());
+        tally.op_delivery = Some(histogram());
+    }
+    tally.op_ack = Some(histogram());
+    let own = format!("c{i}");
+    let mut cursor_every = tokio::time::interval(Duration::from_secs(1) / args.cursor_hz.max(1));
+    let mut op_every = tokio::time::interval(Duration::from_millis(args.op_every_ms.max(1)));
+    cursor_every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    op_every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    // Spread the class's edits over the period instead of in lock step.
+    tokio::time::sleep(Duration::from_millis(
+        u64::from(i) * args.op_every_ms / u64::from(args.clients.max(1)),
+    ))
+    .await;
+    let mut unacked: std::collections::VecDeque<f64> = std::collections::VecDeque::new();
+    // Observer: participant number → (sender's list key, elements already seen).
+    let mut senders: HashMap<u16, (String, usize)> = HashMap::new();
+    let end =
+        tokio::time::Instant::now() + Duration::from_secs_f64((window.to - clock.ms()).max(0.0) / 1000.0);
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep_until(end) => break,
+            _ = cursor_every.tick() => {
+                let now = clock.ms();
+                room.cursor(now, f64::from(i));
+                if window.contains(now) {
+                    tally.cursors_sent += 1;
+                }
+            }
+            _ = op_every.tick() => {
+                let now = clock.ms();
+                if room.edit(|doc| doc.get_list(own.as_str()).push(now)).is_ok() {
+                    unacked.push_back(now);
+                    if window.contains(now) {
+                        tally.ops_sent += 1;
+                    }
+                }
+            }
+            event = client.next_event() => {
+                let Some(event) = event else { break };
+                let now = clock.ms();
+                match event {
+                    Event::Acked { op_ids, .. } => {
+                        for _ in op_ids {
+                            if let Some(sent) = unacked.pop_front()
+                                && window.contains(sent)
+                                && let Some(h) = tally.op_ack.as_mut()
+                            {
+                                let _ = h.record(((now - sent) * 1000.0) as u64);
+                            }
+                        }
+                    }
+                    Event::Cursor { x, .. } if observer && window.contains(x) => {
+                        tally.cursors_seen += 1;
+                        if let Some(h) = tally.cursor.as_mut() {
+                            let _ = h.record(((now - x).max(0.001) * 1000.0) as u64);
+                        }
+                    }
+                    Event::Joined { participants, .. } if observer => {
+                        for p in participants {
+                            if let Some(n) = p.user.strip_prefix("load-") {
+                                senders.insert(p.index, (format!("c{n}"), 0));
+                            }
+                        }
+                    }
+                    Event::ParticipantJoined { participant, .. } if observer => {
+                        if let Some(n) = participant.user.strip_prefix("load-") {
+                            senders.insert(participant.index, (format!("c{n}"), 0));
+                        }
+                    }
+                    Event::RemoteUpdate { from, .. } if observer => {
+                        if let Some((key, seen)) = senders.get_mut(&from) {
+                            let list = room.doc().get_list(key.as_str());
+                            for at in *seen..list.len() {
+                                let sent = list.get(at).and_then(|v| v.into_value().ok()).and_then(|v| v.into_double().ok());
+                                if let Some(sent) = sent.filter(|s| window.contains(*s)) {
+                                    tally.ops_seen += 1;
+                                    if let Some(h) = tally.op_delivery.as_mut() {
+                                        let _ = h.record(((now - sent).max(0.001) * 1000.0) as u64);
+                                    }
+                                }
+                            }
+                            *seen = list.len();
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    client.close().await;
+    tally
+}
+
+fn summary(h: &Histogram<u64>) -> serde_json::Value {
+    let ms = |v: u64| (v as f64 / 1000.0 * 1000.0).round() / 1000.0;
+    let cdf: Vec<serde_json::Value> = if h.is_empty() {
+        Vec::new()
+    } else {
+        (0..=100)
+            .map(|p| {
+                let q = f64::from(p) / 100.0;
+                serde_json::json!([ms(h.value_at_quantile(q)), q])
+            })
+            .collect()
+    };
+    serde_json::json!({
+        "samples": h.len(),
+        "p50_ms": ms(h.value_at_quantile(0.50)),
+        "p95_ms": ms(h.value_at_quantile(0.95)),
+        "p99_ms": ms(h.value_at_quantile(0.99)),
+        "max_ms": ms(h.max()),
+        "cdf": cdf,
+    })
+}
+
+/// CPU ticks (user + system) of a process, from `/proc/<pid>/stat`.
+fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let rest = stat.rsplit_once(')').context("stat format")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11).context("utime")?.parse()?;
+    let stime: u64 = fields.get(12).context("stime")?.parse()?;
+    Ok(utime + stime)
+}
+
+fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).context("VmRSS")?;
+    Ok(line.split_whitespace().nth(1).context("VmRSS value")?.parse()?)
+}
+
+/// Linux's USER_HZ: `/proc` CPU times are in these ticks.
+const TICKS_PER_SEC: f64 = 100.0;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Arc::new(Args::parse());
+    if args.clients == 0 || args.duration == 0 {
+        bail!("--clients and --duration must be at least 1");
+    }
+    let tty = std::io::stderr().is_terminal();
+    let clock = Clock(Instant::now());
+
+    // The class arrives, a bounded number of connects at a time.
+    let joined = AtomicU64::new(0);
+    let connects: Vec<anyhow::Result<(Client, Room, f64)>> = stream::iter(0..args.clients)
+        .map(|i| {
+            let (args, joined) = (args.clone(), &joined);
+            async move {
+                let r = connect(&args, i).await;
+                let n = joined.fetch_add(1, Ordering::Relaxed) + 1;
+                if tty {
+                    eprint!("\rconnecting {n}/{}   ", args.clients);
+                }
+                r
+            }
+        })
+        .buffered(args.connect_concurrency.max(1))
+        .collect()
+        .await;
+    let mut connect_ms = histogram();
+    let mut members = Vec::new();
+    let mut failures = Vec::new();
+    for (i, r) in connects.into_iter().enumerate() {
+        match r {
+            Ok((client, room, ms)) => {
+                let _ = connect_ms.record((ms * 1000.0) as u64);
+                members.push((i as u32, client, room));
+            }
+            Err(e) => failures.push(format!("{e:#}")),
+        }
+    }
+    if members.is_empty() {
+        bail!("no client connected: {}", failures.first().map_or("", String::as_str));
+    }
+    let start = clock.ms() + args.warmup as f64 * 1000.0;
+    let window = Window { from: start, to: start + args.duration as f64 * 1000.0 };
+
+    let observers = args.observers.min(members.len() as u32);
+    let mut tasks = tokio::task::JoinSet::new();
+    for (k, (i, client, room)) in members.into_iter().enumerate() {
+        tasks.spawn(drive(i, client, room, (k as u32) < observers, args.clone(), clock, window));
+    }
+
+    // Server resources over the window, and a progress line.
+    let server = async {
+        let mut rss_max = 0u64;
+        let until_start = Duration::from_secs_f64(((window.from - clock.ms()) / 1000.0).max(0.0));
+        tokio::time::sleep(until_start).await;
+        let ticks_before = args.server_pid.and_then(|p| cpu_ticks(p).ok());
+        let mut every = tokio::time::interval(Duration::from_millis(500));
+        while clock.ms() < window.to {
+            every.tick().await;
+            if let Some(pid) = args.server_pid {
+                rss_max = rss_max.max(rss_kib(pid).unwrap_or(0));
+            }
+            if tty {
+                let done = ((clock.ms() - window.from) / 1000.0).clamp(0.0, args.duration as f64);
+                let bar = (done / args.duration as f64 * 30.0) as usize;
+                eprint!(
+                    "\r[{}{}] {:>4.0}/{} s   ",
+                    "#".repeat(bar),
+                    " ".repeat(30 - bar.min(30)),
+                    done,
+                    args.duration
+                );
+            }
+        }
+        let ticks_after = args.server_pid.and_then(|p| cpu_ticks(p).ok());
+        let cpu = match (ticks_before, ticks_after) {
+            (Some(a), Some(b)) => Some((b - a) as f64 / TICKS_PER_SEC / args.duration as f64 * 100.0),
+            _ => None,
+        };
+        (cpu, rss_max)
+    };
+    let ((cpu, rss_max), tallies) = tokio::join!(server, async {
+        let mut all = Vec::new();
+        while let Some(t) = tasks.join_next().await {
+            if let Ok(t) = t {
+                all.push(t);
+            }
+        }
+        all
+    });
+    if tty {
+        eprintln!();
+    }
+
+    let (mut cursor, mut op_ack, mut op_delivery) = (histogram(), histogram(), histogram());
+    let (mut cursors_sent, mut ops_sent, mut cursors_seen, mut ops_seen) = (0, 0, 0, 0);
+    for t in &tallies {
+        for (into, from) in
+            [(&mut cursor, &t.cursor), (&mut op_ack, &t.op_ack), (&mut op_delivery, &t.op_delivery)]
+        {
+            if let Some(h) = from {
+                into.add(h).context("merging histograms")?;
+            }
+        }
+        cursors_sent += t.cursors_sent;
+        ops_sent += t.ops_sent;
+        cursors_seen += t.cursors_seen;
+        ops_seen += t.ops_seen;
+    }
+    let n = tallies.len() as u64;
+    // Each observer should see every other client's sends once.
+    let observers = u64::from(observers);
+    let expected = |sent: u64| sent * observers.saturating_sub(0) * n.saturating_sub(1) / n.max(1);
+    let ratio = |seen: u64, sent: u64| {
+        let e = expected(sent);
+        if e == 0 { 0.0 } else { (seen as f64 / e as f64 * 10_000.0).round() / 10_000.0 }
+    };
+    let report = serde_json::json!({
+        "label": args.label,
+        "url": args.url,
+        "clients": args.clients,
+        "connected": n,
+        "connect_failures": failures.len(),
+        "first_failure": failures.first(),
+        "observers": observers,
+        "cursor_hz": args.cursor_hz,
+        "op_every_ms": args.op_every_ms,
+        "warmup_s": args.warmup,
+        "duration_s": args.duration,
+        "connect": summary(&connect_ms),
+        "cursor": { "latency": summary(&cursor), "delivered": cursors_seen, "expected": expected(cursors_sent), "ratio": ratio(cursors_seen, cursors_sent) },
+        "op_ack": { "latency": summary(&op_ack) },
+        "op_delivery": { "latency": summary(&op_delivery), "delivered": ops_seen, "expected": expected(ops_sent), "ratio": ratio(ops_seen, ops_sent) },
+        "server": { "cpu_percent": cpu.map(|c| (c * 10.0).round() / 10.0), "rss_max_kib": (rss_max > 0).then_some(rss_max) },
+    });
+    let text = serde_json::to_string_pretty(&report)?;
+    println!("{text}");
+    if let Some(path) = &args.json {
+        std::fs::write(path, &text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    let _ = std::io::stdout().flush();
+    Ok(())
+}
