@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use easel_proto::datagram::{Status, Tool};
 use easel_proto::message::{
     ChatDelete, ChatHistory, ChatSend, HandLower, HandRaise, Join, Joined, ModAction, Moderate, PollAnswer,
-    PollClose, PollStart,
+    PollClose, PollStart, SdpKind, SfuCandidate, SfuJoin, SfuLeave, SfuSdp, SfuSubscribe,
 };
 use easel_proto::{ErrorCode, Message};
 use futures::future::{BoxFuture, FutureExt as _};
@@ -45,6 +45,9 @@ use crate::endpoint::{self, Endpoint, UrlError};
 use crate::raw::{ClientError, Connection, Options, Transport};
 use crate::session::{self, Event, Session, SessionError, Transmit};
 use crate::store::{Store, StoreError};
+
+/// Most connection inputs handled in one turn of the driver before its outputs go out.
+const INPUT_BATCH: usize = 256;
 
 /// Events the app has not read yet beyond which cursor and presence events are dropped
 /// (they are latest-wins state; the next one replaces them).
@@ -434,6 +437,52 @@ impl Room {
         self.request(Message::from(Moderate { target, action, reason: reason.to_owned() })).await
     }
 
+    /// Asks for SFU access (SPEC §13), to publish our camera or only to subscribe. The answer
+    /// is [`Event::SfuGrant`]; a viewer asking to publish is refused ([`Event::Refused`] with
+    /// `Forbidden`), and a server without an SFU refuses with `SfuUnavailable`.
+    ///
+    /// [`Event::SfuGrant`]: crate::Event::SfuGrant
+    /// [`Event::Refused`]: crate::Event::Refused
+    pub async fn sfu_join(&self, publish: bool) -> Result<(), Error> {
+        self.request(Message::from(SfuJoin { publish })).await
+    }
+
+    /// Sends an SDP for a peer connection: our publisher's offer (`feed` 0; the SFU's answer
+    /// comes as [`Event::SfuSdp`]), or our answer to the SFU's offer for a subscribed feed.
+    ///
+    /// [`Event::SfuSdp`]: crate::Event::SfuSdp
+    pub async fn sfu_sdp(&self, feed: u64, kind: SdpKind, sdp: &str) -> Result<(), Error> {
+        self.request(Message::from(SfuSdp { feed, kind, sdp: sdp.to_owned() })).await
+    }
+
+    /// Trickles one of our ICE candidates for a peer connection (`feed` as in
+    /// [`Room::sfu_sdp`]); an empty `candidate` ends them.
+    pub async fn sfu_candidate(
+        &self,
+        feed: u64,
+        candidate: &str,
+        mid: &str,
+        mline_index: u16,
+    ) -> Result<(), Error> {
+        let candidate =
+            SfuCandidate { feed, candidate: candidate.to_owned(), mid: mid.to_owned(), mline_index };
+        self.request(Message::from(candidate)).await
+    }
+
+    /// Subscribes to feeds (ids from [`Event::SfuEvent`]); the SFU's offer for each comes as
+    /// [`Event::SfuSdp`].
+    ///
+    /// [`Event::SfuEvent`]: crate::Event::SfuEvent
+    /// [`Event::SfuSdp`]: crate::Event::SfuSdp
+    pub async fn sfu_subscribe(&self, feeds: &[u64]) -> Result<(), Error> {
+        self.request(Message::from(SfuSubscribe { feeds: feeds.to_vec() })).await
+    }
+
+    /// Stops publishing (`feed` 0) or drops the subscription to `feed`.
+    pub async fn sfu_leave(&self, feed: u64) -> Result<(), Error> {
+        self.request(Message::from(SfuLeave { feed })).await
+    }
+
     /// Leaves the room (unacked edits of the room are dropped).
     pub fn leave(self) -> Result<(), Error> {
         self.cmds.send(Command::Leave(self.id)).map_err(|_| Error::Closed)
@@ -518,6 +567,12 @@ impl Driver {
                 input = async { self.live.as_mut()?.inputs.recv().await }, if self.live.is_some() => {
                     if let Some(input) = input {
                         self.input(input);
+                        // Take what else has arrived before handing results out: remote
+                        // updates of one burst are then imported as one batch.
+                        for _ in 0..INPUT_BATCH {
+                            let Some(next) = self.live.as_mut().and_then(|l| l.inputs.try_recv().ok()) else { break };
+                            self.input(next);
+                        }
                     }
                 }
                 result = async { self.connecting.as_mut()?.await.into() }, if self.connecting.is_some() => {

@@ -50,5 +50,5 @@ pub mod store;
 pub mod ws;
 
 pub use client::{Client, ClientBuilder, Error, Poll, Room};
-pub use easel_proto::message::ModAction;
+pub use easel_proto::message::{ModAction, SdpKind, SfuEventKind};
 pub use session::Event;

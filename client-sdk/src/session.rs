@@ -22,7 +22,8 @@ use std::time::{Duration, Instant};
 
 use easel_proto::datagram::{Cursor, Heartbeat, Status, Tool, dequantise, is_newer, quantise};
 use easel_proto::message::{
-    ChatMessage, Hello, Join, Leave, ModAction, Participant, PollResults, PollStarted, Update, Welcome,
+    ChatMessage, Hello, Join, Leave, ModAction, Participant, PollResults, PollStarted, SdpKind, SfuEventKind,
+    Update, Welcome,
 };
 use easel_proto::{Datagram, ErrorCode, Message, PROTOCOL_VERSION};
 use loro::{LoroDoc, Subscription, VersionVector};
@@ -296,6 +297,51 @@ pub enum Event {
         /// The teacher's reason.
         reason: String,
     },
+    /// SFU access granted (the answer to [`crate::Room::sfu_join`]).
+    SfuGrant {
+        /// Room id.
+        room: String,
+        /// Whether our role lets us publish.
+        can_publish: bool,
+        /// ICE server URLs (STUN/TURN) for our peer connections.
+        ice_servers: Vec<String>,
+    },
+    /// An SDP from the SFU: the answer to our publisher's offer (`feed` 0), or the SFU's offer
+    /// for a feed we subscribed to (answer it with [`crate::Room::sfu_sdp`]).
+    SfuSdp {
+        /// Room id.
+        room: String,
+        /// Which peer connection: 0 for our publisher, else the subscribed feed.
+        feed: u64,
+        /// Offer or answer.
+        kind: SdpKind,
+        /// The SDP.
+        sdp: String,
+    },
+    /// A trickle ICE candidate from the SFU; an empty `candidate` ends them.
+    SfuCandidate {
+        /// Room id.
+        room: String,
+        /// Which peer connection (as in [`Event::SfuSdp`]).
+        feed: u64,
+        /// The `candidate:` line.
+        candidate: String,
+        /// Its media id (`sdpMid`).
+        mid: String,
+        /// Its m-line index.
+        mline_index: u16,
+    },
+    /// Someone's SFU state changed: joined, publishing `feed` (camera on), unpublished, left.
+    SfuEvent {
+        /// Room id.
+        room: String,
+        /// Who.
+        participant: u16,
+        /// Their feed id (0 when not publishing).
+        feed: u64,
+        /// What changed.
+        event: SfuEventKind,
+    },
     /// The server refused a request in a room (`Fault`): `kind` is the refused message's kind
     /// byte, `reference` its own id (chat `client_msg_id`, poll `request`, `attempt_id`, …).
     Refused {
@@ -405,7 +451,10 @@ struct OutCursor {
     pos: Option<(i32, i32)>,
     /// Whether `pos` has not been sent yet.
     dirty: bool,
-    last_sent: Option<Instant>,
+    /// Throttle (GCRA): the theoretical time of the next send. A send is allowed up to half
+    /// an interval early, so an app that moves the cursor at exactly the throttle rate, with
+    /// its timer's jitter, is never held back a whole interval; the average stays at the rate.
+    next_at: Option<Instant>,
 }
 
 struct OutPresence {
@@ -428,6 +477,9 @@ struct RoomState {
     presence: OutPresence,
     seen_cursors: HashMap<u16, u16>,
     seen_presence: HashMap<u16, (u16, Status, Tool)>,
+    /// Remote updates not imported yet: imported together, because Loro's cost per import
+    /// grows with the document's history and a busy room delivers them in bursts.
+    inbox: Vec<(u16, Vec<u8>)>,
 }
 
 enum Link {
@@ -518,6 +570,8 @@ impl Session {
             self.attempt = 0;
         }
         self.events.push_back(Event::Connected { transport, resumed: welcome.resumed });
+        // The rejoin's version vector must count everything already received.
+        self.flush_imports();
         let rooms: Vec<String> = self.rooms.keys().cloned().collect();
         for room in rooms {
             self.send_join(&room);
@@ -637,10 +691,11 @@ impl Session {
                 me: None,
                 participants: BTreeMap::new(),
                 pending,
-                cursor: OutCursor { seq: 0, pos: None, dirty: false, last_sent: None },
+                cursor: OutCursor { seq: 0, pos: None, dirty: false, next_at: None },
                 presence: OutPresence { seq: 0, status: Status::Active, tool: Tool::Pointer, next_at: None },
                 seen_cursors: HashMap::new(),
                 seen_presence: HashMap::new(),
+                inbox: Vec::new(),
             },
         );
         if self.is_connected() {
@@ -771,12 +826,12 @@ impl Session {
         let interval = self.cursor_interval();
         for room in self.rooms.values_mut() {
             let (Some(slot), Some((x, y))) = (room.slot, room.cursor.pos) else { continue };
-            if !room.cursor.dirty || room.cursor.last_sent.is_some_and(|t| now < t + interval) {
+            if !room.cursor.dirty || room.cursor.next_at.is_some_and(|t| now + interval / 2 < t) {
                 continue;
             }
             room.cursor.seq = room.cursor.seq.wrapping_add(1);
             room.cursor.dirty = false;
-            room.cursor.last_sent = Some(now);
+            room.cursor.next_at = Some(room.cursor.next_at.map_or(now, |t| t.max(now)) + interval);
             self.transmits.push_back(Transmit::Datagram(Datagram::from(Cursor {
                 slot,
                 seq: room.cursor.seq,
@@ -822,7 +877,7 @@ impl Session {
                 let mut earliest = |t: Instant| at = Some(at.map_or(t, |a| a.min(t)));
                 for room in self.rooms.values().filter(|r| r.slot.is_some()) {
                     if room.cursor.dirty {
-                        earliest(room.cursor.last_sent.map_or_else(|| ops.at, |t| t + interval));
+                        earliest(room.cursor.next_at.map_or(ops.at, |t| t - interval / 2));
                     }
                     if let Some(t) = room.presence.next_at {
                         earliest(t);
@@ -874,9 +929,8 @@ impl Session {
             Message::Ack(a) => self.acked(now, room, a.op_ids),
             Message::Reject(r) => self.rejected(now, room, r.op_id, r.code, r.message),
             Message::RemoteUpdate(u) => {
-                if let Some(state) = self.rooms.get(room) {
-                    self.import(room, &state.doc.clone(), &u.data);
-                    self.events.push_back(Event::RemoteUpdate { room: room.to_owned(), from: u.from });
+                if let Some(state) = self.rooms.get_mut(room) {
+                    state.inbox.push((u.from, u.data));
                 }
             }
             Message::ParticipantJoined(p) => {
@@ -914,7 +968,7 @@ impl Session {
         }
     }
 
-    /// Classroom news on a room stream, as events.
+    /// Classroom and SFU news on a room stream, as events.
     fn classroom(&mut self, room: &str, message: Message) {
         let room = room.to_owned();
         let event = match message {
@@ -930,6 +984,20 @@ impl Session {
             Message::Moderated(m) => {
                 Event::Moderated { room, target: m.target, action: m.action, by: m.by, reason: m.reason }
             }
+            Message::SfuGrant(g) => {
+                Event::SfuGrant { room, can_publish: g.can_publish, ice_servers: g.ice_servers }
+            }
+            Message::SfuSdp(s) => Event::SfuSdp { room, feed: s.feed, kind: s.kind, sdp: s.sdp },
+            Message::SfuCandidate(c) => Event::SfuCandidate {
+                room,
+                feed: c.feed,
+                candidate: c.candidate,
+                mid: c.mid,
+                mline_index: c.mline_index,
+            },
+            Message::SfuEvent(e) => {
+                Event::SfuEvent { room, participant: e.participant, feed: e.feed, event: e.event }
+            }
             other => Event::Error {
                 room: Some(room),
                 code: ErrorCode::UnexpectedMessage,
@@ -939,9 +1007,9 @@ impl Session {
         self.events.push_back(event);
     }
 
-    /// Sends a classroom request (chat, polls, hands, moderation) on `room`'s stream. These
-    /// are live actions: while the room is not joined on a live connection they are refused
-    /// rather than queued.
+    /// Sends a classroom or SFU request (chat, polls, hands, moderation, SFU signalling) on
+    /// `room`'s stream. These are live actions: while the room is not joined on a live
+    /// connection they are refused rather than queued.
     pub fn request(&mut self, room: &str, message: Message) -> Result<(), SessionError> {
         let state = self.rooms.get(room).ok_or_else(|| SessionError::NotJoined(room.to_owned()))?;
         if state.phase != Phase::Joined {
@@ -966,7 +1034,7 @@ impl Session {
         // Presence and the last cursor position are restored at once.
         room.presence.next_at = Some(now);
         room.cursor.dirty = room.cursor.pos.is_some();
-        room.cursor.last_sent = None;
+        room.cursor.next_at = None;
         // A session that got into a room is healthy: the next failure starts backoff afresh.
         self.attempt = 0;
         self.events.push_back(Event::Joined {
@@ -1018,19 +1086,45 @@ impl Session {
         }
     }
 
+    /// Imports every room's waiting remote updates, one batch per room, and reports them.
+    fn flush_imports(&mut self) {
+        for (id, room) in &mut self.rooms {
+            if room.inbox.is_empty() {
+                continue;
+            }
+            let inbox = std::mem::take(&mut room.inbox);
+            let batch: Vec<Vec<u8>> = inbox.iter().map(|(_, data)| data.clone()).collect();
+            let doc = room.doc.clone();
+            let together =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| doc.import_batch(&batch)));
+            if matches!(together, Ok(Ok(_))) {
+                for (from, _) in inbox {
+                    self.events.push_back(Event::RemoteUpdate { room: id.clone(), from });
+                }
+                continue;
+            }
+            // One of them is bad: import them one by one to tell which.
+            for (from, data) in inbox {
+                match import_one(&doc, &data) {
+                    Ok(()) => self.events.push_back(Event::RemoteUpdate { room: id.clone(), from }),
+                    Err(message) => self.events.push_back(Event::Error {
+                        room: Some(id.clone()),
+                        code: ErrorCode::InvalidUpdate,
+                        message,
+                    }),
+                }
+            }
+        }
+    }
+
     fn import(&mut self, room: &str, doc: &LoroDoc, data: &[u8]) {
-        // Loro may panic on hostile bytes; a bad update from the network must not take the app down.
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| doc.import(data)));
-        let message = match result {
-            Ok(Ok(_)) => return,
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => "update could not be decoded".to_owned(),
-        };
-        self.events.push_back(Event::Error {
-            room: Some(room.to_owned()),
-            code: ErrorCode::InvalidUpdate,
-            message,
-        });
+        if let Err(message) = import_one(doc, data) {
+            self.events.push_back(Event::Error {
+                room: Some(room.to_owned()),
+                code: ErrorCode::InvalidUpdate,
+                message,
+            });
+        }
     }
 
     /// A snapshot stream for `slot` arrived whole.
@@ -1106,8 +1200,9 @@ impl Session {
         self.transmits.pop_front()
     }
 
-    /// The next event for the app.
+    /// The next event for the app (remote updates received so far are imported first).
     pub fn poll_event(&mut self) -> Option<Event> {
+        self.flush_imports();
         self.events.pop_front()
     }
 
@@ -1124,6 +1219,16 @@ impl Session {
     /// The version vector of `room`'s local document.
     pub fn version(&self, room: &str) -> Option<VersionVector> {
         self.rooms.get(room).map(|r| r.doc.oplog_vv())
+    }
+}
+
+/// Imports Loro bytes. Loro may panic on hostile bytes; a bad update from the network must not
+/// take the app down.
+fn import_one(doc: &LoroDoc, data: &[u8]) -> Result<(), String> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| doc.import(data))) {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("update could not be decoded".to_owned()),
     }
 }
 
@@ -1309,12 +1414,17 @@ mod tests {
             matches!(&first[..], [Datagram::Cursor(c)] if c.x == quantise(1.0) && c.seq == 1),
             "{first:?}"
         );
+        let (t0, interval) = (h.now, Duration::from_secs(1) / 30);
         let due = h.session.poll_timeout().expect("a flush is scheduled");
-        assert_eq!(due, h.now + Duration::from_secs(1) / 30);
+        assert_eq!(due, t0 + interval - interval / 2, "half an interval of tolerance");
         h.advance(Duration::from_millis(10));
         assert!(h.datagrams().is_empty(), "inside the interval nothing more is sent");
-        h.advance(Duration::from_millis(24));
+        h.advance(Duration::from_millis(7));
         let second = h.datagrams();
+        // The average stays at the rate: the third send is due a whole interval after the second.
+        h.session.cursor(h.now, ROOM, 4.0, 4.0).unwrap();
+        assert!(h.datagrams().is_empty());
+        assert_eq!(h.session.poll_timeout(), Some(t0 + 2 * interval - interval / 2));
         assert!(
             matches!(&second[..], [Datagram::Cursor(c)] if c.x == quantise(3.0) && c.y == quantise(3.5) && c.seq == 2),
             "{second:?}"
@@ -1444,7 +1554,10 @@ mod tests {
         other.commit();
         let data = other.export(loro::ExportMode::all_updates()).unwrap();
         h.session.handle_room(h.now, ROOM, Message::from(RemoteUpdate { from: 5, data }));
+        assert!(matches!(&h.events()[..], [Event::RemoteUpdate { from: 5, .. }]), "imported, then reported");
         assert_eq!(doc.get_list("shapes").len(), 1);
+        let again = other.export(loro::ExportMode::all_updates()).unwrap();
+        h.session.handle_room(h.now, ROOM, Message::from(RemoteUpdate { from: 5, data: again }));
         h.session.handle_room(h.now, ROOM, Message::from(RemoteUpdate { from: 5, data: vec![0xff; 40] }));
         let events = h.events();
         assert!(matches!(events[0], Event::RemoteUpdate { from: 5, .. }));

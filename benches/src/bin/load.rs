@@ -162,15 +162,15 @@ async fn drive(
     }
     tally.op_ack = Some(histogram());
     let own = format!("c{i}");
-    let mut cursor_every = tokio::time::interval(Duration::from_secs(1) / args.cursor_hz.max(1));
-    let mut op_every = tokio::time::interval(Duration::from_millis(args.op_every_ms.max(1)));
+    // Spread the class's sends over their periods instead of in lock step.
+    let phase = |period: Duration| period.mul_f64(f64::from(i) / f64::from(args.clients.max(1)));
+    let cursor_period = Duration::from_secs(1) / args.cursor_hz.max(1);
+    let op_period = Duration::from_millis(args.op_every_ms.max(1));
+    let start = tokio::time::Instant::now();
+    let mut cursor_every = tokio::time::interval_at(start + phase(cursor_period), cursor_period);
+    let mut op_every = tokio::time::interval_at(start + phase(op_period), op_period);
     cursor_every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     op_every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    // Spread the class's edits over the period instead of in lock step.
-    tokio::time::sleep(Duration::from_millis(
-        u64::from(i) * args.op_every_ms / u64::from(args.clients.max(1)),
-    ))
-    .await;
     let mut unacked: std::collections::VecDeque<f64> = std::collections::VecDeque::new();
     // Observer: participant number → (sender's list key, elements already seen).
     let mut senders: HashMap<u16, (String, usize)> = HashMap::new();
