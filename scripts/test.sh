@@ -6,11 +6,15 @@ cd "$(dirname "$0")/.."
 
 log() { printf '\n==> %s\n' "$*"; }
 
-# System packages the tests need: a C compiler, and Debian's Chromium for the browser
-# WebTransport test. Installed only when missing, so a warm machine pays nothing.
+# System packages the tests need: a C compiler, Debian's Chromium for the browser
+# WebTransport test, and Janus with iproute2 for the SFU tests (scripts/janus.sh starts a
+# private Janus per test; its veth needs root). Installed only when missing, so a warm machine
+# pays nothing.
 need_apt=()
 command -v cc >/dev/null || need_apt+=(gcc)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
+command -v janus >/dev/null || need_apt+=(janus)
+command -v ip >/dev/null || need_apt+=(iproute2)
 if ((${#need_apt[@]})); then
   log "installing ${need_apt[*]}"
   sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"

@@ -41,8 +41,10 @@ async fn main() -> anyhow::Result<()> {
         while let Some(event) = bob.next_event().await {
             match event {
                 Event::Connected { transport, .. } => println!("bob connected over {transport:?}"),
-                Event::Cursor { participant, x, y, .. } => {
-                    println!("bob sees #{participant} at ({x:7.1}, {y:7.1})")
+                Event::Cursors { cursors, .. } => {
+                    for c in cursors {
+                        println!("bob sees #{} at ({:7.1}, {:7.1})", c.participant, c.x, c.y);
+                    }
                 }
                 Event::ParticipantJoined { participant, .. } => println!("{} joined", participant.name),
                 _ => {}

@@ -16,8 +16,10 @@
 //! room.edit(|doc| doc.get_list("shapes").push("circle"))?;
 //! room.cursor(120.0, 80.5);
 //! while let Some(event) = client.next_event().await {
-//!     if let Event::Cursor { participant, x, y, .. } = event {
-//!         println!("{participant} is at {x},{y}");
+//!     if let Event::Cursors { cursors, .. } = event {
+//!         for c in cursors {
+//!             println!("{} is at {},{}", c.participant, c.x, c.y);
+//!         }
 //!     }
 //! }
 //! # Ok(()) }
@@ -676,7 +678,7 @@ impl Driver {
     }
 
     fn emit(&self, event: Event) {
-        let latest_wins = matches!(event, Event::Cursor { .. } | Event::Presence { .. });
+        let latest_wins = matches!(event, Event::Cursors { .. } | Event::Presence { .. });
         if latest_wins && self.backlog.load(Ordering::Relaxed) >= EVENT_BACKLOG {
             return;
         }

@@ -15,7 +15,7 @@
 //! board.cursor(10.0, 20.0);                                            // throttled datagrams
 //! while let Some(event) = client.next_event().await {
 //!     match event {
-//!         Event::Cursor { participant, x, y, .. } => println!("#{participant} at {x},{y}"),
+//!         Event::Cursors { cursors, .. } => println!("{} cursors moved", cursors.len()),
 //!         Event::RemoteUpdate { .. } => println!("board: {:?}", board.doc().get_deep_value()),
 //!         Event::Disconnected { retry_in, .. } => println!("offline; retrying in {retry_in:?}"),
 //!         _ => {}
@@ -51,4 +51,4 @@ pub mod ws;
 
 pub use client::{Client, ClientBuilder, Error, Poll, Room};
 pub use easel_proto::message::{ModAction, SdpKind, SfuEventKind};
-pub use session::Event;
+pub use session::{Event, RemoteCursor};

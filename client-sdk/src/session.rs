@@ -177,16 +177,13 @@ pub enum Event {
         /// The new state.
         participant: Participant,
     },
-    /// Another participant's cursor moved (board pixels).
-    Cursor {
+    /// Other participants' cursors moved: the newer positions of one server tick (board
+    /// pixels), so an app redraws once per batch rather than once per cursor.
+    Cursors {
         /// Room id.
         room: String,
-        /// Whose.
-        participant: u16,
-        /// Board x.
-        x: f64,
-        /// Board y.
-        y: f64,
+        /// The positions, one per participant.
+        cursors: Vec<RemoteCursor>,
     },
     /// Another participant's presence changed.
     Presence {
@@ -365,6 +362,17 @@ pub enum Event {
         /// Detail.
         message: String,
     },
+}
+
+/// Another participant's cursor position (see [`Event::Cursors`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RemoteCursor {
+    /// Whose.
+    pub participant: u16,
+    /// Board x, in board pixels.
+    pub x: f64,
+    /// Board y.
+    pub y: f64,
 }
 
 /// Why a call was refused.
@@ -1148,6 +1156,7 @@ impl Session {
         let Some(room) = self.rooms.get_mut(&id) else { return };
         match datagram {
             Datagram::CursorBatch(b) => {
+                let mut cursors = Vec::with_capacity(b.cursors.len());
                 for c in b.cursors {
                     if Some(c.participant) == room.me {
                         continue;
@@ -1157,12 +1166,14 @@ impl Session {
                         continue;
                     }
                     room.seen_cursors.insert(c.participant, c.seq);
-                    self.events.push_back(Event::Cursor {
-                        room: id.clone(),
+                    cursors.push(RemoteCursor {
                         participant: c.participant,
                         x: dequantise(c.x),
                         y: dequantise(c.y),
                     });
+                }
+                if !cursors.is_empty() {
+                    self.events.push_back(Event::Cursors { room: id, cursors });
                 }
             }
             Datagram::PresenceBatch(b) => {
@@ -1449,7 +1460,10 @@ mod tests {
         let cursors = h.events();
         assert_eq!(
             cursors,
-            vec![Event::Cursor { room: ROOM.into(), participant: 5, x: 10.0, y: 0.0 }],
+            vec![Event::Cursors {
+                room: ROOM.into(),
+                cursors: vec![RemoteCursor { participant: 5, x: 10.0, y: 0.0 }]
+            }],
             "older and duplicate entries dropped, our own cursor ignored"
         );
         let presence = |seq, status| {

@@ -1,8 +1,8 @@
 //! # easel-netsim — a seeded network simulator for Easel
 //!
 //! Layer: independent of the other Easel crates: it is a network, not a client or a server.
-//! Only its tests (and, later, its benchmark runner) drive the real server and SDK, as a user
-//! would. Kernel netem is not available on the machines this runs on, so impairment happens in
+//! Only its tests and its benchmark runner ([`bench`]) drive the real server and SDK, and
+//! the runner does so as a user would: as processes. Kernel netem is not available on the machines this runs on, so impairment happens in
 //! user space, in proxies placed between clients and the server.
 //!
 //! Contract:
@@ -15,6 +15,8 @@
 //!   `lossy-2pct`) are compiled in.
 //! - [`proxy::Udp`] (QUIC, WebTransport) and [`proxy::Tcp`] (WebSocket) run a scenario between
 //!   real sockets on tokio, with bounded memory, until shut down.
+//! - [`bench`] runs the `easel` server and the `easel-load` swarm through a proxy per transport;
+//!   [`report`] turns the result into Markdown and SVG latency CDFs.
 //!
 //! ```
 //! use std::time::{Duration, Instant};
@@ -28,8 +30,10 @@
 //! assert!(link.poll_transmit(t0 + Duration::from_millis(40)).is_some());
 //! ```
 
+pub mod bench;
 pub mod link;
 pub mod proxy;
+pub mod report;
 pub mod scenario;
 pub mod stream;
 

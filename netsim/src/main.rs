@@ -1,15 +1,18 @@
-//! `netsim`: runs the impairment proxies in front of a server, or lists the built-in scenarios.
+//! `netsim`: runs the impairment proxies in front of a server, benchmarks Easel through them,
+//! or lists the built-in scenarios.
 //!
 //! `netsim run` prints one JSON line on stdout once every proxy listens
 //! (`{"event":"ready","scenario":…,"seed":…,"udp":[{"listen":…,"upstream":…}],"tcp":[…]}`);
 //! logs go to stderr. Ctrl-C or SIGTERM stops it.
 
 use std::net::{SocketAddr, ToSocketAddrs as _};
+use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Parser as _;
 use easel_netsim::proxy::{self, Tcp, Udp};
 use easel_netsim::scenario::{BUILTINS, Scenario};
+use easel_netsim::{bench, report};
 
 /// `netsim` — a user-space network simulator for Easel: delay, jitter, loss, reordering,
 /// duplication and rate limits between clients and a server.
@@ -26,8 +29,41 @@ enum Command {
     Run(Run),
     /// Lists the built-in scenarios.
     Scenarios,
-    // `bench` (server + proxy + load generator, JSON and Markdown reports) joins these with
-    // its runner; `run` stays the proxy alone, for any client.
+    /// Benchmarks Easel under a scenario: per transport, starts the `easel` server, the proxy and
+    /// the `easel-load` swarm, and writes JSON plus a Markdown report with latency CDF plots.
+    Bench(Bench),
+}
+
+#[derive(Debug, clap::Args)]
+struct Bench {
+    /// A built-in scenario (see `netsim scenarios`) or the path of a .toml file.
+    #[arg(long)]
+    scenario: String,
+    /// SDK clients in one room.
+    #[arg(long, default_value_t = 300)]
+    clients: u32,
+    /// Seconds measured per transport (after the warm-up).
+    #[arg(long, default_value_t = 30)]
+    duration: u64,
+    /// Seconds of load before measuring.
+    #[arg(long, default_value_t = 5)]
+    warmup: u64,
+    /// Transports, comma-separated: wt, quic, ws.
+    #[arg(long, default_value = "wt,quic,ws", value_delimiter = ',')]
+    transports: Vec<String>,
+    /// Where the JSON goes; the Markdown report and plots go beside it (`OUT.md`,
+    /// `OUT-cursor.svg`, `OUT-ops.svg`).
+    #[arg(long)]
+    json: PathBuf,
+    /// Seed of the proxies' randomness.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// The `easel` server binary (default: next to this one).
+    #[arg(long)]
+    server: Option<PathBuf>,
+    /// The `easel-load` binary (default: next to this one).
+    #[arg(long)]
+    load: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -84,6 +120,11 @@ fn main() -> anyhow::Result<()> {
                 println!("{name:<16} {}", scenario.description);
             }
             Ok(())
+        }
+        Command::Bench(bench) => {
+            let runtime =
+                tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
+            runtime.block_on(run_bench(bench))
         }
         Command::Run(run) => {
             init_logging(run.log_format);
@@ -159,6 +200,66 @@ async fn serve(run: Run, scenario: Scenario) -> anyhow::Result<()> {
         );
         proxy.shutdown().await;
     }
+    Ok(())
+}
+
+/// A binary next to this one (where cargo puts every binary of the workspace).
+fn sibling(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("locating netsim")?;
+    let path = exe.parent().context("netsim has no directory")?.join(name);
+    anyhow::ensure!(
+        path.exists(),
+        "{} not found: build it (cargo build --release -p easel-server -p easel-benches) or pass its path",
+        path.display()
+    );
+    Ok(path)
+}
+
+async fn run_bench(args: Bench) -> anyhow::Result<()> {
+    let scenario = Scenario::load(&args.scenario)?;
+    let transports = args
+        .transports
+        .iter()
+        .map(|t| {
+            bench::Transport::parse(t.trim())
+                .with_context(|| format!("unknown transport {t:?} (wt, quic, ws)"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let plan = bench::Plan {
+        scenario,
+        transports,
+        clients: args.clients,
+        duration: args.duration,
+        warmup: args.warmup,
+        seed: args.seed,
+        server: match args.server {
+            Some(p) => p,
+            None => sibling("easel")?,
+        },
+        load: match args.load {
+            Some(p) => p,
+            None => sibling("easel-load")?,
+        },
+    };
+    let result = bench::run(&plan).await?;
+    let stem = args.json.with_extension("");
+    let name = |suffix: &str| {
+        format!("{}{suffix}", stem.file_name().map_or("bench".into(), |s| s.to_string_lossy()))
+    };
+    let (cursor_svg, ops_svg) = (name("-cursor.svg"), name("-ops.svg"));
+    let dir = args.json.parent().map(PathBuf::from).unwrap_or_default();
+    let write = |file: &str, text: &str| {
+        let path = dir.join(file);
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
+    };
+    std::fs::write(&args.json, serde_json::to_vec_pretty(&result)?)
+        .with_context(|| format!("writing {}", args.json.display()))?;
+    let title = |what: &str| format!("{what}: {} clients, {}", plan.clients, plan.scenario.name);
+    write(&cursor_svg, &report::cdf_svg(&result, "cursor", &title("cursor delivery latency")))?;
+    write(&ops_svg, &report::cdf_svg(&result, "op_delivery", &title("op delivery latency")))?;
+    let md = report::markdown(&result, (&cursor_svg, &ops_svg));
+    write(&name(".md"), &md)?;
+    println!("{md}");
     Ok(())
 }
 

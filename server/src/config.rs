@@ -132,6 +132,29 @@ pub struct Serve {
     /// Log format.
     #[arg(long, env = "EASEL_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
+    /// SFU that classroom video goes to; clients signal through Easel (SPEC §13). Without it,
+    /// SFU requests are refused with `SfuUnavailable`.
+    #[arg(long, env = "EASEL_SFU", value_enum)]
+    pub sfu: Option<SfuKind>,
+    /// Janus WebSocket API URL (with `--sfu janus`).
+    #[arg(long, env = "EASEL_JANUS_URL", default_value = "ws://127.0.0.1:8188")]
+    pub janus_url: String,
+    /// Janus VideoRoom `admin_key`, needed to create rooms when Janus has one.
+    #[arg(long, env = "EASEL_JANUS_ADMIN_KEY", hide_env_values = true)]
+    pub janus_admin_key: Option<String>,
+    /// ICE server URLs (STUN/TURN) handed to clients with SFU access, comma-separated (≤ 8).
+    #[arg(long, env = "EASEL_SFU_ICE_SERVERS", value_delimiter = ',')]
+    pub sfu_ice_servers: Vec<String>,
+    /// Whether students may publish video (teachers always may, viewers never).
+    #[arg(long, env = "EASEL_SFU_STUDENTS_PUBLISH", default_value_t = true, action = clap::ArgAction::Set)]
+    pub sfu_students_publish: bool,
+}
+
+/// SFU adapters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SfuKind {
+    /// Janus VideoRoom over its WebSocket API (`--janus-url`, `--janus-admin-key`).
+    Janus,
 }
 
 impl Serve {

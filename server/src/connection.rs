@@ -791,7 +791,12 @@ async fn read_room<R: AsyncRead + Unpin>(
             | Message::SfuSdp(_)
             | Message::SfuCandidate(_)
             | Message::SfuLeave(_) => {
-                Command::Reply(participant, fault(ErrorCode::SfuUnavailable, kind, 0, "no SFU is configured"))
+                if ctx.shared.rooms.has_sfu() {
+                    Command::Sfu(participant, message)
+                } else {
+                    let refusal = fault(ErrorCode::SfuUnavailable, kind, 0, "no SFU is configured");
+                    Command::Reply(participant, refusal)
+                }
             }
             Message::ChatSend(_)
             | Message::ChatDelete(_)

@@ -1,11 +1,13 @@
 //! # easel-server — the Easel server (library + binary `easel`)
 //!
-//! Layer: above `easel-proto`; nothing depends on it but its binary and tests.
+//! Layer: above `easel-proto` and `easel-sfu-bridge`; nothing depends on it but its binary and
+//! tests.
 //!
 //! Contract: serves protocol v1 (`proto-spec/SPEC.md`) over WebTransport, raw QUIC and a
 //! WebSocket fallback ([`websocket`]) behind one [`transport::Session`] trait, so room logic never knows the transport. Each room is an
 //! actor ([`room`]) owning its participants, presence, cursors and Loro document; updates are
-//! acked only after the fsync that covers them ([`store`]); tokens are JWTs ([`auth`]).
+//! acked only after the fsync that covers them ([`store`]); tokens are JWTs ([`auth`]); video
+//! signalling is relayed to an SFU through `easel-sfu-bridge` ([`sfu`], `--sfu janus`).
 //! [`Server::start`] runs it all in-process; the `easel` binary wraps it with a command line
 //! ([`config`]).
 
@@ -17,6 +19,7 @@ pub mod limit;
 mod resume;
 pub mod room;
 pub mod server;
+pub mod sfu;
 pub mod store;
 pub mod telemetry;
 pub mod transport;

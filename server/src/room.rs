@@ -2,8 +2,9 @@
 //! and the actor that drives it ([`spawn`], [`Handle`]).
 //!
 //! The state machine takes time as an argument and never awaits: it talks to members through
-//! their [`Link`] (a bounded queue for the room stream plus a non-blocking datagram sender) and
-//! hands durable writes back to the driver as [`Persist`] requests. The actor owns one `Room`,
+//! their [`Link`] (a bounded queue for the room stream plus a non-blocking datagram sender),
+//! hands durable writes back to the driver as [`Persist`] requests, and SFU work as
+//! [`SfuOp`]s that the actor passes to the room's SFU driver ([`crate::sfu`]). The actor owns one `Room`,
 //! receives [`Command`]s over a bounded channel, runs group-committed writes through the
 //! [`Store`] in order, and ticks cursors and presence.
 
@@ -12,13 +13,15 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use easel_sfu_bridge::{Access, PeerEvent, Sfu};
+
 use bytes::Bytes;
 use easel_proto::datagram::{
     Cursor, CursorBatch, CursorEntry, Heartbeat, PresenceBatch, PresenceEntry, is_newer,
 };
 use easel_proto::message::{
     Ack, Fault, HandQueue, Kind, ModAction, Moderated, Participant, ParticipantJoined, ParticipantLeft,
-    ParticipantUpdated, Reject, RemoteUpdate, Role, SyncKind,
+    ParticipantUpdated, Reject, RemoteUpdate, Role, SfuEvent, SfuEventKind, SyncKind,
 };
 use easel_proto::{Datagram, ErrorCode, Message};
 use futures::stream::{FuturesOrdered, StreamExt as _};
@@ -27,6 +30,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::class::{self, Class, Deliver, Outcome, Who};
+use crate::sfu::{SfuNews, SfuOp};
 use crate::store::{Store, StoreError, UpdateRecord};
 use crate::transport::DatagramSender;
 
@@ -52,6 +56,8 @@ pub struct Config {
     pub resume_grace: Duration,
     /// Chat messages per minute per user.
     pub chat_per_min: u32,
+    /// Whether students may publish video through the SFU (teachers always may, viewers never).
+    pub students_publish: bool,
 }
 
 impl Default for Config {
@@ -66,6 +72,7 @@ impl Default for Config {
             idle_unload: Duration::from_secs(60),
             resume_grace: Duration::from_secs(30),
             chat_per_min: 30,
+            students_publish: true,
         }
     }
 }
@@ -212,6 +219,10 @@ struct Member {
     cursor_mark: u64,
     /// Highest presence version already sent to this member.
     presence_mark: u64,
+    /// Whether it is in the SFU room.
+    in_sfu: bool,
+    /// The feed it publishes, while its camera is on.
+    feed: Option<u64>,
 }
 
 impl Member {
@@ -248,6 +259,8 @@ pub struct Room {
     side: Vec<Outcome>,
     /// The teacher-visible queue of raised hands, first raised first.
     hands: Vec<u16>,
+    /// SFU work waiting for the driver (see [`Room::take_sfu`]).
+    sfu: Vec<SfuOp>,
 }
 
 impl Room {
@@ -291,6 +304,7 @@ impl Room {
             wall: (now, now_ms),
             side: Vec::new(),
             hands: Vec::new(),
+            sfu: Vec::new(),
         })
     }
 
@@ -376,6 +390,8 @@ impl Room {
                 presence: None,
                 cursor_mark: 0,
                 presence_mark: 0,
+                in_sfu: false,
+                feed: None,
             },
         );
         self.empty_since = None;
@@ -468,6 +484,9 @@ impl Room {
             Reach::Detached { lost, .. } => lost,
             Reach::Linked(_) => now,
         };
+        if member.in_sfu {
+            self.sfu.push(SfuOp::Leave { participant: index });
+        }
         let departed = self.class.depart(&member.info.user, self.wall_ms(left_at));
         self.store_side(departed.into_iter().collect());
         if let Some(at) = self.hands.iter().position(|h| *h == index) {
@@ -775,6 +794,17 @@ impl Room {
         if !self.hands.is_empty() {
             self.send(index, Message::from(HandQueue { queue: self.hands.clone() }));
         }
+        // Feed ids are only in SfuEvents: a newcomer needs the current publishers' to subscribe.
+        let publishing: Vec<(u16, u64)> = self
+            .members
+            .iter()
+            .filter_map(|(i, m)| Some((*i, m.feed?)))
+            .filter(|(i, _)| *i != index)
+            .collect();
+        for (participant, feed) in publishing {
+            let event = SfuEvent { participant, feed, event: SfuEventKind::Publishing };
+            self.send(index, Message::from(event));
+        }
     }
 
     /// A classroom request on a member's room stream: chat, polls, hands, moderation.
@@ -873,10 +903,14 @@ impl Room {
             ModAction::ReadOnly | ModAction::ReadWrite => {
                 target.info.read_only = m.action == ModAction::ReadOnly
             }
-            // No SFU is attached yet: nothing publishes, so there is nothing to tear down.
+            // Removal takes it out of the SFU room with the room (see `remove`); the camera
+            // flag follows the SFU's word that the publisher is gone.
             ModAction::Remove | ModAction::StopMedia => {}
         }
         let info = target.info.clone();
+        if m.action == ModAction::StopMedia && target.in_sfu {
+            self.sfu.push(SfuOp::Unpublish { participant: m.target });
+        }
         let write = self.class.set_flags(&user, |f| match m.action {
             ModAction::MuteChat | ModAction::UnmuteChat => f.chat_muted = info.chat_muted,
             ModAction::ReadOnly | ModAction::ReadWrite => f.read_only = info.read_only,
@@ -897,6 +931,90 @@ impl Room {
             then.push(Deliver::All(Message::from(ParticipantUpdated { participant: info })));
         }
         self.side.push(Outcome { writes: write.into_iter().collect(), then, ..Outcome::default() });
+    }
+
+    /// SFU signalling on a member's room stream (SPEC §13). `SfuJoin` is checked against the
+    /// role here (a viewer asking to publish is refused with `Forbidden`); the rest needs an
+    /// `SfuJoin` first. What passes is queued for the SFU driver ([`Room::take_sfu`]).
+    pub fn sfu(&mut self, now: Instant, index: u16, message: Message) {
+        self.touch(now, index);
+        let students_publish = self.config.students_publish;
+        let Some(member) = self.members.get_mut(&index) else { return };
+        let op = match message {
+            Message::SfuJoin(j) => {
+                let access = Access::for_role(member.info.role, students_publish);
+                if j.publish && !access.can_publish() {
+                    let why = format!("a {:?} may not publish video here", member.info.role).to_lowercase();
+                    return self.refuse(index, Kind::SfuJoin, 0, ErrorCode::Forbidden, &why);
+                }
+                member.in_sfu = true;
+                SfuOp::Join {
+                    participant: index,
+                    display: member.info.name.clone(),
+                    access,
+                    publish: j.publish,
+                }
+            }
+            other if !member.in_sfu => {
+                let why = "not in the SFU room: send SfuJoin first";
+                return self.refuse(index, other.kind(), 0, ErrorCode::UnexpectedMessage, why);
+            }
+            message => SfuOp::Signal { participant: index, message },
+        };
+        self.sfu.push(op);
+    }
+
+    /// What the SFU driver reports for participant `index`: a reply for it alone, or an
+    /// SFU-side event everyone hears (`SfuEvent`), with the camera flag following publishing.
+    pub fn sfu_news(&mut self, index: u16, news: SfuNews) {
+        let event = match news {
+            SfuNews::Reply(message) => return self.send(index, message),
+            SfuNews::Event(PeerEvent::Candidate { feed, candidate }) => {
+                return self.send(index, crate::sfu::candidate_message(feed, candidate));
+            }
+            SfuNews::Event(event) => event,
+        };
+        let member = self.members.get_mut(&index);
+        let (kind, feed, camera) = match event {
+            PeerEvent::Joined => (SfuEventKind::Joined, 0, None),
+            PeerEvent::Publishing { feed } => (SfuEventKind::Publishing, feed, Some(true)),
+            PeerEvent::Unpublished { feed } => (SfuEventKind::Unpublished, feed, Some(false)),
+            PeerEvent::Left => (SfuEventKind::Left, 0, Some(false)),
+            PeerEvent::Candidate { .. } => return,
+        };
+        let Some(member) = member else {
+            // Gone from the room already: others still learn its feed is gone.
+            if matches!(kind, SfuEventKind::Unpublished | SfuEventKind::Left) {
+                let event = SfuEvent { participant: index, feed, event: kind };
+                self.broadcast(None, &Message::from(event));
+            }
+            return;
+        };
+        match kind {
+            SfuEventKind::Publishing => member.feed = Some(feed),
+            SfuEventKind::Unpublished => member.feed = None,
+            SfuEventKind::Left => {
+                member.feed = None;
+                member.in_sfu = false;
+            }
+            SfuEventKind::Joined => {}
+        }
+        let updated = match camera {
+            Some(on) if member.info.camera != on => {
+                member.info.camera = on;
+                Some(ParticipantUpdated { participant: member.info.clone() })
+            }
+            _ => None,
+        };
+        self.broadcast(None, &Message::from(SfuEvent { participant: index, feed, event: kind }));
+        if let Some(updated) = updated {
+            self.broadcast(None, &Message::from(updated));
+        }
+    }
+
+    /// SFU work for the driver: the actor calls this after every input.
+    pub fn take_sfu(&mut self) -> Vec<SfuOp> {
+        std::mem::take(&mut self.sfu)
     }
 
     /// Everyone's attendance, open intervals included.
@@ -1028,6 +1146,11 @@ pub enum Command {
     },
     /// A classroom request (chat, polls, hands, moderation) from a participant.
     Class(u16, Message),
+    /// SFU signalling (`SfuJoin`, `SfuSdp`, `SfuCandidate`, `SfuSubscribe`, `SfuLeave`) from a
+    /// participant.
+    Sfu(u16, Message),
+    /// What the SFU driver reports for a participant.
+    SfuNews(u16, SfuNews),
     /// The room's attendance, as it is now.
     Attendance(oneshot::Sender<Vec<class::Attendance>>),
     /// Persist everything and stop (server shutdown).
@@ -1071,12 +1194,14 @@ impl Handle {
     }
 }
 
-/// Loads a room from the store and starts its actor. `on_exit` runs when the actor stops
-/// (idle unload or shutdown), before its channel closes for good.
+/// Loads a room from the store and starts its actor, with the SFU its members' video goes to,
+/// if any. `on_exit` runs when the actor stops (idle unload or shutdown), before its channel
+/// closes for good.
 pub async fn spawn(
     id: Arc<str>,
     config: Config,
     store: Store,
+    sfu: Option<Arc<dyn Sfu>>,
     on_exit: impl FnOnce(&Handle) + Send + 'static,
 ) -> Result<Handle, StoreError> {
     let (log, side) = {
@@ -1100,7 +1225,8 @@ pub async fn spawn(
     let (tx, rx) = mpsc::channel(4096);
     let handle = Handle { id, tx };
     metrics::gauge!("easel_rooms").increment(1.0);
-    tokio::spawn(run(room, rx, store, handle.clone(), on_exit));
+    let sfu = sfu.map(|sfu| Bridge { sfu, driver: None });
+    tokio::spawn(run(room, rx, store, sfu, handle.clone(), on_exit));
     Ok(handle)
 }
 
@@ -1131,10 +1257,28 @@ fn side(store: &Store, room: &str, outcome: Outcome) -> Committing {
     })
 }
 
+/// The SFU a room's video goes to, and its driver once a member has used it.
+struct Bridge {
+    sfu: Arc<dyn Sfu>,
+    driver: Option<mpsc::UnboundedSender<SfuOp>>,
+}
+
+impl Bridge {
+    /// Hands the room's SFU work to the driver, starting it on first use.
+    fn pass(&mut self, room: &mut Room, handle: &Handle) {
+        for op in room.take_sfu() {
+            let driver =
+                self.driver.get_or_insert_with(|| crate::sfu::spawn(self.sfu.clone(), handle.clone()));
+            let _ = driver.send(op);
+        }
+    }
+}
+
 async fn run(
     mut room: Room,
     mut rx: mpsc::Receiver<Command>,
     store: Store,
+    mut sfu: Option<Bridge>,
     handle: Handle,
     on_exit: impl FnOnce(&Handle) + Send + 'static,
 ) {
@@ -1148,6 +1292,9 @@ async fn run(
     loop {
         for outcome in room.take_side() {
             committing.push_back(side(&store, room.id(), outcome));
+        }
+        if let Some(sfu) = &mut sfu {
+            sfu.pass(&mut room, &handle);
         }
         let tick_at = next_tick;
         let class_at = room.class_deadline().map(tokio::time::Instant::from_std);
@@ -1185,6 +1332,8 @@ async fn run(
                     }
                     Command::Sync { participant, since } => room.sync(now, participant, &since),
                     Command::Class(participant, message) => room.class(now, participant, message),
+                    Command::Sfu(participant, message) => room.sfu(now, participant, message),
+                    Command::SfuNews(participant, news) => room.sfu_news(participant, news),
                     Command::Attendance(reply) => {
                         let _ = reply.send(room.attendance());
                     }
@@ -1257,6 +1406,11 @@ async fn run(
                 room.remove(Instant::now(), index, ErrorCode::ShuttingDown, true);
             }
         }
+    }
+    // The leaves above take their members out of the SFU; dropping the driver's sender then
+    // ends it once they are done.
+    if let Some(sfu) = &mut sfu {
+        sfu.pass(&mut room, &handle);
     }
     metrics::gauge!("easel_rooms").decrement(1.0);
     on_exit(&handle);
@@ -1528,6 +1682,71 @@ mod tests {
         }
         assert!(kill.is_cancelled(), "bob's session is closed as a slow consumer");
         assert_eq!(room.len(), 1);
+    }
+
+    #[test]
+    fn sfu_signalling_is_checked_by_role_and_sfu_events_drive_the_camera_flag() {
+        use easel_proto::message::{SfuJoin, SfuLeave};
+        let t0 = Instant::now();
+        let mut room = room(Config { students_publish: false, ..Config::default() }, t0);
+        let mut a = join(&mut room, t0, "ada", 64);
+        let mut b = join(&mut room, t0, "bob", 64);
+        a.messages();
+        b.messages();
+        let faults = |m: &mut Member| -> Vec<(u16, u8)> {
+            m.messages()
+                .into_iter()
+                .filter_map(|m| match m {
+                    Message::Fault(f) => Some((f.code, f.kind)),
+                    _ => None,
+                })
+                .collect()
+        };
+
+        room.sfu(t0, a.index, Message::from(SfuJoin { publish: true }));
+        assert_eq!(
+            faults(&mut a),
+            [(ErrorCode::Forbidden.to_u16(), Kind::SfuJoin.to_u8())],
+            "students may not here"
+        );
+        room.sfu(t0, a.index, Message::from(SfuLeave { feed: 0 }));
+        assert_eq!(faults(&mut a), [(ErrorCode::UnexpectedMessage.to_u16(), Kind::SfuLeave.to_u8())]);
+        assert!(room.take_sfu().is_empty(), "nothing refused reaches the SFU");
+
+        room.sfu(t0, a.index, Message::from(SfuJoin { publish: false }));
+        let asked = SfuOp::Join {
+            participant: a.index,
+            display: "ada".into(),
+            access: Access::Subscribe,
+            publish: false,
+        };
+        assert_eq!(room.take_sfu(), [asked]);
+
+        room.sfu_news(a.index, SfuNews::Event(PeerEvent::Publishing { feed: 7 }));
+        let seen: Vec<String> = b
+            .messages()
+            .into_iter()
+            .filter_map(|m| match m {
+                Message::SfuEvent(e) => Some(format!("{:?} {} {}", e.event, e.participant, e.feed)),
+                Message::ParticipantUpdated(u) => {
+                    Some(format!("camera {} {}", u.participant.index, u.participant.camera))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(seen, [format!("Publishing {} 7", a.index), format!("camera {} true", a.index)]);
+        let mut c = join(&mut room, t0, "cyd", 64);
+        let told = c.messages().into_iter().any(|m| {
+            matches!(m, Message::SfuEvent(e) if e.participant == a.index && e.feed == 7 && e.event == SfuEventKind::Publishing)
+        });
+        assert!(told, "a newcomer learns who publishes which feed");
+
+        room.leave(t0, a.index, 0, ErrorCode::Normal);
+        assert_eq!(
+            room.take_sfu(),
+            [SfuOp::Leave { participant: a.index }],
+            "leaving the room leaves the SFU"
+        );
     }
 
     #[test]

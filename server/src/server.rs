@@ -11,13 +11,15 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use easel_proto::ErrorCode;
+use easel_sfu_bridge::Sfu;
+use easel_sfu_bridge::janus::{Janus, JanusConfig};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use wtransport::Identity;
 
 use crate::auth::{self, SecretSource, Verifier};
-use crate::config::Serve;
+use crate::config::{Serve, SfuKind};
 use crate::resume::Resumes;
 use crate::room::{self, Command, Handle, JoinRequest, Joined};
 use crate::store::{Store, StoreError};
@@ -44,6 +46,9 @@ pub enum StartError {
     /// The TLS certificate could not be made or loaded.
     #[error("certificate: {0}")]
     Certificate(String),
+    /// The SFU options do not fit together.
+    #[error("SFU: {0}")]
+    Sfu(String),
     /// A listening address could not be bound.
     #[error("binding {addr}: {source}")]
     Bind {
@@ -73,6 +78,8 @@ pub(crate) struct Rooms {
     loading: tokio::sync::Mutex<()>,
     store: Store,
     config: room::Config,
+    /// Where members' video goes, if an SFU is configured.
+    sfu: Option<Arc<dyn Sfu>>,
 }
 
 impl Rooms {
@@ -95,8 +102,13 @@ impl Rooms {
         crate::class::attendance_of(records)
     }
 
-    fn new(store: Store, config: room::Config) -> Self {
-        Self { loaded: Arc::default(), loading: tokio::sync::Mutex::new(()), store, config }
+    fn new(store: Store, config: room::Config, sfu: Option<Arc<dyn Sfu>>) -> Self {
+        Self { loaded: Arc::default(), loading: tokio::sync::Mutex::new(()), store, config, sfu }
+    }
+
+    /// Whether SFU signalling goes anywhere.
+    pub(crate) fn has_sfu(&self) -> bool {
+        self.sfu.is_some()
     }
 
     fn loaded(&self, id: &str) -> Option<Handle> {
@@ -120,12 +132,13 @@ impl Rooms {
                 map.remove(gone.id());
             }
         };
-        let handle = room::spawn(Arc::from(id), self.config.clone(), self.store.clone(), on_exit)
-            .await
-            .map_err(|e| {
-                tracing::error!(room = id, "cannot load room: {e}");
-                ErrorCode::StorageUnavailable
-            })?;
+        let handle =
+            room::spawn(Arc::from(id), self.config.clone(), self.store.clone(), self.sfu.clone(), on_exit)
+                .await
+                .map_err(|e| {
+                    tracing::error!(room = id, "cannot load room: {e}");
+                    ErrorCode::StorageUnavailable
+                })?;
         if let Ok(mut map) = self.loaded.lock() {
             map.insert(id.to_owned(), handle.clone());
         }
@@ -216,13 +229,14 @@ impl Server {
             idle_unload: Duration::from_secs(config.idle_unload_secs),
             resume_grace: config.resume_grace(),
             chat_per_min: config.chat_per_min,
+            students_publish: config.sfu_students_publish,
             ..room::Config::default()
         };
         let prometheus = telemetry::install();
         let shared = Arc::new(Shared {
             config: config.clone(),
             verifier,
-            rooms: Rooms::new(store.clone(), room_config),
+            rooms: Rooms::new(store.clone(), room_config, sfu(&config)?),
             resumes: Resumes::new(config.resume_grace()),
             next_conn: AtomicU64::new(0),
             shutdown: CancellationToken::new(),
@@ -325,6 +339,29 @@ impl Server {
         let _ = tokio::time::timeout(Duration::from_secs(2), self.quic.wait_idle()).await;
         let _ = tokio::time::timeout(Duration::from_secs(2), self.wt.wait_idle()).await;
         tracing::info!("stopped");
+    }
+}
+
+/// The SFU adapter `--sfu` names, connecting in the background (Janus need not be up yet:
+/// until it is, SFU requests are refused with `SfuUnavailable`).
+fn sfu(config: &Serve) -> Result<Option<Arc<dyn Sfu>>, StartError> {
+    let Some(kind) = config.sfu else { return Ok(None) };
+    if config.sfu_ice_servers.len() > easel_proto::limits::MAX_ICE_SERVERS {
+        return Err(StartError::Sfu(format!(
+            "at most {} ICE servers (--sfu-ice-servers)",
+            easel_proto::limits::MAX_ICE_SERVERS
+        )));
+    }
+    match kind {
+        SfuKind::Janus => {
+            let janus = JanusConfig {
+                admin_key: config.janus_admin_key.clone(),
+                ice_servers: config.sfu_ice_servers.clone(),
+                ..JanusConfig::new(config.janus_url.clone())
+            };
+            tracing::info!(url = %config.janus_url, "SFU: Janus VideoRoom");
+            Ok(Some(Arc::new(Janus::start(janus))))
+        }
     }
 }
 

@@ -9,10 +9,17 @@
 //! - delivered / expected for cursors and ops at the observers;
 //! - the server's CPU and peak RSS (with `--server-pid`).
 //!
-//! Every client carries the full load (receives every cursor batch and edit); latencies are
-//! read at `--observers` of them (default 10) to keep the generator's own cost bounded. Send
-//! times travel inside the data: a cursor's x is the sender's clock in ms (1/16 px = 1/16 ms
-//! precision), an edit appends the sender's clock to the sender's own list in the document.
+//! The first `--observers` clients (default 10) are full SDK clients (`easel_client::Client`:
+//! local Loro document, throttled cursors, events): cursor and op delivery are measured where
+//! an app sees them. The others are protocol clients on the SDK's `raw` connection: they send
+//! the same cursors and Loro updates and receive everything the server sends them (datagrams,
+//! room stream, snapshots) but keep no document. The server's load is the same either way;
+//! the generator's is not — importing 600 updates a second into 300 documents does not fit a
+//! 2-core machine that also runs the server, and would measure the generator, not Easel. Op
+//! ack latency is measured at every client.
+//!
+//! Send times travel inside the data: a cursor's x is the sender's clock in ms (1/16 px = 1/16
+//! ms precision), an edit appends the sender's clock to the sender's own list in the document.
 //! All clients share one process and one clock.
 //!
 //! ```sh
@@ -31,10 +38,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
 use clap::Parser as _;
-use easel_client::{Client, Event, Room};
+use easel_client::{Client, Event, Room, raw};
+use easel_proto::datagram::{Cursor, quantise};
+use easel_proto::message::{Join, Update};
+use easel_proto::{Datagram, Message};
 use easel_server::auth::{Claims, Issuer};
 use futures::stream::{self, StreamExt as _};
 use hdrhistogram::Histogram;
+use loro::{ExportMode, LoroDoc};
 
 /// A class of SDK clients against one server.
 #[derive(Debug, clap::Parser)]
@@ -132,8 +143,35 @@ fn token(secret: &str, room: &str, user: &str) -> anyhow::Result<String> {
     Ok(Issuer::hs256(secret.as_bytes()).mint(&claims)?)
 }
 
-async fn connect(args: &Args, i: u32) -> anyhow::Result<(Client, Room, f64)> {
+/// A client of the swarm.
+enum Member {
+    /// A full SDK client (an observer).
+    Sdk(Client, Room),
+    /// A protocol client.
+    Raw(Box<(raw::Connection, raw::RoomStream)>),
+}
+
+async fn connect(args: &Args, i: u32, observer: bool) -> anyhow::Result<(Member, f64)> {
     let started = Instant::now();
+    if !observer {
+        let endpoint = easel_client::endpoint::parse(&args.url)?
+            .into_iter()
+            .next()
+            .context("the URL names no transport")?;
+        let mut options = raw::Options::new(endpoint.resolve().await?, endpoint.transport);
+        options.server_name = endpoint.host.clone();
+        options.tls = endpoint.tls;
+        if let Some(hash) = &args.cert_hash {
+            options = options.with_cert_hash(hash)?;
+        }
+        let user = format!("load-{i}");
+        let conn = raw::Connection::connect(&options, &token(&args.jwt_secret, &args.room, &user)?, &user)
+            .await
+            .with_context(|| format!("client {i} connects"))?;
+        let join = Join { room: args.room.clone(), name: user, since: None };
+        let stream = conn.join_with(join).await.with_context(|| format!("client {i} joins"))?;
+        return Ok((Member::Raw(Box::new((conn, stream))), started.elapsed().as_secs_f64() * 1000.0));
+    }
     let mut builder = Client::builder(token(&args.jwt_secret, &args.room, &format!("load-{i}"))?)
         .name(format!("load-{i}"))
         .cursor_hz(args.cursor_hz);
@@ -142,25 +180,109 @@ async fn connect(args: &Args, i: u32) -> anyhow::Result<(Client, Room, f64)> {
     }
     let client = builder.connect(&args.url).await.with_context(|| format!("client {i} connects"))?;
     let room = client.join(&args.room).await.with_context(|| format!("client {i} joins"))?;
-    Ok((client, room, started.elapsed().as_secs_f64() * 1000.0))
+    Ok((Member::Sdk(client, room), started.elapsed().as_secs_f64() * 1000.0))
 }
 
-/// Runs one client until the window ends: sends cursors and edits, reads its events.
-async fn drive(
+/// Runs one protocol client until the window ends: cursors as datagrams and Loro updates on
+/// the room stream, like the SDK sends them; everything received is read and dropped.
+async fn drive_raw(
     i: u32,
-    client: Client,
-    room: Room,
-    observer: bool,
+    conn: raw::Connection,
+    stream: raw::RoomStream,
     args: Arc<Args>,
     clock: Clock,
     window: Window,
 ) -> Tally {
-    let mut tally = Tally::default();
-    if observer {
-        tally.cursor = Some(histogram());
-        tally.op_delivery = Some(histogram());
+    let mut tally = Tally { op_ack: Some(histogram()), ..Tally::default() };
+    let (mut sender, mut reader, joined) = stream.into_split();
+    let conn = Arc::new(conn);
+    let slot = joined.slot;
+    let doc = LoroDoc::new();
+    let own = format!("c{i}");
+    let mut exported = doc.oplog_vv();
+    let phase = |period: Duration| period.mul_f64(f64::from(i) / f64::from(args.clients.max(1)));
+    let cursor_period = Duration::from_secs(1) / args.cursor_hz.max(1);
+    let op_period = Duration::from_millis(args.op_every_ms.max(1));
+    let start = tokio::time::Instant::now();
+    let mut cursor_every = tokio::time::interval_at(start + phase(cursor_period), cursor_period);
+    let mut op_every = tokio::time::interval_at(start + phase(op_period), op_period);
+    cursor_every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    op_every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let end = start + Duration::from_secs_f64((window.to - clock.ms()).max(0.0) / 1000.0);
+    // Datagrams and snapshots are received (the server sends them) and dropped.
+    let sink = {
+        let conn = conn.clone();
+        tokio::spawn(async move {
+            let datagrams = async { while conn.recv_datagram().await.is_ok() {} };
+            let snapshots = async { while conn.snapshot().await.is_ok() {} };
+            tokio::join!(datagrams, snapshots);
+        })
+    };
+    let mut unacked: std::collections::VecDeque<(u64, f64)> = std::collections::VecDeque::new();
+    let (mut seq, mut op_id) = (0u16, 0u64);
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep_until(end) => break,
+            _ = cursor_every.tick() => {
+                let now = clock.ms();
+                seq = seq.wrapping_add(1);
+                let cursor = Cursor { slot, seq, x: quantise(now), y: quantise(f64::from(i)) };
+                let _ = conn.send_datagram(&Datagram::from(cursor));
+                if window.contains(now) {
+                    tally.cursors_sent += 1;
+                }
+            }
+            _ = op_every.tick() => {
+                let now = clock.ms();
+                if doc.get_list(own.as_str()).push(now).is_err() {
+                    continue;
+                }
+                doc.commit();
+                let Ok(data) = doc.export(ExportMode::updates(&exported)) else { continue };
+                exported = doc.oplog_vv();
+                op_id += 1;
+                if sender.send(&Message::from(Update { op_id, data })).await.is_err() {
+                    break;
+                }
+                unacked.push_back((op_id, now));
+                if window.contains(now) {
+                    tally.ops_sent += 1;
+                }
+            }
+            message = reader.next() => match message {
+                Ok(Some(Message::Ack(ack))) => {
+                    let now = clock.ms();
+                    for id in ack.op_ids {
+                        while let Some((first, sent)) = unacked.front().copied() {
+                            if first > id {
+                                break;
+                            }
+                            unacked.pop_front();
+                            if first == id && window.contains(sent) && let Some(h) = tally.op_ack.as_mut() {
+                                let _ = h.record(((now - sent) * 1000.0) as u64);
+                            }
+                        }
+                    }
+                }
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => break,
+            },
+        }
     }
-    tally.op_ack = Some(histogram());
+    sink.abort();
+    conn.close(easel_proto::ErrorCode::Normal);
+    tally
+}
+
+/// Runs one SDK client (an observer) until the window ends: moves its cursor and edits, and
+/// measures what its events show of the others.
+async fn drive(i: u32, client: Client, room: Room, args: Arc<Args>, clock: Clock, window: Window) -> Tally {
+    let mut tally = Tally {
+        cursor: Some(histogram()),
+        op_ack: Some(histogram()),
+        op_delivery: Some(histogram()),
+        ..Tally::default()
+    };
     let own = format!("c{i}");
     // Spread the class's sends over their periods instead of in lock step.
     let phase = |period: Duration| period.mul_f64(f64::from(i) / f64::from(args.clients.max(1)));
@@ -209,25 +331,27 @@ async fn drive(
                             }
                         }
                     }
-                    Event::Cursor { x, .. } if observer && window.contains(x) => {
-                        tally.cursors_seen += 1;
-                        if let Some(h) = tally.cursor.as_mut() {
-                            let _ = h.record(((now - x).max(0.001) * 1000.0) as u64);
+                    Event::Cursors { cursors, .. } => {
+                        for c in cursors.iter().filter(|c| window.contains(c.x)) {
+                            tally.cursors_seen += 1;
+                            if let Some(h) = tally.cursor.as_mut() {
+                                let _ = h.record(((now - c.x).max(0.001) * 1000.0) as u64);
+                            }
                         }
                     }
-                    Event::Joined { participants, .. } if observer => {
+                    Event::Joined { participants, .. } => {
                         for p in participants {
                             if let Some(n) = p.user.strip_prefix("load-") {
                                 senders.insert(p.index, (format!("c{n}"), 0));
                             }
                         }
                     }
-                    Event::ParticipantJoined { participant, .. } if observer => {
+                    Event::ParticipantJoined { participant, .. } => {
                         if let Some(n) = participant.user.strip_prefix("load-") {
                             senders.insert(participant.index, (format!("c{n}"), 0));
                         }
                     }
-                    Event::RemoteUpdate { from, .. } if observer => {
+                    Event::RemoteUpdate { from, .. } => {
                         if let Some((key, seen)) = senders.get_mut(&from) {
                             let list = room.doc().get_list(key.as_str());
                             for at in *seen..list.len() {
@@ -304,11 +428,12 @@ async fn main() -> anyhow::Result<()> {
 
     // The class arrives, a bounded number of connects at a time.
     let joined = AtomicU64::new(0);
-    let connects: Vec<anyhow::Result<(Client, Room, f64)>> = stream::iter(0..args.clients)
+    let observers = args.observers.min(args.clients);
+    let connects: Vec<anyhow::Result<(Member, f64)>> = stream::iter(0..args.clients)
         .map(|i| {
             let (args, joined) = (args.clone(), &joined);
             async move {
-                let r = connect(&args, i).await;
+                let r = connect(&args, i, i < observers).await;
                 let n = joined.fetch_add(1, Ordering::Relaxed) + 1;
                 if tty {
                     eprint!("\rconnecting {n}/{}   ", args.clients);
@@ -324,9 +449,9 @@ async fn main() -> anyhow::Result<()> {
     let mut failures = Vec::new();
     for (i, r) in connects.into_iter().enumerate() {
         match r {
-            Ok((client, room, ms)) => {
+            Ok((member, ms)) => {
                 let _ = connect_ms.record((ms * 1000.0) as u64);
-                members.push((i as u32, client, room));
+                members.push((i as u32, member));
             }
             Err(e) => failures.push(format!("{e:#}")),
         }
@@ -337,11 +462,21 @@ async fn main() -> anyhow::Result<()> {
     let start = clock.ms() + args.warmup as f64 * 1000.0;
     let window = Window { from: start, to: start + args.duration as f64 * 1000.0 };
 
-    let observers = args.observers.min(members.len() as u32);
     let mut tasks = tokio::task::JoinSet::new();
-    for (k, (i, client, room)) in members.into_iter().enumerate() {
-        tasks.spawn(drive(i, client, room, (k as u32) < observers, args.clone(), clock, window));
+    let mut observing = 0u32;
+    for (i, member) in members {
+        match member {
+            Member::Sdk(client, room) => {
+                observing += 1;
+                tasks.spawn(drive(i, client, room, args.clone(), clock, window));
+            }
+            Member::Raw(raw) => {
+                let (conn, stream) = *raw;
+                tasks.spawn(drive_raw(i, conn, stream, args.clone(), clock, window));
+            }
+        }
     }
+    let observers = observing;
 
     // Server resources over the window, and a progress line.
     let server = async {
@@ -405,7 +540,7 @@ async fn main() -> anyhow::Result<()> {
     let n = tallies.len() as u64;
     // Each observer should see every other client's sends once.
     let observers = u64::from(observers);
-    let expected = |sent: u64| sent * observers.saturating_sub(0) * n.saturating_sub(1) / n.max(1);
+    let expected = |sent: u64| sent * observers * n.saturating_sub(1) / n.max(1);
     let ratio = |seen: u64, sent: u64| {
         let e = expected(sent);
         if e == 0 { 0.0 } else { (seen as f64 / e as f64 * 10_000.0).round() / 10_000.0 }

@@ -31,6 +31,27 @@ fn an_unknown_scenario_is_an_error_that_names_the_builtins() {
     assert!(stderr.contains("moon-base") && stderr.contains("lossy-2pct"), "{stderr}");
 }
 
+#[test]
+fn bench_refuses_unknown_transports_and_missing_binaries_with_reasons() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let json = dir.path().join("out.json");
+    let run = |extra: &[&str]| {
+        let output = Command::new(NETSIM)
+            .args(["bench", "--scenario", "loopback", "--clients", "2", "--json"])
+            .arg(&json)
+            .args(extra)
+            .output()
+            .expect("runs");
+        assert!(!output.status.success());
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let stderr = run(&["--transports", "quic,pigeon", "--server", "/bin/true", "--load", "/bin/true"]);
+    assert!(stderr.contains("pigeon"), "{stderr}");
+    let stderr = run(&["--server", "/nonexistent/easel", "--load", "/bin/true"]);
+    assert!(stderr.contains("/nonexistent/easel"), "{stderr}");
+    assert!(!json.exists(), "no report for a run that did not happen");
+}
+
 #[tokio::test]
 async fn run_prints_a_ready_line_and_proxies_udp() {
     let echo = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("bind echo");

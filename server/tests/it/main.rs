@@ -9,7 +9,13 @@ mod e2e;
 mod harness;
 mod hostile;
 mod http;
+// The bridge's own private-Janus helper, shared rather than copied (the server's tests do not
+// restart Janus).
+#[allow(dead_code)]
+#[path = "../../../sfu-bridge/tests/it/process.rs"]
+mod janus;
 mod resume;
 mod sdk;
+mod sfu;
 mod storage;
 mod websocket;

@@ -109,7 +109,9 @@ async fn edits_cursors_and_presence_flow_over_every_transport() {
 
         b.cursor(120.5, -30.25);
         let cursor = wait_for(&ada, "bob's cursor", |e| match e {
-            Event::Cursor { participant, x, y, .. } if *participant == bob_index => Some((*x, *y)),
+            Event::Cursors { cursors, .. } => {
+                cursors.iter().find(|c| c.participant == bob_index).map(|c| (c.x, c.y))
+            }
             _ => None,
         })
         .await;
