@@ -458,11 +458,11 @@ async fn datagrams<S: Session>(ctx: &Ctx, session: &S) -> Ending {
             metrics::counter!("easel_datagrams_dropped_total", "reason" => "unknown_slot").increment(1);
             continue;
         };
-        handle.offer(match datagram {
-            Datagram::Cursor(c) => Command::Cursor(participant, c),
-            Datagram::Heartbeat(h) => Command::Heartbeat(participant, h),
+        match datagram {
+            Datagram::Cursor(c) => handle.cursor(participant, c),
+            Datagram::Heartbeat(h) => handle.offer(Command::Heartbeat(participant, h)),
             _ => continue,
-        });
+        }
     }
 }
 
@@ -718,6 +718,7 @@ async fn write_room<S: Session + Clone>(
                         tracing::error!("encode {:?}: {e}", m.kind());
                     }
                 }
+                Outbound::Frame(bytes) => batch.extend_from_slice(&bytes),
                 Outbound::Snapshot(p) => {
                     tokio::spawn(snapshot_stream(session.clone(), slot, p));
                 }

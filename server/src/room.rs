@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use easel_sfu_bridge::{Access, PeerEvent, Sfu};
@@ -33,6 +33,9 @@ use crate::class::{self, Class, Deliver, Outcome, Who};
 use crate::sfu::{SfuNews, SfuOp};
 use crate::store::{Store, StoreError, UpdateRecord};
 use crate::transport::DatagramSender;
+
+/// Most queued updates the actor applies in one import.
+const UPDATE_BATCH: usize = 256;
 
 /// Tunables of every room.
 #[derive(Debug, Clone)]
@@ -82,6 +85,9 @@ impl Default for Config {
 pub enum Outbound {
     /// A frame for the room stream.
     Message(Message),
+    /// A frame already encoded: a broadcast is encoded once and its bytes shared by every
+    /// member's queue.
+    Frame(Bytes),
     /// A state transfer for a new snapshot stream.
     Snapshot(SnapshotPayload),
     /// The membership ended: send `Left { code }` and finish the stream.
@@ -180,6 +186,16 @@ pub struct SnapshotWrite {
     pub upto_seq: u64,
     /// Loro snapshot export.
     pub data: Vec<u8>,
+}
+
+/// What one member is sent in a tick: the same for every member with the same slot and marks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Batch {
+    slot: u16,
+    /// Cursor versions after this one.
+    cursors: u64,
+    /// Presence versions after this one; `None`: every entry (the periodic refresh).
+    presence: Option<u64>,
 }
 
 struct CursorState {
@@ -568,6 +584,80 @@ impl Room {
         }
     }
 
+    /// Applies several members' updates at once (those queued together): one Loro import for
+    /// the lot. Returns the durable writes to make, in order. An update whose version range
+    /// the document already held is a duplicate (acked after a barrier, not stored again).
+    pub fn updates(&mut self, now: Instant, ops: Vec<(u16, u64, Vec<u8>)>) -> Vec<Persist> {
+        if ops.len() == 1 {
+            return ops
+                .into_iter()
+                .filter_map(|(index, op_id, data)| self.update(now, index, op_id, data))
+                .collect();
+        }
+        let mut accepted = Vec::with_capacity(ops.len());
+        for (index, op_id, data) in ops {
+            let Some(member) = self.members.get_mut(&index) else { continue };
+            member.last_seen = now;
+            match (member.info.role, member.info.read_only) {
+                (Role::Viewer, _) => {
+                    self.reject(index, op_id, ErrorCode::Forbidden, "viewers cannot edit the board".into())
+                }
+                (_, true) => {
+                    self.reject(index, op_id, ErrorCode::ReadOnly, "a teacher made you read-only".into())
+                }
+                _ => accepted.push((index, op_id, data)),
+            }
+        }
+        let before = self.doc.oplog_vv();
+        // Whether each one is already in the document, decided before anything is imported
+        // (`None`: its header does not even decode).
+        let held: Vec<Option<bool>> = accepted
+            .iter()
+            .map(|(_, _, data)| {
+                let meta =
+                    std::panic::catch_unwind(|| LoroDoc::decode_import_blob_meta(data, false)).ok()?.ok()?;
+                Some(
+                    meta.partial_end_vv
+                        .iter()
+                        .all(|(peer, counter)| before.get(peer).is_some_and(|c| c >= counter)),
+                )
+            })
+            .collect();
+        let batch: Vec<Vec<u8>> = accepted
+            .iter()
+            .zip(&held)
+            .filter(|(_, h)| **h == Some(false))
+            .map(|((_, _, data), _)| data.clone())
+            .collect();
+        let imported =
+            matches!(std::panic::catch_unwind(AssertUnwindSafe(|| self.doc.import_batch(&batch))), Ok(Ok(_)));
+        let mut out = Vec::with_capacity(accepted.len());
+        for ((index, op_id, data), held) in accepted.into_iter().zip(held) {
+            if held == Some(true) {
+                out.push(Persist::Barrier { participant: index, op_id });
+                continue;
+            }
+            // Outside a batch that worked, each one alone: a bad one is refused, the others
+            // (perhaps already applied by the batch) are stored all the same.
+            if (held.is_none() || !imported)
+                && let Err(e) = import(&self.doc, &data)
+            {
+                metrics::counter!("easel_ops_rejected_total").increment(1);
+                self.reject(index, op_id, ErrorCode::InvalidUpdate, e);
+                continue;
+            }
+            let Some(member) = self.members.get(&index) else { continue };
+            let record = UpdateRecord {
+                client_id: member.client_id.clone(),
+                op_id,
+                user: member.info.user.clone(),
+                data,
+            };
+            out.push(Persist::Append { participant: index, op_id, record, received: now });
+        }
+        out
+    }
+
     fn reject(&mut self, index: u16, op_id: u64, code: ErrorCode, message: String) {
         self.send(index, Message::from(Reject { op_id, code: code.to_u16(), message: clip_reason(message) }));
     }
@@ -679,61 +769,83 @@ impl Room {
             self.last_presence_refresh = Some(now);
         }
 
-        let mut again = false;
-        let indices: Vec<u16> = self.members.keys().copied().collect();
-        for to in indices {
-            again |= self.flush_to(to, refresh);
+        // Members that were last sent the same versions get the same batches: each distinct
+        // batch is built and encoded once per tick and its bytes shared (a batch may carry the
+        // receiver's own cursor, which receivers ignore: SPEC §8.3). In a busy room everyone
+        // is at the same mark, so one encoding serves the whole class.
+        let plan: Vec<(u16, Batch)> = self
+            .members
+            .iter()
+            .filter_map(|(to, m)| {
+                let slot = m.link()?.slot;
+                Some((
+                    *to,
+                    Batch { slot, cursors: m.cursor_mark, presence: (!refresh).then_some(m.presence_mark) },
+                ))
+            })
+            .collect();
+        let mut encoded: HashMap<Batch, Vec<Bytes>> = HashMap::new();
+        for (_, batch) in &plan {
+            if !encoded.contains_key(batch) {
+                encoded.insert(*batch, self.encode(*batch));
+            }
+        }
+        let (mut again, mut sent, mut skipped) = (false, 0u64, 0u64);
+        let version = self.version;
+        for (to, batch) in plan {
+            let datagrams = encoded.get(&batch).map_or(&[][..], Vec::as_slice);
+            if datagrams.is_empty() {
+                continue;
+            }
+            let Some(member) = self.members.get_mut(&to) else { continue };
+            let Some(link) = member.link() else { continue };
+            let need: usize = datagrams.iter().map(Bytes::len).sum();
+            if link.datagrams.buffer_space() < need {
+                // Its next batch carries the newest state instead.
+                skipped += 1;
+                again = true;
+                continue;
+            }
+            for d in datagrams {
+                if link.datagrams.send(d.clone()).is_err() {
+                    break;
+                }
+                sent += 1;
+            }
+            member.cursor_mark = version;
+            member.presence_mark = version;
+        }
+        metrics::counter!("easel_datagrams_out_total").increment(sent);
+        if skipped > 0 {
+            metrics::counter!("easel_datagram_ticks_skipped_total").increment(skipped);
         }
         again || self.members.values().any(|m| m.cursor.as_ref().is_some_and(|c| !c.settled))
     }
 
-    /// Sends one member what changed for it; returns true if it had to be skipped.
-    fn flush_to(&mut self, to: u16, refresh_presence: bool) -> bool {
-        let Some(member) = self.members.get(&to) else { return false };
-        let Some(link) = member.link() else { return false };
+    /// The datagrams of one batch: cursors changed after `batch.cursors`, presence changed
+    /// after `batch.presence` (or all of it, for a refresh).
+    fn encode(&self, batch: Batch) -> Vec<Bytes> {
         let cursors: Vec<CursorEntry> = self
             .cursor_versions
-            .range(member.cursor_mark + 1..)
-            .filter(|(_, i)| **i != to)
+            .range(batch.cursors + 1..)
             .filter_map(|(_, i)| {
                 let c = self.members.get(i)?.cursor.as_ref()?;
                 Some(CursorEntry { participant: *i, seq: c.seq, x: c.x, y: c.y })
             })
             .collect();
-        let presence: Vec<PresenceEntry> = if refresh_presence {
-            self.members.values().filter_map(|m| m.presence).collect()
-        } else {
-            self.presence_versions
-                .range(member.presence_mark + 1..)
+        let presence: Vec<PresenceEntry> = match batch.presence {
+            None => self.members.values().filter_map(|m| m.presence).collect(),
+            Some(mark) => self
+                .presence_versions
+                .range(mark + 1..)
                 .filter_map(|(_, i)| self.members.get(i)?.presence)
-                .collect()
+                .collect(),
         };
-        if cursors.is_empty() && presence.is_empty() {
-            return false;
-        }
-        let slot = link.slot;
-        let mut datagrams = Vec::new();
-        datagrams.extend(CursorBatch::split(slot, &cursors).map(Datagram::from));
-        datagrams.extend(PresenceBatch::split(slot, &presence).map(Datagram::from));
-        let encoded: Vec<Bytes> = datagrams.iter().filter_map(|d| d.encode().ok().map(Bytes::from)).collect();
-        let need: usize = encoded.iter().map(Bytes::len).sum();
-        if link.datagrams.buffer_space() < need {
-            metrics::counter!("easel_datagram_ticks_skipped_total").increment(1);
-            return true;
-        }
-        let count = encoded.len() as u64;
-        for d in encoded {
-            if link.datagrams.send(d).is_err() {
-                break;
-            }
-        }
-        metrics::counter!("easel_datagrams_out_total").increment(count);
-        let (cursor_mark, presence_mark) = (self.version, self.version);
-        if let Some(m) = self.members.get_mut(&to) {
-            m.cursor_mark = cursor_mark;
-            m.presence_mark = presence_mark;
-        }
-        false
+        CursorBatch::split(batch.slot, &cursors)
+            .map(Datagram::from)
+            .chain(PresenceBatch::split(batch.slot, &presence).map(Datagram::from))
+            .filter_map(|d| d.encode().ok().map(Bytes::from))
+            .collect()
     }
 
     /// Evicts members silent for longer than the presence TTL, and detached members whose
@@ -1043,10 +1155,17 @@ impl Room {
 
     /// Queues a message to every member except `except`.
     fn broadcast(&mut self, except: Option<u16>, message: &Message) {
+        let frame = match message.encode() {
+            Ok(bytes) => Bytes::from(bytes),
+            Err(e) => {
+                tracing::error!(room = %self.id, "encode {:?}: {e}", message.kind());
+                return;
+            }
+        };
         let mut failed = Vec::new();
         for (index, member) in &self.members {
             let Some(link) = member.link().filter(|_| Some(*index) != except) else { continue };
-            if let Err(e) = link.tx.try_send(Outbound::Message(message.clone())) {
+            if let Err(e) = link.tx.try_send(Outbound::Frame(frame.clone())) {
                 failed.push((*index, e));
             }
         }
@@ -1128,8 +1247,6 @@ pub enum Command {
         /// Loro bytes.
         data: Vec<u8>,
     },
-    /// A cursor datagram.
-    Cursor(u16, Cursor),
     /// A heartbeat datagram.
     Heartbeat(u16, Heartbeat),
     /// Some other sign of life.
@@ -1162,9 +1279,44 @@ pub enum Command {
 pub struct Handle {
     id: Arc<str>,
     tx: mpsc::Sender<Command>,
+    cursors: Arc<CursorInbox>,
+}
+
+/// Cursor positions on their way to a room: one per participant, the newest. Cursor datagrams
+/// can arrive at any rate (300 participants at 30 Hz is 9,000 a second); queued one command
+/// each, they would fill the room's queue and hold reliable traffic (edits, chat) behind
+/// thousands of positions the next tick replaces anyway. Here they coalesce before the room,
+/// which takes them all at once.
+#[derive(Debug, Default)]
+pub struct CursorInbox {
+    latest: Mutex<HashMap<u16, Cursor>>,
+    ready: tokio::sync::Notify,
+}
+
+impl CursorInbox {
+    /// Keeps `cursor` unless a newer one of the participant is already waiting.
+    fn offer(&self, participant: u16, cursor: Cursor) {
+        {
+            let mut latest = self.latest.lock().unwrap_or_else(PoisonError::into_inner);
+            match latest.get(&participant) {
+                Some(waiting) if !is_newer(cursor.seq, waiting.seq) => return,
+                _ => latest.insert(participant, cursor),
+            };
+        }
+        self.ready.notify_one();
+    }
+
+    fn take(&self) -> HashMap<u16, Cursor> {
+        std::mem::take(&mut *self.latest.lock().unwrap_or_else(PoisonError::into_inner))
+    }
 }
 
 impl Handle {
+    /// Hands a participant's cursor datagram to the room (latest wins; never blocks).
+    pub fn cursor(&self, participant: u16, cursor: Cursor) {
+        self.cursors.offer(participant, cursor);
+    }
+
     /// The room id.
     pub fn id(&self) -> &str {
         &self.id
@@ -1223,7 +1375,7 @@ pub async fn spawn(
     let room = Room::new(id.clone(), config, snapshot, updates, class, now, now_ms)
         .map_err(|reason| StoreError::Corrupt { room: id.to_string(), seq: 0, reason })?;
     let (tx, rx) = mpsc::channel(4096);
-    let handle = Handle { id, tx };
+    let handle = Handle { id, tx, cursors: Arc::default() };
     metrics::gauge!("easel_rooms").increment(1.0);
     let sfu = sfu.map(|sfu| Bridge { sfu, driver: None });
     tokio::spawn(run(room, rx, store, sfu, handle.clone(), on_exit));
@@ -1299,9 +1451,21 @@ async fn run(
         let tick_at = next_tick;
         let class_at = room.class_deadline().map(tokio::time::Instant::from_std);
         tokio::select! {
-            cmd = rx.recv(), if shutdown.is_none() => {
-                let Some(cmd) = cmd else { break };
+            () = handle.cursors.ready.notified(), if shutdown.is_none() => {
                 let now = Instant::now();
+                let mut moved = false;
+                for (participant, cursor) in handle.cursors.take() {
+                    moved |= room.cursor(now, participant, &cursor);
+                }
+                if moved {
+                    next_tick.get_or_insert_with(|| tokio::time::Instant::now() + tick);
+                }
+            }
+            cmd = rx.recv(), if shutdown.is_none() => {
+                let Some(mut cmd) = cmd else { break };
+                let now = Instant::now();
+                loop {
+                let Command::Update { participant, op_id, data } = cmd else {
                 match cmd {
                     Command::Join(req, reply) => {
                         let _ = reply.send(room.join(now, req));
@@ -1309,17 +1473,7 @@ async fn run(
                     }
                     Command::Leave { participant, conn, code } => room.leave(now, participant, conn, code),
                     Command::Detach { participant, conn } => room.detach(now, participant, conn),
-                    Command::Update { participant, op_id, data } => {
-                        metrics::counter!("easel_ops_in_total").increment(1);
-                        if let Some(p) = room.update(now, participant, op_id, data) {
-                            committing.push_back(persist(&store, room.id(), p));
-                        }
-                    }
-                    Command::Cursor(i, c) => {
-                        if room.cursor(now, i, &c) {
-                            next_tick.get_or_insert_with(|| tokio::time::Instant::now() + tick);
-                        }
-                    }
+                    Command::Update { .. } => {}
                     Command::Heartbeat(i, h) => {
                         if room.heartbeat(now, i, &h) {
                             next_tick.get_or_insert_with(|| tokio::time::Instant::now() + tick);
@@ -1338,6 +1492,31 @@ async fn run(
                         let _ = reply.send(room.attendance());
                     }
                     Command::Shutdown(done) => shutdown = Some(done),
+                }
+                break;
+                };
+                // The updates queued behind this one go with it: Loro's cost per import grows
+                // with the room's history, and one import of the lot pays it once.
+                let mut ops = vec![(participant, op_id, data)];
+                let mut next = None;
+                while ops.len() < UPDATE_BATCH {
+                    match rx.try_recv() {
+                        Ok(Command::Update { participant, op_id, data }) => ops.push((participant, op_id, data)),
+                        Ok(other) => {
+                            next = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                metrics::counter!("easel_ops_in_total").increment(ops.len() as u64);
+                for p in room.updates(now, ops) {
+                    committing.push_back(persist(&store, room.id(), p));
+                }
+                match next {
+                    Some(c) => cmd = c,
+                    None => break,
+                }
                 }
             }
             Some(c) = committing.next() => match c {
@@ -1496,8 +1675,14 @@ mod tests {
         fn messages(&mut self) -> Vec<Message> {
             let mut out = Vec::new();
             while let Ok(o) = self.rx.try_recv() {
-                if let Outbound::Message(m) = o {
-                    out.push(m);
+                match o {
+                    Outbound::Message(m) => out.push(m),
+                    Outbound::Frame(bytes) => {
+                        let mut decoder = easel_proto::FrameDecoder::new(easel_proto::limits::MAX_FRAME_LEN);
+                        decoder.push(&bytes);
+                        out.push(decoder.decode().expect("a valid frame").expect("a whole frame"));
+                    }
+                    Outbound::Snapshot(_) | Outbound::Left(..) => {}
                 }
             }
             out
@@ -1574,7 +1759,8 @@ mod tests {
         let got = b.datagrams.cursors();
         assert_eq!(got.len(), 1, "one entry per cursor per tick");
         assert_eq!((got[0].participant, got[0].seq, got[0].x), (a.index, 3, 30));
-        assert!(a.datagrams.cursors().is_empty(), "nobody is sent their own cursor");
+        // A's batch is B's batch: it may carry A's own entry, which receivers ignore.
+        assert!(a.datagrams.cursors().iter().all(|c| c.participant == a.index));
         // Nothing changed: the next tick sends nothing.
         room.tick(t0 + Duration::from_millis(16));
         assert!(b.datagrams.cursors().is_empty());
@@ -1770,6 +1956,47 @@ mod tests {
             matches!(m, Message::Reject(r) if r.op_id == 1 && r.code == ErrorCode::InvalidUpdate.to_u16())
         });
         assert!(rejected);
+    }
+
+    #[test]
+    fn updates_queued_together_import_once_and_are_told_apart() {
+        let t0 = Instant::now();
+        let mut room = room(Config::default(), t0);
+        let mut a = join(&mut room, t0, "ada", 64);
+        let edit = |text: &str| {
+            let doc = LoroDoc::new();
+            doc.get_text("t").insert(0, text).expect("insert");
+            doc.export(ExportMode::all_updates()).expect("export")
+        };
+        let (old, fresh, also) = (edit("old"), edit("fresh"), edit("also"));
+        assert!(matches!(room.update(t0, a.index, 1, old.clone()), Some(Persist::Append { .. })));
+        a.messages();
+        let batch = vec![
+            (a.index, 2, fresh),
+            (a.index, 3, old),
+            (a.index, 4, b"garbage".to_vec()),
+            (a.index, 5, also),
+        ];
+        let out = room.updates(t0, batch);
+        let kinds: Vec<(u64, &str)> = out
+            .iter()
+            .map(|p| match p {
+                Persist::Append { op_id, .. } => (*op_id, "append"),
+                Persist::Barrier { op_id, .. } => (*op_id, "barrier"),
+            })
+            .collect();
+        assert_eq!(kinds, [(2, "append"), (3, "barrier"), (5, "append")], "the resend is a duplicate");
+        let rejected: Vec<u64> = a
+            .messages()
+            .into_iter()
+            .filter_map(|m| match m {
+                Message::Reject(r) if r.code == ErrorCode::InvalidUpdate.to_u16() => Some(r.op_id),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(rejected, [4], "the bad one alone is refused");
+        let text = room.doc.get_text("t").to_string();
+        assert!(text.contains("fresh") && text.contains("also") && !text.contains("garbage"), "{text}");
     }
 
     #[test]

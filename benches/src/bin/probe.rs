@@ -241,7 +241,8 @@ async fn cursor_latency(args: &Args, server: &Server) -> anyhow::Result<(Histogr
                 };
                 let at = Instant::now();
                 if let Datagram::CursorBatch(batch) = d {
-                    for c in batch.cursors {
+                    // A batch may carry our own cursor (SPEC §8.3): not a delivery.
+                    for c in batch.cursors.into_iter().filter(|c| c.participant != me) {
                         let when = sent.lock().ok().and_then(|s| s.get(&(c.participant, c.seq)).copied());
                         if let (Some(when), Ok(mut h)) = (when, hist.lock()) {
                             let _ = h.record(at.duration_since(when).as_micros() as u64);
