@@ -25,10 +25,10 @@
 //! # Ok(()) }
 //! ```
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
 use easel_proto::datagram::{Status, Tool};
@@ -47,6 +47,9 @@ use crate::endpoint::{self, Endpoint, UrlError};
 use crate::raw::{ClientError, Connection, Options, Transport};
 use crate::session::{self, Event, Session, SessionError, Transmit};
 use crate::store::{Store, StoreError};
+
+/// Received datagrams kept for the driver; older ones are dropped first (latest wins).
+const DATAGRAM_BACKLOG: usize = 64;
 
 /// Most connection inputs handled in one turn of the driver before its outputs go out.
 const INPUT_BATCH: usize = 256;
@@ -503,17 +506,35 @@ enum Command {
 
 /// What a connection's reader tasks report.
 enum Input {
-    Joined { room: String, generation: u64, joined: Joined, writer: mpsc::UnboundedSender<Message> },
-    Room { room: String, message: Message },
-    RoomEnded { room: String, generation: u64 },
-    Snapshot { slot: u16, data: Vec<u8> },
-    Datagram(easel_proto::Datagram),
+    Joined {
+        room: String,
+        generation: u64,
+        joined: Joined,
+        writer: mpsc::UnboundedSender<Message>,
+    },
+    Room {
+        room: String,
+        message: Message,
+    },
+    RoomEnded {
+        room: String,
+        generation: u64,
+    },
+    Snapshot {
+        slot: u16,
+        data: Vec<u8>,
+    },
+    /// Datagrams are waiting in [`Live::datagrams`].
+    Datagrams,
     Control(Message),
     Lost(ClientError),
 }
 
 struct Live {
     conn: Arc<Connection>,
+    /// Received datagrams not handled yet, oldest first and at most [`DATAGRAM_BACKLOG`]: a
+    /// busy app drops stale cursor batches instead of queueing them ahead of edits and acks.
+    datagrams: Arc<std::sync::Mutex<VecDeque<easel_proto::Datagram>>>,
     inputs: mpsc::UnboundedReceiver<Input>,
     input_tx: mpsc::UnboundedSender<Input>,
     writers: HashMap<String, (u64, mpsc::UnboundedSender<Message>)>,
@@ -734,7 +755,17 @@ impl Driver {
                 }
             }
             Input::Snapshot { slot, data } => self.session.handle_snapshot(slot, &data),
-            Input::Datagram(d) => self.session.handle_datagram(d),
+            Input::Datagrams => {
+                let waiting = match &self.live {
+                    Some(live) => {
+                        std::mem::take(&mut *live.datagrams.lock().unwrap_or_else(PoisonError::into_inner))
+                    }
+                    None => VecDeque::new(),
+                };
+                for d in waiting {
+                    self.session.handle_datagram(d);
+                }
+            }
             Input::Control(message) => self.session.handle_control(message),
             Input::Lost(e) => {
                 // Only the current connection's loss counts (its tasks all report it).
@@ -784,10 +815,12 @@ impl Driver {
         let (input_tx, inputs) = mpsc::unbounded_channel();
         let mut tasks = JoinSet::new();
         tasks.spawn(control_reader(conn.clone(), input_tx.clone()));
-        tasks.spawn(datagram_reader(conn.clone(), input_tx.clone()));
+        let datagrams = Arc::new(std::sync::Mutex::new(VecDeque::new()));
+        tasks.spawn(datagram_reader(conn.clone(), datagrams.clone(), input_tx.clone()));
         tasks.spawn(snapshot_reader(conn.clone(), input_tx.clone()));
         self.session.connected(now, transport, conn.welcome());
-        self.live = Some(Live { conn, inputs, input_tx, writers: HashMap::new(), generation: 0, tasks });
+        self.live =
+            Some(Live { conn, datagrams, inputs, input_tx, writers: HashMap::new(), generation: 0, tasks });
         if let Some(first) = self.first.take() {
             let _ = first.send(Ok(()));
         }
@@ -924,11 +957,24 @@ async fn control_reader(conn: Arc<Connection>, tx: mpsc::UnboundedSender<Input>)
     }
 }
 
-async fn datagram_reader(conn: Arc<Connection>, tx: mpsc::UnboundedSender<Input>) {
+async fn datagram_reader(
+    conn: Arc<Connection>,
+    waiting: Arc<std::sync::Mutex<VecDeque<easel_proto::Datagram>>>,
+    tx: mpsc::UnboundedSender<Input>,
+) {
     loop {
         match conn.recv_datagram().await {
             Ok(d) => {
-                if tx.send(Input::Datagram(d)).is_err() {
+                let first = {
+                    let mut queue = waiting.lock().unwrap_or_else(PoisonError::into_inner);
+                    if queue.len() >= DATAGRAM_BACKLOG {
+                        queue.pop_front();
+                    }
+                    queue.push_back(d);
+                    queue.len() == 1
+                };
+                // One wake-up per batch of waiting datagrams, not one input each.
+                if first && tx.send(Input::Datagrams).is_err() {
                     return;
                 }
             }

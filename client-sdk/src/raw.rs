@@ -519,6 +519,8 @@ fn unspecified(addr: SocketAddr) -> SocketAddr {
 fn transport_config() -> quinn::TransportConfig {
     let mut t = quinn::TransportConfig::default();
     t.keep_alive_interval(Some(std::time::Duration::from_secs(5)));
+    // Cursor batches are latest-wins: a busy app should lose stale ones, not read a backlog.
+    t.datagram_receive_buffer_size(Some(64 * 1024));
     t
 }
 

@@ -86,6 +86,8 @@ pub struct Plan {
     pub duration: u64,
     /// Seconds of load before measuring.
     pub warmup: u64,
+    /// Full SDK clients among them (they measure delivery).
+    pub observers: u32,
     /// Seed of the proxies' randomness.
     pub seed: u64,
     /// The `easel` binary.
@@ -225,7 +227,7 @@ async fn run_one(plan: &Plan, transport: Transport, index: u64) -> Result<Value,
     let before = proxy.crossed();
     let mut load = tokio::process::Command::new(&plan.load);
     load.args(["--url", &url, "--cert-hash", &hash])
-        .args(["--clients", &plan.clients.to_string()])
+        .args(["--clients", &plan.clients.to_string(), "--observers", &plan.observers.to_string()])
         .args(["--duration", &plan.duration.to_string(), "--warmup", &plan.warmup.to_string()])
         .args(["--server-pid", &pid.to_string(), "--label", transport.name()])
         .arg("--json")
@@ -280,6 +282,7 @@ pub async fn run(plan: &Plan) -> Result<Value, BenchError> {
         "description": plan.scenario.description,
         "seed": plan.seed,
         "clients": plan.clients,
+        "observers": plan.observers,
         "warmup_s": plan.warmup,
         "duration_s": plan.duration,
         "cores": std::thread::available_parallelism().map_or(0, usize::from),

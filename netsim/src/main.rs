@@ -48,6 +48,10 @@ struct Bench {
     /// Seconds of load before measuring.
     #[arg(long, default_value_t = 5)]
     warmup: u64,
+    /// Clients that are full SDK clients (with a document) and measure delivery; the rest are
+    /// protocol clients (see `easel-load --help`).
+    #[arg(long, default_value_t = 5)]
+    observers: u32,
     /// Transports, comma-separated: wt, quic, ws.
     #[arg(long, default_value = "wt,quic,ws", value_delimiter = ',')]
     transports: Vec<String>,
@@ -231,6 +235,7 @@ async fn run_bench(args: Bench) -> anyhow::Result<()> {
         clients: args.clients,
         duration: args.duration,
         warmup: args.warmup,
+        observers: args.observers,
         seed: args.seed,
         server: match args.server {
             Some(p) => p,

@@ -33,9 +33,10 @@ pub fn markdown(result: &Value, plots: (&str, &str)) -> String {
     let _ = writeln!(md, "{}\n", result["description"].as_str().unwrap_or(""));
     let _ = writeln!(
         md,
-        "Warm-up {} s, then {} s measured; proxy seed {}; {} CPU cores shared by the server, the proxy and \
-         the load generator.\n",
-        result["warmup_s"], result["duration_s"], result["seed"], result["cores"]
+        "Warm-up {} s, then {} s measured; {} of the clients are full SDK clients that measure delivery, the \
+         rest protocol clients; proxy seed {}; {} CPU cores shared by the server, the proxy and the load \
+         generator.\n",
+        result["warmup_s"], result["duration_s"], result["observers"], result["seed"], result["cores"]
     );
     md.push_str(
         "| transport | cursor p50 / p95 / p99 / max (ms) | cursors delivered | op ack p50 / p99 (ms) | \
