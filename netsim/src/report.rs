@@ -45,7 +45,12 @@ pub fn markdown(result: &Value, plots: (&str, &str)) -> String {
     md.push_str("|---|---|---|---|---|---|---|---|---|\n");
     if let Some(transports) = result["transports"].as_object() {
         for (name, t) in transports {
-            let lat = |k: &str| &t[k]["latency"];
+            // A histogram with no samples in the window reads as "–", not as 0 ms.
+            let none = Value::Null;
+            let lat = |k: &str| {
+                let l = &t[k]["latency"];
+                if l["samples"].as_u64().unwrap_or(0) == 0 { &none } else { l }
+            };
             let c = lat("cursor");
             let a = lat("op_ack");
             let d = lat("op_delivery");
@@ -196,10 +201,10 @@ mod tests {
     fn result() -> Value {
         let t = |p50: f64| {
             json!({
-                "cursor": {"latency": {"p50_ms": p50, "p95_ms": 2.0, "p99_ms": 3.0, "max_ms": 4.0,
+                "cursor": {"latency": {"samples": 10, "p50_ms": p50, "p95_ms": 2.0, "p99_ms": 3.0, "max_ms": 4.0,
                     "cdf": [[p50, 0.5], [4.0, 1.0]]}, "ratio": 0.99},
-                "op_ack": {"latency": {"p50_ms": 1.0, "p99_ms": 2.0}},
-                "op_delivery": {"latency": {"p50_ms": 1.0, "p95_ms": 2.0, "p99_ms": 3.0, "max_ms": 4.0, "cdf": []}, "ratio": 1.0},
+                "op_ack": {"latency": {"samples": 0, "p50_ms": 0.0, "p99_ms": 0.0}},
+                "op_delivery": {"latency": {"samples": 10, "p50_ms": 1.0, "p95_ms": 2.0, "p99_ms": 3.0, "max_ms": 4.0, "cdf": []}, "ratio": 1.0},
                 "network": {"bytes_per_client_per_sec_up": 1000.0, "bytes_per_client_per_sec_down": 5000.0},
                 "server": {"cpu_percent": 12.5},
                 "connected": 50, "clients": 50,
@@ -214,6 +219,7 @@ mod tests {
         let md = markdown(&result(), ("c.svg", "o.svg"));
         assert!(md.contains("| quic | 1.5 / 2.0 / 3.0 / 4.0 | 99.0% |"), "{md}");
         assert!(md.contains("| ws | 9.0 /"));
+        assert!(md.contains("| – / – |"), "an empty histogram is no measurement, not 0 ms: {md}");
         assert!(md.contains("![cursor delivery latency CDF](c.svg)"));
     }
 
