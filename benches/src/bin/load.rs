@@ -183,6 +183,20 @@ async fn connect(args: &Args, i: u32, observer: bool) -> anyhow::Result<(Member,
     Ok((Member::Sdk(client, room), started.elapsed().as_secs_f64() * 1000.0))
 }
 
+/// Client `i`'s cursor and edit timers, spread over their periods by `i` so that the class
+/// does not send in lock step; and when they start.
+fn pacing(i: u32, args: &Args) -> (tokio::time::Instant, tokio::time::Interval, tokio::time::Interval) {
+    let phase = |period: Duration| period.mul_f64(f64::from(i) / f64::from(args.clients.max(1)));
+    let cursor_period = Duration::from_secs(1) / args.cursor_hz.max(1);
+    let op_period = Duration::from_millis(args.op_every_ms.max(1));
+    let start = tokio::time::Instant::now();
+    let mut cursor_every = tokio::time::interval_at(start + phase(cursor_period), cursor_period);
+    let mut op_every = tokio::time::interval_at(start + phase(op_period), op_period);
+    cursor_every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    op_every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    (start, cursor_every, op_every)
+}
+
 /// Runs one protocol client until the window ends: cursors as datagrams and Loro updates on
 /// the room stream, like the SDK sends them; everything received is read and dropped.
 async fn drive_raw(
@@ -200,14 +214,7 @@ async fn drive_raw(
     let doc = LoroDoc::new();
     let own = format!("c{i}");
     let mut exported = doc.oplog_vv();
-    let phase = |period: Duration| period.mul_f64(f64::from(i) / f64::from(args.clients.max(1)));
-    let cursor_period = Duration::from_secs(1) / args.cursor_hz.max(1);
-    let op_period = Duration::from_millis(args.op_every_ms.max(1));
-    let start = tokio::time::Instant::now();
-    let mut cursor_every = tokio::time::interval_at(start + phase(cursor_period), cursor_period);
-    let mut op_every = tokio::time::interval_at(start + phase(op_period), op_period);
-    cursor_every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    op_every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let (start, mut cursor_every, mut op_every) = pacing(i, &args);
     let end = start + Duration::from_secs_f64((window.to - clock.ms()).max(0.0) / 1000.0);
     // Datagrams and snapshots are received (the server sends them) and dropped.
     let sink = {
@@ -284,15 +291,7 @@ async fn drive(i: u32, client: Client, room: Room, args: Arc<Args>, clock: Clock
         ..Tally::default()
     };
     let own = format!("c{i}");
-    // Spread the class's sends over their periods instead of in lock step.
-    let phase = |period: Duration| period.mul_f64(f64::from(i) / f64::from(args.clients.max(1)));
-    let cursor_period = Duration::from_secs(1) / args.cursor_hz.max(1);
-    let op_period = Duration::from_millis(args.op_every_ms.max(1));
-    let start = tokio::time::Instant::now();
-    let mut cursor_every = tokio::time::interval_at(start + phase(cursor_period), cursor_period);
-    let mut op_every = tokio::time::interval_at(start + phase(op_period), op_period);
-    cursor_every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    op_every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let (_, mut cursor_every, mut op_every) = pacing(i, &args);
     let mut unacked: std::collections::VecDeque<f64> = std::collections::VecDeque::new();
     // Observer: participant number → (sender's list key, elements already seen).
     let mut senders: HashMap<u16, (String, usize)> = HashMap::new();
