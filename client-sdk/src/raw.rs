@@ -516,9 +516,17 @@ fn unspecified(addr: SocketAddr) -> SocketAddr {
     }
 }
 
+/// Keep-alives every 5 s keep a quiet session open through NATs.
+const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(5);
+/// A path silent this long is given up (two keep-alives missed and then some), so a client on a
+/// dead network reconnects and resumes well inside the server's 30 s grace window instead of
+/// waiting for QUIC's 30 s default.
+const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(12);
+
 fn transport_config() -> quinn::TransportConfig {
     let mut t = quinn::TransportConfig::default();
-    t.keep_alive_interval(Some(std::time::Duration::from_secs(5)));
+    t.keep_alive_interval(Some(KEEP_ALIVE));
+    t.max_idle_timeout(quinn::IdleTimeout::try_from(IDLE_TIMEOUT).ok());
     // Cursor batches are latest-wins: a busy app should lose stale ones, not read a backlog.
     t.datagram_receive_buffer_size(Some(64 * 1024));
     t
@@ -565,15 +573,15 @@ async fn connect_quic(options: &Options) -> Result<(Conn, Endpoint), ClientError
 
 async fn connect_wt(options: &Options) -> Result<(Conn, Endpoint), ClientError> {
     let builder = wtransport::ClientConfig::builder().with_bind_address(unspecified(options.addr));
-    let config = match options.cert_hash {
-        Some(hash) => builder
-            .with_server_certificate_hashes([wtransport::tls::Sha256Digest::new(hash)])
-            .keep_alive_interval(Some(std::time::Duration::from_secs(5)))
-            .build(),
-        None => {
-            builder.with_native_certs().keep_alive_interval(Some(std::time::Duration::from_secs(5))).build()
-        }
+    let builder = match options.cert_hash {
+        Some(hash) => builder.with_server_certificate_hashes([wtransport::tls::Sha256Digest::new(hash)]),
+        None => builder.with_native_certs(),
     };
+    let config = builder
+        .keep_alive_interval(Some(KEEP_ALIVE))
+        .max_idle_timeout(Some(IDLE_TIMEOUT))
+        .map_err(|e| ClientError::Connect(format!("idle timeout: {e}")))?
+        .build();
     let endpoint = wtransport::Endpoint::client(config).map_err(|e| ClientError::Connect(e.to_string()))?;
     let url = format!("https://{}:{}/", options.server_name, options.addr.port());
     // Connect to the address given, not whatever the name resolves to.
