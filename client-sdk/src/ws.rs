@@ -31,6 +31,8 @@ pub const CLOSE_UNSUPPORTED: u16 = 1003;
 const DATAGRAM_RING: usize = 16;
 /// Streams the peer may have open at once (control + rooms + snapshots + slack).
 const MAX_PEER_STREAMS: usize = 32;
+/// Most queued envelopes written before one flush.
+const WRITE_BATCH: usize = 64;
 /// Largest stream piece per envelope.
 const MAX_PIECE: usize = 16 * 1024;
 
@@ -220,6 +222,14 @@ impl Mux {
     }
 }
 
+/// Writes `frames` with one flush at the end.
+async fn write_all<Si: Sink<Frame> + Unpin>(sink: &mut Si, frames: Vec<Frame>) -> Result<(), Si::Error> {
+    for frame in frames {
+        sink.feed(frame).await?;
+    }
+    sink.flush().await
+}
+
 async fn write_loop<Si: Sink<Frame> + Unpin>(
     inner: Arc<Inner>,
     mut sink: Si,
@@ -231,18 +241,29 @@ async fn write_loop<Si: Sink<Frame> + Unpin>(
             () = inner.done.cancelled() => break,
             next = reliable.recv() => {
                 let Some(bytes) = next else { break };
-                if sink.send(Frame::Binary(bytes.into())).await.is_err() {
+                // Everything already queued goes out with it, in one flush: a flush per
+                // envelope is a syscall each and, under load, the backlog behind them.
+                let mut batch = vec![Frame::Binary(bytes.into())];
+                while batch.len() < WRITE_BATCH {
+                    match reliable.try_recv() {
+                        Ok(more) => batch.push(Frame::Binary(more.into())),
+                        Err(_) => break,
+                    }
+                }
+                if write_all(&mut sink, batch).await.is_err() {
                     inner.finish(CLOSE_BASE, "socket write failed");
                     return;
                 }
             }
             () = inner.ring_ready.notified() => {
-                let pending: Vec<Bytes> = inner.ring.lock().map(|mut r| r.drain(..).collect()).unwrap_or_default();
-                for d in pending {
-                    if sink.send(Frame::Binary(Envelope::Datagram(&d).encode().into())).await.is_err() {
-                        inner.finish(CLOSE_BASE, "socket write failed");
-                        return;
-                    }
+                let pending: Vec<Frame> = inner
+                    .ring
+                    .lock()
+                    .map(|mut r| r.drain(..).map(|d| Frame::Binary(Envelope::Datagram(&d).encode().into())).collect())
+                    .unwrap_or_default();
+                if write_all(&mut sink, pending).await.is_err() {
+                    inner.finish(CLOSE_BASE, "socket write failed");
+                    return;
                 }
             }
         }
