@@ -1100,19 +1100,19 @@ impl Session {
             if room.inbox.is_empty() {
                 continue;
             }
-            let inbox = std::mem::take(&mut room.inbox);
-            let batch: Vec<Vec<u8>> = inbox.iter().map(|(_, data)| data.clone()).collect();
+            let (froms, batch): (Vec<u16>, Vec<Vec<u8>>) =
+                std::mem::take(&mut room.inbox).into_iter().unzip();
             let doc = room.doc.clone();
             let together =
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| doc.import_batch(&batch)));
             if matches!(together, Ok(Ok(_))) {
-                for (from, _) in inbox {
+                for from in froms {
                     self.events.push_back(Event::RemoteUpdate { room: id.clone(), from });
                 }
                 continue;
             }
             // One of them is bad: import them one by one to tell which.
-            for (from, data) in inbox {
+            for (from, data) in froms.into_iter().zip(batch) {
                 match import_one(&doc, &data) {
                     Ok(()) => self.events.push_back(Event::RemoteUpdate { room: id.clone(), from }),
                     Err(message) => self.events.push_back(Event::Error {

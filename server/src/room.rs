@@ -550,15 +550,7 @@ impl Room {
     /// Applies a member's update to the document. `Ok` asks for a durable write; `Err` is the
     /// rejection already sent.
     pub fn update(&mut self, now: Instant, index: u16, op_id: u64, data: Vec<u8>) -> Option<Persist> {
-        let member = self.members.get_mut(&index)?;
-        member.last_seen = now;
-        let refuse = match (member.info.role, member.info.read_only) {
-            (Role::Viewer, _) => Some((ErrorCode::Forbidden, "viewers cannot edit the board")),
-            (_, true) => Some((ErrorCode::ReadOnly, "a teacher made you read-only")),
-            _ => None,
-        };
-        if let Some((code, why)) = refuse {
-            self.reject(index, op_id, code, why.into());
+        if !self.may_edit(now, index, op_id) {
             return None;
         }
         let before = self.doc.oplog_vv();
@@ -596,16 +588,8 @@ impl Room {
         }
         let mut accepted = Vec::with_capacity(ops.len());
         for (index, op_id, data) in ops {
-            let Some(member) = self.members.get_mut(&index) else { continue };
-            member.last_seen = now;
-            match (member.info.role, member.info.read_only) {
-                (Role::Viewer, _) => {
-                    self.reject(index, op_id, ErrorCode::Forbidden, "viewers cannot edit the board".into())
-                }
-                (_, true) => {
-                    self.reject(index, op_id, ErrorCode::ReadOnly, "a teacher made you read-only".into())
-                }
-                _ => accepted.push((index, op_id, data)),
+            if self.may_edit(now, index, op_id) {
+                accepted.push((index, op_id, data));
             }
         }
         let before = self.doc.oplog_vv();
@@ -656,6 +640,20 @@ impl Room {
             out.push(Persist::Append { participant: index, op_id, record, received: now });
         }
         out
+    }
+
+    /// Whether the member's role and moderation let it edit (it is alive either way); a
+    /// refusal is sent to it.
+    fn may_edit(&mut self, now: Instant, index: u16, op_id: u64) -> bool {
+        let Some(member) = self.members.get_mut(&index) else { return false };
+        member.last_seen = now;
+        let refuse = match (member.info.role, member.info.read_only) {
+            (Role::Viewer, _) => (ErrorCode::Forbidden, "viewers cannot edit the board"),
+            (_, true) => (ErrorCode::ReadOnly, "a teacher made you read-only"),
+            _ => return true,
+        };
+        self.reject(index, op_id, refuse.0, refuse.1.into());
+        false
     }
 
     fn reject(&mut self, index: u16, op_id: u64, code: ErrorCode, message: String) {

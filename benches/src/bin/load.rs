@@ -34,15 +34,15 @@ use std::io::{IsTerminal as _, Write as _};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use clap::Parser as _;
+use easel_benches::{histogram, rss_kib, token};
 use easel_client::{Client, Event, Room, raw};
 use easel_proto::datagram::{Cursor, quantise};
 use easel_proto::message::{Join, Update};
 use easel_proto::{Datagram, Message};
-use easel_server::auth::{Claims, Issuer};
 use futures::stream::{self, StreamExt as _};
 use hdrhistogram::Histogram;
 use loro::{ExportMode, LoroDoc};
@@ -95,12 +95,6 @@ struct Args {
     json: Option<PathBuf>,
 }
 
-/// Microseconds from 1 µs to 60 s, 3 significant digits.
-fn histogram() -> Histogram<u64> {
-    #[allow(clippy::expect_used)]
-    Histogram::new_with_bounds(1, 60_000_000, 3).expect("constant bounds are valid")
-}
-
 /// The shared clock, in ms since the run began.
 #[derive(Clone, Copy)]
 struct Clock(Instant);
@@ -134,13 +128,6 @@ struct Tally {
     ops_sent: u64,
     cursors_seen: u64,
     ops_seen: u64,
-}
-
-fn token(secret: &str, room: &str, user: &str) -> anyhow::Result<String> {
-    let exp = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() + 24 * 3600;
-    let claims =
-        Claims { sub: user.into(), room: room.into(), role: "student".into(), exp, iat: None, name: None };
-    Ok(Issuer::hs256(secret.as_bytes()).mint(&claims)?)
 }
 
 /// A client of the swarm.
@@ -405,12 +392,6 @@ fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
     let utime: u64 = fields.get(11).context("utime")?.parse()?;
     let stime: u64 = fields.get(12).context("stime")?.parse()?;
     Ok(utime + stime)
-}
-
-fn rss_kib(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).context("VmRSS")?;
-    Ok(line.split_whitespace().nth(1).context("VmRSS value")?.parse()?)
 }
 
 /// Linux's USER_HZ: `/proc` CPU times are in these ticks.

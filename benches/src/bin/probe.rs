@@ -13,15 +13,15 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use clap::Parser as _;
+use easel_benches::{histogram, rss_kib, token};
 use easel_client::raw::{Connection, Options, RoomStream, Transport};
 use easel_proto::datagram::Cursor;
 use easel_proto::message::Update;
 use easel_proto::{Datagram, Message};
-use easel_server::auth::{Claims, Issuer};
 use hdrhistogram::Histogram;
 use loro::{ExportMode, LoroDoc};
 use tokio::io::{AsyncBufReadExt as _, BufReader};
@@ -71,13 +71,6 @@ struct Server {
     options: Options,
     pid: u32,
     http: std::net::SocketAddr,
-}
-
-fn token(room: &str, user: &str) -> anyhow::Result<String> {
-    let exp = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() + 3600;
-    let claims =
-        Claims { sub: user.into(), room: room.into(), role: "student".into(), exp, iat: None, name: None };
-    Ok(Issuer::hs256(SECRET.as_bytes()).mint(&claims)?)
 }
 
 async fn start(args: &Args, transport: Transport, dir: &std::path::Path) -> anyhow::Result<Server> {
@@ -130,12 +123,6 @@ async fn gauge(server: &Server, name: &str) -> anyhow::Result<f64> {
     Ok(line.split_whitespace().nth(1).context("gauge value")?.parse()?)
 }
 
-fn rss_kib(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).context("VmRSS")?;
-    Ok(line.split_whitespace().nth(1).context("VmRSS value")?.parse()?)
-}
-
 fn summary(h: &Histogram<u64>) -> serde_json::Value {
     let ms = |v: u64| v as f64 / 1000.0;
     serde_json::json!({
@@ -147,15 +134,9 @@ fn summary(h: &Histogram<u64>) -> serde_json::Value {
     })
 }
 
-/// Microseconds from 1 µs to 60 s, 3 significant digits.
-fn histogram() -> Histogram<u64> {
-    #[allow(clippy::expect_used)]
-    Histogram::new_with_bounds(1, 60_000_000, 3).expect("constant bounds are valid")
-}
-
 async fn connect_latency(args: &Args, server: &Server) -> anyhow::Result<Histogram<u64>> {
     let mut h = histogram();
-    let tok = token("probe/connect/x", "connector")?;
+    let tok = token(SECRET, "probe/connect/x", "connector")?;
     for i in 0..args.connects {
         let started = Instant::now();
         let conn = Connection::connect(&server.options, &tok, &format!("c{i}")).await?;
@@ -169,7 +150,7 @@ async fn connect_latency(args: &Args, server: &Server) -> anyhow::Result<Histogr
 /// participant number (what the SDK does after it notices the loss and its backoff expires).
 async fn resume_latency(args: &Args, server: &Server) -> anyhow::Result<Histogram<u64>> {
     let room = "probe/resume/x";
-    let tok = token(room, "roamer")?;
+    let tok = token(SECRET, room, "roamer")?;
     let mut h = histogram();
     let mut conn = Connection::connect(&server.options, &tok, "roamer").await?;
     let mut stream = conn.join(room, None).await?;
@@ -203,7 +184,8 @@ async fn cursor_latency(args: &Args, server: &Server) -> anyhow::Result<(Histogr
     let mut members: Vec<(Arc<Connection>, RoomStream)> = Vec::new();
     for i in 0..args.cursor_clients {
         let conn =
-            Connection::connect(&server.options, &token(room, &format!("u{i}"))?, &format!("u{i}")).await?;
+            Connection::connect(&server.options, &token(SECRET, room, &format!("u{i}"))?, &format!("u{i}"))
+                .await?;
         let stream = conn.join(room, None).await?;
         members.push((Arc::new(conn), stream));
     }
@@ -261,7 +243,7 @@ async fn cursor_latency(args: &Args, server: &Server) -> anyhow::Result<(Histogr
 
 async fn op_latency(args: &Args, server: &Server) -> anyhow::Result<Histogram<u64>> {
     let room = "probe/ops/x";
-    let conn = Connection::connect(&server.options, &token(room, "writer")?, "writer").await?;
+    let conn = Connection::connect(&server.options, &token(SECRET, room, "writer")?, "writer").await?;
     let mut stream = conn.join(room, None).await?;
     let doc = LoroDoc::new();
     let mut vv = doc.oplog_vv();
@@ -288,7 +270,7 @@ async fn op_latency(args: &Args, server: &Server) -> anyhow::Result<Histogram<u6
 
 async fn memory_per_session(args: &Args, server: &Server) -> anyhow::Result<serde_json::Value> {
     let room = "probe/idle/x";
-    let tok = token(room, "idle")?;
+    let tok = token(SECRET, room, "idle")?;
     // Warm up allocator pools and the room itself before the baseline.
     let warm = Connection::connect(&server.options, &tok, "warm").await?;
     let _warm_room = warm.join(room, None).await?;

@@ -23,7 +23,14 @@ pub async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
 
 /// `easel serve` options for tests: ephemeral loopback ports, the test secret, `dir`.
 pub fn serve_config(dir: &Path, extra: &[&str]) -> Serve {
+    serve_config_on(dir, (0, 0, 0), extra)
+}
+
+/// `easel serve` options for tests on given loopback ports (WebTransport, QUIC, HTTP; 0: any).
+pub fn serve_config_on(dir: &Path, (wt, quic, http): (u16, u16, u16), extra: &[&str]) -> Serve {
     let dir = dir.to_str().expect("utf-8 path");
+    let (wt, quic, http) =
+        (format!("127.0.0.1:{wt}"), format!("127.0.0.1:{quic}"), format!("127.0.0.1:{http}"));
     let mut args = vec![
         "easel",
         "--data-dir",
@@ -31,11 +38,11 @@ pub fn serve_config(dir: &Path, extra: &[&str]) -> Serve {
         "--jwt-secret",
         SECRET,
         "--wt-addr",
-        "127.0.0.1:0",
+        &wt,
         "--quic-addr",
-        "127.0.0.1:0",
+        &quic,
         "--http-addr",
-        "127.0.0.1:0",
+        &http,
     ];
     args.extend_from_slice(extra);
     Cli::try_parse_from(args).expect("valid test flags").serve

@@ -8,18 +8,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use clap::Parser as _;
 use easel_client::raw::Transport;
 use easel_client::{Client, Event, Room};
 use easel_proto::ErrorCode;
 use easel_proto::datagram::{Status, Tool};
 use easel_server::Server;
-use easel_server::config::Cli;
 use loro::LoroDoc;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
-use crate::harness::{SECRET, TRANSPORTS, TestServer, token, within};
+use crate::harness::{TRANSPORTS, TestServer, serve_config_on, token, within};
 
 const ROOM: &str = "school/math/monday";
 /// What every test token grants: every session of the course.
@@ -196,7 +194,7 @@ async fn the_race_picks_quic_and_falls_back_to_websocket_when_udp_is_unreachable
 
 /// `easel serve` flags on fixed ports, with a certificate kept in `dir` so that a restarted
 /// server has the same identity (clients pin its hash).
-fn fixed_config(dir: &Path, ports: (u16, u16, u16), extra: &[&str]) -> easel_server::config::Serve {
+fn fixed_config(dir: &Path, ports: (u16, u16, u16)) -> easel_server::config::Serve {
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     if !cert.exists() {
         let generated = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
@@ -204,31 +202,12 @@ fn fixed_config(dir: &Path, ports: (u16, u16, u16), extra: &[&str]) -> easel_ser
         std::fs::write(&cert, generated.cert.pem()).expect("write cert");
         std::fs::write(&key, generated.key_pair.serialize_pem()).expect("write key");
     }
-    let addr = |p: u16| format!("127.0.0.1:{p}");
-    let (wt, quic, http) = (addr(ports.0), addr(ports.1), addr(ports.2));
-    let mut args = vec![
-        "easel".to_owned(),
-        "--data-dir".into(),
-        dir.join("data").to_string_lossy().into_owned(),
-        "--jwt-secret".into(),
-        SECRET.into(),
-        "--wt-addr".into(),
-        wt,
-        "--quic-addr".into(),
-        quic,
-        "--http-addr".into(),
-        http,
-        "--cert".into(),
-        cert.to_string_lossy().into_owned(),
-        "--key".into(),
-        key.to_string_lossy().into_owned(),
-    ];
-    args.extend(extra.iter().map(|s| (*s).to_owned()));
-    Cli::try_parse_from(args).expect("valid flags").serve
+    let (cert, key) = (cert.to_str().expect("utf-8 path"), key.to_str().expect("utf-8 path"));
+    serve_config_on(&dir.join("data"), ports, &["--cert", cert, "--key", key])
 }
 
 async fn start_fixed(dir: &Path, ports: (u16, u16, u16)) -> Server {
-    Server::start(fixed_config(dir, ports, &[])).await.expect("server starts")
+    Server::start(fixed_config(dir, ports)).await.expect("server starts")
 }
 
 fn free_ports() -> (u16, u16, u16) {
