@@ -206,33 +206,6 @@ pub fn attendance_of(records: Vec<(String, String, Vec<u8>)>) -> Result<Vec<Atte
         .collect()
 }
 
-/// Attendance as CSV: a header, then one row per interval (`left_ms` empty while present)
-/// with the user's total in every row of theirs.
-pub fn attendance_csv(room: &str, records: &[Attendance], now_ms: u64) -> String {
-    let field = |s: &str| {
-        if s.contains([',', '"', '\n', '\r']) {
-            format!("\"{}\"", s.replace('"', "\"\""))
-        } else {
-            s.to_owned()
-        }
-    };
-    let mut out = String::from("room,user,name,joined_ms,left_ms,seconds,total_seconds\n");
-    for a in records {
-        let total = a.total_ms(now_ms) / 1000;
-        for (from, to) in &a.intervals {
-            let seconds = to.unwrap_or(now_ms).saturating_sub(*from) / 1000;
-            let left = to.map(|t| t.to_string()).unwrap_or_default();
-            out.push_str(&format!(
-                "{},{},{},{from},{left},{seconds},{total}\n",
-                field(room),
-                field(&a.user),
-                field(&a.name)
-            ));
-        }
-    }
-    out
-}
-
 /// A room's classroom state.
 #[derive(Debug, Default)]
 pub struct Class {

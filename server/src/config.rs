@@ -1,198 +1,349 @@
-//! The command line (`easel serve`, `easel token`): every flag has an env var and a default
-//! that works on a laptop.
+//! The server's configuration: [`ServerConfig`], what [`crate::Server::start`] takes. The
+//! command line ([`crate::cli`]) builds one; embedders and tests build one directly. Either way
+//! [`ServerConfig::validate`] checks every range before anything starts, and its error names the
+//! command-line flag (and so the env var) that sets the value.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::telemetry::LogFormat;
+use easel_proto::limits;
 
-/// `easel` — the Easel collaboration server.
-#[derive(Debug, clap::Parser)]
-#[command(name = "easel", version, about, long_about = None)]
-pub struct Cli {
-    /// What to do (default: serve).
-    #[command(subcommand)]
-    pub command: Option<Command>,
-    /// Serve options when no subcommand is given.
-    #[command(flatten)]
-    pub serve: Serve,
-}
-
-/// Subcommands.
-#[derive(Debug, clap::Subcommand)]
-pub enum Command {
-    /// Run the server (the default).
-    Serve(Serve),
-    /// Print a JWT signed with the secret the server uses (same flags, env and data dir).
-    Token(Token),
-    /// Print a room's attendance as CSV from the data dir (the server must be stopped; while
-    /// it runs, use `GET /rooms/{id}/attendance?format=csv` with a teacher token).
-    Attendance(AttendanceArgs),
-}
-
-/// `easel attendance`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct AttendanceArgs {
-    /// Directory of the database.
-    #[arg(long, env = "EASEL_DATA_DIR", default_value = "./easel-data")]
+/// What one Easel server process serves, and how.
+///
+/// `Default` is what `easel serve` runs with no flags: loopback ports 4433 (WebTransport),
+/// 4434 (QUIC) and 8080 (HTTP), data in `./easel-data`, a dev-mode secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Directory of the database and the dev-mode JWT secret (`--data-dir`).
     pub data_dir: PathBuf,
-    /// The room id, e.g. `uni-a/math-101/2026-11-23`.
-    #[arg(long)]
-    pub room: String,
-}
-
-/// Where secrets and data live; shared by `serve` and `token`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct Common {
-    /// Directory for the database and the dev-mode JWT secret.
-    #[arg(long, env = "EASEL_DATA_DIR", default_value = "./easel-data")]
-    pub data_dir: PathBuf,
-    /// HS256 secret for tokens (at least 32 bytes). Without it, on loopback only, a random
-    /// secret is generated once and kept in the data dir (dev mode).
-    #[arg(long, env = "EASEL_JWT_SECRET", hide_env_values = true)]
+    /// HS256 secret for tokens, at least 32 bytes (`--jwt-secret`). Without it, on loopback
+    /// only, a random secret is generated once and kept in the data dir (dev mode).
     pub jwt_secret: Option<String>,
+    /// PEM public key accepted for ES256 tokens (`--jwt-es256-public-key`).
+    pub jwt_es256_public_key: Option<PathBuf>,
+    /// WebTransport (HTTP/3) UDP address (`--wt-addr`).
+    pub wt_addr: SocketAddr,
+    /// Raw QUIC UDP address (`--quic-addr`).
+    pub quic_addr: SocketAddr,
+    /// HTTP address: WebSocket, `/healthz`, `/metrics`, `/cert-hash` (`--http-addr`).
+    pub http_addr: SocketAddr,
+    /// Certificate and key files; `None`: a self-signed certificate made at start.
+    pub tls: Option<TlsFiles>,
+    /// Cursor and presence ticks per second (`--tick-hz`).
+    pub tick_hz: u16,
+    /// Silence after which a participant is evicted (`--presence-ttl-secs`).
+    pub presence_ttl: Duration,
+    /// How often clients are asked to send heartbeats (`--heartbeat-ms`).
+    pub heartbeat: Duration,
+    /// Most participants in one room (`--max-participants`).
+    pub max_participants: u32,
+    /// Most rooms one connection may join (`--max-rooms`).
+    pub max_rooms: u16,
+    /// CRDT updates per connection (`--ops-per-sec`, `--ops-burst`).
+    pub ops: Rate,
+    /// Datagrams per connection (`--datagrams-per-sec`, `--datagrams-burst`).
+    pub datagrams: Rate,
+    /// Chat messages per minute per user and room, also the burst (`--chat-per-min`).
+    pub chat_per_min: u32,
+    /// Largest stream frame accepted, in bytes (`--max-frame`).
+    pub max_frame: u32,
+    /// Time a client has to complete the handshake (`--handshake-timeout-secs`).
+    pub handshake_timeout: Duration,
+    /// Reliable messages queued per participant before it is closed as a slow consumer
+    /// (`--outbound-queue`).
+    pub outbound_queue: u32,
+    /// Committed updates between room snapshots (`--snapshot-every`).
+    pub snapshot_every: u64,
+    /// How long an empty room stays loaded (`--idle-unload-secs`).
+    pub idle_unload: Duration,
+    /// How long a lost session keeps its room places for a resume (`--resume-grace-ms`).
+    pub resume_grace: Duration,
+    /// The SFU classroom video goes to, if any (`--sfu`).
+    pub sfu: Option<SfuConfig>,
 }
 
-/// `easel serve`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct Serve {
-    /// Shared options.
-    #[command(flatten)]
-    pub common: Common,
-    /// WebTransport (HTTP/3) UDP address.
-    #[arg(long, env = "EASEL_WT_ADDR", default_value = "127.0.0.1:4433")]
-    pub wt_addr: SocketAddr,
-    /// Raw QUIC (ALPN easel/1) UDP address.
-    #[arg(long, env = "EASEL_QUIC_ADDR", default_value = "127.0.0.1:4434")]
-    pub quic_addr: SocketAddr,
-    /// HTTP address: /healthz, /metrics, /cert-hash.
-    #[arg(long, env = "EASEL_HTTP_ADDR", default_value = "127.0.0.1:8080")]
-    pub http_addr: SocketAddr,
-    /// TLS certificate chain (PEM). Without --cert/--key a self-signed ECDSA P-256
-    /// certificate valid for 14 days is made at start (browsers accept it by hash).
-    #[arg(long, env = "EASEL_CERT", requires = "key")]
-    pub cert: Option<PathBuf>,
-    /// TLS private key (PEM, PKCS#8).
-    #[arg(long, env = "EASEL_KEY", requires = "cert")]
-    pub key: Option<PathBuf>,
-    /// PEM public key accepted for ES256 tokens (in addition to HS256 with the secret).
-    #[arg(long, env = "EASEL_JWT_ES256_PUBLIC_KEY")]
-    pub jwt_es256_public_key: Option<PathBuf>,
-    /// Cursor and presence ticks per second.
-    #[arg(long, env = "EASEL_TICK_HZ", default_value_t = 60, value_parser = clap::value_parser!(u16).range(1..=1000))]
-    pub tick_hz: u16,
-    /// Seconds of silence before a participant is evicted from presence.
-    #[arg(long, env = "EASEL_PRESENCE_TTL", default_value_t = 10)]
-    pub presence_ttl_secs: u64,
-    /// Milliseconds between the heartbeats clients are asked to send.
-    #[arg(long, env = "EASEL_HEARTBEAT_MS", default_value_t = 2000)]
-    pub heartbeat_ms: u32,
-    /// Most participants in one room.
-    #[arg(long, env = "EASEL_MAX_PARTICIPANTS", default_value_t = 2000)]
-    pub max_participants: u32,
-    /// Most rooms one connection may join (at most 16).
-    #[arg(long, env = "EASEL_MAX_ROOMS", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=16))]
-    pub max_rooms: u16,
-    /// Sustained CRDT updates per second per connection.
-    #[arg(long, env = "EASEL_OPS_PER_SEC", default_value_t = 50)]
-    pub ops_per_sec: u32,
-    /// CRDT update burst per connection.
-    #[arg(long, env = "EASEL_OPS_BURST", default_value_t = 200)]
-    pub ops_burst: u32,
-    /// Sustained datagrams per second per connection.
-    #[arg(long, env = "EASEL_DATAGRAMS_PER_SEC", default_value_t = 120)]
-    pub datagrams_per_sec: u32,
-    /// Datagram burst per connection.
-    #[arg(long, env = "EASEL_DATAGRAMS_BURST", default_value_t = 240)]
-    pub datagrams_burst: u32,
-    /// Chat messages per minute per user and room (also the burst); more are refused with
-    /// `RateLimited`.
-    #[arg(long, env = "EASEL_CHAT_PER_MIN", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..))]
-    pub chat_per_min: u32,
-    /// Largest stream frame accepted, in bytes (16 KiB to 1 MiB).
-    #[arg(long, env = "EASEL_MAX_FRAME", default_value_t = 1 << 20)]
-    pub max_frame: u32,
-    /// Seconds a client has to complete the handshake.
-    #[arg(long, env = "EASEL_HANDSHAKE_TIMEOUT", default_value_t = 10)]
-    pub handshake_timeout_secs: u64,
-    /// Reliable messages queued per participant before it is closed as a slow consumer (16 to 65536).
-    #[arg(long, env = "EASEL_OUTBOUND_QUEUE", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(16..=65536))]
-    pub outbound_queue: u32,
-    /// Committed updates between room snapshots (log compaction).
-    #[arg(long, env = "EASEL_SNAPSHOT_EVERY", default_value_t = 1000)]
-    pub snapshot_every: u64,
-    /// Seconds an empty room stays loaded.
-    #[arg(long, env = "EASEL_IDLE_UNLOAD", default_value_t = 60)]
-    pub idle_unload_secs: u64,
-    /// Milliseconds a session whose connection was lost (not closed cleanly) keeps its room
-    /// places for a resume; others see it leave only when this passes.
-    #[arg(long, env = "EASEL_RESUME_GRACE_MS", default_value_t = 30_000)]
-    pub resume_grace_ms: u32,
-    /// Log format.
-    #[arg(long, env = "EASEL_LOG_FORMAT", value_enum, default_value = "text")]
-    pub log_format: LogFormat,
-    /// SFU that classroom video goes to; clients signal through Easel (SPEC §13). Without it,
-    /// SFU requests are refused with `SfuUnavailable`.
-    #[arg(long, env = "EASEL_SFU", value_enum)]
-    pub sfu: Option<SfuKind>,
-    /// Janus WebSocket API URL (with `--sfu janus`).
-    #[arg(long, env = "EASEL_JANUS_URL", default_value = "ws://127.0.0.1:8188")]
-    pub janus_url: String,
-    /// Janus VideoRoom `admin_key`, needed to create rooms when Janus has one.
-    #[arg(long, env = "EASEL_JANUS_ADMIN_KEY", hide_env_values = true)]
-    pub janus_admin_key: Option<String>,
-    /// ICE server URLs (STUN/TURN) handed to clients with SFU access, comma-separated (≤ 8).
-    #[arg(long, env = "EASEL_SFU_ICE_SERVERS", value_delimiter = ',')]
-    pub sfu_ice_servers: Vec<String>,
-    /// Whether students may publish video (teachers always may, viewers never).
-    #[arg(long, env = "EASEL_SFU_STUDENTS_PUBLISH", default_value_t = true, action = clap::ArgAction::Set)]
-    pub sfu_students_publish: bool,
+/// A sustained rate with a burst (a token bucket's parameters).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    /// Tokens added per second.
+    pub per_sec: u32,
+    /// Most tokens held.
+    pub burst: u32,
+}
+
+/// A certificate chain and its private key, both PEM (`--cert`, `--key`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// Certificate chain.
+    pub cert: PathBuf,
+    /// PKCS#8 private key.
+    pub key: PathBuf,
 }
 
 /// SFU adapters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum SfuKind {
-    /// Janus VideoRoom over its WebSocket API (`--janus-url`, `--janus-admin-key`).
+    /// Janus VideoRoom over its WebSocket API.
     Janus,
 }
 
-impl Serve {
+/// Where classroom video goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SfuConfig {
+    /// Which adapter (`--sfu`).
+    pub kind: SfuKind,
+    /// Janus WebSocket API URL (`--janus-url`).
+    pub janus_url: String,
+    /// Janus VideoRoom `admin_key` (`--janus-admin-key`).
+    pub janus_admin_key: Option<String>,
+    /// STUN/TURN URLs handed to clients with SFU access (`--sfu-ice-servers`).
+    pub ice_servers: Vec<String>,
+    /// Whether students may publish video; teachers always may, viewers never
+    /// (`--sfu-students-publish`).
+    pub students_publish: bool,
+}
+
+/// A configuration value out of its range, named by the flag that sets it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A number outside what the server supports.
+    #[error("{flag} {value}{unit} is out of range: it must be between {min} and {max}{unit}")]
+    OutOfRange {
+        /// The command-line flag.
+        flag: &'static str,
+        /// The value given, in the flag's unit.
+        value: u64,
+        /// Smallest allowed.
+        min: u64,
+        /// Largest allowed.
+        max: u64,
+        /// The unit, as printed after numbers (e.g. `" ms"`), or empty.
+        unit: &'static str,
+    },
+    /// A value that contradicts another.
+    #[error("{flag}: {reason}")]
+    Inconsistent {
+        /// The command-line flag.
+        flag: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The range of every bounded setting, in the unit of its flag; the CLI help quotes them.
+pub mod ranges {
+    use super::{RangeInclusive, limits};
+
+    /// `--tick-hz`.
+    pub const TICK_HZ: RangeInclusive<u64> = 1..=1000;
+    /// `--presence-ttl-secs`.
+    pub const PRESENCE_TTL_SECS: RangeInclusive<u64> = 1..=3600;
+    /// `--heartbeat-ms`.
+    pub const HEARTBEAT_MS: RangeInclusive<u64> = 100..=60_000;
+    /// `--max-participants`: a room's members are numbered by `u16` and listed in one `Joined`.
+    pub const MAX_PARTICIPANTS: RangeInclusive<u64> = 1..=limits::MAX_PARTICIPANTS as u64;
+    /// `--max-rooms`.
+    pub const MAX_ROOMS: RangeInclusive<u64> = 1..=limits::MAX_ROOMS_PER_CONNECTION as u64;
+    /// `--ops-per-sec` and `--ops-burst`.
+    pub const OPS: RangeInclusive<u64> = 1..=1_000_000;
+    /// `--datagrams-per-sec` and `--datagrams-burst`.
+    pub const DATAGRAMS: RangeInclusive<u64> = 1..=1_000_000;
+    /// `--chat-per-min`.
+    pub const CHAT_PER_MIN: RangeInclusive<u64> = 1..=10_000;
+    /// `--max-frame`: at least what a handshake needs, at most the protocol's frame limit.
+    pub const MAX_FRAME: RangeInclusive<u64> =
+        limits::MAX_PREAUTH_FRAME_LEN as u64..=limits::MAX_FRAME_LEN as u64;
+    /// `--handshake-timeout-secs`.
+    pub const HANDSHAKE_TIMEOUT_SECS: RangeInclusive<u64> = 1..=300;
+    /// `--outbound-queue`.
+    pub const OUTBOUND_QUEUE: RangeInclusive<u64> = 16..=65_536;
+    /// `--snapshot-every`.
+    pub const SNAPSHOT_EVERY: RangeInclusive<u64> = 1..=1_000_000;
+    /// `--idle-unload-secs`.
+    pub const IDLE_UNLOAD_SECS: RangeInclusive<u64> = 1..=86_400;
+    /// `--resume-grace-ms`: 0 turns resuming off.
+    pub const RESUME_GRACE_MS: RangeInclusive<u64> = 0..=3_600_000;
+    /// `--sfu-ice-servers`, a count.
+    pub const ICE_SERVERS: RangeInclusive<u64> = 0..=limits::MAX_ICE_SERVERS as u64;
+}
+
+/// The defaults of `easel serve`, shared by [`ServerConfig::default`] and the CLI.
+pub mod defaults {
+    /// `--data-dir`.
+    pub const DATA_DIR: &str = "./easel-data";
+    /// `--wt-addr` port.
+    pub const WT_PORT: u16 = 4433;
+    /// `--quic-addr` port.
+    pub const QUIC_PORT: u16 = 4434;
+    /// `--http-addr` port.
+    pub const HTTP_PORT: u16 = 8080;
+    /// `--tick-hz`.
+    pub const TICK_HZ: u16 = 60;
+    /// `--presence-ttl-secs`.
+    pub const PRESENCE_TTL_SECS: u64 = 10;
+    /// `--heartbeat-ms`.
+    pub const HEARTBEAT_MS: u32 = 2000;
+    /// `--max-participants`.
+    pub const MAX_PARTICIPANTS: u32 = 2000;
+    /// `--max-rooms`.
+    pub const MAX_ROOMS: u16 = easel_proto::limits::MAX_ROOMS_PER_CONNECTION;
+    /// `--ops-per-sec`.
+    pub const OPS_PER_SEC: u32 = 50;
+    /// `--ops-burst`.
+    pub const OPS_BURST: u32 = 200;
+    /// `--datagrams-per-sec`.
+    pub const DATAGRAMS_PER_SEC: u32 = 120;
+    /// `--datagrams-burst`.
+    pub const DATAGRAMS_BURST: u32 = 240;
+    /// `--chat-per-min`.
+    pub const CHAT_PER_MIN: u32 = 30;
+    /// `--max-frame`.
+    pub const MAX_FRAME: u32 = easel_proto::limits::MAX_FRAME_LEN as u32;
+    /// `--handshake-timeout-secs`.
+    pub const HANDSHAKE_TIMEOUT_SECS: u64 = 10;
+    /// `--outbound-queue`.
+    pub const OUTBOUND_QUEUE: u32 = 1024;
+    /// `--snapshot-every`.
+    pub const SNAPSHOT_EVERY: u64 = 1000;
+    /// `--idle-unload-secs`.
+    pub const IDLE_UNLOAD_SECS: u64 = 60;
+    /// `--resume-grace-ms`.
+    pub const RESUME_GRACE_MS: u32 = 30_000;
+    /// `--janus-url`.
+    pub const JANUS_URL: &str = "ws://127.0.0.1:8188";
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        let loopback = |port| SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        Self {
+            data_dir: PathBuf::from(defaults::DATA_DIR),
+            jwt_secret: None,
+            jwt_es256_public_key: None,
+            wt_addr: loopback(defaults::WT_PORT),
+            quic_addr: loopback(defaults::QUIC_PORT),
+            http_addr: loopback(defaults::HTTP_PORT),
+            tls: None,
+            tick_hz: defaults::TICK_HZ,
+            presence_ttl: Duration::from_secs(defaults::PRESENCE_TTL_SECS),
+            heartbeat: Duration::from_millis(defaults::HEARTBEAT_MS.into()),
+            max_participants: defaults::MAX_PARTICIPANTS,
+            max_rooms: defaults::MAX_ROOMS,
+            ops: Rate { per_sec: defaults::OPS_PER_SEC, burst: defaults::OPS_BURST },
+            datagrams: Rate { per_sec: defaults::DATAGRAMS_PER_SEC, burst: defaults::DATAGRAMS_BURST },
+            chat_per_min: defaults::CHAT_PER_MIN,
+            max_frame: defaults::MAX_FRAME,
+            handshake_timeout: Duration::from_secs(defaults::HANDSHAKE_TIMEOUT_SECS),
+            outbound_queue: defaults::OUTBOUND_QUEUE,
+            snapshot_every: defaults::SNAPSHOT_EVERY,
+            idle_unload: Duration::from_secs(defaults::IDLE_UNLOAD_SECS),
+            resume_grace: Duration::from_millis(defaults::RESUME_GRACE_MS.into()),
+            sfu: None,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Every listener on `127.0.0.1` with a port the OS picks: for tests and embedding.
+    pub fn ephemeral(data_dir: impl Into<PathBuf>) -> Self {
+        let any = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+        Self { data_dir: data_dir.into(), wt_addr: any, quic_addr: any, http_addr: any, ..Self::default() }
+    }
+
+    /// Checks every setting against its range (see [`ranges`]) and against the others.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        use ranges as r;
+        let secs = |d: Duration| d.as_secs();
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        within("--tick-hz", self.tick_hz.into(), r::TICK_HZ, "")?;
+        within("--presence-ttl-secs", secs(self.presence_ttl), r::PRESENCE_TTL_SECS, " s")?;
+        within("--heartbeat-ms", ms(self.heartbeat), r::HEARTBEAT_MS, " ms")?;
+        within("--max-participants", self.max_participants.into(), r::MAX_PARTICIPANTS, "")?;
+        within("--max-rooms", self.max_rooms.into(), r::MAX_ROOMS, "")?;
+        within("--ops-per-sec", self.ops.per_sec.into(), r::OPS, "")?;
+        within("--ops-burst", self.ops.burst.into(), r::OPS, "")?;
+        within("--datagrams-per-sec", self.datagrams.per_sec.into(), r::DATAGRAMS, "")?;
+        within("--datagrams-burst", self.datagrams.burst.into(), r::DATAGRAMS, "")?;
+        within("--chat-per-min", self.chat_per_min.into(), r::CHAT_PER_MIN, "")?;
+        within("--max-frame", self.max_frame.into(), r::MAX_FRAME, " bytes")?;
+        within("--handshake-timeout-secs", secs(self.handshake_timeout), r::HANDSHAKE_TIMEOUT_SECS, " s")?;
+        within("--outbound-queue", self.outbound_queue.into(), r::OUTBOUND_QUEUE, "")?;
+        within("--snapshot-every", self.snapshot_every, r::SNAPSHOT_EVERY, "")?;
+        within("--idle-unload-secs", secs(self.idle_unload), r::IDLE_UNLOAD_SECS, " s")?;
+        within("--resume-grace-ms", ms(self.resume_grace), r::RESUME_GRACE_MS, " ms")?;
+        if self.heartbeat >= self.presence_ttl {
+            return Err(ConfigError::Inconsistent {
+                flag: "--heartbeat-ms",
+                reason: format!(
+                    "{} ms is not shorter than --presence-ttl-secs ({} s): every participant would \
+                     be evicted between two heartbeats",
+                    ms(self.heartbeat),
+                    secs(self.presence_ttl)
+                ),
+            });
+        }
+        if let Some(sfu) = &self.sfu {
+            within("--sfu-ice-servers", sfu.ice_servers.len() as u64, r::ICE_SERVERS, " URLs")?;
+        }
+        Ok(())
+    }
+
     /// Whether every listening address is loopback (dev mode may then make its own secret).
     pub fn loopback_only(&self) -> bool {
         [self.wt_addr, self.quic_addr, self.http_addr].iter().all(|a| a.ip().is_loopback())
     }
 
-    /// The handshake timeout.
-    pub fn handshake_timeout(&self) -> Duration {
-        Duration::from_secs(self.handshake_timeout_secs)
-    }
-
-    /// The resume grace window.
-    pub fn resume_grace(&self) -> Duration {
-        Duration::from_millis(self.resume_grace_ms.into())
+    /// The cursor and presence tick period.
+    pub fn tick(&self) -> Duration {
+        Duration::from_secs(1) / u32::from(self.tick_hz.max(1))
     }
 }
 
-/// `easel token`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct Token {
-    /// Shared options (the secret and data dir the server uses).
-    #[command(flatten)]
-    pub common: Common,
-    /// Room id or pattern the token grants (e.g. `uni-a/math-101/*`).
-    #[arg(long)]
-    pub room: String,
-    /// User id (`sub`).
-    #[arg(long)]
-    pub user: String,
-    /// Role: teacher, student or viewer.
-    #[arg(long, default_value = "student")]
-    pub role: String,
-    /// Lifetime, e.g. 90s, 15m, 1h, 7d.
-    #[arg(long, default_value = "1h")]
-    pub ttl: String,
-    /// Display name.
-    #[arg(long)]
-    pub name: Option<String>,
+fn within(
+    flag: &'static str,
+    value: u64,
+    range: RangeInclusive<u64>,
+    unit: &'static str,
+) -> Result<(), ConfigError> {
+    if range.contains(&value) {
+        Ok(())
+    } else {
+        Err(ConfigError::OutOfRange { flag, value, min: *range.start(), max: *range.end(), unit })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_are_valid() {
+        assert_eq!(ServerConfig::default().validate(), Ok(()));
+        assert_eq!(ServerConfig::ephemeral("d").validate(), Ok(()));
+    }
+
+    #[test]
+    fn an_out_of_range_value_names_its_flag_and_range() {
+        let config = ServerConfig { max_frame: 1, ..ServerConfig::default() };
+        let e = config.validate().expect_err("1-byte frames are refused");
+        assert_eq!(
+            e.to_string(),
+            "--max-frame 1 bytes is out of range: it must be between 16384 and 1048576 bytes"
+        );
+        let config = ServerConfig { ops: Rate { per_sec: 10, burst: 0 }, ..ServerConfig::default() };
+        assert!(matches!(config.validate(), Err(ConfigError::OutOfRange { flag: "--ops-burst", .. })));
+    }
+
+    #[test]
+    fn a_heartbeat_as_long_as_the_presence_ttl_is_refused() {
+        let config = ServerConfig {
+            heartbeat: Duration::from_secs(10),
+            presence_ttl: Duration::from_secs(10),
+            ..ServerConfig::default()
+        };
+        assert!(matches!(config.validate(), Err(ConfigError::Inconsistent { flag: "--heartbeat-ms", .. })));
+    }
 }

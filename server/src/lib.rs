@@ -13,16 +13,20 @@
 
 pub mod auth;
 pub mod class;
+pub mod cli;
 pub mod config;
-mod connection;
+pub mod http;
 pub mod limit;
 mod resume;
 pub mod room;
 pub mod server;
+mod session;
 pub mod sfu;
+mod shared;
 pub mod store;
 pub mod telemetry;
 pub mod transport;
 pub mod websocket;
 
+pub use config::ServerConfig;
 pub use server::{Server, StartError};

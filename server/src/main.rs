@@ -4,10 +4,10 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
-use clap::Parser as _;
+use clap::{CommandFactory as _, Parser as _};
 use easel_server::auth::{self, Claims, Issuer, SecretSource};
-use easel_server::config::{AttendanceArgs, Cli, Command, Serve, Token};
-use easel_server::{Server, telemetry};
+use easel_server::cli::{AttendanceArgs, Cli, Command, Serve, Token};
+use easel_server::{Server, ServerConfig, telemetry};
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -19,18 +19,22 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-fn run(config: Serve) -> anyhow::Result<()> {
-    telemetry::init_logging(config.log_format);
+fn run(flags: Serve) -> anyhow::Result<()> {
+    // An out-of-range flag is a usage error, reported like clap's own (exit status 2).
+    let config = flags
+        .to_config()
+        .unwrap_or_else(|e| Cli::command().error(clap::error::ErrorKind::ValueValidation, e).exit());
+    telemetry::init_logging(flags.log_format);
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
     runtime.block_on(serve(config))
 }
 
-async fn serve(config: Serve) -> anyhow::Result<()> {
+async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     let server = Server::start(config.clone()).await.context("easel cannot start")?;
     if server.secret_source() == SecretSource::DevFile {
         tracing::warn!(
-            file = %config.common.data_dir.join(auth::DEV_SECRET_FILE).display(),
+            file = %config.data_dir.join(auth::DEV_SECRET_FILE).display(),
             "dev mode: no --jwt-secret given, using a generated secret kept in the data dir (loopback only)"
         );
     }
@@ -39,7 +43,7 @@ async fn serve(config: Serve) -> anyhow::Result<()> {
         quic = %server.quic_addr(),
         http = %server.http_addr(),
         cert_sha256 = server.cert_hash(),
-        data_dir = %config.common.data_dir.display(),
+        data_dir = %config.data_dir.display(),
         "easel listening"
     );
     // One machine-readable line on stdout for scripts and tests (ports may have been 0).
@@ -91,7 +95,7 @@ fn attendance(args: &AttendanceArgs) -> anyhow::Result<()> {
     store.close();
     let attendance = easel_server::class::attendance_of(records).map_err(anyhow::Error::msg)?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH).context("clock before 1970")?.as_millis() as u64;
-    print!("{}", easel_server::class::attendance_csv(&args.room, &attendance, now));
+    print!("{}", easel_server::http::attendance_csv(&args.room, &attendance, now));
     Ok(())
 }
 

@@ -1,30 +1,26 @@
 //! Starting and stopping the whole server: certificate, secret, store, the WebTransport, QUIC
 //! and HTTP listeners, the room registry, and graceful shutdown.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
 use easel_proto::ErrorCode;
 use easel_sfu_bridge::Sfu;
 use easel_sfu_bridge::janus::{Janus, JanusConfig};
-use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use wtransport::Identity;
 
 use crate::auth::{self, SecretSource, Verifier};
-use crate::config::{Serve, SfuKind};
+use crate::config::{ConfigError, ServerConfig, SfuKind, TlsFiles};
 use crate::resume::Resumes;
-use crate::room::{self, Command, Handle, JoinRequest, Joined};
+use crate::room::{self, Command};
+use crate::shared::{Rooms, Shared};
 use crate::store::{Store, StoreError};
 use crate::transport::{QuicSession, WtSession};
-use crate::{connection, telemetry};
+use crate::{http, session, telemetry};
 
 type WtEndpoint = wtransport::Endpoint<wtransport::endpoint::endpoint_side::Server>;
 
@@ -37,6 +33,9 @@ pub const SELF_SIGNED_DAYS: u32 = 14;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StartError {
+    /// A setting is out of range.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     /// The JWT secret or key is missing or unusable.
     #[error(transparent)]
     Auth(#[from] auth::AuthError),
@@ -46,9 +45,6 @@ pub enum StartError {
     /// The TLS certificate could not be made or loaded.
     #[error("certificate: {0}")]
     Certificate(String),
-    /// The SFU options do not fit together.
-    #[error("SFU: {0}")]
-    Sfu(String),
     /// A listening address could not be bound.
     #[error("binding {addr}: {source}")]
     Bind {
@@ -57,119 +53,6 @@ pub enum StartError {
         /// Why.
         source: std::io::Error,
     },
-}
-
-/// State every session shares.
-pub(crate) struct Shared {
-    pub(crate) config: Serve,
-    pub(crate) verifier: Verifier,
-    pub(crate) rooms: Rooms,
-    /// Resumable sessions by resume token.
-    pub(crate) resumes: Resumes,
-    /// Numbers connections, so rooms can tell a resumed member's old connection from its new.
-    pub(crate) next_conn: AtomicU64,
-    pub(crate) shutdown: CancellationToken,
-}
-
-/// The loaded rooms, by id; loads a room on first join and forgets it when its actor stops.
-pub(crate) struct Rooms {
-    loaded: Arc<Mutex<HashMap<String, Handle>>>,
-    /// Serialises loading so two first joins do not load one room twice.
-    loading: tokio::sync::Mutex<()>,
-    store: Store,
-    config: room::Config,
-    /// Where members' video goes, if an SFU is configured.
-    sfu: Option<Arc<dyn Sfu>>,
-}
-
-impl Rooms {
-    /// A room's attendance: from its actor when loaded (the live state, with writes still in
-    /// flight), else from the store.
-    async fn attendance(&self, id: &str) -> Result<Vec<crate::class::Attendance>, String> {
-        if let Some(handle) = self.loaded(id) {
-            let (reply, answer) = tokio::sync::oneshot::channel();
-            if handle.send(Command::Attendance(reply)).await.is_ok()
-                && let Ok(attendance) = answer.await
-            {
-                return Ok(attendance);
-            }
-        }
-        let (store, id) = (self.store.clone(), id.to_owned());
-        let records = tokio::task::spawn_blocking(move || store.load_side(&id))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
-        crate::class::attendance_of(records)
-    }
-
-    fn new(store: Store, config: room::Config, sfu: Option<Arc<dyn Sfu>>) -> Self {
-        Self { loaded: Arc::default(), loading: tokio::sync::Mutex::new(()), store, config, sfu }
-    }
-
-    /// Whether SFU signalling goes anywhere.
-    pub(crate) fn has_sfu(&self) -> bool {
-        self.sfu.is_some()
-    }
-
-    fn loaded(&self, id: &str) -> Option<Handle> {
-        let map = self.loaded.lock().ok()?;
-        map.get(id).filter(|h| !h.is_closed()).cloned()
-    }
-
-    async fn handle(&self, id: &str) -> Result<Handle, ErrorCode> {
-        if let Some(h) = self.loaded(id) {
-            return Ok(h);
-        }
-        let _guard = self.loading.lock().await;
-        if let Some(h) = self.loaded(id) {
-            return Ok(h);
-        }
-        let loaded = self.loaded.clone();
-        let on_exit = move |gone: &Handle| {
-            if let Ok(mut map) = loaded.lock()
-                && map.get(gone.id()).is_some_and(|h| h.same(gone))
-            {
-                map.remove(gone.id());
-            }
-        };
-        let handle =
-            room::spawn(Arc::from(id), self.config.clone(), self.store.clone(), self.sfu.clone(), on_exit)
-                .await
-                .map_err(|e| {
-                    tracing::error!(room = id, "cannot load room: {e}");
-                    ErrorCode::StorageUnavailable
-                })?;
-        if let Ok(mut map) = self.loaded.lock() {
-            map.insert(id.to_owned(), handle.clone());
-        }
-        Ok(handle)
-    }
-
-    /// Joins `id`, loading it if needed. `request` is called again if the room unloads
-    /// between lookup and join.
-    pub(crate) async fn join(
-        &self,
-        id: &str,
-        request: impl Fn() -> JoinRequest,
-    ) -> Result<(Handle, Joined), ErrorCode> {
-        for _ in 0..3 {
-            let handle = self.handle(id).await?;
-            let (reply, rx) = tokio::sync::oneshot::channel();
-            if handle.send(Command::Join(request(), reply)).await.is_err() {
-                continue;
-            }
-            match rx.await {
-                Ok(joined) => return joined.map(|j| (handle, j)),
-                Err(_) => continue,
-            }
-        }
-        Err(ErrorCode::Internal)
-    }
-
-    /// Every loaded room.
-    fn all(&self) -> Vec<Handle> {
-        self.loaded.lock().map(|m| m.values().cloned().collect()).unwrap_or_default()
-    }
 }
 
 /// A running server.
@@ -198,12 +81,10 @@ impl std::fmt::Debug for Server {
 
 impl Server {
     /// Opens storage, makes or loads the certificate, binds every listener and starts serving.
-    pub async fn start(config: Serve) -> Result<Self, StartError> {
-        let (secret, secret_source) = auth::resolve_secret(
-            config.common.jwt_secret.as_deref(),
-            &config.common.data_dir,
-            config.loopback_only(),
-        )?;
+    pub async fn start(config: ServerConfig) -> Result<Self, StartError> {
+        config.validate()?;
+        let (secret, secret_source) =
+            auth::resolve_secret(config.jwt_secret.as_deref(), &config.data_dir, config.loopback_only())?;
         let es256 =
             match &config.jwt_es256_public_key {
                 Some(path) => Some(std::fs::read(path).map_err(|e| {
@@ -216,28 +97,28 @@ impl Server {
         let cert_hash = hex::encode(identity.certificate_chain().as_slice()[0].hash().as_ref());
 
         let store = {
-            let dir = config.common.data_dir.clone();
+            let dir = config.data_dir.clone();
             tokio::task::spawn_blocking(move || Store::open(&dir))
                 .await
                 .map_err(|e| StoreError::Database(e.to_string()))??
         };
         let room_config = room::Config {
-            tick: Duration::from_secs(1) / u32::from(config.tick_hz),
-            presence_ttl: Duration::from_secs(config.presence_ttl_secs),
+            tick: config.tick(),
+            presence_ttl: config.presence_ttl,
             max_participants: config.max_participants as usize,
-            snapshot_every: config.snapshot_every.max(1),
-            idle_unload: Duration::from_secs(config.idle_unload_secs),
-            resume_grace: config.resume_grace(),
+            snapshot_every: config.snapshot_every,
+            idle_unload: config.idle_unload,
+            resume_grace: config.resume_grace,
             chat_per_min: config.chat_per_min,
-            students_publish: config.sfu_students_publish,
+            students_publish: config.sfu.as_ref().is_none_or(|s| s.students_publish),
             ..room::Config::default()
         };
         let prometheus = telemetry::install();
         let shared = Arc::new(Shared {
             config: config.clone(),
             verifier,
-            rooms: Rooms::new(store.clone(), room_config, sfu(&config)?),
-            resumes: Resumes::new(config.resume_grace()),
+            rooms: Rooms::new(store.clone(), room_config, sfu(&config)),
+            resumes: Resumes::new(config.resume_grace),
             next_conn: AtomicU64::new(0),
             shutdown: CancellationToken::new(),
         });
@@ -267,7 +148,7 @@ impl Server {
         let mut tasks = JoinSet::new();
         tasks.spawn(accept_wt(wt.clone(), shared.clone()));
         tasks.spawn(accept_quic(quic.clone(), shared.clone()));
-        let app = http_router(prometheus, cert_hash.clone(), shared.clone());
+        let app = http::router(prometheus, cert_hash.clone(), shared.clone());
         let stop = shared.shutdown.clone();
         tasks.spawn(async move {
             use axum::serve::ListenerExt as _;
@@ -344,33 +225,27 @@ impl Server {
 
 /// The SFU adapter `--sfu` names, connecting in the background (Janus need not be up yet:
 /// until it is, SFU requests are refused with `SfuUnavailable`).
-fn sfu(config: &Serve) -> Result<Option<Arc<dyn Sfu>>, StartError> {
-    let Some(kind) = config.sfu else { return Ok(None) };
-    if config.sfu_ice_servers.len() > easel_proto::limits::MAX_ICE_SERVERS {
-        return Err(StartError::Sfu(format!(
-            "at most {} ICE servers (--sfu-ice-servers)",
-            easel_proto::limits::MAX_ICE_SERVERS
-        )));
-    }
-    match kind {
+fn sfu(config: &ServerConfig) -> Option<Arc<dyn Sfu>> {
+    let sfu = config.sfu.as_ref()?;
+    match sfu.kind {
         SfuKind::Janus => {
             let janus = JanusConfig {
-                admin_key: config.janus_admin_key.clone(),
-                ice_servers: config.sfu_ice_servers.clone(),
-                ..JanusConfig::new(config.janus_url.clone())
+                admin_key: sfu.janus_admin_key.clone(),
+                ice_servers: sfu.ice_servers.clone(),
+                ..JanusConfig::new(sfu.janus_url.clone())
             };
-            tracing::info!(url = %config.janus_url, "SFU: Janus VideoRoom");
-            Ok(Some(Arc::new(Janus::start(janus))))
+            tracing::info!(url = %sfu.janus_url, "SFU: Janus VideoRoom");
+            Some(Arc::new(Janus::start(janus)))
         }
     }
 }
 
-async fn identity(config: &Serve) -> Result<Identity, StartError> {
-    match (&config.cert, &config.key) {
-        (Some(cert), Some(key)) => {
+async fn identity(config: &ServerConfig) -> Result<Identity, StartError> {
+    match &config.tls {
+        Some(TlsFiles { cert, key }) => {
             Identity::load_pemfiles(cert, key).await.map_err(|e| StartError::Certificate(e.to_string()))
         }
-        _ => Identity::self_signed_builder()
+        None => Identity::self_signed_builder()
             .subject_alt_names(["localhost", "127.0.0.1", "::1"])
             .from_now_utc()
             .validity_days(SELF_SIGNED_DAYS)
@@ -437,7 +312,7 @@ async fn accept_wt(endpoint: Arc<WtEndpoint>, shared: Arc<Shared>) {
                 }
             };
             match request.accept().await {
-                Ok(conn) => connection::run(shared, WtSession(conn)).await,
+                Ok(conn) => session::run(shared, WtSession(conn)).await,
                 Err(e) => tracing::debug!("webtransport session failed: {e}"),
             }
         });
@@ -454,7 +329,7 @@ async fn accept_quic(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
         let shared = shared.clone();
         tokio::spawn(async move {
             match incoming.await {
-                Ok(conn) => connection::run(shared, QuicSession(conn)).await,
+                Ok(conn) => session::run(shared, QuicSession(conn)).await,
                 Err(e) => {
                     metrics::counter!("easel_connects_total", "transport" => "quic", "result" => "failed")
                         .increment(1);
@@ -463,101 +338,4 @@ async fn accept_quic(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
             }
         });
     }
-}
-
-#[derive(Clone)]
-struct HttpState {
-    prometheus: PrometheusHandle,
-    cert_hash: Arc<str>,
-    shared: Arc<Shared>,
-}
-
-fn http_router(prometheus: PrometheusHandle, cert_hash: String, shared: Arc<Shared>) -> axum::Router {
-    let state = HttpState { prometheus, cert_hash: cert_hash.into(), shared };
-    axum::Router::new()
-        .route("/ws", axum::routing::get(websocket_upgrade))
-        .route("/healthz", axum::routing::get(|| async { "ok\n" }))
-        .route("/metrics", axum::routing::get(metrics_text))
-        .route("/cert-hash", axum::routing::get(cert_hash_text))
-        .route("/rooms/{*path}", axum::routing::get(room_resource))
-        .with_state(state)
-}
-
-async fn websocket_upgrade(
-    State(state): State<HttpState>,
-    upgrade: axum::extract::ws::WebSocketUpgrade,
-) -> axum::response::Response {
-    if state.shared.shutdown.is_cancelled() {
-        return StatusCode::SERVICE_UNAVAILABLE.into_response();
-    }
-    let shared = state.shared.clone();
-    let max = shared.config.max_frame as usize + 16;
-    upgrade
-        .protocols([crate::websocket::SUBPROTOCOL])
-        .max_message_size(max)
-        .max_frame_size(max)
-        .on_upgrade(move |socket| connection::run(shared, crate::websocket::WsSession::new(socket)))
-}
-
-async fn metrics_text(State(state): State<HttpState>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.prometheus.render())
-}
-
-/// `GET /rooms/{room id}/attendance[?format=csv]` with `Authorization: Bearer <teacher JWT
-/// granting the room>`: the room's attendance as JSON (per user: intervals and total), or CSV.
-async fn room_resource(
-    State(state): State<HttpState>,
-    axum::extract::Path(path): axum::extract::Path<String>,
-    axum::extract::Query(query): axum::extract::Query<HashMap<String, String>>,
-    headers: axum::http::HeaderMap,
-) -> axum::response::Response {
-    let Some(room) = path.strip_suffix("/attendance") else {
-        return (StatusCode::NOT_FOUND, "unknown room resource\n").into_response();
-    };
-    if let Err(e) = easel_proto::room::validate_id(room) {
-        return (StatusCode::BAD_REQUEST, format!("room id: {e}\n")).into_response();
-    }
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    let claims = match state.shared.verifier.verify(token, now.as_secs()) {
-        Ok(c) => c,
-        Err(e) => return (StatusCode::UNAUTHORIZED, format!("{e}\n")).into_response(),
-    };
-    if claims.role() != easel_proto::message::Role::Teacher || !claims.grants(room) {
-        return (StatusCode::FORBIDDEN, "a teacher token granting this room is needed\n").into_response();
-    }
-    let attendance = match state.shared.rooms.attendance(room).await {
-        Ok(a) => a,
-        Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
-    };
-    let now_ms = now.as_millis() as u64;
-    if query.get("format").is_some_and(|f| f == "csv") {
-        let csv = crate::class::attendance_csv(room, &attendance, now_ms);
-        return ([(header::CONTENT_TYPE, "text/csv")], csv).into_response();
-    }
-    let users: Vec<serde_json::Value> = attendance
-        .iter()
-        .map(|a| {
-            serde_json::json!({
-                "user": a.user,
-                "name": a.name,
-                "intervals": a.intervals.iter().map(|(from, to)| serde_json::json!({"joined_ms": from, "left_ms": to})).collect::<Vec<_>>(),
-                "total_ms": a.total_ms(now_ms),
-                "present": a.intervals.last().is_some_and(|i| i.1.is_none()),
-            })
-        })
-        .collect();
-    axum::Json(serde_json::json!({ "room": room, "users": users })).into_response()
-}
-
-async fn cert_hash_text(State(state): State<HttpState>) -> impl IntoResponse {
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "text/plain"), (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")],
-        state.cert_hash.to_string(),
-    )
 }

@@ -2,13 +2,11 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use clap::Parser as _;
 use easel_client::{Client, Event};
 use easel_netsim::Scenario;
 use easel_netsim::proxy::{Tcp, Udp};
-use easel_server::Server;
 use easel_server::auth::{Claims, Issuer};
-use easel_server::config::Cli;
+use easel_server::{Server, ServerConfig};
 
 use crate::within;
 
@@ -17,21 +15,7 @@ const ROOM: &str = "school/netsim/monday";
 
 /// A server on ephemeral loopback ports with the test secret, its data in `dir`.
 async fn server(dir: &std::path::Path) -> Server {
-    let dir = dir.to_str().expect("utf-8 path");
-    let args = [
-        "easel",
-        "--data-dir",
-        dir,
-        "--jwt-secret",
-        SECRET,
-        "--wt-addr",
-        "127.0.0.1:0",
-        "--quic-addr",
-        "127.0.0.1:0",
-        "--http-addr",
-        "127.0.0.1:0",
-    ];
-    let config = Cli::try_parse_from(args).expect("valid flags").serve;
+    let config = ServerConfig { jwt_secret: Some(SECRET.into()), ..ServerConfig::ephemeral(dir) };
     Server::start(config).await.expect("server starts")
 }
 

@@ -47,7 +47,7 @@ async fn refused(client: &Client, what: &str) -> ErrorCode {
 
 #[tokio::test]
 async fn chat_is_echoed_deleted_paged_muted_and_rate_limited() {
-    let server = TestServer::start_with(&["--chat-per-min", "5"]).await;
+    let server = TestServer::start_with(|c| c.chat_per_min = 5).await;
     let (teacher, t) = member(&server, "teach", "teacher").await;
     let (ada, a) = member(&server, "ada", "student").await;
     let ada_index = index_of(&ada).await;

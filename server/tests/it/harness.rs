@@ -4,13 +4,11 @@ use std::future::Future;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use clap::Parser as _;
 use easel_client::raw::{Connection, Options, RoomStream, Transport};
 use easel_proto::Message;
 use easel_proto::message::Update;
-use easel_server::Server;
 use easel_server::auth::{Claims, Issuer};
-use easel_server::config::{Cli, Serve};
+use easel_server::{Server, ServerConfig};
 use loro::{ExportMode, LoroDoc, VersionVector};
 
 pub const SECRET: &str = "integration-test-secret-0123456789abcdef";
@@ -21,31 +19,21 @@ pub async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
     tokio::time::timeout(Duration::from_secs(15), fut).await.unwrap_or_else(|_| panic!("timed out: {what}"))
 }
 
-/// `easel serve` options for tests: ephemeral loopback ports, the test secret, `dir`.
-pub fn serve_config(dir: &Path, extra: &[&str]) -> Serve {
-    serve_config_on(dir, (0, 0, 0), extra)
+/// A server configuration for tests: ephemeral loopback ports, the test secret, data in `dir`.
+pub fn server_config(dir: &Path) -> ServerConfig {
+    server_config_on(dir, (0, 0, 0))
 }
 
-/// `easel serve` options for tests on given loopback ports (WebTransport, QUIC, HTTP; 0: any).
-pub fn serve_config_on(dir: &Path, (wt, quic, http): (u16, u16, u16), extra: &[&str]) -> Serve {
-    let dir = dir.to_str().expect("utf-8 path");
-    let (wt, quic, http) =
-        (format!("127.0.0.1:{wt}"), format!("127.0.0.1:{quic}"), format!("127.0.0.1:{http}"));
-    let mut args = vec![
-        "easel",
-        "--data-dir",
-        dir,
-        "--jwt-secret",
-        SECRET,
-        "--wt-addr",
-        &wt,
-        "--quic-addr",
-        &quic,
-        "--http-addr",
-        &http,
-    ];
-    args.extend_from_slice(extra);
-    Cli::try_parse_from(args).expect("valid test flags").serve
+/// The same on given loopback ports (WebTransport, QUIC, HTTP; 0: any).
+pub fn server_config_on(dir: &Path, (wt, quic, http): (u16, u16, u16)) -> ServerConfig {
+    let on = |port| std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    ServerConfig {
+        jwt_secret: Some(SECRET.into()),
+        wt_addr: on(wt),
+        quic_addr: on(quic),
+        http_addr: on(http),
+        ..ServerConfig::ephemeral(dir)
+    }
 }
 
 pub struct TestServer {
@@ -55,12 +43,15 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start() -> Self {
-        Self::start_with(&[]).await
+        Self::start_with(|_| {}).await
     }
 
-    pub async fn start_with(extra: &[&str]) -> Self {
+    /// Starts a server whose test configuration `change` adjusts first.
+    pub async fn start_with(change: impl FnOnce(&mut ServerConfig)) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let server = Server::start(serve_config(dir.path(), extra)).await.expect("server starts");
+        let mut config = server_config(dir.path());
+        change(&mut config);
+        let server = Server::start(config).await.expect("server starts");
         Self { server, dir }
     }
 
@@ -68,7 +59,7 @@ impl TestServer {
     pub async fn restart(self) -> Self {
         let Self { server, dir } = self;
         server.shutdown().await;
-        let server = Server::start(serve_config(dir.path(), &[])).await.expect("server restarts");
+        let server = Server::start(server_config(dir.path())).await.expect("server restarts");
         Self { server, dir }
     }
 

@@ -5,6 +5,7 @@ use bytes::Bytes;
 use easel_client::raw::{ClientError, Connection, Transport};
 use easel_proto::message::{Ping, Update};
 use easel_proto::{ErrorCode, Message, varint};
+use easel_server::config::Rate;
 
 use crate::harness::{Board, TestServer, expect_message, send_acked, within};
 
@@ -106,7 +107,7 @@ async fn oversized_and_pre_auth_abuse_ends_only_the_offender() {
 
 #[tokio::test]
 async fn floods_are_limited_and_others_are_unaffected() {
-    let server = TestServer::start_with(&["--ops-per-sec", "10", "--ops-burst", "20"]).await;
+    let server = TestServer::start_with(|c| c.ops = Rate { per_sec: 10, burst: 20 }).await;
     let (conn, mut stream) = server.member(Transport::Quic, "ada", "student", "s/h/flood").await;
     // Garbage and valid-but-excessive datagrams: dropped, never fatal.
     for i in 0..5_000u32 {

@@ -74,3 +74,21 @@ fn non_loopback_without_a_secret_refuses_to_start() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("non-loopback") && stderr.contains("EASEL_JWT_SECRET"), "{stderr}");
 }
+
+#[test]
+fn an_out_of_range_flag_is_refused_at_start_naming_the_flag() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (flag, value) in [("--max-frame", "1"), ("--outbound-queue", "8"), ("--tick-hz", "0")] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_easel"))
+            .args(["--data-dir", dir.path().to_str().expect("utf-8")])
+            .args(["--wt-addr", "127.0.0.1:0", "--quic-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+            .args([flag, value])
+            .env("EASEL_JWT_SECRET", SECRET)
+            .output()
+            .expect("run easel");
+        assert_eq!(out.status.code(), Some(2), "{flag} {value} is a usage error");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(&format!("{flag} {value}")) && stderr.contains("out of range"), "{stderr}");
+        assert!(out.stdout.is_empty(), "nothing was served: {}", String::from_utf8_lossy(&out.stdout));
+    }
+}

@@ -120,7 +120,7 @@ async fn resuming_while_the_old_connection_is_open_takes_it_over() {
 #[tokio::test]
 async fn without_a_resume_the_grace_window_ends_in_a_presence_timeout() {
     for transport in TRANSPORTS {
-        let server = TestServer::start_with(&["--resume-grace-ms", "300"]).await;
+        let server = TestServer::start_with(|c| c.resume_grace = Duration::from_millis(300)).await;
         let room = "s/c/grace";
         let (a, room_a) = server.member(transport, "ada", "student", room).await;
         let (_b, mut room_b) = server.member(transport, "bob", "student", room).await;
@@ -187,7 +187,12 @@ async fn a_lost_member_outlives_a_shorter_presence_ttl() {
 }
 
 async fn outlives_the_ttl(transport: Transport) {
-    let server = TestServer::start_with(&["--presence-ttl-secs", "1", "--resume-grace-ms", "2500"]).await;
+    let server = TestServer::start_with(|c| {
+        c.presence_ttl = Duration::from_secs(1);
+        c.heartbeat = Duration::from_millis(500);
+        c.resume_grace = Duration::from_millis(2500);
+    })
+    .await;
     let room = "s/c/ttl";
     let (b, mut room_b) = server.member(transport, "bob", "student", room).await;
     let slot = room_b.joined().slot;

@@ -13,11 +13,12 @@ use easel_client::{Client, Event, Room};
 use easel_proto::ErrorCode;
 use easel_proto::datagram::{Status, Tool};
 use easel_server::Server;
+use easel_server::config::{ServerConfig, TlsFiles};
 use loro::LoroDoc;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
-use crate::harness::{TRANSPORTS, TestServer, serve_config_on, token, within};
+use crate::harness::{TRANSPORTS, TestServer, server_config_on, token, within};
 
 const ROOM: &str = "school/math/monday";
 /// What every test token grants: every session of the course.
@@ -194,7 +195,7 @@ async fn the_race_picks_quic_and_falls_back_to_websocket_when_udp_is_unreachable
 
 /// `easel serve` flags on fixed ports, with a certificate kept in `dir` so that a restarted
 /// server has the same identity (clients pin its hash).
-fn fixed_config(dir: &Path, ports: (u16, u16, u16)) -> easel_server::config::Serve {
+fn fixed_config(dir: &Path, ports: (u16, u16, u16)) -> ServerConfig {
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     if !cert.exists() {
         let generated = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
@@ -202,8 +203,7 @@ fn fixed_config(dir: &Path, ports: (u16, u16, u16)) -> easel_server::config::Ser
         std::fs::write(&cert, generated.cert.pem()).expect("write cert");
         std::fs::write(&key, generated.key_pair.serialize_pem()).expect("write key");
     }
-    let (cert, key) = (cert.to_str().expect("utf-8 path"), key.to_str().expect("utf-8 path"));
-    serve_config_on(&dir.join("data"), ports, &["--cert", cert, "--key", key])
+    ServerConfig { tls: Some(TlsFiles { cert, key }), ..server_config_on(&dir.join("data"), ports) }
 }
 
 async fn start_fixed(dir: &Path, ports: (u16, u16, u16)) -> Server {
@@ -325,8 +325,8 @@ struct Relayed {
     ada_index: u16,
 }
 
-async fn relayed(grace_ms: &str) -> Relayed {
-    let server = TestServer::start_with(&["--resume-grace-ms", grace_ms]).await;
+async fn relayed(grace_ms: u64) -> Relayed {
+    let server = TestServer::start_with(|c| c.resume_grace = Duration::from_millis(grace_ms)).await;
     let relay = Relay::start(server.server.http_addr()).await;
     let ada = client(&server.server, &format!("ws://{}/ws", relay.addr), "ada").await;
     let bob = client(&server.server, &url(&server.server, Transport::Quic), "bob").await;
@@ -342,7 +342,7 @@ async fn relayed(grace_ms: &str) -> Relayed {
 
 #[tokio::test]
 async fn a_drop_inside_the_grace_window_is_invisible_to_others() {
-    let Relayed { _server, relay, ada, bob, a, b, ada_index } = relayed("30000").await;
+    let Relayed { _server, relay, ada, bob, a, b, ada_index } = relayed(30_000).await;
 
     relay.cut(false);
     wait_for(&ada, "ada notices", |e| matches!(e, Event::Disconnected { .. }).then_some(())).await;
@@ -376,7 +376,7 @@ async fn a_drop_inside_the_grace_window_is_invisible_to_others() {
 async fn a_client_gone_past_the_grace_window_is_evicted() {
     // Every field is bound, none `..`-dropped: Ada's client must stay alive (its connection
     // is lost, not closed) and the server must outlive the test body.
-    let Relayed { _server, relay, ada: _ada, bob, a: _a, b: _b, ada_index } = relayed("300").await;
+    let Relayed { _server, relay, ada: _ada, bob, a: _a, b: _b, ada_index } = relayed(300).await;
     relay.cut(true);
     let code = wait_for(&bob, "ada evicted", |e| match e {
         Event::ParticipantLeft { index, code, .. } if *index == ada_index => Some(*code),

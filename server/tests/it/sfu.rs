@@ -12,6 +12,7 @@ use easel_client::raw::Transport;
 use easel_client::{Client, Event, ModAction, Room, SdpKind, SfuEventKind};
 use easel_proto::ErrorCode;
 use easel_proto::message::Kind;
+use easel_server::config::{SfuConfig, SfuKind};
 use easel_sfu_bridge::janus::{Janus, JanusConfig};
 use tokio::sync::mpsc;
 use webrtc::api::interceptor_registry::register_default_interceptors;
@@ -39,7 +40,16 @@ const ROOM: &str = "uni-a/biology/2026-11-23";
 
 async fn server_with(janus: &JanusProcess) -> TestServer {
     let url = janus.url();
-    TestServer::start_with(&["--sfu", "janus", "--janus-url", &url, "--janus-admin-key", ADMIN_KEY]).await
+    TestServer::start_with(|c| {
+        c.sfu = Some(SfuConfig {
+            kind: SfuKind::Janus,
+            janus_url: url,
+            janus_admin_key: Some(ADMIN_KEY.into()),
+            ice_servers: Vec::new(),
+            students_publish: true,
+        });
+    })
+    .await
 }
 
 /// An SDK client in the room. Its events are pumped by a task: ICE candidates from the SFU go

@@ -12,7 +12,7 @@ use crate::harness::{Board, SECRET, TestServer, send_acked, token, within};
 
 #[tokio::test]
 async fn restart_restores_rooms_exactly() {
-    let server = TestServer::start_with(&["--snapshot-every", "7"]).await;
+    let server = TestServer::start_with(|c| c.snapshot_every = 7).await;
     let mut boards = Vec::new();
     for room in ["s/c/one", "s/c/two"] {
         let (_conn, mut stream) = server.member(Transport::Quic, "ada", "teacher", room).await;

@@ -1,0 +1,138 @@
+//! The HTTP port: the WebSocket fallback's upgrade (`GET /ws`), `/healthz`, Prometheus
+//! `/metrics`, `/cert-hash` for dev certificates, and room resources (attendance as JSON or
+//! CSV, for a teacher's token).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::class::Attendance;
+use crate::shared::Shared;
+
+#[derive(Clone)]
+struct HttpState {
+    prometheus: PrometheusHandle,
+    cert_hash: Arc<str>,
+    shared: Arc<Shared>,
+}
+
+pub(crate) fn router(prometheus: PrometheusHandle, cert_hash: String, shared: Arc<Shared>) -> axum::Router {
+    let state = HttpState { prometheus, cert_hash: cert_hash.into(), shared };
+    axum::Router::new()
+        .route("/ws", axum::routing::get(websocket_upgrade))
+        .route("/healthz", axum::routing::get(|| async { "ok\n" }))
+        .route("/metrics", axum::routing::get(metrics_text))
+        .route("/cert-hash", axum::routing::get(cert_hash_text))
+        .route("/rooms/{*path}", axum::routing::get(room_resource))
+        .with_state(state)
+}
+
+async fn websocket_upgrade(
+    State(state): State<HttpState>,
+    upgrade: axum::extract::ws::WebSocketUpgrade,
+) -> axum::response::Response {
+    if state.shared.shutdown.is_cancelled() {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    let shared = state.shared.clone();
+    let max = shared.config.max_frame as usize + 16;
+    upgrade
+        .protocols([crate::websocket::SUBPROTOCOL])
+        .max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| crate::session::run(shared, crate::websocket::WsSession::new(socket)))
+}
+
+async fn metrics_text(State(state): State<HttpState>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.prometheus.render())
+}
+
+/// `GET /rooms/{room id}/attendance[?format=csv]` with `Authorization: Bearer <teacher JWT
+/// granting the room>`: the room's attendance as JSON (per user: intervals and total), or CSV.
+async fn room_resource(
+    State(state): State<HttpState>,
+    axum::extract::Path(path): axum::extract::Path<String>,
+    axum::extract::Query(query): axum::extract::Query<HashMap<String, String>>,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
+    let Some(room) = path.strip_suffix("/attendance") else {
+        return (StatusCode::NOT_FOUND, "unknown room resource\n").into_response();
+    };
+    if let Err(e) = easel_proto::room::validate_id(room) {
+        return (StatusCode::BAD_REQUEST, format!("room id: {e}\n")).into_response();
+    }
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let claims = match state.shared.verifier.verify(token, now.as_secs()) {
+        Ok(c) => c,
+        Err(e) => return (StatusCode::UNAUTHORIZED, format!("{e}\n")).into_response(),
+    };
+    if claims.role() != easel_proto::message::Role::Teacher || !claims.grants(room) {
+        return (StatusCode::FORBIDDEN, "a teacher token granting this room is needed\n").into_response();
+    }
+    let attendance = match state.shared.rooms.attendance(room).await {
+        Ok(a) => a,
+        Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
+    };
+    let now_ms = now.as_millis() as u64;
+    if query.get("format").is_some_and(|f| f == "csv") {
+        let csv = attendance_csv(room, &attendance, now_ms);
+        return ([(header::CONTENT_TYPE, "text/csv")], csv).into_response();
+    }
+    let users: Vec<serde_json::Value> = attendance
+        .iter()
+        .map(|a| {
+            serde_json::json!({
+                "user": a.user,
+                "name": a.name,
+                "intervals": a.intervals.iter().map(|(from, to)| serde_json::json!({"joined_ms": from, "left_ms": to})).collect::<Vec<_>>(),
+                "total_ms": a.total_ms(now_ms),
+                "present": a.intervals.last().is_some_and(|i| i.1.is_none()),
+            })
+        })
+        .collect();
+    axum::Json(serde_json::json!({ "room": room, "users": users })).into_response()
+}
+
+async fn cert_hash_text(State(state): State<HttpState>) -> impl IntoResponse {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain"), (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")],
+        state.cert_hash.to_string(),
+    )
+}
+
+/// Attendance as CSV: a header, then one row per interval (`left_ms` empty while present)
+/// with the user's total in every row of theirs.
+pub fn attendance_csv(room: &str, records: &[Attendance], now_ms: u64) -> String {
+    let field = |s: &str| {
+        if s.contains([',', '"', '\n', '\r']) {
+            format!("\"{}\"", s.replace('"', "\"\""))
+        } else {
+            s.to_owned()
+        }
+    };
+    let mut out = String::from("room,user,name,joined_ms,left_ms,seconds,total_seconds\n");
+    for a in records {
+        let total = a.total_ms(now_ms) / 1000;
+        for (from, to) in &a.intervals {
+            let seconds = to.unwrap_or(now_ms).saturating_sub(*from) / 1000;
+            let left = to.map(|t| t.to_string()).unwrap_or_default();
+            out.push_str(&format!(
+                "{},{},{},{from},{left},{seconds},{total}\n",
+                field(room),
+                field(&a.user),
+                field(&a.name)
+            ));
+        }
+    }
+    out
+}

@@ -1,0 +1,287 @@
+//! One client session, generic over the transport. The decisions live in [`core`] (sans-IO);
+//! this driver runs the handshake on the control stream, then the control stream, one task per
+//! room stream ([`room_stream`]) and the datagram loop, until one of them ends the session,
+//! and settles its rooms.
+
+mod core;
+mod room_stream;
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use easel_proto::{ErrorCode, FrameDecoder, Message, limits};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use tokio_util::sync::CancellationToken;
+
+use self::core::{Control, Core, DatagramRoute, Ending, Read, Refusal};
+use crate::resume::Held;
+use crate::room::{self, Command};
+use crate::shared::Shared;
+use crate::transport::Session;
+
+/// State the session's tasks share: the core behind one lock, and what the driver needs to
+/// reach the rest of the server.
+struct Ctx {
+    shared: Arc<Shared>,
+    core: Mutex<Core<room::Handle>>,
+    /// Cancelled by a room when this session's reliable queue overflows.
+    slow: CancellationToken,
+    /// This connection's number (see `room::Link::conn`).
+    conn: u64,
+    /// The resume token of this connection's `Welcome`: the session's key in the registry.
+    resume_token: Vec<u8>,
+    /// Cancelled when a resume on another connection takes this session over.
+    takeover: CancellationToken,
+}
+
+impl Ctx {
+    /// The core; a panic elsewhere while it was held leaves it usable (its state is plain data
+    /// changed in single steps).
+    fn core(&self) -> MutexGuard<'_, Core<room::Handle>> {
+        self.core.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether the session is ending, so its end (not a room stream) decides each room's fate.
+    fn ending<S: Session>(&self, session: &S) -> bool {
+        self.core().is_settled() || session.closure().is_some()
+    }
+}
+
+/// A frame reader over one stream.
+struct Reader<R> {
+    recv: R,
+    decoder: FrameDecoder,
+    buf: Vec<u8>,
+}
+
+impl<R: AsyncRead + Unpin> Reader<R> {
+    fn new(recv: R, max_frame: usize) -> Self {
+        Self { recv, decoder: FrameDecoder::new(max_frame), buf: vec![0; 16 * 1024] }
+    }
+
+    async fn next(&mut self) -> Read {
+        loop {
+            match self.decoder.decode() {
+                Ok(Some(m)) => return Read::Message(m),
+                Ok(None) => {}
+                Err(e) => return Read::Bad(e),
+            }
+            match self.recv.read(&mut self.buf).await {
+                Ok(0) | Err(_) => return Read::End,
+                Ok(n) => self.decoder.push(&self.buf[..n]),
+            }
+        }
+    }
+}
+
+async fn write<W: AsyncWrite + Unpin>(send: &mut W, message: &Message) -> Result<(), ()> {
+    let bytes = message.encode().map_err(|e| tracing::error!("encode {:?}: {e}", message.kind()))?;
+    send.write_all(&bytes).await.map_err(|_| ())
+}
+
+/// Answers a refused request with its `Fault` and finishes the stream.
+async fn end_stream<W: AsyncWrite + Unpin>(send: &mut W, fault: &Message) {
+    let _ = write(send, fault).await;
+    let _ = send.shutdown().await;
+}
+
+fn unix_now() -> std::time::Duration {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default()
+}
+
+/// Runs a session to its end.
+pub(crate) async fn run<S: Session + Clone>(shared: Arc<Shared>, session: S) {
+    let transport = session.kind().label();
+    metrics::gauge!("easel_sessions", "transport" => transport).increment(1.0);
+    let started = Instant::now();
+    let timeout = shared.config.handshake_timeout;
+    let handshake = tokio::time::timeout(timeout, handshake(&shared, &session)).await;
+    let (ctx, control) = match handshake {
+        Ok(Ok(ok)) => ok,
+        Ok(Err(Refusal { code, why, .. })) => {
+            metrics::counter!("easel_connects_total", "transport" => transport, "result" => "failed")
+                .increment(1);
+            tracing::info!(transport, %code, "handshake refused: {why}");
+            session.close(code, &why);
+            metrics::gauge!("easel_sessions", "transport" => transport).decrement(1.0);
+            return;
+        }
+        Err(_) => {
+            metrics::counter!("easel_connects_total", "transport" => transport, "result" => "failed")
+                .increment(1);
+            session.close(ErrorCode::HandshakeTimeout, "handshake timeout");
+            metrics::gauge!("easel_sessions", "transport" => transport).decrement(1.0);
+            return;
+        }
+    };
+    metrics::counter!("easel_connects_total", "transport" => transport, "result" => "ok").increment(1);
+    metrics::histogram!("easel_handshake_seconds").record(started.elapsed().as_secs_f64());
+
+    let ctx = Arc::new(ctx);
+    let ending = tokio::select! {
+        end = serve_control(&ctx, control) => end,
+        end = accept_rooms(&ctx, &session) => end,
+        end = datagrams(&ctx, &session) => end,
+        () = ctx.slow.cancelled() => Ending::server(ErrorCode::SlowConsumer, "reliable queue overflowed"),
+        () = ctx.takeover.cancelled() => Ending::TakenOver,
+    };
+    let (code, why) = settle(&ctx, &session, ending).await;
+    session.close(code, &why);
+    metrics::gauge!("easel_sessions", "transport" => transport).decrement(1.0);
+}
+
+/// Settles the session's rooms as its end decides; returns the code and reason to close the
+/// connection with.
+async fn settle<S: Session>(ctx: &Ctx, session: &S, ending: Ending) -> (ErrorCode, String) {
+    // The registry first: once anyone sees this session leave, it must not be resumable.
+    let closure = session.closure();
+    let resumes = &ctx.shared.resumes;
+    let settled = {
+        let mut core = ctx.core();
+        let settled = core.settle(ending, closure);
+        match settled.settle {
+            core::Settle::Leave(_) => resumes.end(&ctx.resume_token),
+            core::Settle::Detach => resumes.detach(&ctx.resume_token, Instant::now()),
+        }
+        settled
+    };
+    tracing::debug!(conn = ctx.conn, settle = ?settled.settle, "session ended: {}", settled.why);
+    for (handle, participant) in settled.rooms {
+        let _ = handle.send(settled.settle.command(participant, ctx.conn)).await;
+    }
+    (settled.code, settled.why)
+}
+
+type ControlStream<S> = (Reader<<S as Session>::Recv>, <S as Session>::Send);
+
+async fn handshake<S: Session>(
+    shared: &Arc<Shared>,
+    session: &S,
+) -> Result<(Ctx, ControlStream<S>), Refusal> {
+    let (mut send, recv) = session.accept_bi().await.map_err(|e| Refusal {
+        code: ErrorCode::Normal,
+        why: e.to_string(),
+        reply: None,
+    })?;
+    let mut reader = Reader::new(recv, limits::MAX_PREAUTH_FRAME_LEN);
+    let now = unix_now();
+    let (hello, claims) = match core::hello(reader.next().await, &shared.verifier, now.as_secs()) {
+        Ok(ok) => ok,
+        Err(refusal) => {
+            if let Some(fault) = &refusal.reply {
+                end_stream(&mut send, fault).await;
+            }
+            return Err(refusal);
+        }
+    };
+    let config = &shared.config;
+    let t = Instant::now();
+    let claimed = hello.resume.and_then(|token| shared.resumes.claim(&token, &claims.sub, t));
+    let resumed = claimed.is_some();
+    let held = claimed.unwrap_or_else(|| Held { session_id: rand::random(), rooms: HashMap::new() });
+    let mut resume_token = vec![0u8; 32];
+    rand::fill(&mut resume_token[..]);
+    let welcome = core::welcome(
+        config,
+        &claims,
+        held.session_id,
+        resume_token.clone(),
+        resumed,
+        now.as_millis() as u64,
+    );
+    write(&mut send, &Message::from(welcome)).await.map_err(|()| Refusal {
+        code: ErrorCode::Normal,
+        why: "closed during handshake".into(),
+        reply: None,
+    })?;
+    // Registered only now: the handshake timeout may cancel the write above, and nothing
+    // would then remove a live entry. There is no await from here on.
+    let takeover = CancellationToken::new();
+    shared.resumes.open(resume_token.clone(), claims.sub.clone(), held.clone(), takeover.clone());
+    if resumed {
+        metrics::counter!("easel_resumes_total").increment(1);
+        tracing::info!(session_id = held.session_id, rooms = held.rooms.len(), "session resumed");
+    }
+    reader.decoder.set_max_frame(config.max_frame as usize);
+    let core = Core::new(config, shared.rooms.has_sfu(), (claims, hello.client_id), held.rooms, t);
+    let ctx = Ctx {
+        shared: shared.clone(),
+        core: Mutex::new(core),
+        slow: CancellationToken::new(),
+        conn: shared.next_conn.fetch_add(1, Ordering::Relaxed),
+        resume_token,
+        takeover,
+    };
+    Ok((ctx, (reader, send)))
+}
+
+async fn serve_control<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    ctx: &Ctx,
+    (mut reader, mut send): (Reader<R>, W),
+) -> Ending {
+    loop {
+        let left = ctx.core().token_left(unix_now().as_secs());
+        let step = tokio::select! {
+            read = reader.next() => {
+                let now_ms = unix_now().as_millis() as u64;
+                ctx.core().control(read, &ctx.shared.verifier, now_ms)
+            }
+            () = tokio::time::sleep(left) => {
+                let (go, ending) = core::token_expired();
+                Control::End(Some(go), ending)
+            }
+            () = ctx.shared.shutdown.cancelled() => {
+                let (go, ending) = core::shutting_down();
+                Control::End(Some(go), ending)
+            }
+        };
+        match step {
+            Control::Reply(reply) => {
+                if write(&mut send, &reply).await.is_err() {
+                    return Ending::peer("control stream closed");
+                }
+            }
+            Control::Quiet => {}
+            Control::End(reply, ending) => {
+                if let Some(reply) = reply {
+                    let _ = write(&mut send, &reply).await;
+                }
+                return ending;
+            }
+        }
+    }
+}
+
+async fn accept_rooms<S: Session + Clone>(ctx: &Arc<Ctx>, session: &S) -> Ending {
+    loop {
+        match session.accept_bi().await {
+            Ok((send, recv)) => {
+                let (ctx, session) = (ctx.clone(), session.clone());
+                tokio::spawn(async move { room_stream::run(ctx, session, send, recv).await });
+            }
+            Err(e) => return Ending::peer(e.to_string()),
+        }
+    }
+}
+
+async fn datagrams<S: Session>(ctx: &Ctx, session: &S) -> Ending {
+    loop {
+        let bytes = match session.recv_datagram().await {
+            Ok(b) => b,
+            Err(e) => return Ending::peer(e.to_string()),
+        };
+        metrics::counter!("easel_datagrams_in_total").increment(1);
+        let route = ctx.core().route_datagram(&bytes, Instant::now());
+        match route {
+            DatagramRoute::Cursor(handle, participant, c) => handle.cursor(participant, c),
+            DatagramRoute::Heartbeat(handle, participant, h) => {
+                handle.offer(Command::Heartbeat(participant, h))
+            }
+            DatagramRoute::Drop(reason) => {
+                metrics::counter!("easel_datagrams_dropped_total", "reason" => reason).increment(1);
+            }
+        }
+    }
+}

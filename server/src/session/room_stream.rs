@@ -1,0 +1,272 @@
+//! One room stream: a `Join`, then the member's writer (what the room queues for it) and
+//! reader (its frames, routed by the core) until either ends the membership, and the snapshot
+//! streams that carry state transfers.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use easel_proto::message::{Join, Joined, Left, SnapshotBegin, SnapshotChunk, SyncKind};
+use easel_proto::{ErrorCode, Kind, Message};
+use tokio::io::AsyncWriteExt as _;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use super::core::{Exit, Read, Route, fault};
+use super::{Ctx, Reader, end_stream, write};
+use crate::room::{self, Command, JoinRequest, Link, Outbound, SnapshotPayload};
+use crate::transport::Session;
+
+/// Queued room-stream frames are coalesced into writes of up to about this many bytes.
+const WRITE_BATCH: usize = 64 * 1024;
+
+/// Bytes per snapshot chunk frame.
+const CHUNK: usize = 256 * 1024;
+
+/// A joined room, as its stream task holds it.
+struct Membership {
+    room: String,
+    slot: u16,
+    handle: room::Handle,
+    participant: u16,
+}
+
+/// Serves a room stream the client opened, to its end.
+pub(super) async fn run<S: Session + Clone>(ctx: Arc<Ctx>, session: S, mut send: S::Send, recv: S::Recv) {
+    let mut reader = Reader::new(recv, ctx.shared.config.max_frame as usize);
+    let join = match reader.next().await {
+        Read::Message(Message::Join(j)) => j,
+        Read::Message(other) => {
+            let kind = other.kind().to_u8();
+            return end_stream(
+                &mut send,
+                &fault(ErrorCode::NotJoined, kind, 0, "a room stream starts with Join"),
+            )
+            .await;
+        }
+        Read::Bad(e) => {
+            return end_stream(&mut send, &fault(e.code(), Kind::Join.to_u8(), 0, e.to_string())).await;
+        }
+        Read::End => return,
+    };
+    let refuse = |code: ErrorCode, why: String| fault(code, Kind::Join.to_u8(), 0, why);
+    let admitted = ctx.core().admit(&join.room);
+    let slot = match admitted {
+        Ok(slot) => slot,
+        Err((code, why)) => return end_stream(&mut send, &refuse(code, why)).await,
+    };
+    let (tx, rx) = mpsc::channel(ctx.shared.config.outbound_queue as usize);
+    let link =
+        Link { tx, datagrams: session.datagram_sender(), kill: ctx.slow.clone(), slot, conn: ctx.conn };
+    let (handle, joined) = match enter(&ctx, &join, link).await {
+        Ok(ok) => ok,
+        Err(code) => {
+            ctx.core().free(slot);
+            return end_stream(&mut send, &refuse(code, format!("cannot join {}", join.room))).await;
+        }
+    };
+    let member = Membership { room: join.room, slot, handle, participant: joined.participant };
+    if !register(&ctx, &member).await {
+        return;
+    }
+    let (exit, writer) = serve_member(&ctx, &session, &member, joined, (send, rx), &mut reader).await;
+    let code = match exit {
+        Exit::Leave(code) => Some(code),
+        // Every room is settled at once by the session's end: a lost connection keeps them.
+        Exit::Gone if ctx.ending(&session) => return,
+        Exit::Gone => Some(ErrorCode::Normal),
+        Exit::Ended => None,
+    };
+    end_membership(&ctx, &member, code, writer).await;
+}
+
+/// Joins the room, or re-attaches the member a resumed session held there.
+async fn enter(ctx: &Ctx, join: &Join, link: Link) -> Result<(room::Handle, room::Joined), ErrorCode> {
+    let (claims, client_id, resume) = {
+        let mut core = ctx.core();
+        (core.claims().clone(), core.client_id().to_owned(), core.take_held(&join.room))
+    };
+    let name = if join.name.is_empty() {
+        claims.name.clone().unwrap_or_else(|| claims.sub.clone())
+    } else {
+        join.name.clone()
+    };
+    let request = || JoinRequest {
+        user: claims.sub.clone(),
+        name: name.clone(),
+        role: claims.role(),
+        client_id: client_id.clone(),
+        since: join.since.clone(),
+        resume,
+        expires_ms: claims.exp.saturating_mul(1000),
+        link: link.clone(),
+    };
+    // `link` drops on return, leaving the room the only holder of the sender: when the room
+    // lets go of the member, the writer ends.
+    ctx.shared.rooms.join(&join.room, request).await
+}
+
+/// Records the membership where datagrams and the session's end find it. Returns false if
+/// the session ended meanwhile, having settled this room as it settled the others.
+async fn register(ctx: &Ctx, member: &Membership) -> bool {
+    let settled = ctx.core().joined(member.slot, &member.room, member.handle.clone(), member.participant);
+    // Either way: a detached session's resume must find this room too.
+    ctx.shared.resumes.set_room(&ctx.resume_token, &member.room, Some(member.participant));
+    match settled {
+        Some(settle) => {
+            let _ = member.handle.send(settle.command(member.participant, ctx.conn)).await;
+            false
+        }
+        None => true,
+    }
+}
+
+/// Ends a membership from the stream's side: leaves with `code` (`None`: the room already
+/// ended it) and forgets the room.
+async fn end_membership(
+    ctx: &Ctx,
+    member: &Membership,
+    code: Option<ErrorCode>,
+    writer: Option<JoinHandle<()>>,
+) {
+    if let Some(code) = code {
+        let leave = Command::Leave { participant: member.participant, conn: ctx.conn, code };
+        let _ = member.handle.send(leave).await;
+    }
+    // Let the writer flush what is queued (Left included) before the stream goes away.
+    if let Some(writer) = writer {
+        let _ = writer.await;
+    }
+    ctx.shared.resumes.set_room(&ctx.resume_token, &member.room, None);
+    ctx.core().free(member.slot);
+}
+
+/// Answers `Joined`, then runs the member's writer and reader until either ends. Returns how,
+/// and the writer if it was started.
+async fn serve_member<S: Session + Clone>(
+    ctx: &Ctx,
+    session: &S,
+    member: &Membership,
+    joined: room::Joined,
+    (mut send, rx): (S::Send, mpsc::Receiver<Outbound>),
+    reader: &mut Reader<S::Recv>,
+) -> (Exit, Option<JoinHandle<()>>) {
+    let role = ctx.core().claims().role();
+    let sync = joined.snapshot.as_ref().map_or(SyncKind::None, |s| s.sync);
+    let reply = Joined {
+        slot: member.slot,
+        room: member.room.clone(),
+        participant: member.participant,
+        role,
+        resumed: joined.resumed,
+        participants: joined.participants,
+        sync,
+    };
+    if write(&mut send, &Message::from(reply)).await.is_err() {
+        return (Exit::Gone, None);
+    }
+    if let Some(payload) = joined.snapshot {
+        tokio::spawn(snapshot_stream(session.clone(), member.slot, payload));
+    }
+    // The writer drains the room's queue; the reader feeds the room.
+    let (left_tx, left_rx) = oneshot::channel();
+    let writer = tokio::spawn(write_room(session.clone(), member.slot, send, rx, left_tx));
+    let exit = tokio::select! {
+        exit = read_room(ctx, &member.handle, member.participant, reader) => exit,
+        // The writer failed without the room ending the membership: the stream broke.
+        left = left_rx => if left.is_ok() { Exit::Ended } else { Exit::Gone },
+    };
+    (exit, Some(writer))
+}
+
+/// Writes what the room queues for the member until the room ends the membership (then it
+/// reports on `left`) or lets go of the member.
+async fn write_room<S: Session + Clone>(
+    session: S,
+    slot: u16,
+    mut send: S::Send,
+    mut rx: mpsc::Receiver<Outbound>,
+    left: oneshot::Sender<()>,
+) {
+    // Everything queued goes out in one write: a join storm of hundreds of
+    // ParticipantJoined frames then costs a few packets, not one write per frame.
+    let mut batch = Vec::with_capacity(16 * 1024);
+    while let Some(first) = rx.recv().await {
+        batch.clear();
+        let mut next = Some(first);
+        let mut ended = false;
+        while let Some(out) = next.take() {
+            match out {
+                Outbound::Message(m) => {
+                    if let Err(e) = m.encode_into(&mut batch) {
+                        tracing::error!("encode {:?}: {e}", m.kind());
+                    }
+                }
+                Outbound::Frame(bytes) => batch.extend_from_slice(&bytes),
+                Outbound::Snapshot(p) => {
+                    tokio::spawn(snapshot_stream(session.clone(), slot, p));
+                }
+                Outbound::Left(code, why) => {
+                    let message = Message::from(Left { code: code.to_u16(), message: why });
+                    let _ = message.encode_into(&mut batch);
+                    ended = true;
+                    break;
+                }
+            }
+            if batch.len() < WRITE_BATCH {
+                next = rx.try_recv().ok();
+            }
+        }
+        if send.write_all(&batch).await.is_err() {
+            return;
+        }
+        if ended {
+            let _ = send.shutdown().await;
+            let _ = left.send(());
+            return;
+        }
+    }
+}
+
+/// Feeds a room stream's frames to the room, as the core routes them, until the membership
+/// ends.
+async fn read_room<R: tokio::io::AsyncRead + Unpin>(
+    ctx: &Ctx,
+    handle: &room::Handle,
+    participant: u16,
+    reader: &mut Reader<R>,
+) -> Exit {
+    loop {
+        let read = reader.next().await;
+        let route = ctx.core().route(participant, read, Instant::now());
+        let cmd = match route {
+            Route::Room(cmd) => cmd,
+            Route::RateLimited(cmd) => {
+                metrics::counter!("easel_ops_rejected_total").increment(1);
+                cmd
+            }
+            Route::Exit(exit) => return exit,
+        };
+        if handle.send(cmd).await.is_err() {
+            return Exit::Ended;
+        }
+    }
+}
+
+async fn snapshot_stream<S: Session>(session: S, slot: u16, payload: SnapshotPayload) {
+    let Ok(mut send) = session.open_uni().await else { return };
+    let begin = SnapshotBegin {
+        slot,
+        sync: payload.sync,
+        total_len: payload.data.len() as u64,
+        version: payload.version,
+    };
+    if write(&mut send, &Message::from(begin)).await.is_err() {
+        return;
+    }
+    for chunk in payload.data.chunks(CHUNK) {
+        if write(&mut send, &Message::from(SnapshotChunk { data: chunk.to_vec() })).await.is_err() {
+            return;
+        }
+    }
+    let _ = send.shutdown().await;
+}

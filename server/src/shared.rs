@@ -1,0 +1,129 @@
+//! What every session shares: the validated configuration, the token verifier, the registry
+//! of loaded rooms ([`Rooms`]), resumable sessions and the shutdown signal.
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+
+use easel_proto::ErrorCode;
+use easel_sfu_bridge::Sfu;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::Verifier;
+use crate::config::ServerConfig;
+use crate::resume::Resumes;
+use crate::room::{self, Command, Handle, JoinRequest, Joined};
+use crate::store::Store;
+
+/// State every session shares.
+pub(crate) struct Shared {
+    pub(crate) config: ServerConfig,
+    pub(crate) verifier: Verifier,
+    pub(crate) rooms: Rooms,
+    /// Resumable sessions by resume token.
+    pub(crate) resumes: Resumes,
+    /// Numbers connections, so rooms can tell a resumed member's old connection from its new.
+    pub(crate) next_conn: AtomicU64,
+    pub(crate) shutdown: CancellationToken,
+}
+
+/// The loaded rooms, by id; loads a room on first join and forgets it when its actor stops.
+pub(crate) struct Rooms {
+    loaded: Arc<Mutex<HashMap<String, Handle>>>,
+    /// Serialises loading so two first joins do not load one room twice.
+    loading: tokio::sync::Mutex<()>,
+    store: Store,
+    config: room::Config,
+    /// Where members' video goes, if an SFU is configured.
+    sfu: Option<Arc<dyn Sfu>>,
+}
+
+impl Rooms {
+    /// A room's attendance: from its actor when loaded (the live state, with writes still in
+    /// flight), else from the store.
+    pub(crate) async fn attendance(&self, id: &str) -> Result<Vec<crate::class::Attendance>, String> {
+        if let Some(handle) = self.loaded(id) {
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            if handle.send(Command::Attendance(reply)).await.is_ok()
+                && let Ok(attendance) = answer.await
+            {
+                return Ok(attendance);
+            }
+        }
+        let (store, id) = (self.store.clone(), id.to_owned());
+        let records = tokio::task::spawn_blocking(move || store.load_side(&id))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        crate::class::attendance_of(records)
+    }
+
+    pub(crate) fn new(store: Store, config: room::Config, sfu: Option<Arc<dyn Sfu>>) -> Self {
+        Self { loaded: Arc::default(), loading: tokio::sync::Mutex::new(()), store, config, sfu }
+    }
+
+    /// Whether SFU signalling goes anywhere.
+    pub(crate) fn has_sfu(&self) -> bool {
+        self.sfu.is_some()
+    }
+
+    fn loaded(&self, id: &str) -> Option<Handle> {
+        let map = self.loaded.lock().ok()?;
+        map.get(id).filter(|h| !h.is_closed()).cloned()
+    }
+
+    async fn handle(&self, id: &str) -> Result<Handle, ErrorCode> {
+        if let Some(h) = self.loaded(id) {
+            return Ok(h);
+        }
+        let _guard = self.loading.lock().await;
+        if let Some(h) = self.loaded(id) {
+            return Ok(h);
+        }
+        let loaded = self.loaded.clone();
+        let on_exit = move |gone: &Handle| {
+            if let Ok(mut map) = loaded.lock()
+                && map.get(gone.id()).is_some_and(|h| h.same(gone))
+            {
+                map.remove(gone.id());
+            }
+        };
+        let handle =
+            room::spawn(Arc::from(id), self.config.clone(), self.store.clone(), self.sfu.clone(), on_exit)
+                .await
+                .map_err(|e| {
+                    tracing::error!(room = id, "cannot load room: {e}");
+                    ErrorCode::StorageUnavailable
+                })?;
+        if let Ok(mut map) = self.loaded.lock() {
+            map.insert(id.to_owned(), handle.clone());
+        }
+        Ok(handle)
+    }
+
+    /// Joins `id`, loading it if needed. `request` is called again if the room unloads
+    /// between lookup and join.
+    pub(crate) async fn join(
+        &self,
+        id: &str,
+        request: impl Fn() -> JoinRequest,
+    ) -> Result<(Handle, Joined), ErrorCode> {
+        for _ in 0..3 {
+            let handle = self.handle(id).await?;
+            let (reply, rx) = tokio::sync::oneshot::channel();
+            if handle.send(Command::Join(request(), reply)).await.is_err() {
+                continue;
+            }
+            match rx.await {
+                Ok(joined) => return joined.map(|j| (handle, j)),
+                Err(_) => continue,
+            }
+        }
+        Err(ErrorCode::Internal)
+    }
+
+    /// Every loaded room.
+    pub(crate) fn all(&self) -> Vec<Handle> {
+        self.loaded.lock().map(|m| m.values().cloned().collect()).unwrap_or_default()
+    }
+}
