@@ -24,5 +24,6 @@ pub mod store;
 pub mod telemetry;
 pub mod transport;
 pub mod websocket;
+mod wire;
 
 pub use server::{Server, StartError};
