@@ -292,11 +292,6 @@ impl Room {
         &self.id
     }
 
-    /// The room's tunables.
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-
     /// Members now.
     pub fn len(&self) -> usize {
         self.members.len()
