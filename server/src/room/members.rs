@@ -149,9 +149,8 @@ impl Room {
             tracing::error!(room = %self.id, "export for join failed: {e}");
             ErrorCode::Internal
         })?;
-        self.broadcast(Some(index), &Message::from(ParticipantJoined { participant: info.clone() }));
+        let joined = Message::from(ParticipantJoined { participant: info.clone() });
         let arrived = self.class.arrive(&info.user, &info.name, now_ms);
-        self.store_side(arrived.into_iter().collect(), Vec::new());
         self.members.insert(
             index,
             Member {
@@ -172,7 +171,18 @@ impl Room {
         );
         self.empty_since = None;
         self.metric(Metric::ParticipantJoined);
-        self.answer_join(index, snapshot, false);
+        // The answer before the broadcast: should the broadcast close a slow consumer, the
+        // newcomer, whose list has it, is linked by then and hears it leave.
+        let participants = self.members.values().map(|m| m.info.clone()).collect();
+        self.push(Output::JoinAnswer(Ok(Joined {
+            participant: index,
+            participants,
+            snapshot,
+            resumed: false,
+        })));
+        self.broadcast(Some(index), &joined);
+        self.store_side(arrived.into_iter().collect(), Vec::new());
+        self.send_side_state(index);
         Ok(())
     }
 
@@ -192,16 +202,15 @@ impl Room {
         // Marks at zero: the next tick sends every cursor and presence entry, which it missed.
         member.cursor_mark = 0;
         member.presence_mark = 0;
-        self.answer_join(index, snapshot, true);
-        Ok(())
-    }
-
-    /// The join answer, then what the member would otherwise never see: what was said and
-    /// asked before it came (or while it was away).
-    fn answer_join(&mut self, index: u16, snapshot: Option<SnapshotPayload>, resumed: bool) {
         let participants = self.members.values().map(|m| m.info.clone()).collect();
-        self.push(Output::JoinAnswer(Ok(Joined { participant: index, participants, snapshot, resumed })));
+        self.push(Output::JoinAnswer(Ok(Joined {
+            participant: index,
+            participants,
+            snapshot,
+            resumed: true,
+        })));
         self.send_side_state(index);
+        Ok(())
     }
 
     fn allocate_index(&mut self) -> Option<u16> {
@@ -216,7 +225,8 @@ impl Room {
         None
     }
 
-    /// The room's side state for a member that just joined or came back (SPEC §6.2).
+    /// The room's side state for a member that just joined or came back (SPEC §6.2): what
+    /// was said and asked before it came, or while it was away.
     fn send_side_state(&mut self, index: u16) {
         for message in self.class.on_join() {
             self.send(index, message);
@@ -430,6 +440,21 @@ mod tests {
         let queued = next.iter().position(|o| matches!(o, Output::Send { to, .. } if *to == b));
         assert!(slow < release && release < queued, "{next:?}");
         assert!(next.iter().any(|o| matches!(o, Output::Broadcast { .. })), "{a} hears bob left");
+    }
+
+    #[test]
+    fn a_newcomer_hears_of_the_slow_consumer_its_arrival_closed() {
+        let t0 = Instant::now();
+        let mut sim = Sim::new(room(Config::default(), t0));
+        sim.join(t0, "ada");
+        let b = sim.join_with(t0, "bob", 0, None, 1).participant;
+        sim.room.broadcast(None, &Message::from(Ack { op_ids: vec![1] }));
+        sim.drain();
+        // Bob's one-slot queue is full: the ParticipantJoined for cyd overflows it.
+        let cyd = sim.join_with(t0, "cyd", 0, None, 64);
+        assert!(sim.killed(b));
+        assert!(cyd.participants.iter().any(|p| p.index == b), "bob was there when cyd joined");
+        assert_eq!(sim.membership(cyd.participant), [("left", b, ErrorCode::SlowConsumer.to_u16())]);
     }
 
     #[test]
