@@ -27,6 +27,7 @@ pub mod store;
 pub mod telemetry;
 pub mod transport;
 pub mod websocket;
+mod wire;
 
 pub use config::ServerConfig;
 pub use server::{Server, StartError};

@@ -1,13 +1,14 @@
-//! The room's side of the SFU bridge: the work a [`Room`](crate::room::Room) hands out
-//! ([`SfuOp`]) and what comes back to it ([`SfuNews`]), and the driver that runs the work
-//! against an [`Sfu`] adapter.
+//! The room's side of the SFU bridge: the work a room hands out ([`SfuOp`]) and what comes
+//! back to it ([`SfuNews`]), and the driver that runs the work against an [`Sfu`] adapter.
 //!
 //! The room stays sans-IO: it validates a member's SFU signalling (roles, SPEC §6.4), queues
 //! [`SfuOp`]s, and its actor passes them to this room's driver (`spawn`). The driver keeps
 //! one task per participant that uses the SFU, so each participant's signalling reaches the
 //! SFU in the order it was sent (an offer before its candidates), while participants do not
-//! wait on each other. Answers and SFU-side events return to the room as
-//! [`Command::SfuNews`], in order with everything else the room does.
+//! wait on each other. Answers and SFU-side events go back as `(participant, SfuNews)` on
+//! the sender the actor gives it (its own command queue), in order with everything else the
+//! room does. Nothing here knows the room's types, so the room may depend on this module and
+//! not the other way round.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use easel_proto::{ErrorCode, Message};
 use easel_sfu_bridge::{Access, Candidate, Grant, PeerEvent, PeerRequest, Sfu, SfuError, SfuPeer};
 use tokio::sync::mpsc;
 
-use crate::room::{Command, Handle, clip_reason};
+use crate::wire::clip_reason;
 
 /// Most SFU requests of one participant waiting for the SFU; more are refused (`RateLimited`).
 const MAX_WAITING: usize = 64;
@@ -76,12 +77,50 @@ pub enum SfuNews {
     Event(PeerEvent),
 }
 
-/// Starts a room's driver; the room's actor sends it the ops its room queues. It ends, taking
-/// every participant out of the SFU, when the sender is dropped.
-pub(crate) fn spawn(sfu: Arc<dyn Sfu>, room: Handle) -> mpsc::UnboundedSender<SfuOp> {
+/// Starts the driver of room `room`; the room's actor sends it the ops its room queues, and
+/// it reports on `news` (any queue whose items can be made from `(participant, SfuNews)`). It
+/// ends, taking every participant out of the SFU, when the sender is dropped.
+pub(crate) fn spawn<N>(
+    sfu: Arc<dyn Sfu>,
+    room: Arc<str>,
+    news: mpsc::Sender<N>,
+) -> mpsc::UnboundedSender<SfuOp>
+where
+    N: From<(u16, SfuNews)> + Send + 'static,
+{
     let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(drive(sfu, room, rx));
+    tokio::spawn(drive(sfu, Room { id: room, news }, rx));
     tx
+}
+
+/// Where a driver reports: the room's id and its queue.
+struct Room<N> {
+    id: Arc<str>,
+    news: mpsc::Sender<N>,
+}
+
+impl<N> Clone for Room<N> {
+    fn clone(&self) -> Self {
+        Self { id: self.id.clone(), news: self.news.clone() }
+    }
+}
+
+impl<N: From<(u16, SfuNews)>> Room<N> {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Reports, waiting for queue space; false once the room has stopped.
+    async fn tell(&self, participant: u16, news: SfuNews) -> bool {
+        self.news.send(N::from((participant, news))).await.is_ok()
+    }
+
+    /// Reports without waiting; a full queue drops it.
+    fn offer(&self, participant: u16, news: SfuNews) {
+        if self.news.try_send(N::from((participant, news))).is_err() {
+            metrics::counter!("easel_datagrams_dropped_total", "reason" => "room_busy").increment(1);
+        }
+    }
 }
 
 /// A participant's task: its queue, and how many of the client's requests wait in it.
@@ -90,7 +129,10 @@ struct Queue {
     waiting: Arc<AtomicUsize>,
 }
 
-async fn drive(sfu: Arc<dyn Sfu>, room: Handle, mut ops: mpsc::UnboundedReceiver<SfuOp>) {
+async fn drive<N>(sfu: Arc<dyn Sfu>, room: Room<N>, mut ops: mpsc::UnboundedReceiver<SfuOp>)
+where
+    N: From<(u16, SfuNews)> + Send + 'static,
+{
     let mut participants: HashMap<u16, Queue> = HashMap::new();
     while let Some(op) = ops.recv().await {
         let index = op.participant();
@@ -120,7 +162,7 @@ async fn drive(sfu: Arc<dyn Sfu>, room: Handle, mut ops: mpsc::UnboundedReceiver
                 reference: 0,
                 message: "too many SFU requests waiting for the SFU".into(),
             };
-            room.offer(Command::SfuNews(index, SfuNews::Reply(Message::from(busy))));
+            room.offer(index, SfuNews::Reply(Message::from(busy)));
             continue;
         }
         if from_client {
@@ -136,19 +178,16 @@ async fn drive(sfu: Arc<dyn Sfu>, room: Handle, mut ops: mpsc::UnboundedReceiver
 }
 
 /// One participant's SFU signalling, in order; its peer's events go to the room as they come.
-async fn participant(
+async fn participant<N: From<(u16, SfuNews)>>(
     sfu: Arc<dyn Sfu>,
-    room: Handle,
+    room: Room<N>,
     index: u16,
     mut ops: mpsc::UnboundedReceiver<SfuOp>,
     waiting: Arc<AtomicUsize>,
 ) {
     let (events_tx, mut events) = mpsc::unbounded_channel();
     let mut peer: Option<(Box<dyn SfuPeer>, Grant)> = None;
-    let tell = |news: SfuNews| {
-        let room = room.clone();
-        async move { room.send(Command::SfuNews(index, news)).await.is_ok() }
-    };
+    let tell = |news: SfuNews| room.tell(index, news);
     loop {
         let op = tokio::select! {
             op = ops.recv() => op,

@@ -1,0 +1,411 @@
+//! The task that drives one [`Room`]: it takes [`Command`]s and cursors from connections,
+//! holds each member's [`Link`], runs durable writes through the [`Store`] in order, sleeps
+//! until the room's next timer, and feeds the SFU driver. Every event is one input to the
+//! room followed by one [`Actor::drain`], the only place where outputs become IO.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use easel_proto::ErrorCode;
+use easel_sfu_bridge::Sfu;
+use futures::stream::{FuturesOrdered, StreamExt as _};
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{mpsc, oneshot};
+
+use super::handle::{Command, Handle, Link, Outbound};
+use super::{Joined, Metric, Output, Persist, Room, SnapshotWrite, Undeliverable};
+use crate::class::{Class, Deliver};
+use crate::sfu::SfuOp;
+use crate::store::{Store, StoreError};
+
+/// Most queued updates the actor applies in one import.
+const UPDATE_BATCH: usize = 256;
+/// Commands waiting for a room.
+const COMMAND_QUEUE: usize = 4096;
+
+/// Loads a room from the store and starts its actor, with the SFU its members' video goes to,
+/// if any. `on_exit` runs when the actor stops (idle unload or shutdown), before its channel
+/// closes for good.
+pub async fn spawn(
+    id: Arc<str>,
+    config: super::Config,
+    store: Store,
+    sfu: Option<Arc<dyn Sfu>>,
+    on_exit: impl FnOnce(&Handle) + Send + 'static,
+) -> Result<Handle, StoreError> {
+    let (log, side) = {
+        let (store, room) = (store.clone(), id.clone());
+        tokio::task::spawn_blocking(move || {
+            Ok::<_, StoreError>((store.load(&room)?, store.load_side(&room)?))
+        })
+        .await
+        .map_err(|e| StoreError::Corrupt {
+            room: id.to_string(),
+            seq: 0,
+            reason: e.to_string(),
+        })??
+    };
+    let snapshot = log.snapshot.map(|s| (s.upto_seq, s.data));
+    let updates = log.updates.into_iter().map(|(seq, r)| (seq, r.data)).collect();
+    let (now, now_ms) = (Instant::now(), unix_ms());
+    let class = Class::load(side, config.chat_per_min, now, now_ms);
+    let room = Room::new(id.clone(), config, snapshot, updates, class, now, now_ms)
+        .map_err(|e| StoreError::Corrupt { room: id.to_string(), seq: e.seq(), reason: e.to_string() })?;
+    let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+    let handle = Handle { id, tx, cursors: Arc::default() };
+    metrics::gauge!("easel_rooms").increment(1.0);
+    let actor = Actor {
+        room,
+        rx,
+        store,
+        sfu: sfu.map(|sfu| Bridge { sfu, driver: None }),
+        handle: handle.clone(),
+        links: BTreeMap::new(),
+        committing: FuturesOrdered::new(),
+        joining: None,
+        idle: false,
+    };
+    tokio::spawn(actor.run(on_exit));
+    Ok(handle)
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+type Committing = Pin<Box<dyn Future<Output = Committed> + Send>>;
+
+/// A durable write that finished, in submission order.
+enum Committed {
+    /// A board update (or a duplicate's barrier).
+    Op {
+        participant: u16,
+        op_id: u64,
+        result: Result<Option<(u64, Vec<u8>)>, StoreError>,
+        received: Option<Instant>,
+    },
+    /// Classroom records, and what waited for them.
+    Side { result: Result<(), StoreError>, then: Vec<Deliver> },
+}
+
+/// The SFU a room's video goes to, and its driver once a member has used it.
+struct Bridge {
+    sfu: Arc<dyn Sfu>,
+    driver: Option<mpsc::UnboundedSender<SfuOp>>,
+}
+
+struct Actor {
+    room: Room,
+    rx: mpsc::Receiver<Command>,
+    store: Store,
+    sfu: Option<Bridge>,
+    /// The actor's own handle: its id, cursor inbox, and the command queue the SFU driver
+    /// reports on.
+    handle: Handle,
+    /// How to reach each linked member.
+    links: BTreeMap<u16, Link>,
+    committing: FuturesOrdered<Committing>,
+    /// The link and reply of the join being answered.
+    joining: Option<(Link, oneshot::Sender<Result<Joined, ErrorCode>>)>,
+    /// The room asked to be unloaded at its last housekeeping.
+    idle: bool,
+}
+
+impl Actor {
+    async fn run(mut self, on_exit: impl FnOnce(&Handle) + Send + 'static) {
+        let cursors = self.handle.cursors.clone();
+        let sleep = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(sleep);
+        let mut shutdown: Option<oneshot::Sender<()>> = None;
+        loop {
+            let timeout = self.room.poll_timeout().map(tokio::time::Instant::from_std);
+            if let Some(at) = timeout
+                && sleep.deadline() != at
+            {
+                sleep.as_mut().reset(at);
+            }
+            tokio::select! {
+                () = cursors.ready.notified(), if shutdown.is_none() => self.on_cursors().await,
+                cmd = self.rx.recv(), if shutdown.is_none() => match cmd {
+                    None => break,
+                    Some(cmd) => shutdown = self.on_command(cmd).await,
+                },
+                Some(c) = self.committing.next() => self.on_committed(c).await,
+                () = &mut sleep, if timeout.is_some() => {
+                    self.on_timeout().await;
+                    if std::mem::take(&mut self.idle) && self.committing.is_empty() && self.rx.is_empty() {
+                        break;
+                    }
+                }
+            }
+            if shutdown.is_some() && self.committing.is_empty() {
+                break;
+            }
+        }
+        self.finish().await;
+        metrics::gauge!("easel_rooms").decrement(1.0);
+        on_exit(&self.handle);
+        if let Some(done) = shutdown {
+            let _ = done.send(());
+        }
+    }
+
+    /// The room closes: nothing more is taken; acks and echoes first, while everyone is still
+    /// there to get them; then the final snapshot and the leaves, whose attendance records
+    /// are stored before the room is gone.
+    async fn finish(&mut self) {
+        self.rx.close();
+        self.settle().await;
+        self.room.handle_shutdown(Instant::now());
+        self.drain().await;
+        self.settle().await;
+        // The leaves took their members out of the SFU; dropping the driver's sender ends it
+        // once they are done.
+        self.sfu = None;
+    }
+
+    /// Waits for every write in flight, reporting each to the room.
+    async fn settle(&mut self) {
+        while let Some(c) = self.committing.next().await {
+            self.on_committed(c).await;
+        }
+    }
+
+    async fn on_cursors(&mut self) {
+        let now = Instant::now();
+        for (participant, cursor) in self.handle.cursors.take() {
+            self.room.handle_cursor(now, participant, &cursor);
+        }
+        self.drain().await;
+    }
+
+    /// One command (with the updates queued right behind it); returns the reply of a
+    /// `Shutdown`, which stops the taking of commands.
+    async fn on_command(&mut self, mut cmd: Command) -> Option<oneshot::Sender<()>> {
+        let now = Instant::now();
+        loop {
+            let Command::Update { participant, op_id, data } = cmd else { break };
+            // The updates queued behind this one go with it: Loro's cost per import grows
+            // with the room's history, and one import of the lot pays it once.
+            let mut ops = vec![(participant, op_id, data)];
+            let mut next = None;
+            while ops.len() < UPDATE_BATCH {
+                match self.rx.try_recv() {
+                    Ok(Command::Update { participant, op_id, data }) => ops.push((participant, op_id, data)),
+                    Ok(other) => {
+                        next = Some(other);
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.room.handle_updates(now, ops);
+            self.drain().await;
+            cmd = next?;
+        }
+        let room = &mut self.room;
+        match cmd {
+            Command::Shutdown(done) => return Some(done),
+            Command::Join(request, reply) => {
+                let (arrival, link) = request.split();
+                self.joining = Some((link, reply));
+                room.handle_join(now, arrival);
+            }
+            Command::Leave { participant, conn, code } => room.handle_leave(now, participant, conn, code),
+            Command::Detach { participant, conn } => room.handle_detach(now, participant, conn),
+            Command::Update { participant, op_id, data } => room.handle_update(now, participant, op_id, data),
+            Command::Heartbeat(participant, beat) => room.handle_heartbeat(now, participant, &beat),
+            Command::Touch(participant) => room.handle_touch(now, participant),
+            Command::Reply(participant, message) => room.handle_reply(now, participant, message),
+            Command::Sync { participant, since } => room.handle_sync(now, participant, &since),
+            Command::Class(participant, message) => room.handle_class(now, participant, message),
+            Command::Sfu(participant, message) => room.handle_sfu(now, participant, message),
+            Command::SfuNews(participant, news) => room.handle_sfu_news(participant, news),
+            Command::Attendance(reply) => {
+                let _ = reply.send(room.attendance());
+            }
+        }
+        self.drain().await;
+        None
+    }
+
+    async fn on_committed(&mut self, committed: Committed) {
+        match committed {
+            Committed::Op { participant, op_id, result: Ok(stored), received } => {
+                if let Some(received) = received {
+                    metrics::histogram!("easel_op_ingest_to_send_seconds")
+                        .record(received.elapsed().as_secs_f64());
+                }
+                self.room.handle_committed(participant, op_id, stored);
+            }
+            Committed::Op { participant, op_id, result: Err(e), .. } => {
+                tracing::error!(room = %self.room.id(), op_id, "durable write failed: {e}");
+                self.room.handle_persist_failed(participant, op_id);
+            }
+            Committed::Side { result: Ok(()), then } => self.room.handle_side_committed(then),
+            // Nothing that waited on it is confirmed; the requesters see no echo.
+            Committed::Side { result: Err(e), .. } => {
+                tracing::error!(room = %self.room.id(), "classroom write failed: {e}");
+            }
+        }
+        self.drain().await;
+    }
+
+    async fn on_timeout(&mut self) {
+        self.room.handle_timeout(Instant::now());
+        self.drain().await;
+    }
+
+    /// Does what the room asked, in order, and reports back what the IO refused (the room
+    /// then puts what follows from it first).
+    async fn drain(&mut self) {
+        let (mut sent, mut skipped) = (0u64, 0u64);
+        while let Some(output) = self.room.poll_output() {
+            match output {
+                Output::Send { to, message } => self.queue(to, Outbound::Message(message)),
+                Output::Broadcast { frame, except } => {
+                    let mut failed = Vec::new();
+                    for (index, link) in &self.links {
+                        if Some(*index) == except {
+                            continue;
+                        }
+                        if let Err(e) = link.tx.try_send(Outbound::Frame(frame.clone())) {
+                            failed.push((*index, refusal(&e)));
+                        }
+                    }
+                    for (index, why) in failed {
+                        self.room.handle_undeliverable(index, why);
+                    }
+                }
+                Output::Datagrams { to, batch } => {
+                    let Some(link) = self.links.get(&to) else { continue };
+                    if link.datagrams.buffer_space() < batch.len_bytes() {
+                        skipped += 1;
+                        self.room.handle_undeliverable(to, Undeliverable::Congested);
+                        continue;
+                    }
+                    for datagram in batch.datagrams() {
+                        if link.datagrams.send(datagram.clone()).is_err() {
+                            break;
+                        }
+                        sent += 1;
+                    }
+                }
+                Output::Snapshot { to, payload } => self.queue(to, Outbound::Snapshot(payload)),
+                Output::JoinAnswer(answer) => {
+                    let Some((link, reply)) = self.joining.take() else { continue };
+                    if let Ok(joined) = &answer {
+                        // A resumed member's old link drops here, ending its old writer.
+                        self.links.insert(joined.participant, link);
+                    }
+                    let _ = reply.send(answer);
+                }
+                Output::Left { member, code, reason } => {
+                    if let Some(link) = self.links.remove(&member) {
+                        let _ = link.tx.try_send(Outbound::Left(code, reason));
+                    }
+                }
+                Output::Release { member } => {
+                    self.links.remove(&member);
+                }
+                Output::SlowConsumer { member } => {
+                    if let Some(link) = self.links.get(&member) {
+                        link.kill.cancel();
+                    }
+                }
+                Output::Persist(p) => self.committing.push_back(persist(&self.store, self.room.id(), p)),
+                Output::SnapshotWrite(snapshot) => {
+                    write_snapshot(&self.store, self.room.id(), snapshot).await
+                }
+                Output::Side { writes, then } => {
+                    self.committing.push_back(side(&self.store, self.room.id(), writes, then));
+                }
+                Output::Sfu(op) => self.pass(op),
+                Output::Metric(metric) => self.record(metric),
+                Output::Idle => self.idle = true,
+            }
+        }
+        if sent > 0 {
+            metrics::counter!("easel_datagrams_out_total").increment(sent);
+        }
+        if skipped > 0 {
+            metrics::counter!("easel_datagram_ticks_skipped_total").increment(skipped);
+        }
+    }
+
+    /// Queues a frame for one member; a refusal goes back to the room.
+    fn queue(&mut self, to: u16, outbound: Outbound) {
+        if let Some(link) = self.links.get(&to)
+            && let Err(e) = link.tx.try_send(outbound)
+        {
+            self.room.handle_undeliverable(to, refusal(&e));
+        }
+    }
+
+    /// Hands SFU work to the room's driver, starting it on first use.
+    fn pass(&mut self, op: SfuOp) {
+        let Some(bridge) = &mut self.sfu else { return };
+        let driver = bridge.driver.get_or_insert_with(|| {
+            crate::sfu::spawn(bridge.sfu.clone(), self.handle.id.clone(), self.handle.tx.clone())
+        });
+        let _ = driver.send(op);
+    }
+
+    fn record(&self, metric: Metric) {
+        match metric {
+            Metric::ParticipantJoined => crate::telemetry::participant_joined(),
+            Metric::ParticipantLeft => crate::telemetry::participant_left(),
+            Metric::OpsIn(n) => metrics::counter!("easel_ops_in_total").increment(n),
+            Metric::OpsOut(n) => metrics::counter!("easel_ops_out_total").increment(n),
+            Metric::OpRejected => metrics::counter!("easel_ops_rejected_total").increment(1),
+            Metric::StaleCursor => metrics::counter!("easel_stale_cursors_dropped_total").increment(1),
+            Metric::SlowConsumer => metrics::counter!("easel_slow_consumers_total").increment(1),
+            Metric::SampleQueues => {
+                let deepest = self.links.values().map(|l| l.tx.max_capacity() - l.tx.capacity()).max();
+                metrics::histogram!("easel_room_queue_depth").record(self.rx.len() as f64);
+                metrics::histogram!("easel_outbound_queue_depth").record(deepest.unwrap_or(0) as f64);
+            }
+        }
+    }
+}
+
+fn refusal(e: &TrySendError<Outbound>) -> Undeliverable {
+    match e {
+        TrySendError::Full(_) => Undeliverable::QueueFull,
+        TrySendError::Closed(_) => Undeliverable::QueueClosed,
+    }
+}
+
+fn persist(store: &Store, room: &str, p: Persist) -> Committing {
+    let (store, room) = (store.clone(), room.to_owned());
+    Box::pin(async move {
+        match p {
+            Persist::Append { participant, op_id, record, received } => {
+                let data = record.data.clone();
+                let result = store.append(&room, record).await.map(|seq| Some((seq, data)));
+                Committed::Op { participant, op_id, result, received: Some(received) }
+            }
+            Persist::Barrier { participant, op_id } => {
+                let result = store.flush().await.map(|()| None);
+                Committed::Op { participant, op_id, result, received: None }
+            }
+        }
+    })
+}
+
+fn side(store: &Store, room: &str, writes: Vec<crate::class::Write>, then: Vec<Deliver>) -> Committing {
+    let (store, room) = (store.clone(), room.to_owned());
+    Box::pin(async move {
+        let result = if writes.is_empty() { Ok(()) } else { store.side(&room, writes).await };
+        Committed::Side { result, then }
+    })
+}
+
+async fn write_snapshot(store: &Store, room: &str, snapshot: SnapshotWrite) {
+    if let Err(e) = store.snapshot(room, snapshot.upto_seq, snapshot.data).await {
+        tracing::error!(room, "snapshot write failed: {e}");
+    }
+}

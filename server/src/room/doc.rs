@@ -1,0 +1,442 @@
+//! The room's Loro document: updates checked and imported (one import for a batch queued
+//! together), durable writes asked for and acked once done, state transfers for joiners and
+//! `Sync`, snapshots for compaction.
+
+use std::panic::AssertUnwindSafe;
+use std::time::Instant;
+
+use easel_proto::message::{Ack, Reject, RemoteUpdate, Role, SyncKind};
+use easel_proto::{ErrorCode, Message};
+use loro::{ExportMode, LoroDoc, LoroEncodeError, LoroError, VersionVector};
+
+use super::{Metric, Output, Room};
+use crate::store::UpdateRecord;
+use crate::wire::clip_reason;
+
+/// A room's state for a joining client (sent on a snapshot stream).
+#[derive(Debug, Clone)]
+pub struct SnapshotPayload {
+    /// Updates since the client's version, or a whole snapshot.
+    pub sync: SyncKind,
+    /// The Loro export.
+    pub data: Vec<u8>,
+    /// The encoded version vector the payload brings the client to.
+    pub version: Vec<u8>,
+}
+
+/// A durable write the driver must perform before the room acks.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Persist {
+    /// Append this update; then report it with [`Room::handle_committed`].
+    Append {
+        /// Author.
+        participant: u16,
+        /// Author's op id.
+        op_id: u64,
+        /// What to store.
+        record: UpdateRecord,
+        /// When the update arrived (for the ingest-to-send latency histogram).
+        received: Instant,
+    },
+    /// A duplicate: ack once everything before it is durable; then report it with
+    /// [`Room::handle_committed`].
+    Barrier {
+        /// Author.
+        participant: u16,
+        /// Author's op id.
+        op_id: u64,
+    },
+}
+
+/// A snapshot the driver must store (compaction).
+#[derive(Debug)]
+pub struct SnapshotWrite {
+    /// The last stored update the snapshot covers.
+    pub upto_seq: u64,
+    /// Loro snapshot export.
+    pub data: Vec<u8>,
+}
+
+/// Loro bytes that could not be imported.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ImportError {
+    /// Loro refused them.
+    #[error(transparent)]
+    Loro(#[from] LoroError),
+    /// Loro panicked on them (hostile bytes).
+    #[error("update could not be decoded")]
+    Undecodable,
+}
+
+/// A room whose stored state does not rebuild.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// The stored snapshot.
+    #[error("snapshot: {0}")]
+    Snapshot(#[source] ImportError),
+    /// A stored update.
+    #[error("update {seq}: {source}")]
+    Update {
+        /// Its sequence number in the log.
+        seq: u64,
+        /// Why.
+        source: ImportError,
+    },
+}
+
+impl LoadError {
+    /// The log position that failed (0: the snapshot).
+    pub fn seq(&self) -> u64 {
+        match self {
+            Self::Snapshot(_) => 0,
+            Self::Update { seq, .. } => *seq,
+        }
+    }
+}
+
+/// A document rebuilt from the store: the document, the last stored sequence number and how
+/// many updates were replayed on top of the snapshot.
+pub(super) fn load(
+    snapshot: Option<(u64, Vec<u8>)>,
+    updates: Vec<(u64, Vec<u8>)>,
+) -> Result<(LoroDoc, u64, u64), LoadError> {
+    let doc = LoroDoc::new();
+    let mut last_seq = 0;
+    if let Some((seq, data)) = snapshot {
+        import(&doc, &data).map_err(LoadError::Snapshot)?;
+        last_seq = seq;
+    }
+    let replayed = updates.len() as u64;
+    for (seq, data) in updates {
+        import(&doc, &data).map_err(|source| LoadError::Update { seq, source })?;
+        last_seq = last_seq.max(seq);
+    }
+    Ok((doc, last_seq, replayed))
+}
+
+/// Imports Loro bytes; returns whether some of it is pending (missing dependencies). A panic
+/// inside Loro on hostile bytes is turned into an error rather than killing the room.
+fn import(doc: &LoroDoc, data: &[u8]) -> Result<bool, ImportError> {
+    match std::panic::catch_unwind(AssertUnwindSafe(|| doc.import(data))) {
+        Ok(Ok(status)) => Ok(status.pending.is_some()),
+        Ok(Err(e)) => Err(e.into()),
+        Err(_) => Err(ImportError::Undecodable),
+    }
+}
+
+impl Room {
+    /// The document's current version, encoded.
+    pub fn version(&self) -> Vec<u8> {
+        self.doc.oplog_vv().encode()
+    }
+
+    /// What a client at `since` lacks: updates since its version, a whole snapshot when it
+    /// has none, nothing when it is current.
+    pub(super) fn sync_payload(
+        &self,
+        since: Option<&[u8]>,
+    ) -> Result<Option<SnapshotPayload>, LoroEncodeError> {
+        let server = self.doc.oplog_vv();
+        let client = since.and_then(|b| VersionVector::decode(b).ok());
+        let (sync, data) = match client {
+            Some(vv) if vv >= server => return Ok(None),
+            Some(vv) => (SyncKind::Updates, self.doc.export(ExportMode::updates(&vv))),
+            None if server.is_empty() => return Ok(None),
+            None => (SyncKind::Snapshot, self.doc.export(ExportMode::Snapshot)),
+        };
+        Ok(Some(SnapshotPayload { sync, data: data?, version: server.encode() }))
+    }
+
+    /// Sends a member what it lacks after `since` (a `Sync` request).
+    pub fn handle_sync(&mut self, now: Instant, member: u16, since: &[u8]) {
+        self.handle_touch(now, member);
+        match self.sync_payload(Some(since)) {
+            Ok(Some(payload)) => {
+                if self.members.get(&member).is_some_and(|m| m.is_linked()) {
+                    self.push(Output::Snapshot { to: member, payload });
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!(room = %self.id, "export for sync failed: {e}"),
+        }
+    }
+
+    /// A member's board update: imported into the document and, unless refused, an
+    /// [`Output::Persist`] (the ack and fan-out wait for [`Room::handle_committed`]).
+    pub fn handle_update(&mut self, now: Instant, member: u16, op_id: u64, data: Vec<u8>) {
+        self.metric(Metric::OpsIn(1));
+        self.update(now, member, op_id, data);
+    }
+
+    /// Several members' updates queued together: one Loro import for the lot, then one
+    /// [`Output::Persist`] each, in order. An update whose version range the document already
+    /// held is a duplicate (acked after a barrier, not stored again).
+    pub fn handle_updates(&mut self, now: Instant, ops: Vec<(u16, u64, Vec<u8>)>) {
+        self.metric(Metric::OpsIn(ops.len() as u64));
+        if ops.len() == 1 {
+            for (member, op_id, data) in ops {
+                self.update(now, member, op_id, data);
+            }
+            return;
+        }
+        let mut accepted = Vec::with_capacity(ops.len());
+        for (index, op_id, data) in ops {
+            if self.may_edit(now, index, op_id) {
+                accepted.push((index, op_id, data));
+            }
+        }
+        let before = self.doc.oplog_vv();
+        // Whether each one is already in the document, decided before anything is imported
+        // (`None`: its header does not even decode).
+        let held: Vec<Option<bool>> = accepted
+            .iter()
+            .map(|(_, _, data)| {
+                let meta =
+                    std::panic::catch_unwind(|| LoroDoc::decode_import_blob_meta(data, false)).ok()?.ok()?;
+                Some(
+                    meta.partial_end_vv
+                        .iter()
+                        .all(|(peer, counter)| before.get(peer).is_some_and(|c| c >= counter)),
+                )
+            })
+            .collect();
+        let batch: Vec<Vec<u8>> = accepted
+            .iter()
+            .zip(&held)
+            .filter(|(_, h)| **h == Some(false))
+            .map(|((_, _, data), _)| data.clone())
+            .collect();
+        let imported =
+            matches!(std::panic::catch_unwind(AssertUnwindSafe(|| self.doc.import_batch(&batch))), Ok(Ok(_)));
+        for ((index, op_id, data), held) in accepted.into_iter().zip(held) {
+            if held == Some(true) {
+                self.push(Output::Persist(Persist::Barrier { participant: index, op_id }));
+                continue;
+            }
+            // Outside a batch that worked, each one alone: a bad one is refused, the others
+            // (perhaps already applied by the batch) are stored all the same.
+            if (held.is_none() || !imported)
+                && let Err(e) = import(&self.doc, &data)
+            {
+                self.metric(Metric::OpRejected);
+                self.reject(index, op_id, ErrorCode::InvalidUpdate, e.to_string());
+                continue;
+            }
+            self.append(now, index, op_id, data);
+        }
+    }
+
+    fn update(&mut self, now: Instant, index: u16, op_id: u64, data: Vec<u8>) {
+        if !self.may_edit(now, index, op_id) {
+            return;
+        }
+        let before = self.doc.oplog_vv();
+        match import(&self.doc, &data) {
+            Err(e) => {
+                self.metric(Metric::OpRejected);
+                self.reject(index, op_id, ErrorCode::InvalidUpdate, e.to_string());
+            }
+            Ok(pending) if !pending && self.doc.oplog_vv() == before => {
+                self.push(Output::Persist(Persist::Barrier { participant: index, op_id }));
+            }
+            Ok(_) => self.append(now, index, op_id, data),
+        }
+    }
+
+    fn append(&mut self, now: Instant, index: u16, op_id: u64, data: Vec<u8>) {
+        let Some(member) = self.members.get(&index) else { return };
+        let record =
+            UpdateRecord { client_id: member.client_id.clone(), op_id, user: member.info.user.clone(), data };
+        self.push(Output::Persist(Persist::Append { participant: index, op_id, record, received: now }));
+    }
+
+    /// Whether the member's role and moderation let it edit (it is alive either way); a
+    /// refusal is sent to it.
+    fn may_edit(&mut self, now: Instant, index: u16, op_id: u64) -> bool {
+        let Some(member) = self.members.get_mut(&index) else { return false };
+        member.last_seen = now;
+        let refuse = match (member.info.role, member.info.read_only) {
+            (Role::Viewer, _) => (ErrorCode::Forbidden, "viewers cannot edit the board"),
+            (_, true) => (ErrorCode::ReadOnly, "a teacher made you read-only"),
+            _ => return true,
+        };
+        self.reject(index, op_id, refuse.0, refuse.1.into());
+        false
+    }
+
+    fn reject(&mut self, index: u16, op_id: u64, code: ErrorCode, message: String) {
+        self.send(index, Message::from(Reject { op_id, code: code.to_u16(), message: clip_reason(message) }));
+    }
+
+    /// A durable write finished (`stored`: its sequence number and bytes; `None` for a
+    /// barrier): the author is acked, the others get the update, and a snapshot is asked for
+    /// when compaction is due.
+    pub fn handle_committed(&mut self, member: u16, op_id: u64, stored: Option<(u64, Vec<u8>)>) {
+        self.send(member, Message::from(Ack { op_ids: vec![op_id] }));
+        let Some((seq, data)) = stored else { return };
+        self.last_seq = self.last_seq.max(seq);
+        self.ops_since_snapshot += 1;
+        self.metric(Metric::OpsOut(self.members.len().saturating_sub(1) as u64));
+        self.broadcast(Some(member), &Message::from(RemoteUpdate { from: member, data }));
+        if self.ops_since_snapshot >= self.config.snapshot_every
+            && let Some(snapshot) = self.snapshot()
+        {
+            self.push(Output::SnapshotWrite(snapshot));
+        }
+    }
+
+    /// A durable write failed: its author is told, nobody else hears of it.
+    pub fn handle_persist_failed(&mut self, member: u16, op_id: u64) {
+        self.reject(member, op_id, ErrorCode::StorageUnavailable, "storage unavailable".into());
+    }
+
+    /// A snapshot of the document covering every stored update, if there are updates since the
+    /// last one.
+    pub(super) fn snapshot(&mut self) -> Option<SnapshotWrite> {
+        if self.ops_since_snapshot == 0 {
+            return None;
+        }
+        match self.doc.export(ExportMode::Snapshot) {
+            Ok(data) => {
+                self.ops_since_snapshot = 0;
+                Some(SnapshotWrite { upto_seq: self.last_seq, data })
+            }
+            Err(e) => {
+                tracing::error!(room = %self.id, "snapshot export failed: {e}");
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Config;
+    use super::super::testing::{Sim, edit, room};
+    use super::*;
+
+    #[test]
+    fn invalid_updates_leave_the_doc_untouched() {
+        let t0 = Instant::now();
+        let mut sim = Sim::new(room(Config::default(), t0));
+        let a = sim.join(t0, "ada");
+        let before = sim.room.version();
+        sim.room.handle_update(t0, a, 1, b"garbage".to_vec());
+        sim.drain();
+        assert!(!sim.take_other().iter().any(|o| matches!(o, Output::Persist(_))), "nothing to store");
+        assert_eq!(sim.room.version(), before);
+        let rejected = sim.messages(a).into_iter().any(|m| {
+            matches!(m, Message::Reject(r) if r.op_id == 1 && r.code == ErrorCode::InvalidUpdate.to_u16())
+        });
+        assert!(rejected);
+    }
+
+    #[test]
+    fn updates_queued_together_import_once_and_are_told_apart() {
+        let t0 = Instant::now();
+        let mut sim = Sim::new(room(Config::default(), t0));
+        let a = sim.join(t0, "ada");
+        let (old, fresh, also) = (edit("old"), edit("fresh"), edit("also"));
+        sim.room.handle_update(t0, a, 1, old.clone());
+        sim.drain();
+        assert!(sim.take_other().iter().any(|o| matches!(o, Output::Persist(Persist::Append { .. }))));
+        sim.messages(a);
+        let batch = vec![(a, 2, fresh), (a, 3, old), (a, 4, b"garbage".to_vec()), (a, 5, also)];
+        sim.room.handle_updates(t0, batch);
+        sim.drain();
+        let kinds: Vec<(u64, &str)> = sim
+            .take_other()
+            .iter()
+            .filter_map(|p| match p {
+                Output::Persist(Persist::Append { op_id, .. }) => Some((*op_id, "append")),
+                Output::Persist(Persist::Barrier { op_id, .. }) => Some((*op_id, "barrier")),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(kinds, [(2, "append"), (3, "barrier"), (5, "append")], "the resend is a duplicate");
+        let rejected: Vec<u64> = sim
+            .messages(a)
+            .into_iter()
+            .filter_map(|m| match m {
+                Message::Reject(r) if r.code == ErrorCode::InvalidUpdate.to_u16() => Some(r.op_id),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(rejected, [4], "the bad one alone is refused");
+        let text = sim.room.doc.get_text("t").to_string();
+        assert!(text.contains("fresh") && text.contains("also") && !text.contains("garbage"), "{text}");
+    }
+
+    #[test]
+    fn an_update_is_acked_and_fanned_out_only_once_it_is_durable() {
+        let t0 = Instant::now();
+        let mut sim = Sim::new(room(Config::default(), t0));
+        let a = sim.join(t0, "ada");
+        let b = sim.join(t0, "bob");
+        sim.messages(a);
+        sim.messages(b);
+        let data = edit("hello");
+        sim.room.handle_update(t0, a, 9, data.clone());
+        let outputs: Vec<Output> = std::iter::from_fn(|| sim.room.poll_output()).collect();
+        let [
+            Output::Metric(Metric::OpsIn(1)),
+            Output::Persist(Persist::Append { participant, op_id, record, .. }),
+        ] = &outputs[..]
+        else {
+            panic!("one write and nothing sent: {outputs:?}")
+        };
+        assert_eq!((*participant, *op_id, &record.data), (a, 9, &data));
+
+        sim.room.handle_committed(a, 9, Some((1, data.clone())));
+        let outputs: Vec<Output> = std::iter::from_fn(|| sim.room.poll_output()).collect();
+        assert!(
+            matches!(&outputs[0], Output::Send { to, message: Message::Ack(ack) } if *to == a && ack.op_ids == [9]),
+            "{outputs:?}"
+        );
+        assert!(matches!(&outputs[1], Output::Metric(Metric::OpsOut(1))));
+        assert!(matches!(&outputs[2], Output::Broadcast { except: Some(x), .. } if *x == a));
+        assert_eq!(outputs.len(), 3);
+    }
+
+    #[test]
+    fn a_failed_write_is_refused_to_its_author_alone() {
+        let t0 = Instant::now();
+        let mut sim = Sim::new(room(Config::default(), t0));
+        let a = sim.join(t0, "ada");
+        let b = sim.join(t0, "bob");
+        sim.messages(a);
+        sim.messages(b);
+        sim.room.handle_persist_failed(a, 4);
+        sim.drain();
+        let refused = sim.messages(a).into_iter().any(|m| {
+            matches!(m, Message::Reject(r) if r.op_id == 4 && r.code == ErrorCode::StorageUnavailable.to_u16())
+        });
+        assert!(refused);
+        assert!(sim.messages(b).is_empty());
+    }
+
+    #[test]
+    fn compaction_asks_for_a_snapshot_every_so_many_commits() {
+        let t0 = Instant::now();
+        let mut sim = Sim::new(room(Config { snapshot_every: 2, ..Config::default() }, t0));
+        let a = sim.join(t0, "ada");
+        for (seq, text) in [(1, "a"), (2, "b")] {
+            sim.room.handle_update(t0, a, seq, edit(text));
+            sim.drain();
+            sim.room.handle_committed(a, seq, Some((seq, edit(text))));
+            sim.drain();
+        }
+        let snapshots: Vec<u64> = sim
+            .take_other()
+            .iter()
+            .filter_map(|o| match o {
+                Output::SnapshotWrite(s) => Some(s.upto_seq),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(snapshots, [2]);
+    }
+}

@@ -1,0 +1,223 @@
+//! What connections hold of a room: a [`Handle`] to its actor, the [`Command`]s it takes, and
+//! the [`Link`] through which the actor reaches a member.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use bytes::Bytes;
+use easel_proto::datagram::{Cursor, Heartbeat, is_newer};
+use easel_proto::message::Role;
+use easel_proto::{ErrorCode, Message};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::{Arrival, Joined, SnapshotPayload};
+use crate::class;
+use crate::sfu::SfuNews;
+use crate::transport::DatagramSender;
+
+/// What a member's room-stream writer receives.
+#[derive(Debug)]
+pub enum Outbound {
+    /// A frame for the room stream.
+    Message(Message),
+    /// A frame already encoded: a broadcast is encoded once and its bytes shared by every
+    /// member's queue.
+    Frame(Bytes),
+    /// A state transfer for a new snapshot stream.
+    Snapshot(SnapshotPayload),
+    /// The membership ended: send `Left { code }` and finish the stream.
+    Left(ErrorCode, String),
+}
+
+/// How the room's actor reaches one member without ever awaiting.
+#[derive(Clone)]
+pub struct Link {
+    /// Room-stream messages, bounded.
+    pub tx: mpsc::Sender<Outbound>,
+    /// Datagrams to the member's session.
+    pub datagrams: Arc<dyn DatagramSender>,
+    /// Cancelled when the room gives up on the member (its queue overflowed): the session is
+    /// then closed with `SlowConsumer`.
+    pub kill: CancellationToken,
+    /// The member's connection-local slot for this room (datagrams carry it).
+    pub slot: u16,
+    /// The connection this link belongs to. Commands that end a membership carry it, so one
+    /// from a connection the member has since left behind (by resuming) is ignored.
+    pub conn: u64,
+}
+
+/// Who is joining.
+pub struct JoinRequest {
+    /// Token subject.
+    pub user: String,
+    /// Display name.
+    pub name: String,
+    /// Role from the token.
+    pub role: Role,
+    /// The client's installation id (op ids are unique per client id).
+    pub client_id: String,
+    /// The client's encoded version vector, if any.
+    pub since: Option<Vec<u8>>,
+    /// The participant number a resumed session held here: if that member is still in the
+    /// room (for the same user), it is re-attached instead of joining anew.
+    pub resume: Option<u16>,
+    /// When the member's token expires (Unix ms): a removal holds until then.
+    pub expires_ms: u64,
+    /// How to reach it.
+    pub link: Link,
+}
+
+impl JoinRequest {
+    /// The room's part (plain data) and the actor's (the link).
+    pub(super) fn split(self) -> (Arrival, Link) {
+        let arrival = Arrival {
+            user: self.user,
+            name: self.name,
+            role: self.role,
+            client_id: self.client_id,
+            since: self.since,
+            resume: self.resume,
+            expires_ms: self.expires_ms,
+            conn: self.link.conn,
+            slot: self.link.slot,
+        };
+        (arrival, self.link)
+    }
+}
+
+/// A message to a room actor.
+#[non_exhaustive]
+pub enum Command {
+    /// Join; the reply carries the participant number and what the client lacks.
+    Join(JoinRequest, oneshot::Sender<Result<Joined, ErrorCode>>),
+    /// Leave: the stream or session ended cleanly.
+    Leave {
+        /// Who.
+        participant: u16,
+        /// The connection ending it (see [`Link::conn`]).
+        conn: u64,
+        /// Why.
+        code: ErrorCode,
+    },
+    /// The connection was lost: keep the place for the resume grace window.
+    Detach {
+        /// Who.
+        participant: u16,
+        /// The lost connection (see [`Link::conn`]).
+        conn: u64,
+    },
+    /// A board update.
+    Update {
+        /// Author.
+        participant: u16,
+        /// Its op id.
+        op_id: u64,
+        /// Loro bytes.
+        data: Vec<u8>,
+    },
+    /// A heartbeat datagram.
+    Heartbeat(u16, Heartbeat),
+    /// Some other sign of life.
+    Touch(u16),
+    /// Queue this message to the participant, in order with the room's own (refusals decided
+    /// by the connection, e.g. rate limits).
+    Reply(u16, Message),
+    /// Send the participant what it lacks after `since` on a snapshot stream.
+    Sync {
+        /// Who.
+        participant: u16,
+        /// Its encoded version vector.
+        since: Vec<u8>,
+    },
+    /// A classroom request (chat, polls, hands, moderation) from a participant.
+    Class(u16, Message),
+    /// SFU signalling (`SfuJoin`, `SfuSdp`, `SfuCandidate`, `SfuSubscribe`, `SfuLeave`) from a
+    /// participant.
+    Sfu(u16, Message),
+    /// What the SFU driver reports for a participant.
+    SfuNews(u16, SfuNews),
+    /// The room's attendance, as it is now.
+    Attendance(oneshot::Sender<Vec<class::Attendance>>),
+    /// Persist everything and stop (server shutdown).
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// The room's SFU driver reports on the room's own command queue, in order with the rest.
+impl From<(u16, SfuNews)> for Command {
+    fn from((participant, news): (u16, SfuNews)) -> Self {
+        Self::SfuNews(participant, news)
+    }
+}
+
+/// A connection's handle to a room actor.
+#[derive(Clone)]
+pub struct Handle {
+    pub(super) id: Arc<str>,
+    pub(super) tx: mpsc::Sender<Command>,
+    pub(super) cursors: Arc<CursorInbox>,
+}
+
+impl Handle {
+    /// Hands a participant's cursor datagram to the room (latest wins; never blocks).
+    pub fn cursor(&self, participant: u16, cursor: Cursor) {
+        self.cursors.offer(participant, cursor);
+    }
+
+    /// The room id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Sends a command, waiting for queue space (reliable-stream messages exert backpressure on
+    /// their stream). Fails if the room has stopped.
+    pub async fn send(&self, cmd: Command) -> Result<(), Command> {
+        self.tx.send(cmd).await.map_err(|e| e.0)
+    }
+
+    /// Sends a datagram-borne command without waiting; a full queue drops it (latest-wins data).
+    pub fn offer(&self, cmd: Command) {
+        if self.tx.try_send(cmd).is_err() {
+            metrics::counter!("easel_datagrams_dropped_total", "reason" => "room_busy").increment(1);
+        }
+    }
+
+    /// Whether the actor has stopped.
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+
+    /// Whether both handles reach the same actor (a reloaded room is a different one).
+    pub fn same(&self, other: &Self) -> bool {
+        self.tx.same_channel(&other.tx)
+    }
+}
+
+/// Cursor positions on their way to a room: one per participant, the newest. Cursor datagrams
+/// can arrive at any rate (300 participants at 30 Hz is 9,000 a second); queued one command
+/// each, they would fill the room's queue and hold reliable traffic (edits, chat) behind
+/// thousands of positions the next tick replaces anyway. Here they coalesce before the room,
+/// which takes them all at once.
+#[derive(Debug, Default)]
+pub struct CursorInbox {
+    latest: Mutex<HashMap<u16, Cursor>>,
+    pub(super) ready: tokio::sync::Notify,
+}
+
+impl CursorInbox {
+    /// Keeps `cursor` unless a newer one of the participant is already waiting.
+    fn offer(&self, participant: u16, cursor: Cursor) {
+        {
+            let mut latest = self.latest.lock().unwrap_or_else(PoisonError::into_inner);
+            match latest.get(&participant) {
+                Some(waiting) if !is_newer(cursor.seq, waiting.seq) => return,
+                _ => latest.insert(participant, cursor),
+            };
+        }
+        self.ready.notify_one();
+    }
+
+    pub(super) fn take(&self) -> HashMap<u16, Cursor> {
+        std::mem::take(&mut *self.latest.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}

@@ -1,0 +1,591 @@
+//! Membership: joining, resuming (re-attaching a member kept through a lost connection),
+//! detaching, leaving, eviction of the silent, and what the driver's refusals mean for a
+//! member.
+
+use std::time::Instant;
+
+use easel_proto::ErrorCode;
+use easel_proto::Message;
+use easel_proto::datagram::PresenceEntry;
+use easel_proto::message::{
+    HandQueue, Participant, ParticipantJoined, ParticipantLeft, Role, SfuEvent, SfuEventKind,
+};
+
+use super::cursors::CursorState;
+use super::doc::SnapshotPayload;
+use super::{Metric, Output, Room};
+use crate::sfu::SfuOp;
+
+/// Who is joining, as the room sees it: plain data, the link stays with the driver.
+#[derive(Debug, Clone)]
+pub struct Arrival {
+    /// Token subject.
+    pub user: String,
+    /// Display name.
+    pub name: String,
+    /// Role from the token.
+    pub role: Role,
+    /// The client's installation id (op ids are unique per client id).
+    pub client_id: String,
+    /// The client's encoded version vector, if any.
+    pub since: Option<Vec<u8>>,
+    /// The participant number a resumed session held here: if that member is still in the
+    /// room (for the same user), it is re-attached instead of joining anew.
+    pub resume: Option<u16>,
+    /// When the member's token expires (Unix ms): a removal holds until then.
+    pub expires_ms: u64,
+    /// The connection joining. Inputs that end a membership carry it, so one from a
+    /// connection the member has since left behind (by resuming) is ignored.
+    pub conn: u64,
+    /// The member's connection-local slot for this room (datagrams carry it).
+    pub slot: u16,
+}
+
+/// A successful join.
+#[derive(Debug)]
+pub struct Joined {
+    /// The member's participant number.
+    pub participant: u16,
+    /// Everyone, the member included.
+    pub participants: Vec<Participant>,
+    /// What the member lacks, if anything.
+    pub snapshot: Option<SnapshotPayload>,
+    /// Whether an existing member was re-attached (others were told nothing).
+    pub resumed: bool,
+}
+
+/// How the room reaches a member.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Reach {
+    /// Through its connection's link (the driver holds it), with this slot.
+    Linked {
+        /// The slot its datagrams carry.
+        slot: u16,
+    },
+    /// Its connection was lost: it keeps its place, unseen by others, until `until` (the end
+    /// of the resume grace window); what it misses it catches up on by version vector.
+    Detached {
+        /// When it is evicted unless re-attached.
+        until: Instant,
+        /// When the connection was lost (its attendance ends there if it never comes back).
+        lost: Instant,
+    },
+}
+
+pub(super) struct Member {
+    pub(super) info: Participant,
+    pub(super) client_id: String,
+    /// Token expiry, Unix ms.
+    pub(super) expires_ms: u64,
+    pub(super) reach: Reach,
+    /// The connection the member was last attached through (see [`Arrival::conn`]).
+    pub(super) conn: u64,
+    pub(super) last_seen: Instant,
+    pub(super) cursor: Option<CursorState>,
+    pub(super) presence: Option<PresenceEntry>,
+    /// Highest cursor version already sent to this member.
+    pub(super) cursor_mark: u64,
+    /// Highest presence version already sent to this member.
+    pub(super) presence_mark: u64,
+    /// The marks before the last tick's batch, restored if that batch was skipped.
+    pub(super) marks_before: (u64, u64),
+    /// Whether it is in the SFU room.
+    pub(super) in_sfu: bool,
+    /// The feed it publishes, while its camera is on.
+    pub(super) feed: Option<u64>,
+}
+
+impl Member {
+    pub(super) fn is_linked(&self) -> bool {
+        matches!(self.reach, Reach::Linked { .. })
+    }
+
+    pub(super) fn slot(&self) -> Option<u16> {
+        match self.reach {
+            Reach::Linked { slot } => Some(slot),
+            Reach::Detached { .. } => None,
+        }
+    }
+}
+
+impl Room {
+    /// Adds a member; others see `ParticipantJoined`. A resumed session's member still in the
+    /// room is re-attached instead, and others see nothing (SPEC §5.4). The answer is an
+    /// [`Output::JoinAnswer`], ahead of what the member is sent on arrival.
+    pub fn handle_join(&mut self, now: Instant, arrival: Arrival) {
+        // Marks start at zero: the next tick sends the member every cursor and presence entry.
+        self.schedule_tick(now);
+        if let Err(code) = self.join(now, arrival) {
+            self.push(Output::JoinAnswer(Err(code)));
+        }
+    }
+
+    fn join(&mut self, now: Instant, arrival: Arrival) -> Result<(), ErrorCode> {
+        if let Some(index) = arrival.resume
+            && self.members.get(&index).is_some_and(|m| m.info.user == arrival.user)
+        {
+            return self.reattach(now, index, arrival);
+        }
+        let now_ms = self.wall_ms(now);
+        if self.class.removed(&arrival.user, now_ms) {
+            return Err(ErrorCode::Removed);
+        }
+        if self.members.len() >= self.config.max_participants {
+            return Err(ErrorCode::RoomFull);
+        }
+        let index = self.allocate_index().ok_or(ErrorCode::RoomFull)?;
+        let flags = self.class.flags(&arrival.user);
+        let info = Participant {
+            index,
+            user: arrival.user,
+            name: arrival.name,
+            role: arrival.role,
+            read_only: flags.read_only,
+            chat_muted: flags.chat_muted,
+            camera: false,
+            hand_raised: false,
+        };
+        let snapshot = self.sync_payload(arrival.since.as_deref()).map_err(|e| {
+            tracing::error!(room = %self.id, "export for join failed: {e}");
+            ErrorCode::Internal
+        })?;
+        let joined = Message::from(ParticipantJoined { participant: info.clone() });
+        let arrived = self.class.arrive(&info.user, &info.name, now_ms);
+        self.members.insert(
+            index,
+            Member {
+                info,
+                client_id: arrival.client_id,
+                expires_ms: arrival.expires_ms,
+                reach: Reach::Linked { slot: arrival.slot },
+                conn: arrival.conn,
+                last_seen: now,
+                cursor: None,
+                presence: None,
+                cursor_mark: 0,
+                presence_mark: 0,
+                marks_before: (0, 0),
+                in_sfu: false,
+                feed: None,
+            },
+        );
+        self.empty_since = None;
+        self.metric(Metric::ParticipantJoined);
+        // The answer before the broadcast: should the broadcast close a slow consumer, the
+        // newcomer, whose list has it, is linked by then and hears it leave.
+        let participants = self.members.values().map(|m| m.info.clone()).collect();
+        self.push(Output::JoinAnswer(Ok(Joined {
+            participant: index,
+            participants,
+            snapshot,
+            resumed: false,
+        })));
+        self.broadcast(Some(index), &joined);
+        self.store_side(arrived.into_iter().collect(), Vec::new());
+        self.send_side_state(index);
+        Ok(())
+    }
+
+    /// Gives an existing member a new link: same number and flags, nothing broadcast. The
+    /// driver lets the old link go, which ends the old connection's writer for this room.
+    fn reattach(&mut self, now: Instant, index: u16, arrival: Arrival) -> Result<(), ErrorCode> {
+        let snapshot = self.sync_payload(arrival.since.as_deref()).map_err(|e| {
+            tracing::error!(room = %self.id, "export for resume failed: {e}");
+            ErrorCode::Internal
+        })?;
+        let member = self.members.get_mut(&index).ok_or(ErrorCode::Internal)?;
+        member.client_id = arrival.client_id;
+        member.expires_ms = arrival.expires_ms;
+        member.conn = arrival.conn;
+        member.reach = Reach::Linked { slot: arrival.slot };
+        member.last_seen = now;
+        // Marks at zero: the next tick sends every cursor and presence entry, which it missed.
+        member.cursor_mark = 0;
+        member.presence_mark = 0;
+        let participants = self.members.values().map(|m| m.info.clone()).collect();
+        self.push(Output::JoinAnswer(Ok(Joined {
+            participant: index,
+            participants,
+            snapshot,
+            resumed: true,
+        })));
+        self.send_side_state(index);
+        Ok(())
+    }
+
+    fn allocate_index(&mut self) -> Option<u16> {
+        // Fresh numbers first, so a reused number never inherits a stale cursor sequence.
+        for _ in 0..=u16::MAX {
+            let index = self.next_index;
+            self.next_index = self.next_index.wrapping_add(1);
+            if !self.members.contains_key(&index) {
+                return Some(index);
+            }
+        }
+        None
+    }
+
+    /// The room's side state for a member that just joined or came back (SPEC §6.2): what
+    /// was said and asked before it came, or while it was away.
+    fn send_side_state(&mut self, index: u16) {
+        for message in self.class.on_join() {
+            self.send(index, message);
+        }
+        if !self.hands.is_empty() {
+            self.send(index, Message::from(HandQueue { queue: self.hands.clone() }));
+        }
+        // Feed ids are only in SfuEvents: a newcomer needs the current publishers' to subscribe.
+        let publishing: Vec<(u16, u64)> = self
+            .members
+            .iter()
+            .filter_map(|(i, m)| Some((*i, m.feed?)))
+            .filter(|(i, _)| *i != index)
+            .collect();
+        for (participant, feed) in publishing {
+            let event = SfuEvent { participant, feed, event: SfuEventKind::Publishing };
+            self.send(index, Message::from(event));
+        }
+    }
+
+    /// Connection `conn` ends a membership: others see `ParticipantLeft { code }` and the
+    /// member's stream gets `Left { code }`. Ignored if the member has since been re-attached
+    /// through another connection.
+    pub fn handle_leave(&mut self, now: Instant, member: u16, conn: u64, code: ErrorCode) {
+        if self.members.get(&member).is_some_and(|m| m.conn == conn) {
+            self.remove(now, member, code, Some(String::new()));
+        }
+    }
+
+    /// Connection `conn` was lost: the member keeps its place until the resume grace window
+    /// passes, and nobody is told. Ignored if it has since been re-attached elsewhere.
+    pub fn handle_detach(&mut self, now: Instant, member: u16, conn: u64) {
+        if self.members.get(&member).is_some_and(|m| m.conn == conn) {
+            self.detach(now, member);
+        }
+    }
+
+    fn detach(&mut self, lost: Instant, index: u16) {
+        let until = lost + self.config.resume_grace;
+        let Some(member) = self.members.get_mut(&index) else { return };
+        let was_linked = member.is_linked();
+        member.reach = Reach::Detached { until, lost };
+        if was_linked {
+            self.push(Output::Release { member: index });
+        }
+    }
+
+    /// Marks a member alive (any frame or datagram from it).
+    pub fn handle_touch(&mut self, now: Instant, member: u16) {
+        if let Some(m) = self.members.get_mut(&member) {
+            m.last_seen = now;
+        }
+    }
+
+    /// Queues `message` to the member, in order with the room's own (refusals decided by its
+    /// connection, e.g. rate limits); it is alive.
+    pub fn handle_reply(&mut self, now: Instant, member: u16, message: Message) {
+        self.handle_touch(now, member);
+        self.send(member, message);
+    }
+
+    /// Removes a member; others see `ParticipantLeft { code }`. A linked member's stream gets
+    /// `Left { code, reason }` if `reason` is given; its link is let go either way.
+    pub(super) fn remove(&mut self, now: Instant, index: u16, code: ErrorCode, reason: Option<String>) {
+        let Some(member) = self.members.remove(&index) else { return };
+        if member.is_linked() {
+            self.push(match reason {
+                Some(reason) => Output::Left { member: index, code, reason },
+                None => Output::Release { member: index },
+            });
+        }
+        self.metric(Metric::ParticipantLeft);
+        let left_at = match member.reach {
+            Reach::Detached { lost, .. } => lost,
+            Reach::Linked { .. } => now,
+        };
+        if member.in_sfu {
+            self.push(Output::Sfu(SfuOp::Leave { participant: index }));
+        }
+        let departed = self.class.depart(&member.info.user, self.wall_ms(left_at));
+        self.store_side(departed.into_iter().collect(), Vec::new());
+        if let Some(at) = self.hands.iter().position(|h| *h == index) {
+            self.hands.remove(at);
+            self.broadcast(None, &Message::from(HandQueue { queue: self.hands.clone() }));
+        }
+        if let Some(v) = self.cursor_version_of.remove(&index) {
+            self.cursor_versions.remove(&v);
+        }
+        if let Some(v) = self.presence_version_of.remove(&index) {
+            self.presence_versions.remove(&v);
+        }
+        self.broadcast(None, &Message::from(ParticipantLeft { index, code: code.to_u16() }));
+        if self.members.is_empty() {
+            self.empty_since = Some(now);
+        }
+    }
+
+    /// Evicts members silent for longer than the presence TTL, and detached members whose
+    /// resume grace window has passed. A detached member's silence is not counted: a lost
+    /// connection is given the whole window (SPEC §6.3).
+    pub(super) fn expire(&mut self, now: Instant) {
+        let gone: Vec<u16> = self
+            .members
+            .iter()
+            .filter(|(_, m)| match m.reach {
+                Reach::Linked { .. } => now.duration_since(m.last_seen) > self.config.presence_ttl,
+                Reach::Detached { until, .. } => now >= until,
+            })
+            .map(|(i, _)| *i)
+            .collect();
+        for index in gone {
+            tracing::info!(room = %self.id, index, "presence timeout");
+            self.remove(now, index, ErrorCode::PresenceTimeout, Some(String::new()));
+        }
+    }
+
+    /// The member's queue overflowed: it is closed and removed, not waited for.
+    pub(super) fn slow_consumer(&mut self, index: u16) {
+        // Time inside the core comes from its inputs: the member's last sign of life.
+        let Some(now) = self.members.get(&index).map(|m| m.last_seen) else { return };
+        tracing::warn!(room = %self.id, index, "reliable queue overflowed: closing slow consumer");
+        self.metric(Metric::SlowConsumer);
+        if self.members.get(&index).is_some_and(Member::is_linked) {
+            self.push(Output::SlowConsumer { member: index });
+        }
+        self.remove(now, index, ErrorCode::SlowConsumer, None);
+    }
+
+    /// The member's stream is gone: detached quietly until its connection says more.
+    pub(super) fn lost(&mut self, index: u16) {
+        if let Some(now) = self.members.get(&index).map(|m| m.last_seen) {
+            self.detach(now, index);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use easel_proto::datagram::{Heartbeat, Status, Tool};
+    use easel_proto::message::Ack;
+
+    use super::super::testing::{Sim, room};
+    use super::super::{Config, Undeliverable};
+    use super::*;
+
+    #[test]
+    fn silence_past_the_ttl_evicts_and_tells_everyone() {
+        let t0 = Instant::now();
+        let config = Config { presence_ttl: Duration::from_secs(10), ..Config::default() };
+        let mut sim = Sim::new(room(config, t0));
+        let a = sim.join(t0, "ada");
+        let b = sim.join(t0, "bob");
+        sim.messages(a);
+        let beat = Heartbeat { slot: 0, seq: 1, status: Status::Active, tool: Tool::Pen };
+        sim.room.handle_heartbeat(t0 + Duration::from_secs(8), a, &beat);
+        sim.expire(t0 + Duration::from_secs(11));
+        assert_eq!(sim.room.len(), 1, "bob was silent for 11 s");
+        let left: Vec<(u16, u16)> = sim
+            .messages(a)
+            .into_iter()
+            .filter_map(|m| match m {
+                Message::ParticipantLeft(l) => Some((l.index, l.code)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(left, [(b, ErrorCode::PresenceTimeout.to_u16())]);
+        assert_eq!(sim.left(b), Some((ErrorCode::PresenceTimeout, String::new())), "bob is told why");
+    }
+
+    #[test]
+    fn full_rooms_refuse_and_full_queues_close_the_slow_consumer() {
+        let t0 = Instant::now();
+        let config = Config { max_participants: 2, ..Config::default() };
+        let mut sim = Sim::new(room(config, t0));
+        let a = sim.join(t0, "ada");
+        let b = sim.join_with(t0, "bob", 0, None, 2).participant;
+        sim.room.handle_join(t0, sim.arrival("cyd", 0, None));
+        let answer = sim.room.poll_output();
+        assert!(matches!(answer, Some(Output::JoinAnswer(Err(ErrorCode::RoomFull)))), "{answer:?}");
+
+        // Bob never reads: his 2-slot queue overflows and he is removed, not waited for.
+        for i in 0..5 {
+            sim.room.broadcast(Some(a), &Message::from(Ack { op_ids: vec![i] }));
+        }
+        sim.drain();
+        assert!(sim.killed(b), "bob's session is closed as a slow consumer");
+        assert_eq!(sim.room.len(), 1);
+        assert!(!sim.linked(b), "and his link let go");
+        let metrics = sim.take_other();
+        assert!(metrics.iter().any(|o| matches!(o, Output::Metric(Metric::SlowConsumer))));
+    }
+
+    #[test]
+    fn what_follows_a_refusal_goes_out_before_what_was_queued_after_it() {
+        let t0 = Instant::now();
+        let mut sim = Sim::new(room(Config::default(), t0));
+        let a = sim.join(t0, "ada");
+        let b = sim.join(t0, "bob");
+        sim.drain();
+        sim.room.send(b, Message::from(Ack { op_ids: vec![1] }));
+        sim.room.send(b, Message::from(Ack { op_ids: vec![2] }));
+        let first = sim.room.poll_output();
+        assert!(matches!(first, Some(Output::Send { to, .. }) if to == b));
+        // The driver found bob's queue full.
+        sim.room.handle_undeliverable(b, Undeliverable::QueueFull);
+        let next: Vec<Output> = std::iter::from_fn(|| sim.room.poll_output()).collect();
+        let slow = next.iter().position(|o| matches!(o, Output::SlowConsumer { member } if *member == b));
+        let release = next.iter().position(|o| matches!(o, Output::Release { member } if *member == b));
+        let queued = next.iter().position(|o| matches!(o, Output::Send { to, .. } if *to == b));
+        assert!(slow < release && release < queued, "{next:?}");
+        assert!(next.iter().any(|o| matches!(o, Output::Broadcast { .. })), "{a} hears bob left");
+    }
+
+    #[test]
+    fn a_newcomer_hears_of_the_slow_consumer_its_arrival_closed() {
+        let t0 = Instant::now();
+        let mut sim = Sim::new(room(Config::default(), t0));
+        sim.join(t0, "ada");
+        let b = sim.join_with(t0, "bob", 0, None, 1).participant;
+        sim.room.broadcast(None, &Message::from(Ack { op_ids: vec![1] }));
+        sim.drain();
+        // Bob's one-slot queue is full: the ParticipantJoined for cyd overflows it.
+        let cyd = sim.join_with(t0, "cyd", 0, None, 64);
+        assert!(sim.killed(b));
+        assert!(cyd.participants.iter().any(|p| p.index == b), "bob was there when cyd joined");
+        assert_eq!(sim.membership(cyd.participant), [("left", b, ErrorCode::SlowConsumer.to_u16())]);
+    }
+
+    #[test]
+    fn a_closed_queue_detaches_quietly() {
+        let t0 = Instant::now();
+        let mut sim = Sim::new(room(Config::default(), t0));
+        let a = sim.join(t0, "ada");
+        let b = sim.join(t0, "bob");
+        sim.messages(a);
+        sim.room.handle_undeliverable(b, Undeliverable::QueueClosed);
+        sim.drain();
+        assert!(!sim.linked(b));
+        assert_eq!(sim.room.len(), 2, "kept for a resume");
+        assert_eq!(sim.membership(a), []);
+    }
+
+    #[test]
+    fn a_detached_member_is_reattached_with_its_number_and_nobody_is_told() {
+        let t0 = Instant::now();
+        let mut sim = Sim::new(room(Config::default(), t0));
+        let a = sim.join_with(t0, "ada", 1, None, 64).participant;
+        let b = sim.join_with(t0, "bob", 2, None, 64).participant;
+        sim.membership(a);
+        sim.membership(b);
+
+        sim.room.handle_detach(t0 + Duration::from_secs(1), a, 1);
+        sim.drain();
+        let released =
+            sim.take_other().iter().any(|o| matches!(o, Output::Release { member } if *member == a));
+        assert!(released, "the old link is let go, which ends the old writer");
+        assert!(!sim.linked(a));
+        assert!(!sim.room.members.get(&a).is_some_and(Member::is_linked));
+        // Messages meanwhile are discarded for it; the others notice nothing.
+        sim.room.broadcast(Some(b), &Message::from(Ack { op_ids: vec![7] }));
+        sim.drain();
+        assert_eq!(sim.room.len(), 2);
+
+        let joined = sim.join_with(t0 + Duration::from_secs(5), "ada", 3, Some(a), 64);
+        assert!(joined.resumed);
+        assert_eq!(joined.participant, a, "same participant number");
+        assert_eq!(joined.participants.len(), 2);
+        assert!(sim.room.members.get(&a).is_some_and(Member::is_linked));
+        assert_eq!(sim.membership(b), [], "no ParticipantLeft or ParticipantJoined for a resume");
+        sim.room.broadcast(Some(b), &Message::from(Ack { op_ids: vec![8] }));
+        sim.drain();
+        assert_eq!(sim.messages(a).len(), 1, "the new link gets what is sent after the resume");
+
+        // Resuming someone else's place is a normal join.
+        let joined = sim.join_with(t0, "eve", 4, Some(b), 64);
+        assert!(!joined.resumed);
+        assert_ne!(joined.participant, b);
+    }
+
+    #[test]
+    fn a_detached_member_is_evicted_at_the_grace_deadline() {
+        let t0 = Instant::now();
+        let config = Config {
+            resume_grace: Duration::from_secs(30),
+            presence_ttl: Duration::from_secs(100),
+            ..Config::default()
+        };
+        let mut sim = Sim::new(room(config, t0));
+        let a = sim.join_with(t0, "ada", 1, None, 64).participant;
+        let b = sim.join_with(t0, "bob", 2, None, 64).participant;
+        sim.membership(b);
+        let lost = t0 + Duration::from_secs(1);
+        sim.room.handle_detach(lost, a, 1);
+        sim.expire(lost + Duration::from_millis(29_999));
+        assert_eq!(sim.room.len(), 2, "held for the whole window");
+        assert_eq!(sim.membership(b), []);
+        sim.expire(lost + Duration::from_secs(30));
+        assert_eq!(sim.room.len(), 1);
+        assert_eq!(sim.membership(b), [("left", a, ErrorCode::PresenceTimeout.to_u16())]);
+        // Too late: a resume now is a normal join under a new number.
+        let joined = sim.join_with(lost + Duration::from_secs(31), "ada", 3, Some(a), 64);
+        assert!(!joined.resumed);
+        assert_eq!(sim.membership(b), [("joined", joined.participant, 0)]);
+    }
+
+    #[test]
+    fn a_detached_member_outlives_the_presence_ttl() {
+        let t0 = Instant::now();
+        let config = Config {
+            resume_grace: Duration::from_secs(30),
+            presence_ttl: Duration::from_secs(10),
+            ..Config::default()
+        };
+        let mut sim = Sim::new(room(config, t0));
+        let a = sim.join_with(t0, "ada", 1, None, 64).participant;
+        let b = sim.join_with(t0, "bob", 2, None, 64).participant;
+        sim.room.handle_detach(t0, a, 1);
+        for secs in [9, 18, 27] {
+            let now = t0 + Duration::from_secs(secs);
+            sim.room.handle_touch(now, b);
+            sim.expire(now + Duration::from_secs(2));
+        }
+        assert_eq!(sim.room.len(), 2, "27 s of silence inside the grace window is not a timeout");
+        assert_eq!(sim.membership(b), []);
+        // Re-attached, it is alive again from then on.
+        let joined = sim.join_with(t0 + Duration::from_secs(29), "ada", 3, Some(a), 64);
+        assert!(joined.resumed);
+        sim.room.handle_touch(t0 + Duration::from_secs(38), b);
+        sim.expire(t0 + Duration::from_secs(38));
+        assert_eq!(sim.room.len(), 2, "9 s since the re-attach");
+        sim.expire(t0 + Duration::from_secs(40));
+        assert_eq!(sim.membership(b), [("left", a, ErrorCode::PresenceTimeout.to_u16())]);
+    }
+
+    #[test]
+    fn stale_leave_and_detach_from_an_old_connection_are_ignored() {
+        let t0 = Instant::now();
+        let mut sim = Sim::new(room(Config::default(), t0));
+        let a = sim.join_with(t0, "ada", 1, None, 64).participant;
+        let b = sim.join_with(t0, "bob", 2, None, 64).participant;
+        sim.membership(a);
+        sim.membership(b);
+        // Resumed on connection 3 while connection 1 still looked live (a takeover).
+        sim.join_with(t0, "ada", 3, Some(a), 64);
+        assert_eq!(sim.replaced(), 1, "the old link is let go");
+
+        sim.room.handle_leave(t0, a, 1, ErrorCode::Normal);
+        sim.room.handle_detach(t0, a, 1);
+        sim.drain();
+        assert!(sim.linked(a), "connection 1 no longer speaks for ada");
+        assert_eq!(sim.membership(b), []);
+
+        sim.room.handle_leave(t0, b, 2, ErrorCode::Normal);
+        sim.drain();
+        assert_eq!(sim.membership(a), [("left", b, 0)], "the current link gets the news");
+        sim.room.handle_leave(t0, a, 3, ErrorCode::Normal);
+        sim.drain();
+        assert!(sim.room.is_empty(), "the current connection does");
+    }
+}

@@ -1,0 +1,477 @@
+//! Rooms: a sans-IO core ([`Room`]) and the actor that drives it ([`spawn`], [`Handle`]).
+//!
+//! The core owns one room's state — members, presence, cursors, the Loro document, the
+//! classroom — and does no IO. Each `handle_*` input takes the time it happens at; what the
+//! room wants done leaves through one queue of [`Output`]s, which the driver drains with
+//! [`Room::poll_output`] after every input; [`Room::poll_timeout`] says when
+//! [`Room::handle_timeout`] is next due. Members are participant numbers: how to reach them
+//! (queues, datagram senders, the session's kill switch), the store and the SFU belong to the
+//! actor, which reports back what the IO said ([`Room::handle_committed`],
+//! [`Room::handle_undeliverable`], …).
+//!
+//! One concern per file: `members` (joining, resuming, detaching, leaving, eviction), `doc`
+//! (the Loro document, durable writes, snapshots), `cursors` (cursor and presence ticks),
+//! `classroom` (chat, polls, hands, moderation), `sfu` (SFU signalling), `handle` (what
+//! connections hold) and `actor` (the task).
+
+mod actor;
+mod classroom;
+mod cursors;
+mod doc;
+mod handle;
+mod members;
+mod sfu;
+#[cfg(test)]
+mod testing;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use easel_proto::message::{Fault, Kind};
+use easel_proto::{ErrorCode, Message};
+use loro::LoroDoc;
+
+pub use self::actor::spawn;
+use self::cursors::BatchKey;
+pub use self::cursors::DatagramBatch;
+pub use self::doc::{ImportError, LoadError, Persist, SnapshotPayload, SnapshotWrite};
+pub use self::handle::{Command, CursorInbox, Handle, JoinRequest, Link, Outbound};
+use self::members::Member;
+pub use self::members::{Arrival, Joined};
+use crate::class::{self, Class, Deliver};
+use crate::sfu::SfuOp;
+/// Callers that build faults from a room's point of view; the one definition is in [`crate::wire`].
+pub(crate) use crate::wire::clip_reason;
+
+/// How often the room looks for silent members, idleness and poll timers, and samples its
+/// queue depths.
+const HOUSEKEEPING: Duration = Duration::from_secs(1);
+
+/// Tunables of every room.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Cursor and presence tick period (1 / `--tick-hz`).
+    pub tick: Duration,
+    /// Silence after which a participant is evicted.
+    pub presence_ttl: Duration,
+    /// Most participants in one room.
+    pub max_participants: usize,
+    /// After a cursor stops moving, its last position is sent once more this much later, so a
+    /// lost final datagram does not leave a stale cursor.
+    pub settle: Duration,
+    /// Presence entries are re-sent to everyone this often even unchanged (loss repair).
+    pub presence_refresh: Duration,
+    /// Committed updates between snapshots (compaction).
+    pub snapshot_every: u64,
+    /// A room with nobody in it for this long is unloaded.
+    pub idle_unload: Duration,
+    /// How long a member whose connection was lost keeps its place for a resume (SPEC §5.4).
+    pub resume_grace: Duration,
+    /// Chat messages per minute per user.
+    pub chat_per_min: u32,
+    /// Whether students may publish video through the SFU (teachers always may, viewers never).
+    pub students_publish: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            tick: Duration::from_secs(1) / 60,
+            presence_ttl: Duration::from_secs(10),
+            max_participants: 2000,
+            settle: Duration::from_millis(150),
+            presence_refresh: Duration::from_secs(2),
+            snapshot_every: 1000,
+            idle_unload: Duration::from_secs(60),
+            resume_grace: Duration::from_secs(30),
+            chat_per_min: 30,
+            students_publish: true,
+        }
+    }
+}
+
+/// What the room wants done, in the order it must happen.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Output {
+    /// Queue a message on one member's room stream; if the queue refuses it, report
+    /// [`Undeliverable::QueueFull`] or [`Undeliverable::QueueClosed`].
+    Send {
+        /// The member.
+        to: u16,
+        /// The message.
+        message: Message,
+    },
+    /// Queue one encoded frame, shared, on the room stream of every linked member but
+    /// `except`; report each queue that refuses it, as for [`Output::Send`].
+    Broadcast {
+        /// The encoded message.
+        frame: Bytes,
+        /// Who does not get it (the author of what it relays, say).
+        except: Option<u16>,
+    },
+    /// Send a member a tick's datagrams, unless its datagram buffer lacks room for all of
+    /// them: then skip it and report [`Undeliverable::Congested`], so its next batch carries
+    /// the newest state instead (latest wins, never a queue).
+    Datagrams {
+        /// The member.
+        to: u16,
+        /// What it is sent, encoded once for every member at the same marks.
+        batch: DatagramBatch,
+    },
+    /// Send a member a state transfer on a new snapshot stream.
+    Snapshot {
+        /// The member.
+        to: u16,
+        /// What it lacks.
+        payload: SnapshotPayload,
+    },
+    /// The answer to the [`Room::handle_join`] just made. On success the joiner's link
+    /// reaches the member from here on (a resumed member's old link is let go).
+    JoinAnswer(Result<Joined, ErrorCode>),
+    /// A membership ended: queue `Left { code, reason }` if there is room, then let go of the
+    /// member's link, which ends its writer once it has written what was queued.
+    Left {
+        /// The member.
+        member: u16,
+        /// Why (a wire code).
+        code: ErrorCode,
+        /// Why, for people.
+        reason: String,
+    },
+    /// Let go of a member's link without a word (its connection was lost, or it was closed as
+    /// a slow consumer).
+    Release {
+        /// The member.
+        member: u16,
+    },
+    /// Close the member's session as a slow consumer (its reliable queue overflowed).
+    SlowConsumer {
+        /// The member.
+        member: u16,
+    },
+    /// Make a board update durable, in order with every other write; then report it with
+    /// [`Room::handle_committed`] (or [`Room::handle_persist_failed`]).
+    Persist(Persist),
+    /// Store a snapshot of the document (compaction), before anything else is done.
+    SnapshotWrite(SnapshotWrite),
+    /// Store classroom records, in order with every other write; once they are durable, hand
+    /// `then` to [`Room::handle_side_committed`] (an echo confirms a write: SPEC §9).
+    Side {
+        /// Records to store.
+        writes: Vec<class::Write>,
+        /// What waits for them.
+        then: Vec<Deliver>,
+    },
+    /// Work for the room's SFU driver.
+    Sfu(SfuOp),
+    /// A metric to record.
+    Metric(Metric),
+    /// The room has been empty for the idle-unload period: unload it once no write is in
+    /// flight and no command waits.
+    Idle,
+}
+
+/// What the room counts; the driver records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Metric {
+    /// A participant joined (not a resume).
+    ParticipantJoined,
+    /// A participant left.
+    ParticipantLeft,
+    /// Board updates received.
+    OpsIn(u64),
+    /// Board updates fanned out (one per recipient).
+    OpsOut(u64),
+    /// A board update refused as invalid.
+    OpRejected,
+    /// A cursor older than the one held.
+    StaleCursor,
+    /// A member closed because its reliable queue overflowed.
+    SlowConsumer,
+    /// Time to sample the depths of the room's queues (the driver owns them).
+    SampleQueues,
+}
+
+/// Why the driver could not deliver an output to a member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Undeliverable {
+    /// Its room-stream queue is full: a slow consumer, closed.
+    QueueFull,
+    /// Its room-stream queue is closed: its stream is gone.
+    QueueClosed,
+    /// Its datagram buffer had no room for a tick's batch: it was skipped.
+    Congested,
+}
+
+/// One room's state: members, cursors, presence, the document and the classroom.
+pub struct Room {
+    id: Arc<str>,
+    config: Config,
+    doc: LoroDoc,
+    members: BTreeMap<u16, Member>,
+    next_index: u16,
+    /// Cursor versions: version → participant, one entry per cursor at its latest version.
+    cursor_versions: BTreeMap<u64, u16>,
+    cursor_version_of: HashMap<u16, u64>,
+    presence_versions: BTreeMap<u64, u16>,
+    presence_version_of: HashMap<u16, u64>,
+    version: u64,
+    last_presence_refresh: Option<Instant>,
+    /// The batches of the last tick, kept for their allocation.
+    encoded: HashMap<BatchKey, DatagramBatch>,
+    last_seq: u64,
+    ops_since_snapshot: u64,
+    empty_since: Option<Instant>,
+    class: Class,
+    /// The wall clock at a point of the room's clock, so times on the wire and in records
+    /// (Unix ms) follow from the `Instant`s the room is given.
+    wall: (Instant, u64),
+    /// The teacher-visible queue of raised hands, first raised first.
+    hands: Vec<u16>,
+    /// When the next cursor and presence tick is due, if one is needed.
+    next_tick: Option<Instant>,
+    /// When the last tick ran (a skipped subscriber is retried one period later).
+    last_tick: Instant,
+    /// When housekeeping is next due.
+    housekeeping: Instant,
+    out: VecDeque<Output>,
+    /// What follows from an undeliverable output, which goes out before anything queued
+    /// after that output (see [`Room::handle_undeliverable`]).
+    urgent: VecDeque<Output>,
+    reacting: bool,
+}
+
+impl Room {
+    /// A room whose document is rebuilt from `snapshot` and `updates` (from the store).
+    pub fn new(
+        id: Arc<str>,
+        config: Config,
+        snapshot: Option<(u64, Vec<u8>)>,
+        updates: Vec<(u64, Vec<u8>)>,
+        class: Class,
+        now: Instant,
+        now_ms: u64,
+    ) -> Result<Self, LoadError> {
+        let (doc, last_seq, replayed) = doc::load(snapshot, updates)?;
+        Ok(Self {
+            id,
+            config,
+            doc,
+            members: BTreeMap::new(),
+            next_index: 0,
+            cursor_versions: BTreeMap::new(),
+            cursor_version_of: HashMap::new(),
+            presence_versions: BTreeMap::new(),
+            presence_version_of: HashMap::new(),
+            version: 0,
+            last_presence_refresh: None,
+            encoded: HashMap::new(),
+            last_seq,
+            ops_since_snapshot: replayed,
+            empty_since: Some(now),
+            class,
+            wall: (now, now_ms),
+            hands: Vec::new(),
+            next_tick: None,
+            last_tick: now,
+            // Due at once, like the first tick of an interval.
+            housekeeping: now,
+            out: VecDeque::new(),
+            urgent: VecDeque::new(),
+            reacting: false,
+        })
+    }
+
+    /// The room id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Members now.
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Whether nobody is in the room.
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// Everyone's attendance, open intervals included.
+    pub fn attendance(&self) -> Vec<class::Attendance> {
+        self.class.attendance().cloned().collect()
+    }
+
+    /// The next thing to do, if any: call until `None` after every input.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.urgent.pop_front().or_else(|| self.out.pop_front())
+    }
+
+    /// When [`Room::handle_timeout`] is next due: the cursor and presence tick, a poll timer,
+    /// or housekeeping (evictions, idleness, queue samples).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        [self.next_tick, self.class.next_deadline(), Some(self.housekeeping)].into_iter().flatten().min()
+    }
+
+    /// Runs whatever [`Room::poll_timeout`] said was due by `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.next_tick.is_some_and(|at| at <= now) {
+            self.next_tick = None;
+            self.tick(now);
+        }
+        let housekeeping = self.housekeeping <= now;
+        if housekeeping || self.class.next_deadline().is_some_and(|at| at <= now) {
+            self.class_tick(now);
+        }
+        if housekeeping {
+            self.housekeeping = now + HOUSEKEEPING;
+            self.push(Output::Metric(Metric::SampleQueues));
+            self.expire(now);
+            if self.idle(now) {
+                self.push(Output::Idle);
+            }
+        }
+    }
+
+    /// The room is closing (server shutdown or unload), after every write in flight was
+    /// reported: a last snapshot, then everyone leaves with `ShuttingDown`, so their
+    /// attendance is stored before the room is gone.
+    pub fn handle_shutdown(&mut self, now: Instant) {
+        if let Some(snapshot) = self.snapshot() {
+            self.push(Output::SnapshotWrite(snapshot));
+        }
+        let members: Vec<u16> = self.members.keys().copied().collect();
+        for index in members {
+            self.remove(now, index, ErrorCode::ShuttingDown, Some(String::new()));
+        }
+        self.next_tick = None;
+    }
+
+    /// A member's queue or datagram buffer refused an output. A full queue means a slow
+    /// consumer, closed and removed; a closed one means its stream is gone: its connection
+    /// will leave or detach it, but that command may still be on its way and a lost
+    /// connection must not show as a leave, so it is detached quietly meanwhile. A congested
+    /// datagram buffer keeps the member's marks where they were, so its next batch carries
+    /// everything it missed.
+    ///
+    /// What follows goes out before anything queued after the refused output, as if the
+    /// room had seen the refusal at once: nothing more is queued for a member given up on.
+    pub fn handle_undeliverable(&mut self, member: u16, why: Undeliverable) {
+        self.reacting = true;
+        match why {
+            Undeliverable::QueueFull => self.slow_consumer(member),
+            Undeliverable::QueueClosed => self.lost(member),
+            Undeliverable::Congested => self.congested(member),
+        }
+        self.reacting = false;
+    }
+
+    fn push(&mut self, output: Output) {
+        if self.reacting { self.urgent.push_back(output) } else { self.out.push_back(output) }
+    }
+
+    fn metric(&mut self, metric: Metric) {
+        self.push(Output::Metric(metric));
+    }
+
+    /// Queues a message to one member, if it is linked.
+    fn send(&mut self, to: u16, message: Message) {
+        if self.members.get(&to).is_some_and(Member::is_linked) {
+            self.push(Output::Send { to, message });
+        }
+    }
+
+    /// Queues a message, encoded once, to every linked member except `except`.
+    fn broadcast(&mut self, except: Option<u16>, message: &Message) {
+        match message.encode() {
+            Ok(bytes) => self.push(Output::Broadcast { frame: Bytes::from(bytes), except }),
+            Err(e) => tracing::error!(room = %self.id, "encode {:?}: {e}", message.kind()),
+        }
+    }
+
+    /// Refuses a member's request with a `Fault`.
+    fn refuse(&mut self, to: u16, kind: Kind, reference: u64, code: ErrorCode, why: &str) {
+        let message = clip_reason(why.to_owned());
+        self.send(to, Message::from(Fault { code: code.to_u16(), kind: kind.to_u8(), reference, message }));
+    }
+
+    /// Whether the room has been empty for the idle-unload period.
+    fn idle(&self, now: Instant) -> bool {
+        self.empty_since.is_some_and(|t| now.duration_since(t) >= self.config.idle_unload)
+    }
+
+    /// Asks for a tick one period from `now`, unless one is already due.
+    fn schedule_tick(&mut self, now: Instant) {
+        self.next_tick.get_or_insert(now + self.config.tick);
+    }
+
+    fn wall_ms(&self, now: Instant) -> u64 {
+        let (at, ms) = self.wall;
+        if now >= at {
+            ms.saturating_add(now.duration_since(at).as_millis() as u64)
+        } else {
+            ms.saturating_sub(at.duration_since(now).as_millis() as u64)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{Sim, room};
+    use super::*;
+
+    #[test]
+    fn poll_timeout_reports_housekeeping_then_the_next_tick() {
+        let t0 = Instant::now();
+        let mut room = room(Config::default(), t0);
+        assert_eq!(room.poll_timeout(), Some(t0), "housekeeping is due at once");
+        room.handle_timeout(t0);
+        let outputs: Vec<Output> = std::iter::from_fn(|| room.poll_output()).collect();
+        assert!(matches!(outputs[..], [Output::Metric(Metric::SampleQueues)]), "{outputs:?}");
+        assert_eq!(room.poll_timeout(), Some(t0 + HOUSEKEEPING));
+
+        let mut sim = Sim::new(room);
+        let t1 = t0 + Duration::from_millis(100);
+        sim.join(t1, "ada");
+        assert_eq!(sim.room.poll_timeout(), Some(t1 + Config::default().tick), "a join asks for a tick");
+    }
+
+    #[test]
+    fn an_empty_room_asks_to_be_unloaded_after_the_idle_period() {
+        let t0 = Instant::now();
+        let mut room = room(Config { idle_unload: Duration::from_secs(60), ..Config::default() }, t0);
+        let idle = |room: &mut Room, at: Instant| {
+            room.handle_timeout(at);
+            std::iter::from_fn(|| room.poll_output()).any(|o| matches!(o, Output::Idle))
+        };
+        assert!(!idle(&mut room, t0 + Duration::from_secs(59)));
+        assert!(idle(&mut room, t0 + Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn shutdown_stores_a_snapshot_then_everyone_leaves() {
+        let t0 = Instant::now();
+        let mut sim = Sim::new(room(Config::default(), t0));
+        let a = sim.join(t0, "ada");
+        let b = sim.join(t0, "bob");
+        sim.room.handle_update(t0, a, 1, super::testing::edit("x"));
+        sim.drain();
+        let Some(Output::Persist(Persist::Append { .. })) = sim.take_other().pop() else {
+            panic!("the update asks for a write")
+        };
+        sim.room.handle_committed(a, 1, Some((1, super::testing::edit("x"))));
+        sim.take_other();
+        sim.room.handle_shutdown(t0);
+        sim.drain();
+        let other = sim.take_other();
+        assert!(matches!(other.first(), Some(Output::SnapshotWrite(s)) if s.upto_seq == 1), "{other:?}");
+        assert_eq!(sim.left(a), Some((ErrorCode::ShuttingDown, String::new())));
+        assert_eq!(sim.left(b), Some((ErrorCode::ShuttingDown, String::new())));
+        assert!(sim.room.is_empty());
+    }
+}
