@@ -35,6 +35,7 @@ pub mod error;
 pub mod frame;
 pub mod limits;
 pub mod message;
+pub mod rate;
 pub mod room;
 mod validate;
 pub mod varint;

@@ -151,6 +151,30 @@ kinds! {
     0x76 => SfuEvent(Room, ServerToClient),
 }
 
+impl Fault {
+    /// A fault with `message` clipped to the wire limit ([`clip_reason`]), so building one
+    /// from any error text never makes an unencodable frame.
+    pub fn new(code: crate::ErrorCode, kind: u8, reference: u64, message: impl Into<String>) -> Self {
+        Self { code: code.to_u16(), kind, reference, message: clip_reason(message.into()) }
+    }
+}
+
+/// Cuts a human-readable reason to [`MAX_REASON_LEN`](crate::limits::MAX_REASON_LEN) bytes,
+/// on a character boundary.
+///
+/// ```
+/// let clipped = easel_proto::message::clip_reason("é".repeat(200)); // 400 bytes
+/// assert_eq!(clipped, "é".repeat(128));
+/// ```
+pub fn clip_reason(mut reason: String) -> String {
+    let max = crate::limits::MAX_REASON_LEN;
+    if reason.len() > max {
+        let end = (0..=max).rev().find(|&i| reason.is_char_boundary(i)).unwrap_or(0);
+        reason.truncate(end);
+    }
+    reason
+}
+
 impl Message {
     /// Encodes the message as one stream frame: `varint(len) · kind · archive`.
     /// Fails if a field breaks a limit or the frame would exceed [`MAX_FRAME_LEN`].

@@ -250,22 +250,35 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
+/// A token lifetime that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TtlError {
+    /// No number where one was expected.
+    #[error("invalid lifetime {0:?}: expected e.g. 90s, 15m, 1h, 7d")]
+    Invalid(String),
+    /// A unit other than s, m, h or d.
+    #[error("invalid lifetime unit {0:?}: use s, m, h or d")]
+    Unit(String),
+    /// Zero, or too long to represent.
+    #[error("lifetime {0:?} out of range")]
+    OutOfRange(String),
+}
+
 /// Parses a lifetime such as `90s`, `15m`, `1h`, `7d` (a bare number is seconds).
-pub fn parse_ttl(ttl: &str) -> Result<Duration, String> {
+pub fn parse_ttl(ttl: &str) -> Result<Duration, TtlError> {
     let ttl = ttl.trim();
     let split = ttl.find(|c: char| !c.is_ascii_digit()).unwrap_or(ttl.len());
     let (number, unit) = ttl.split_at(split);
-    let n: u64 =
-        number.parse().map_err(|_| format!("invalid lifetime {ttl:?}: expected e.g. 90s, 15m, 1h, 7d"))?;
+    let n: u64 = number.parse().map_err(|_| TtlError::Invalid(ttl.to_owned()))?;
     let scale = match unit {
         "" | "s" => 1,
         "m" => 60,
         "h" => 3600,
         "d" => 86_400,
-        _ => return Err(format!("invalid lifetime unit {unit:?}: use s, m, h or d")),
+        _ => return Err(TtlError::Unit(unit.to_owned())),
     };
-    let secs =
-        n.checked_mul(scale).filter(|s| *s > 0).ok_or_else(|| format!("lifetime {ttl:?} out of range"))?;
+    let secs = n.checked_mul(scale).filter(|s| *s > 0).ok_or_else(|| TtlError::OutOfRange(ttl.to_owned()))?;
     Ok(Duration::from_secs(secs))
 }
 

@@ -17,7 +17,7 @@ use easel_proto::message::{
 use easel_proto::{Message, limits};
 use serde::{Deserialize, Serialize};
 
-use crate::limit::TokenBucket;
+use easel_proto::rate::TokenBucket;
 
 /// Chat messages a room keeps (newest); older ones are dropped from memory and history.
 pub const CHAT_KEEP: usize = 10_000;
@@ -72,7 +72,7 @@ pub struct Outcome {
 
 impl Outcome {
     fn refuse(to: u16, kind: Kind, reference: u64, code: ErrorCode, why: &str) -> Self {
-        let fault = Fault { code: code.to_u16(), kind: kind.to_u8(), reference, message: why.to_owned() };
+        let fault = Fault::new(code, kind.to_u8(), reference, why);
         Self { reply: vec![Deliver::To(to, Message::from(fault))], ..Self::default() }
     }
 }
@@ -195,13 +195,30 @@ impl Attendance {
     }
 }
 
+/// A stored classroom record that does not decode.
+#[derive(Debug, thiserror::Error)]
+#[error("stored {kind} record {key} is corrupt: {source}")]
+pub struct RecordError {
+    /// The record kind (see [`kind`]).
+    pub kind: &'static str,
+    /// Its key.
+    pub key: String,
+    /// Why it does not decode.
+    #[source]
+    pub source: serde_json::Error,
+}
+
 /// The attendance records among a room's stored classroom records, by user.
-pub fn attendance_of(records: Vec<(String, String, Vec<u8>)>) -> Result<Vec<Attendance>, String> {
+pub fn attendance_of(records: Vec<(String, String, Vec<u8>)>) -> Result<Vec<Attendance>, RecordError> {
     records
         .into_iter()
         .filter(|(k, _, _)| k == kind::ATTENDANCE)
         .map(|(_, key, value)| {
-            serde_json::from_slice::<Attendance>(&value).map_err(|e| format!("attendance of {key}: {e}"))
+            serde_json::from_slice::<Attendance>(&value).map_err(|source| RecordError {
+                kind: kind::ATTENDANCE,
+                key,
+                source,
+            })
         })
         .collect()
 }

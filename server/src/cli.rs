@@ -15,7 +15,7 @@ use crate::telemetry::LogFormat;
 pub struct Cli {
     /// What to do (default: serve).
     #[command(subcommand)]
-    pub command: Option<Command>,
+    pub action: Option<Action>,
     /// Serve options when no subcommand is given.
     #[command(flatten)]
     pub serve: Serve,
@@ -23,7 +23,7 @@ pub struct Cli {
 
 /// Subcommands.
 #[derive(Debug, clap::Subcommand)]
-pub enum Command {
+pub enum Action {
     /// Run the server (the default).
     Serve(Serve),
     /// Print a JWT signed with the secret the server uses (same flags, env and data dir).

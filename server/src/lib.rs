@@ -16,7 +16,6 @@ pub mod class;
 pub mod cli;
 pub mod config;
 pub mod http;
-pub mod limit;
 mod resume;
 pub mod room;
 pub mod server;
@@ -27,7 +26,6 @@ pub mod store;
 pub mod telemetry;
 pub mod transport;
 pub mod websocket;
-mod wire;
 
 pub use config::ServerConfig;
 pub use server::{Server, StartError};

@@ -6,15 +6,15 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::Context as _;
 use clap::{CommandFactory as _, Parser as _};
 use easel_server::auth::{self, Claims, Issuer, SecretSource};
-use easel_server::cli::{AttendanceArgs, Cli, Command, Serve, Token};
+use easel_server::cli::{Action, AttendanceArgs, Cli, Serve, Token};
 use easel_server::{Server, ServerConfig, telemetry};
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    match cli.command {
-        Some(Command::Token(token)) => mint(&token),
-        Some(Command::Serve(serve)) => run(serve),
-        Some(Command::Attendance(args)) => attendance(&args),
+    match cli.action {
+        Some(Action::Token(token)) => mint(&token),
+        Some(Action::Serve(serve)) => run(serve),
+        Some(Action::Attendance(args)) => attendance(&args),
         None => run(cli.serve),
     }
 }
@@ -93,7 +93,7 @@ fn attendance(args: &AttendanceArgs) -> anyhow::Result<()> {
     })?;
     let records = store.load_side(&args.room)?;
     store.close();
-    let attendance = easel_server::class::attendance_of(records).map_err(anyhow::Error::msg)?;
+    let attendance = easel_server::class::attendance_of(records)?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH).context("clock before 1970")?.as_millis() as u64;
     print!("{}", easel_server::http::attendance_csv(&args.room, &attendance, now));
     Ok(())
@@ -106,7 +106,7 @@ fn mint(token: &Token) -> anyhow::Result<()> {
     }
     easel_proto::room::validate_pattern(&token.room)
         .map_err(|e| anyhow::anyhow!("--room {:?}: {e}", token.room))?;
-    let ttl = auth::parse_ttl(&token.ttl).map_err(anyhow::Error::msg)?;
+    let ttl = auth::parse_ttl(&token.ttl)?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH).context("clock before 1970")?.as_secs();
     let claims = Claims {
         sub: token.user.clone(),

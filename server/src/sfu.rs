@@ -19,8 +19,6 @@ use easel_proto::{ErrorCode, Message};
 use easel_sfu_bridge::{Access, Candidate, Grant, PeerEvent, PeerRequest, Sfu, SfuError, SfuPeer};
 use tokio::sync::mpsc;
 
-use crate::wire::clip_reason;
-
 /// Most SFU requests of one participant waiting for the SFU; more are refused (`RateLimited`).
 const MAX_WAITING: usize = 64;
 
@@ -156,12 +154,12 @@ where
                 SfuOp::Signal { message, .. } => message.kind(),
                 _ => Kind::SfuJoin,
             };
-            let busy = Fault {
-                code: ErrorCode::RateLimited.to_u16(),
-                kind: kind.to_u8(),
-                reference: 0,
-                message: "too many SFU requests waiting for the SFU".into(),
-            };
+            let busy = Fault::new(
+                ErrorCode::RateLimited,
+                kind.to_u8(),
+                0,
+                "too many SFU requests waiting for the SFU",
+            );
             room.offer(index, SfuNews::Reply(Message::from(busy)));
             continue;
         }
@@ -265,12 +263,7 @@ fn grant_message(grant: &Grant) -> Message {
 }
 
 fn fault(e: &SfuError, kind: Kind, reference: u64) -> Message {
-    Message::from(Fault {
-        code: e.code().to_u16(),
-        kind: kind.to_u8(),
-        reference,
-        message: clip_reason(e.to_string()),
-    })
+    Message::from(Fault::new(e.code(), kind.to_u8(), reference, e.to_string()))
 }
 
 /// Relays one signalling message; returns what goes back to the participant.

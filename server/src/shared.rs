@@ -10,10 +10,25 @@ use easel_sfu_bridge::Sfu;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Verifier;
+use crate::class::{Attendance, RecordError};
 use crate::config::ServerConfig;
 use crate::resume::Resumes;
 use crate::room::{self, Command, Handle, JoinRequest, Joined};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
+
+/// Why a room's attendance could not be read.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum AttendanceError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A stored record does not decode.
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    /// The blocking read failed (panicked or was cancelled).
+    #[error("reading task: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
 
 /// State every session shares.
 pub(crate) struct Shared {
@@ -41,7 +56,7 @@ pub(crate) struct Rooms {
 impl Rooms {
     /// A room's attendance: from its actor when loaded (the live state, with writes still in
     /// flight), else from the store.
-    pub(crate) async fn attendance(&self, id: &str) -> Result<Vec<crate::class::Attendance>, String> {
+    pub(crate) async fn attendance(&self, id: &str) -> Result<Vec<Attendance>, AttendanceError> {
         if let Some(handle) = self.loaded(id) {
             let (reply, answer) = tokio::sync::oneshot::channel();
             if handle.send(Command::Attendance(reply)).await.is_ok()
@@ -51,11 +66,8 @@ impl Rooms {
             }
         }
         let (store, id) = (self.store.clone(), id.to_owned());
-        let records = tokio::task::spawn_blocking(move || store.load_side(&id))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
-        crate::class::attendance_of(records)
+        let records = tokio::task::spawn_blocking(move || store.load_side(&id)).await??;
+        Ok(crate::class::attendance_of(records)?)
     }
 
     pub(crate) fn new(store: Store, config: room::Config, sfu: Option<Arc<dyn Sfu>>) -> Self {

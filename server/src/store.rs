@@ -222,7 +222,7 @@ impl Store {
             let record = decode_record(value.value()).map_err(|reason| StoreError::Corrupt {
                 room: room.to_owned(),
                 seq,
-                reason,
+                reason: reason.to_string(),
             })?;
             updates.push((seq, record));
         }
@@ -264,11 +264,11 @@ fn encode_record(record: &UpdateRecord) -> Result<Vec<u8>, StoreError> {
     rkyv::to_bytes::<rkyv::rancor::Error>(record).map(|b| b.to_vec()).map_err(db_err)
 }
 
-fn decode_record(bytes: &[u8]) -> Result<UpdateRecord, String> {
+fn decode_record(bytes: &[u8]) -> Result<UpdateRecord, rkyv::rancor::Error> {
     // Stored bytes may be unaligned in redb pages; copy into an aligned buffer first.
     let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(bytes.len());
     aligned.extend_from_slice(bytes);
-    rkyv::from_bytes::<UpdateRecord, rkyv::rancor::Error>(&aligned).map_err(|e| e.to_string())
+    rkyv::from_bytes::<UpdateRecord, rkyv::rancor::Error>(&aligned)
 }
 
 /// The committer: waits for a request, takes everything else queued, commits once, replies.

@@ -35,18 +35,13 @@ pub async fn spawn(
     store: Store,
     sfu: Option<Arc<dyn Sfu>>,
     on_exit: impl FnOnce(&Handle) + Send + 'static,
-) -> Result<Handle, StoreError> {
+) -> Result<Handle, SpawnError> {
     let (log, side) = {
         let (store, room) = (store.clone(), id.clone());
         tokio::task::spawn_blocking(move || {
             Ok::<_, StoreError>((store.load(&room)?, store.load_side(&room)?))
         })
-        .await
-        .map_err(|e| StoreError::Corrupt {
-            room: id.to_string(),
-            seq: 0,
-            reason: e.to_string(),
-        })??
+        .await??
     };
     let snapshot = log.snapshot.map(|s| (s.upto_seq, s.data));
     let updates = log.updates.into_iter().map(|(seq, r)| (seq, r.data)).collect();
@@ -70,6 +65,18 @@ pub async fn spawn(
     };
     tokio::spawn(actor.run(on_exit));
     Ok(handle)
+}
+
+/// Why a room could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SpawnError {
+    /// The store could not read it, or what it read does not make a room.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The blocking load task failed (panicked or was cancelled).
+    #[error("loading task: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 fn unix_ms() -> u64 {

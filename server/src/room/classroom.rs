@@ -10,7 +10,7 @@ use easel_proto::{ErrorCode, Message};
 use super::{Output, Room};
 use crate::class::{self, Deliver, Outcome, Who};
 use crate::sfu::SfuOp;
-use crate::wire::clip_reason;
+use easel_proto::message::clip_reason;
 
 impl Room {
     /// A classroom request on a member's room stream: chat, polls, hands, moderation.

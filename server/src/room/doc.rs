@@ -11,7 +11,7 @@ use loro::{ExportMode, LoroDoc, LoroEncodeError, LoroError, VersionVector};
 
 use super::{Metric, Output, Room};
 use crate::store::UpdateRecord;
-use crate::wire::clip_reason;
+use easel_proto::message::clip_reason;
 
 /// A room's state for a joining client (sent on a snapshot stream).
 #[derive(Debug, Clone)]

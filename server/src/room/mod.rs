@@ -33,7 +33,7 @@ use easel_proto::message::{Fault, Kind};
 use easel_proto::{ErrorCode, Message};
 use loro::LoroDoc;
 
-pub use self::actor::spawn;
+pub use self::actor::{SpawnError, spawn};
 use self::cursors::BatchKey;
 pub use self::cursors::DatagramBatch;
 pub use self::doc::{ImportError, LoadError, Persist, SnapshotPayload, SnapshotWrite};
@@ -42,8 +42,6 @@ use self::members::Member;
 pub use self::members::{Arrival, Joined};
 use crate::class::{self, Class, Deliver};
 use crate::sfu::SfuOp;
-/// Callers that build faults from a room's point of view; the one definition is in [`crate::wire`].
-pub(crate) use crate::wire::clip_reason;
 
 /// How often the room looks for silent members, idleness and poll timers, and samples its
 /// queue depths.
@@ -396,8 +394,7 @@ impl Room {
 
     /// Refuses a member's request with a `Fault`.
     fn refuse(&mut self, to: u16, kind: Kind, reference: u64, code: ErrorCode, why: &str) {
-        let message = clip_reason(why.to_owned());
-        self.send(to, Message::from(Fault { code: code.to_u16(), kind: kind.to_u8(), reference, message }));
+        self.send(to, Message::from(Fault::new(code, kind.to_u8(), reference, why)));
     }
 
     /// Whether the room has been empty for the idle-unload period.

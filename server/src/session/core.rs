@@ -15,9 +15,9 @@ use easel_proto::{Datagram, ErrorCode, Message, PROTOCOL_VERSION, limits};
 
 use crate::auth::{Claims, Verifier};
 use crate::config::ServerConfig;
-use crate::limit::TokenBucket;
-use crate::room::{Command, clip_reason};
+use crate::room::Command;
 use crate::transport::Closure;
+use easel_proto::rate::TokenBucket;
 
 /// How long a client told to go away by a shutdown should wait before reconnecting.
 const RECONNECT_HINT_MS: u32 = 1000;
@@ -234,9 +234,9 @@ fn session_limits(config: &ServerConfig) -> SessionLimits {
     }
 }
 
-/// A `Fault` with its reason clipped to the wire limit.
+/// A `Fault` message (its reason clipped to the wire limit).
 pub(crate) fn fault(code: ErrorCode, kind: u8, reference: u64, message: impl Into<String>) -> Message {
-    Message::from(Fault { code: code.to_u16(), kind, reference, message: clip_reason(message.into()) })
+    Message::from(Fault::new(code, kind, reference, message))
 }
 
 /// The state of one established session, behind the driver's one lock. `H` is how the driver
