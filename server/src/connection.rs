@@ -10,8 +10,10 @@ use easel_proto::message::{
     Fault, GoAway, Hello, Joined, Pong, Reject, SessionLimits, SnapshotBegin, SnapshotChunk, TokenRefreshed,
     Welcome,
 };
-use easel_proto::{Datagram, ErrorCode, FrameDecoder, Kind, Message, PROTOCOL_VERSION, limits};
-use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use easel_proto::{Datagram, ErrorCode, Kind, Message, PROTOCOL_VERSION, limits};
+use easel_transport::framed::{Read, Reader, write};
+use easel_transport::{Closure, Session};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -21,7 +23,6 @@ use crate::limit::TokenBucket;
 use crate::resume::Held;
 use crate::room::{self, Command, JoinRequest, Link, Outbound, SnapshotPayload};
 use crate::server::Shared;
-use crate::transport::{Closure, Session};
 
 /// How long a client told to go away by a shutdown should wait before reconnecting.
 const RECONNECT_HINT_MS: u32 = 1000;
@@ -68,47 +69,6 @@ impl End {
     fn new(code: ErrorCode, why: impl Into<String>) -> Self {
         Self(code, why.into())
     }
-}
-
-/// A frame reader over one stream.
-struct Reader<R> {
-    recv: R,
-    decoder: FrameDecoder,
-    buf: Vec<u8>,
-}
-
-/// What reading a stream produced.
-enum Read {
-    Message(Message),
-    /// A frame that did not decode; the stream can go on unless the error says otherwise.
-    Bad(easel_proto::Error),
-    /// The peer finished the stream (or it broke).
-    End,
-}
-
-impl<R: AsyncRead + Unpin> Reader<R> {
-    fn new(recv: R, max_frame: usize) -> Self {
-        Self { recv, decoder: FrameDecoder::new(max_frame), buf: vec![0; 16 * 1024] }
-    }
-
-    async fn next(&mut self) -> Read {
-        loop {
-            match self.decoder.decode() {
-                Ok(Some(m)) => return Read::Message(m),
-                Ok(None) => {}
-                Err(e) => return Read::Bad(e),
-            }
-            match self.recv.read(&mut self.buf).await {
-                Ok(0) | Err(_) => return Read::End,
-                Ok(n) => self.decoder.push(&self.buf[..n]),
-            }
-        }
-    }
-}
-
-async fn write<W: AsyncWrite + Unpin>(send: &mut W, message: &Message) -> Result<(), ()> {
-    let bytes = message.encode().map_err(|e| tracing::error!("encode {:?}: {e}", message.kind()))?;
-    send.write_all(&bytes).await.map_err(|_| ())
 }
 
 fn fault(code: ErrorCode, kind: u8, reference: u64, message: impl Into<String>) -> Message {
@@ -289,7 +249,7 @@ async fn handshake<S: Session>(shared: &Arc<Shared>, session: &S) -> Result<(Ctx
     };
     write(&mut send, &Message::from(welcome))
         .await
-        .map_err(|()| End::new(ErrorCode::Normal, "closed during handshake"))?;
+        .map_err(|_| End::new(ErrorCode::Normal, "closed during handshake"))?;
     // Registered only now: the handshake timeout may cancel the write above, and nothing
     // would then remove a live entry. There is no await from here on.
     let takeover = CancellationToken::new();
@@ -298,7 +258,7 @@ async fn handshake<S: Session>(shared: &Arc<Shared>, session: &S) -> Result<(Ctx
         metrics::counter!("easel_resumes_total").increment(1);
         tracing::info!(session_id = held.session_id, rooms = held.rooms.len(), "session resumed");
     }
-    reader.decoder.set_max_frame(config.max_frame as usize);
+    reader.set_max_frame(config.max_frame as usize);
     let ctx = Ctx {
         shared: shared.clone(),
         client_id,

@@ -24,6 +24,7 @@ use easel_proto::message::{
     ParticipantUpdated, Reject, RemoteUpdate, Role, SfuEvent, SfuEventKind, SyncKind,
 };
 use easel_proto::{Datagram, ErrorCode, Message};
+use easel_transport::DatagramSender;
 use futures::stream::{FuturesOrdered, StreamExt as _};
 use loro::{ExportMode, LoroDoc, VersionVector};
 use tokio::sync::{mpsc, oneshot};
@@ -32,7 +33,6 @@ use tokio_util::sync::CancellationToken;
 use crate::class::{self, Class, Deliver, Outcome, Who};
 use crate::sfu::{SfuNews, SfuOp};
 use crate::store::{Store, StoreError, UpdateRecord};
-use crate::transport::DatagramSender;
 
 /// Most queued updates the actor applies in one import.
 const UPDATE_BATCH: usize = 256;
@@ -1624,9 +1624,9 @@ mod tests {
     use std::sync::Mutex;
 
     use easel_proto::datagram::{Status, Tool};
+    use easel_transport::TransportError;
 
     use super::*;
-    use crate::transport::TransportError;
 
     /// Captures datagrams; `space` is what `buffer_space` reports.
     struct Capture {
