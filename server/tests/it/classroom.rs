@@ -14,7 +14,7 @@ const ROOM: &str = "uni-a/math-101/2026-11-23";
 const COURSE: &str = "uni-a/math-101/*";
 
 async fn member(server: &TestServer, user: &str, role: &str) -> (Client, Room) {
-    member_at(server, user, role, &url(&server.server, easel_client::raw::Transport::Quic)).await
+    member_at(server, user, role, &url(&server.server, easel_client::Transport::Quic)).await
 }
 
 async fn member_at(server: &TestServer, user: &str, role: &str, url: &str) -> (Client, Room) {

@@ -5,12 +5,12 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Parser as _;
-use easel_client::raw::{Connection, Options, RoomStream, Transport};
 use easel_proto::Message;
 use easel_proto::message::Update;
 use easel_server::Server;
 use easel_server::auth::{Claims, Issuer};
 use easel_server::config::{Cli, Serve};
+use easel_transport::client::{Connection, Options, RoomStream, Transport};
 use loro::{ExportMode, LoroDoc, VersionVector};
 
 pub const SECRET: &str = "integration-test-secret-0123456789abcdef";

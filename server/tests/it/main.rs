@@ -1,5 +1,5 @@
 //! easel-server integration tests: real sockets on 127.0.0.1:0, real QUIC and WebTransport
-//! clients (`easel_client::raw`), real redb files, the real binary where a process must die.
+//! clients (`easel_transport::client`), real redb files, the real binary where a process must die.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 mod auth;
