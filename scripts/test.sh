@@ -33,6 +33,11 @@ cargo fmt --all --check
 log "cargo clippy --all-targets -D warnings"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 
+log "easel-transport builds with any one transport, or none"
+for features in quic webtransport websocket ""; do
+  cargo check -p easel-transport --no-default-features --features "$features" --locked
+done
+
 log "easel-proto builds for wasm32 (proof the core does no IO)"
 cargo build -p easel-proto --target wasm32-unknown-unknown --locked
 

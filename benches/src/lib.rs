@@ -1,6 +1,12 @@
 //! Easel benchmarks.
 //!
-//! Layer: measurement only; nothing here is linked into the server or the SDK.
+//! Layer: measurement only, on top of everything; nothing here is linked into the server or
+//! the SDK.
+//!
+//! ```text
+//! easel-proto ← easel-transport ← {easel-server, easel-client} ← {easel-benches, easel-netsim}
+//! easel-proto ← easel-sfu-bridge (the SFU relay) ← easel-server
+//! ```
 //!
 //! - `benches/codec.rs` (criterion): encode and validated decode of the hot wire messages — a
 //!   50-cursor batch, a presence heartbeat, and Loro updates of 100 B and 10 KiB framed on a

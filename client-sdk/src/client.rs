@@ -37,6 +37,7 @@ use easel_proto::message::{
     PollClose, PollStart, SdpKind, SfuCandidate, SfuJoin, SfuLeave, SfuSdp, SfuSubscribe,
 };
 use easel_proto::{ErrorCode, Message};
+use easel_transport::client::{ClientError, Connection, Options, Transport};
 use futures::future::{BoxFuture, FutureExt as _};
 use futures::stream::{FuturesUnordered, StreamExt as _};
 use loro::LoroDoc;
@@ -44,7 +45,6 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinSet;
 
 use crate::endpoint::{self, Endpoint, UrlError};
-use crate::raw::{ClientError, Connection, Options, Transport};
 use crate::session::{self, Event, Session, SessionError, Transmit};
 use crate::store::{Store, StoreError};
 

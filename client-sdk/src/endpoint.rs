@@ -13,7 +13,7 @@
 
 use std::net::SocketAddr;
 
-use crate::raw::Transport;
+use crate::Transport;
 
 /// Default raw QUIC port.
 pub const QUIC_PORT: u16 = 4434;

@@ -1,6 +1,12 @@
 //! # easel-client — the Easel client SDK
 //!
-//! Layer: above `easel-proto`, beside the server; apps depend on it.
+//! Layer: above `easel-transport`, beside the server (which never depends on it); apps depend
+//! on it:
+//!
+//! ```text
+//! easel-proto ← easel-transport ← {easel-server, easel-client} ← {easel-benches, easel-netsim}
+//! easel-proto ← easel-sfu-bridge (the SFU relay) ← easel-server
+//! ```
 //!
 //! Live cursors and a synced Loro whiteboard in a native app:
 //!
@@ -34,21 +40,21 @@
 //! - [`endpoint`]: server URLs (`easel://`, `easel+quic://`, `https://`, `ws://`);
 //! - [`session`]: the sans-IO session core (handshake inputs, joins, op ids and acks, resume,
 //!   cursor throttling, presence heartbeats, reconnect timing). No sockets, no clock.
-//! - [`store`]: the offline store (`redb`);
-//! - [`raw`]: one connection over raw QUIC, WebTransport or WebSocket with the protocol's
-//!   channels exposed as they are; tools, tests and load generators use it directly.
-//! - [`ws`]: the WebSocket stream/datagram mux, shared with the server.
+//! - [`store`]: the offline store (`redb`).
+//!
+//! Each connection is an [`easel_transport::client::Connection`] (raw QUIC, WebTransport or
+//! WebSocket, the protocol's channels as they are); tools and tests that want no more than
+//! that use it directly.
 //!
 //! Contract: every byte from the network is validated by `easel-proto` before use; a bad
 //! update from the network becomes an [`session::Event::Error`], never a panic.
 
 pub mod client;
 pub mod endpoint;
-pub mod raw;
 pub mod session;
 pub mod store;
-pub mod ws;
 
 pub use client::{Client, ClientBuilder, Error, Poll, Room};
 pub use easel_proto::message::{ModAction, SdpKind, SfuEventKind};
+pub use easel_transport::client::Transport;
 pub use session::{Event, RemoteCursor};

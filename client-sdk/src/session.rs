@@ -30,7 +30,7 @@ use loro::{LoroDoc, Subscription, VersionVector};
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
 
-use crate::raw::Transport;
+use crate::Transport;
 
 /// Tunables of a [`Session`].
 #[derive(Debug, Clone)]

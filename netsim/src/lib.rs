@@ -2,8 +2,15 @@
 //!
 //! Layer: independent of the other Easel crates: it is a network, not a client or a server.
 //! Only its tests and its benchmark runner ([`bench`]) drive the real server and SDK, and
-//! the runner does so as a user would: as processes. Kernel netem is not available on the machines this runs on, so impairment happens in
-//! user space, in proxies placed between clients and the server.
+//! the runner does so as a user would: as processes.
+//!
+//! ```text
+//! easel-proto ← easel-transport ← {easel-server, easel-client} ← {easel-benches, easel-netsim}
+//! easel-proto ← easel-sfu-bridge (the SFU relay) ← easel-server
+//! ```
+//!
+//! Kernel netem is not available on the machines this runs on, so impairment happens in user
+//! space, in proxies placed between clients and the server.
 //!
 //! Contract:
 //!

@@ -1,8 +1,13 @@
 //! # easel-proto — the Easel wire protocol, version 1
 //!
-//! Layer: the bottom of the stack. Every other Easel crate (server, client SDK, SFU bridge,
-//! load tools) speaks the protocol through this crate; nothing here does IO, reads a clock or
-//! spawns a task, so it also builds for `wasm32-unknown-unknown`.
+//! Layer: the bottom of the stack. Every other Easel crate (transports, server, client SDK,
+//! SFU bridge, load tools) speaks the protocol through this crate; nothing here does IO, reads
+//! a clock or spawns a task, so it also builds for `wasm32-unknown-unknown`.
+//!
+//! ```text
+//! easel-proto ← easel-transport ← {easel-server, easel-client} ← {easel-benches, easel-netsim}
+//! easel-proto ← easel-sfu-bridge (the SFU relay) ← easel-server
+//! ```
 //!
 //! Contract (normative text: `proto-spec/SPEC.md`):
 //! - [`Message`] is every frame that travels on a reliable stream, [`Datagram`] every

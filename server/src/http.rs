@@ -44,7 +44,7 @@ async fn websocket_upgrade(
         .protocols([crate::websocket::SUBPROTOCOL])
         .max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket| crate::session::run(shared, crate::websocket::WsSession::new(socket)))
+        .on_upgrade(move |socket| crate::session::run(shared, crate::websocket::accept(socket)))
 }
 
 async fn metrics_text(State(state): State<HttpState>) -> impl IntoResponse {

@@ -9,6 +9,9 @@ use std::time::Duration;
 use easel_proto::ErrorCode;
 use easel_sfu_bridge::Sfu;
 use easel_sfu_bridge::janus::{Janus, JanusConfig};
+use easel_transport::Side;
+use easel_transport::quic::{QuicSession, transport_config};
+use easel_transport::webtransport::WtSession;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use wtransport::Identity;
@@ -19,13 +22,10 @@ use crate::resume::Resumes;
 use crate::room::{self, Command};
 use crate::shared::{Rooms, Shared};
 use crate::store::{Store, StoreError};
-use crate::transport::{QuicSession, WtSession};
 use crate::{http, session, telemetry};
 
 type WtEndpoint = wtransport::Endpoint<wtransport::endpoint::endpoint_side::Server>;
 
-/// ALPN protocol id of raw QUIC sessions.
-pub const ALPN: &[u8] = b"easel/1";
 /// Validity of the self-signed certificate (browsers accept hashes of certificates valid ≤ 14 days).
 pub const SELF_SIGNED_DAYS: u32 = 14;
 
@@ -125,7 +125,7 @@ impl Server {
 
         let wt_config = wtransport::ServerConfig::builder()
             .with_bind_address(config.wt_addr)
-            .with_custom_transport(identity.clone_identity(), transport_config())
+            .with_custom_transport(identity.clone_identity(), transport_config(Side::Server))
             .build();
         let wt = Arc::new(
             wtransport::Endpoint::server(wt_config)
@@ -133,9 +133,11 @@ impl Server {
         );
         let wt_addr = wt.local_addr().map_err(|source| StartError::Bind { addr: config.wt_addr, source })?;
 
-        let quic =
-            quinn::Endpoint::server(quic_config(&identity, Arc::new(transport_config()))?, config.quic_addr)
-                .map_err(|source| StartError::Bind { addr: config.quic_addr, source })?;
+        let quic = quinn::Endpoint::server(
+            quic_config(&identity, Arc::new(transport_config(Side::Server)))?,
+            config.quic_addr,
+        )
+        .map_err(|source| StartError::Bind { addr: config.quic_addr, source })?;
         let quic_addr =
             quic.local_addr().map_err(|source| StartError::Bind { addr: config.quic_addr, source })?;
 
@@ -254,19 +256,6 @@ async fn identity(config: &ServerConfig) -> Result<Identity, StartError> {
     }
 }
 
-/// QUIC settings both listeners share.
-fn transport_config() -> quinn::TransportConfig {
-    let mut t = quinn::TransportConfig::default();
-    t.keep_alive_interval(Some(Duration::from_secs(5)));
-    t.max_idle_timeout(Some(quinn::IdleTimeout::from(quinn::VarInt::from_u32(30_000))));
-    // A small datagram send buffer: cursors are latest-wins, so a backed-up receiver should
-    // skip ticks (the room checks the space left) rather than queue stale positions.
-    t.datagram_send_buffer_size(64 * 1024);
-    t.max_concurrent_bidi_streams(quinn::VarInt::from_u32(32));
-    t.max_concurrent_uni_streams(quinn::VarInt::from_u32(8));
-    t
-}
-
 fn quic_config(
     identity: &Identity,
     transport: Arc<quinn::TransportConfig>,
@@ -286,7 +275,7 @@ fn quic_config(
         .with_no_client_auth()
         .with_single_cert(chain, key)
         .map_err(|e| cert_err(&e))?;
-    tls.alpn_protocols = vec![ALPN.to_vec()];
+    tls.alpn_protocols = vec![easel_proto::ALPN.to_vec()];
     tls.max_early_data_size = 0;
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(|e| cert_err(&e))?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
@@ -312,7 +301,7 @@ async fn accept_wt(endpoint: Arc<WtEndpoint>, shared: Arc<Shared>) {
                 }
             };
             match request.accept().await {
-                Ok(conn) => session::run(shared, WtSession(conn)).await,
+                Ok(conn) => session::run(shared, WtSession::new(conn)).await,
                 Err(e) => tracing::debug!("webtransport session failed: {e}"),
             }
         });
@@ -329,7 +318,7 @@ async fn accept_quic(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
         let shared = shared.clone();
         tokio::spawn(async move {
             match incoming.await {
-                Ok(conn) => session::run(shared, QuicSession(conn)).await,
+                Ok(conn) => session::run(shared, QuicSession::new(conn)).await,
                 Err(e) => {
                     metrics::counter!("easel_connects_total", "transport" => "quic", "result" => "failed")
                         .increment(1);

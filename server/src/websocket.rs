@@ -1,119 +1,38 @@
-//! The WebSocket fallback (`GET /ws`, subprotocol `easel.v1`, SPEC §16): the third
-//! [`Session`] implementation. The multiplexing itself is [`easel_client::ws::Mux`], shared with
-//! the client; this module adapts axum's socket to it.
+//! The WebSocket fallback (`GET /ws`, subprotocol `easel.v1`, SPEC §16): axum's socket as
+//! an [`easel_transport::ws::WsSession`]. The mux, and what a close means, are the transport
+//! crate's; this adapter only maps axum's messages to its frames and back.
 
-use std::sync::{Arc, OnceLock};
-
-use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket};
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use bytes::Bytes;
-use easel_client::ws::{CLOSE_BASE, Frame, Mux, RecvHalf, SendHalf, Side};
-use easel_proto::ErrorCode;
-use futures::{FutureExt as _, SinkExt as _, StreamExt as _};
+use easel_transport::ws::{CLOSE_NO_STATUS, Frame, Mux, Side, WsSession};
+use futures::{SinkExt as _, StreamExt as _};
 
-use crate::transport::{Closure, DatagramSender, Session, TransportError, TransportKind};
+pub use easel_transport::ws::SUBPROTOCOL;
 
-pub use easel_client::ws::SUBPROTOCOL;
-
-/// A WebSocket session.
-#[derive(Debug, Clone)]
-pub struct WsSession {
-    mux: Mux,
-    /// How the socket ended, recorded as it happens: the mux reports a TCP drop with the same
-    /// code as a Normal close frame, so only the frames themselves tell them apart.
-    closure: Arc<OnceLock<Closure>>,
+/// Starts serving an upgraded socket.
+pub fn accept(socket: WebSocket) -> WsSession {
+    let (sink, stream) = socket.split();
+    let sink = sink.with(|frame: Frame| async move { Ok::<_, axum::Error>(to_message(frame)) });
+    let stream = stream.map(|m| m.map(to_frame));
+    WsSession::new(Mux::spawn(Side::Server, Box::pin(sink), stream))
 }
 
-/// RFC 6455 normal closure.
-const CLOSE_NORMAL: u16 = 1000;
-
-impl WsSession {
-    /// Starts multiplexing an upgraded socket.
-    pub fn new(socket: WebSocket) -> Self {
-        let closure = Arc::new(OnceLock::new());
-        let seen = closure.clone();
-        let (sink, stream) = socket.split();
-        let sink = sink.with(|frame: Frame| async move {
-            Ok::<_, axum::Error>(match frame {
-                Frame::Binary(b) => WsMessage::Binary(b),
-                Frame::Close(code, reason) => {
-                    WsMessage::Close(Some(CloseFrame { code, reason: reason.into() }))
-                }
-                Frame::Text | Frame::Control => WsMessage::Pong(Bytes::new()),
-            })
-        });
-        let stream = stream.map(move |m| {
-            m.map(|m| match m {
-                WsMessage::Binary(b) => Frame::Binary(b),
-                WsMessage::Text(_) => {
-                    // The mux closes the socket for it: a protocol violation, ended by us.
-                    let _ = seen.set(Closure::Clean);
-                    Frame::Text
-                }
-                WsMessage::Close(c) => {
-                    let frame = c.map_or(Frame::Close(1005, String::new()), |c| {
-                        Frame::Close(c.code, c.reason.to_string())
-                    });
-                    let clean = matches!(frame, Frame::Close(CLOSE_NORMAL | CLOSE_BASE, _));
-                    let _ = seen.set(if clean { Closure::Clean } else { Closure::Lost });
-                    frame
-                }
-                WsMessage::Ping(_) | WsMessage::Pong(_) => Frame::Control,
-            })
-        });
-        Self { mux: Mux::spawn(Side::Server, Box::pin(sink), stream), closure }
+fn to_message(frame: Frame) -> Message {
+    match frame {
+        Frame::Binary(b) => Message::Binary(b),
+        Frame::Close(code, reason) => Message::Close(Some(CloseFrame { code, reason: reason.into() })),
+        // The mux never sends these; a pong is harmless should it start to.
+        Frame::Text | Frame::Control => Message::Pong(Bytes::new()),
     }
 }
 
-fn closed(e: impl std::fmt::Display) -> TransportError {
-    TransportError::Closed(e.to_string())
-}
-
-struct Datagrams(Mux);
-
-impl DatagramSender for Datagrams {
-    fn send(&self, datagram: Bytes) -> Result<(), TransportError> {
-        if self.0.send_datagram(datagram).map_err(closed)? {
-            metrics::counter!("easel_datagrams_dropped_total", "reason" => "ws_backlog").increment(1);
-        }
-        Ok(())
-    }
-
-    fn buffer_space(&self) -> usize {
-        self.0.datagram_space()
-    }
-}
-
-impl Session for WsSession {
-    type Send = SendHalf;
-    type Recv = RecvHalf;
-
-    fn kind(&self) -> TransportKind {
-        TransportKind::WebSocket
-    }
-
-    async fn accept_bi(&self) -> Result<(SendHalf, RecvHalf), TransportError> {
-        self.mux.accept_bi().await.map_err(closed)
-    }
-
-    async fn open_uni(&self) -> Result<SendHalf, TransportError> {
-        self.mux.open_uni().map_err(closed)
-    }
-
-    async fn recv_datagram(&self) -> Result<Bytes, TransportError> {
-        self.mux.recv_datagram().await.map_err(closed)
-    }
-
-    fn datagram_sender(&self) -> Arc<dyn DatagramSender> {
-        Arc::new(Datagrams(self.mux.clone()))
-    }
-
-    fn close(&self, code: ErrorCode, reason: &str) {
-        let _ = self.closure.set(Closure::Clean);
-        self.mux.close(CLOSE_BASE + code.to_u16(), reason);
-    }
-
-    fn closure(&self) -> Option<Closure> {
-        // Ended without a close frame from either side: the socket broke.
-        self.mux.closed().now_or_never().map(|_| self.closure.get().copied().unwrap_or(Closure::Lost))
+fn to_frame(message: Message) -> Frame {
+    match message {
+        Message::Binary(b) => Frame::Binary(b),
+        Message::Text(_) => Frame::Text,
+        Message::Close(c) => c.map_or(Frame::Close(CLOSE_NO_STATUS, String::new()), |c| {
+            Frame::Close(c.code, c.reason.to_string())
+        }),
+        Message::Ping(_) | Message::Pong(_) => Frame::Control,
     }
 }

@@ -1,7 +1,12 @@
 //! # easel-sfu-bridge — hands classroom video to an external SFU
 //!
-//! Layer: above `easel-proto`, below `easel-server` (easel-proto ← easel-sfu-bridge ←
-//! easel-server). It knows Easel roles and wire codes, never Easel rooms or transports.
+//! Layer: above `easel-proto`, below `easel-server`. It knows Easel roles and wire codes,
+//! never Easel rooms or transports.
+//!
+//! ```text
+//! easel-proto ← easel-transport ← {easel-server, easel-client} ← {easel-benches, easel-netsim}
+//! easel-proto ← easel-sfu-bridge (the SFU relay) ← easel-server
+//! ```
 //!
 //! Contract: an [`Sfu`] maps an Easel room to an SFU room ([`Sfu::ensure_room`]) and lets a
 //! participant in with what its Easel role allows ([`Sfu::join`], [`Access::for_role`]); the

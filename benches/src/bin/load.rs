@@ -11,12 +11,12 @@
 //!
 //! The first `--observers` clients (default 10) are full SDK clients (`easel_client::Client`:
 //! local Loro document, throttled cursors, events): cursor and op delivery are measured where
-//! an app sees them. The others are protocol clients on the SDK's `raw` connection: they send
-//! the same cursors and Loro updates and receive everything the server sends them (datagrams,
-//! room stream, snapshots) but keep no document. The server's load is the same either way;
-//! the generator's is not — importing 600 updates a second into 300 documents does not fit a
-//! 2-core machine that also runs the server, and would measure the generator, not Easel. Op
-//! ack latency is measured at every client.
+//! an app sees them. The others are protocol clients on the connection the SDK drives
+//! (`easel_transport::client`): they send the same cursors and Loro updates and receive
+//! everything the server sends them (datagrams, room stream, snapshots) but keep no document.
+//! The server's load is the same either way; the generator's is not — importing 600 updates a
+//! second into 300 documents does not fit a 2-core machine that also runs the server, and
+//! would measure the generator, not Easel. Op ack latency is measured at every client.
 //!
 //! Send times travel inside the data: a cursor's x is the sender's clock in ms (1/16 px = 1/16
 //! ms precision), an edit appends the sender's clock to the sender's own list in the document.
@@ -39,10 +39,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use clap::Parser as _;
 use easel_benches::{histogram, rss_kib, token};
-use easel_client::{Client, Event, Room, raw};
+use easel_client::{Client, Event, Room};
 use easel_proto::datagram::{Cursor, quantise};
 use easel_proto::message::{Join, Update};
 use easel_proto::{Datagram, Message};
+use easel_transport::client::{Connection, Options, RoomStream};
 use futures::stream::{self, StreamExt as _};
 use hdrhistogram::Histogram;
 use loro::{ExportMode, LoroDoc};
@@ -135,7 +136,7 @@ enum Member {
     /// A full SDK client (an observer).
     Sdk(Client, Room),
     /// A protocol client.
-    Raw(Box<(raw::Connection, raw::RoomStream)>),
+    Raw(Box<(Connection, RoomStream)>),
 }
 
 async fn connect(args: &Args, i: u32, observer: bool) -> anyhow::Result<(Member, f64)> {
@@ -145,14 +146,14 @@ async fn connect(args: &Args, i: u32, observer: bool) -> anyhow::Result<(Member,
             .into_iter()
             .next()
             .context("the URL names no transport")?;
-        let mut options = raw::Options::new(endpoint.resolve().await?, endpoint.transport);
+        let mut options = Options::new(endpoint.resolve().await?, endpoint.transport);
         options.server_name = endpoint.host.clone();
         options.tls = endpoint.tls;
         if let Some(hash) = &args.cert_hash {
             options = options.with_cert_hash(hash)?;
         }
         let user = format!("load-{i}");
-        let conn = raw::Connection::connect(&options, &token(&args.jwt_secret, &args.room, &user)?, &user)
+        let conn = Connection::connect(&options, &token(&args.jwt_secret, &args.room, &user)?, &user)
             .await
             .with_context(|| format!("client {i} connects"))?;
         let join = Join { room: args.room.clone(), name: user, since: None };
@@ -188,8 +189,8 @@ fn pacing(i: u32, args: &Args) -> (tokio::time::Instant, tokio::time::Interval, 
 /// the room stream, like the SDK sends them; everything received is read and dropped.
 async fn drive_raw(
     i: u32,
-    conn: raw::Connection,
-    stream: raw::RoomStream,
+    conn: Connection,
+    stream: RoomStream,
     args: Arc<Args>,
     clock: Clock,
     window: Window,

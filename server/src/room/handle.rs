@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Arrival, Joined, SnapshotPayload};
 use crate::class;
 use crate::sfu::SfuNews;
-use crate::transport::DatagramSender;
+use easel_transport::DatagramSender;
 
 /// What a member's room-stream writer receives.
 #[derive(Debug)]

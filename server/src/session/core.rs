@@ -16,22 +16,12 @@ use easel_proto::{Datagram, ErrorCode, Message, PROTOCOL_VERSION, limits};
 use crate::auth::{Claims, Verifier};
 use crate::config::ServerConfig;
 use crate::room::Command;
-use crate::transport::Closure;
 use easel_proto::rate::TokenBucket;
+use easel_transport::Closure;
+use easel_transport::framed::Read;
 
 /// How long a client told to go away by a shutdown should wait before reconnecting.
 const RECONNECT_HINT_MS: u32 = 1000;
-
-/// What a stream produced: the driver's reads, as the core sees them.
-#[derive(Debug)]
-pub(crate) enum Read {
-    /// A whole message.
-    Message(Message),
-    /// A frame that did not decode; the stream can go on unless the error says otherwise.
-    Bad(easel_proto::Error),
-    /// The peer finished the stream (or it broke).
-    End,
-}
 
 /// A refused request or session: the code and reason, and the `Fault` to answer with (none
 /// when the peer is already gone).

@@ -11,15 +11,16 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use easel_proto::{ErrorCode, FrameDecoder, Message, limits};
-use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use easel_proto::{ErrorCode, Message, limits};
+use easel_transport::Session;
+use easel_transport::framed::{Reader, write};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
 use tokio_util::sync::CancellationToken;
 
-use self::core::{Control, Core, DatagramRoute, Ending, Read, Refusal};
+use self::core::{Control, Core, DatagramRoute, Ending, Refusal};
 use crate::resume::Held;
 use crate::room::{self, Command};
 use crate::shared::Shared;
-use crate::transport::Session;
 
 /// State the session's tasks share: the core behind one lock, and what the driver needs to
 /// reach the rest of the server.
@@ -47,38 +48,6 @@ impl Ctx {
     fn ending<S: Session>(&self, session: &S) -> bool {
         self.core().is_settled() || session.closure().is_some()
     }
-}
-
-/// A frame reader over one stream.
-struct Reader<R> {
-    recv: R,
-    decoder: FrameDecoder,
-    buf: Vec<u8>,
-}
-
-impl<R: AsyncRead + Unpin> Reader<R> {
-    fn new(recv: R, max_frame: usize) -> Self {
-        Self { recv, decoder: FrameDecoder::new(max_frame), buf: vec![0; 16 * 1024] }
-    }
-
-    async fn next(&mut self) -> Read {
-        loop {
-            match self.decoder.decode() {
-                Ok(Some(m)) => return Read::Message(m),
-                Ok(None) => {}
-                Err(e) => return Read::Bad(e),
-            }
-            match self.recv.read(&mut self.buf).await {
-                Ok(0) | Err(_) => return Read::End,
-                Ok(n) => self.decoder.push(&self.buf[..n]),
-            }
-        }
-    }
-}
-
-async fn write<W: AsyncWrite + Unpin>(send: &mut W, message: &Message) -> Result<(), ()> {
-    let bytes = message.encode().map_err(|e| tracing::error!("encode {:?}: {e}", message.kind()))?;
-    send.write_all(&bytes).await.map_err(|_| ())
 }
 
 /// Answers a refused request with its `Fault` and finishes the stream.
@@ -191,7 +160,7 @@ async fn handshake<S: Session>(
         resumed,
         now.as_millis() as u64,
     );
-    write(&mut send, &Message::from(welcome)).await.map_err(|()| Refusal {
+    write(&mut send, &Message::from(welcome)).await.map_err(|_| Refusal {
         code: ErrorCode::Normal,
         why: "closed during handshake".into(),
         reply: None,
@@ -204,7 +173,7 @@ async fn handshake<S: Session>(
         metrics::counter!("easel_resumes_total").increment(1);
         tracing::info!(session_id = held.session_id, rooms = held.rooms.len(), "session resumed");
     }
-    reader.decoder.set_max_frame(config.max_frame as usize);
+    reader.set_max_frame(config.max_frame as usize);
     let core = Core::new(config, shared.rooms.has_sfu(), (claims, hello.client_id), held.rooms, t);
     let ctx = Ctx {
         shared: shared.clone(),

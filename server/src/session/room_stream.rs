@@ -11,10 +11,12 @@ use tokio::io::AsyncWriteExt as _;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use super::core::{Exit, Read, Route, fault};
-use super::{Ctx, Reader, end_stream, write};
+use easel_transport::Session;
+use easel_transport::framed::{Read, Reader, write};
+
+use super::core::{Exit, Route, fault};
+use super::{Ctx, end_stream};
 use crate::room::{self, Command, JoinRequest, Link, Outbound, SnapshotPayload};
-use crate::transport::Session;
 
 /// Queued room-stream frames are coalesced into writes of up to about this many bytes.
 const WRITE_BATCH: usize = 64 * 1024;

@@ -1,10 +1,10 @@
 //! Refusals with the SPEC codes, and nothing changed by a refused request.
 
-use easel_client::raw::{ClientError, Connection, Transport};
 use easel_proto::ErrorCode;
 use easel_proto::Message;
 use easel_proto::message::SyncKind;
 use easel_server::auth::{Claims, Issuer};
+use easel_transport::client::{ClientError, Connection, Transport};
 
 use crate::harness::{Board, TRANSPORTS, TestServer, expect_message, now_secs, token, within};
 

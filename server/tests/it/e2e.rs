@@ -130,7 +130,8 @@ async fn leaving_is_broadcast_at_once() {
 #[tokio::test]
 async fn concurrent_joins_on_one_connection_get_distinct_slots() {
     let server = TestServer::start().await;
-    let conn = server.connect(easel_client::raw::Transport::Quic, "ada", "student", "school/art/*").await;
+    let conn =
+        server.connect(easel_transport::client::Transport::Quic, "ada", "student", "school/art/*").await;
     let rooms = ["school/art/a", "school/art/b", "school/art/c", "school/art/d", "school/art/a"];
     // A resumed client rejoins all its rooms at once: the joins race inside the server.
     let results = within("joins", futures::future::join_all(rooms.iter().map(|r| conn.join(r, None)))).await;

@@ -1,15 +1,21 @@
-//! Shared test plumbing: an in-process server on ephemeral ports, tokens, clients, Loro docs.
+//! Shared test plumbing: an in-process server on ephemeral ports, tokens, clients, Loro docs,
+//! a TCP relay to cut.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use easel_client::raw::{Connection, Options, RoomStream, Transport};
 use easel_proto::Message;
 use easel_proto::message::Update;
 use easel_server::auth::{Claims, Issuer};
 use easel_server::{Server, ServerConfig};
+use easel_transport::client::{Connection, Options, RoomStream, Transport};
 use loro::{ExportMode, LoroDoc, VersionVector};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
 
 pub const SECRET: &str = "integration-test-secret-0123456789abcdef";
 pub const TRANSPORTS: [Transport; 3] = [Transport::Quic, Transport::WebTransport, Transport::WebSocket];
@@ -183,4 +189,47 @@ pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status line");
     let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
     (status, body)
+}
+
+/// A TCP relay the test can cut: every relayed connection is dropped at once (no WebSocket
+/// close frame, as when a network goes away), and new connections are refused while it is down.
+pub struct Relay {
+    pub addr: SocketAddr,
+    cut: Arc<Notify>,
+    down: Arc<AtomicBool>,
+}
+
+impl Relay {
+    pub async fn start(upstream: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind relay");
+        let addr = listener.local_addr().expect("addr");
+        let (cut, down) = (Arc::new(Notify::new()), Arc::new(AtomicBool::new(false)));
+        let (c, d) = (cut.clone(), down.clone());
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if d.load(Ordering::SeqCst) {
+                    continue;
+                }
+                let c = c.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = TcpStream::connect(upstream).await else { return };
+                    let _ = inbound.set_nodelay(true);
+                    let _ = outbound.set_nodelay(true);
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        () = c.notified() => {}
+                    }
+                    // Both sockets drop here without a WebSocket close frame, as when the
+                    // app's process dies or a middlebox gives up on the connection.
+                });
+            }
+        });
+        Self { addr, cut, down }
+    }
+
+    /// Drops every relayed connection; `stay_down` also refuses new ones.
+    pub fn cut(&self, stay_down: bool) {
+        self.down.store(stay_down, Ordering::SeqCst);
+        self.cut.notify_waiters();
+    }
 }

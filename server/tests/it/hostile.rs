@@ -2,10 +2,10 @@
 //! sessions carry on.
 
 use bytes::Bytes;
-use easel_client::raw::{ClientError, Connection, Transport};
 use easel_proto::message::{Ping, Update};
 use easel_proto::{ErrorCode, Message, varint};
 use easel_server::config::Rate;
+use easel_transport::client::{ClientError, Connection, Transport};
 
 use crate::harness::{Board, TestServer, expect_message, send_acked, within};
 
@@ -16,7 +16,7 @@ fn header(len: u64) -> Vec<u8> {
     out
 }
 
-async fn probe_code(options: &easel_client::raw::Options, bytes: &[u8]) -> ErrorCode {
+async fn probe_code(options: &easel_transport::client::Options, bytes: &[u8]) -> ErrorCode {
     match within("probe", Connection::probe(options, bytes)).await {
         Ok(Message::Fault(f)) => ErrorCode::from_u16(f.code).expect("known code"),
         Err(ClientError::Closed { code: Some(code), .. }) => code,

@@ -1,7 +1,7 @@
 //! The HTTP side (health, metrics, certificate hash) and the `easel token` command.
 
-use easel_client::raw::Transport;
 use easel_server::auth::Verifier;
+use easel_transport::client::Transport;
 
 use crate::harness::{SECRET, TestServer, http_get, now_secs};
 

@@ -1,5 +1,6 @@
-//! easel-server integration tests: real sockets on 127.0.0.1:0, real QUIC and WebTransport
-//! clients (`easel_client::raw`), real redb files, the real binary where a process must die.
+//! easel-server integration tests: real sockets on 127.0.0.1:0, real QUIC, WebTransport and
+//! WebSocket protocol clients (`easel_transport::client`, never the SDK: its own tests drive
+//! it against this server), real redb files, the real binary where a process must die.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 mod auth;
@@ -9,13 +10,6 @@ mod e2e;
 mod harness;
 mod hostile;
 mod http;
-// The bridge's own private-Janus helper, shared rather than copied (the server's tests do not
-// restart Janus).
-#[allow(dead_code)]
-#[path = "../../../sfu-bridge/tests/it/process.rs"]
-mod janus;
 mod resume;
-mod sdk;
-mod sfu;
 mod storage;
 mod websocket;

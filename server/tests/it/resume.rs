@@ -3,10 +3,10 @@
 
 use std::time::{Duration, Instant};
 
-use easel_client::raw::{ClientError, Connection, RoomStream, Transport};
 use easel_proto::datagram::{Heartbeat, Status, Tool};
 use easel_proto::message::SyncKind;
 use easel_proto::{Datagram, ErrorCode, Message};
+use easel_transport::client::{ClientError, Connection, RoomStream, Transport};
 
 use crate::harness::{Board, TRANSPORTS, TestServer, expect_message, send_acked, token, within};
 

@@ -4,8 +4,8 @@
 use std::collections::BTreeSet;
 use std::process::Stdio;
 
-use easel_client::raw::{Connection, Options, Transport};
 use easel_proto::Message;
+use easel_transport::client::{Connection, Options, Transport};
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 
 use crate::harness::{Board, SECRET, TestServer, send_acked, token, within};

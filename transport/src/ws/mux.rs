@@ -1,10 +1,7 @@
-//! Easel streams and datagrams over one WebSocket (SPEC §16), for either end.
-//!
-//! [`Mux`] is the IO driver around the sans-IO [`Demux`]: a reader task routes envelopes to
+//! [`Mux`]: the IO driver around the sans-IO [`Demux`]. A reader task routes envelopes to
 //! per-stream queues, a writer task sends reliable envelopes in order and datagrams
 //! latest-wins — they wait in a small ring that drops the oldest when the socket is backed
-//! up, never behind it. It is generic over the socket (`Sink`/`Stream` of [`Frame`]), so the
-//! server (axum) and the client (tokio-tungstenite) share it.
+//! up, never behind it.
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -14,19 +11,15 @@ use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
 use easel_proto::limits::MAX_DATAGRAM_LEN;
-pub use easel_proto::ws::Side;
-use easel_proto::ws::{Demux, Envelope, Event};
+use easel_proto::ws::{Demux, Envelope, Event, Side};
 use futures::{Sink, SinkExt as _, Stream, StreamExt as _};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::{CancellationToken, PollSender};
 
-/// Subprotocol name of the mapping.
-pub const SUBPROTOCOL: &str = "easel.v1";
-/// WebSocket close codes carry Easel codes as 4000 + code (SPEC §14.2).
-pub const CLOSE_BASE: u16 = 4000;
-/// RFC 6455 "unsupported data": the answer to a text message.
-pub const CLOSE_UNSUPPORTED: u16 = 1003;
+use super::{CLOSE_ABNORMAL, CLOSE_BASE, CLOSE_UNSUPPORTED, Closed, Frame, closure_of};
+use crate::Closure;
+
 /// Datagrams held while the socket is busy; older ones are dropped first.
 const DATAGRAM_RING: usize = 16;
 /// Streams the peer may have open at once (control + rooms + snapshots + slack).
@@ -36,39 +29,21 @@ const WRITE_BATCH: usize = 64;
 /// Largest stream piece per envelope.
 const MAX_PIECE: usize = 16 * 1024;
 
-/// One WebSocket message, as the mux sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Frame {
-    /// A binary message (one envelope).
-    Binary(Bytes),
-    /// A text message (not part of the protocol).
-    Text,
-    /// A close frame with its code and reason.
-    Close(u16, String),
-    /// Ping, pong or anything else the socket library handles itself.
-    Control,
-}
-
-/// Why the session ended: a WebSocket close code and reason.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Closed {
-    /// The close code (4000 + an Easel code, or an RFC 6455 code).
-    pub code: u16,
-    /// The reason.
-    pub reason: String,
-}
-
-impl Closed {
-    /// The Easel code inside a 4000 + code close, if it is one.
-    pub fn easel_code(&self) -> Option<easel_proto::ErrorCode> {
-        self.code.checked_sub(CLOSE_BASE).and_then(easel_proto::ErrorCode::from_u16)
-    }
-}
-
-/// A multiplexed WebSocket session; cheap to clone.
+/// A multiplexed WebSocket session; cheap to clone. Like a QUIC connection, it closes
+/// (normally) when its last handle is dropped.
 #[derive(Clone)]
 pub struct Mux {
     inner: Arc<Inner>,
+    _last: Arc<LastHandle>,
+}
+
+/// Shared by a mux's handles, not by its tasks, which hold the socket until it closes.
+struct LastHandle(Arc<Inner>);
+
+impl Drop for LastHandle {
+    fn drop(&mut self) {
+        self.0.finish(CLOSE_BASE, "", Closure::Clean);
+    }
 }
 
 impl std::fmt::Debug for Mux {
@@ -93,11 +68,27 @@ struct Inner {
 }
 
 impl Inner {
-    fn finish(&self, code: u16, reason: &str) {
+    /// Ends the session; the first end recorded is the one reported.
+    fn finish(&self, code: u16, reason: &str, closure: Closure) {
         if let Ok(mut closed) = self.closed.lock() {
-            closed.get_or_insert_with(|| Closed { code, reason: reason.to_owned() });
+            closed.get_or_insert_with(|| Closed { code, reason: reason.to_owned(), closure });
         }
         self.done.cancel();
+    }
+
+    /// How the session ended, once it has.
+    fn ended(&self) -> Option<Closed> {
+        self.done.is_cancelled().then(|| self.recorded())
+    }
+
+    fn recorded(&self) -> Closed {
+        let recorded = self.closed.lock().ok().and_then(|c| c.clone());
+        // Only a poisoned lock loses the record; nothing can be said of that end.
+        recorded.unwrap_or_else(|| Closed {
+            code: CLOSE_ABNORMAL,
+            reason: "websocket closed".into(),
+            closure: Closure::Lost,
+        })
     }
 }
 
@@ -127,7 +118,7 @@ impl Mux {
         });
         tokio::spawn(write_loop(inner.clone(), sink, reliable_rx));
         tokio::spawn(read_loop(inner.clone(), stream, bi_tx, uni_tx, incoming_tx));
-        Self { inner }
+        Self { _last: Arc::new(LastHandle(inner.clone())), inner }
     }
 
     fn closed_error(&self) -> io::Error {
@@ -207,18 +198,18 @@ impl Mux {
 
     /// Sends what is queued, then a close frame with `code` and `reason`.
     pub fn close(&self, code: u16, reason: &str) {
-        self.inner.finish(code, reason);
+        self.inner.finish(code, reason, Closure::Clean);
     }
 
     /// Waits for the session to end and says why.
     pub async fn closed(&self) -> Closed {
         self.inner.done.cancelled().await;
-        self.inner
-            .closed
-            .lock()
-            .ok()
-            .and_then(|c| c.clone())
-            .unwrap_or(Closed { code: CLOSE_BASE, reason: String::new() })
+        self.inner.recorded()
+    }
+
+    /// How the session ended, or `None` while it is open. Never waits.
+    pub fn ended(&self) -> Option<Closed> {
+        self.inner.ended()
     }
 }
 
@@ -251,7 +242,7 @@ async fn write_loop<Si: Sink<Frame> + Unpin>(
                     }
                 }
                 if write_all(&mut sink, batch).await.is_err() {
-                    inner.finish(CLOSE_BASE, "socket write failed");
+                    inner.finish(CLOSE_ABNORMAL, "socket write failed", Closure::Lost);
                     return;
                 }
             }
@@ -262,7 +253,7 @@ async fn write_loop<Si: Sink<Frame> + Unpin>(
                     .map(|mut r| r.drain(..).map(|d| Frame::Binary(Envelope::Datagram(&d).encode().into())).collect())
                     .unwrap_or_default();
                 if write_all(&mut sink, pending).await.is_err() {
-                    inner.finish(CLOSE_BASE, "socket write failed");
+                    inner.finish(CLOSE_ABNORMAL, "socket write failed", Closure::Lost);
                     return;
                 }
             }
@@ -274,8 +265,12 @@ async fn write_loop<Si: Sink<Frame> + Unpin>(
             return;
         }
     }
-    let closed = inner.closed.lock().ok().and_then(|c| c.clone());
-    let (code, reason) = closed.map_or((CLOSE_BASE, String::new()), |c| (c.code, c.reason));
+    let Closed { code, reason, .. } = inner.recorded();
+    // A broken socket has nobody to hear a close frame, and 1006 may not be sent anyway.
+    if code == CLOSE_ABNORMAL {
+        let _ = sink.close().await;
+        return;
+    }
     // Close reasons are limited to 123 bytes by RFC 6455.
     let reason: String = reason
         .chars()
@@ -307,15 +302,17 @@ async fn read_loop<St, E>(
             Some(Ok(Frame::Binary(b))) => b,
             Some(Ok(Frame::Control)) => continue,
             Some(Ok(Frame::Text)) => {
-                inner.finish(CLOSE_UNSUPPORTED, "text messages are not part of the protocol");
+                // A protocol violation, ended by us.
+                inner.finish(CLOSE_UNSUPPORTED, "text messages are not part of the protocol", Closure::Clean);
                 return;
             }
             Some(Ok(Frame::Close(code, reason))) => {
-                inner.finish(code, &reason);
+                inner.finish(code, &reason, closure_of(code));
                 return;
             }
             Some(Err(_)) | None => {
-                inner.finish(CLOSE_BASE, "connection lost");
+                // No close frame: the socket broke (a TCP drop, a dead middlebox, a crash).
+                inner.finish(CLOSE_ABNORMAL, "connection lost", Closure::Lost);
                 return;
             }
         };
@@ -323,7 +320,7 @@ async fn read_loop<St, E>(
             match inner.demux.lock().map(|mut d| d.receive(&bytes).map(|e| e.map(|e| e.map(Owned::from)))) {
                 Ok(Ok(events)) => events,
                 Ok(Err(e)) => {
-                    inner.finish(CLOSE_BASE + e.code().to_u16(), &e.to_string());
+                    inner.finish(CLOSE_BASE + e.code().to_u16(), &e.to_string(), Closure::Clean);
                     return;
                 }
                 Err(_) => return,
@@ -551,5 +548,50 @@ mod tests {
         let newest: Vec<u8> = (40 - ring.len() as u8..40).collect();
         assert_eq!(ring, newest, "the oldest are dropped, the newest kept in order");
         assert_eq!(mux.datagram_space(), (DATAGRAM_RING - ring.len()) * MAX_DATAGRAM_LEN);
+    }
+
+    /// A mux whose peer is played by the test: frames it sends, frames it gets.
+    fn facing_test() -> (Mux, futures::channel::mpsc::Sender<Frame>, futures::channel::mpsc::Receiver<Frame>)
+    {
+        let (to_mux, rx) = futures::channel::mpsc::channel::<Frame>(8);
+        let (tx, from_mux) = futures::channel::mpsc::channel::<Frame>(8);
+        (Mux::spawn(Side::Server, tx.sink_map_err(|_| ()), rx.map(Ok::<_, ()>)), to_mux, from_mux)
+    }
+
+    #[tokio::test]
+    async fn a_socket_gone_without_a_close_frame_is_lost_not_normal() {
+        let (mux, to_mux, _from_mux) = facing_test();
+        assert_eq!(mux.ended(), None);
+        drop(to_mux);
+        let closed = mux.closed().await;
+        assert_eq!((closed.code, closed.closure), (CLOSE_ABNORMAL, Closure::Lost));
+        assert_eq!(closed.easel_code(), None);
+        assert_eq!(mux.ended(), Some(closed));
+    }
+
+    #[tokio::test]
+    async fn close_frames_are_classified_by_code() {
+        for (code, closure) in [(1000, Closure::Clean), (CLOSE_BASE, Closure::Clean), (1001, Closure::Lost)] {
+            let (mux, mut to_mux, _from_mux) = facing_test();
+            to_mux.send(Frame::Close(code, "bye".into())).await.expect("send");
+            let closed = mux.closed().await;
+            assert_eq!((closed.code, closed.reason.as_str(), closed.closure), (code, "bye", closure));
+        }
+    }
+
+    #[tokio::test]
+    async fn ends_made_here_are_clean_and_the_last_handle_closes_normally() {
+        let (mux, mut to_mux, mut from_mux) = facing_test();
+        to_mux.send(Frame::Text).await.expect("send");
+        assert_eq!(
+            from_mux.next().await,
+            Some(Frame::Close(CLOSE_UNSUPPORTED, "text messages are not part of the protocol".into()))
+        );
+        assert_eq!(mux.closed().await.closure, Closure::Clean);
+
+        let (client, server) = pair();
+        drop(client);
+        let closed = server.closed().await;
+        assert_eq!((closed.code, closed.closure), (CLOSE_BASE, Closure::Clean));
     }
 }

@@ -8,8 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use easel_client::raw::Transport;
-use easel_client::{Client, Event, Room};
+use easel_client::{Client, Event, Room, Transport};
 use easel_proto::ErrorCode;
 use easel_proto::datagram::{Status, Tool};
 use easel_server::Server;

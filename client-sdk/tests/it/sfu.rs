@@ -8,8 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use easel_client::raw::Transport;
-use easel_client::{Client, Event, ModAction, Room, SdpKind, SfuEventKind};
+use easel_client::{Client, Event, ModAction, Room, SdpKind, SfuEventKind, Transport};
 use easel_proto::ErrorCode;
 use easel_proto::message::Kind;
 use easel_server::config::{SfuConfig, SfuKind};

@@ -1,0 +1,14 @@
+//! easel-client integration tests: the SDK (`easel_client::Client`) against the real server,
+//! in-process on 127.0.0.1:0 — every transport, the race and its fallback, reconnect, resume,
+//! the offline store, the classroom, and video through a real Janus.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
+
+mod classroom;
+mod harness;
+// The bridge's own private-Janus helper, shared rather than copied (these tests do not
+// restart Janus).
+#[allow(dead_code)]
+#[path = "../../../sfu-bridge/tests/it/process.rs"]
+mod janus;
+mod sdk;
+mod sfu;

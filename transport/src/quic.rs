@@ -1,0 +1,226 @@
+//! QUIC, as raw QUIC and WebTransport both use it: the transport settings of each end, how a
+//! QUIC connection's end is classified, and (feature `quic`) the raw QUIC [`QuicSession`]
+//! with ALPN [`easel_proto::ALPN`].
+
+use std::net::SocketAddr;
+#[cfg(feature = "quic")]
+use std::sync::Arc;
+use std::time::Duration;
+
+#[cfg(feature = "quic")]
+use bytes::Bytes;
+use easel_proto::ErrorCode;
+
+#[cfg(feature = "quic")]
+use crate::{CloseReason, DatagramSender, Session, TransportError, TransportKind};
+use crate::{Closure, Side};
+
+/// Keep-alives every 5 s, from both ends, keep a quiet session open through NATs.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(5);
+/// The server gives a silent path up after 30 s (QUIC's usual default), inside which the
+/// client's own, shorter timeout fires first.
+pub const SERVER_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// The client gives a silent path up after 12 s (two keep-alives missed and then some), so a
+/// client on a dead network reconnects and resumes well inside the server's 30 s resume grace
+/// window instead of waiting for QUIC's 30 s default.
+pub const CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(12);
+/// Datagram buffers: cursors are latest-wins, so a backed-up receiver should lose stale ones
+/// rather than queue them.
+const DATAGRAM_BUFFER: usize = 64 * 1024;
+
+/// The QUIC transport settings of `side`'s endpoint (both server listeners share the server's).
+pub fn transport_config(side: Side) -> quinn::TransportConfig {
+    let mut t = quinn::TransportConfig::default();
+    t.keep_alive_interval(Some(KEEP_ALIVE));
+    match side {
+        Side::Server => {
+            t.max_idle_timeout(quinn::IdleTimeout::try_from(SERVER_IDLE_TIMEOUT).ok());
+            // The room checks the space left and skips a tick for a backed-up receiver.
+            t.datagram_send_buffer_size(DATAGRAM_BUFFER);
+            t.max_concurrent_bidi_streams(quinn::VarInt::from_u32(32));
+            t.max_concurrent_uni_streams(quinn::VarInt::from_u32(8));
+        }
+        Side::Client => {
+            t.max_idle_timeout(quinn::IdleTimeout::try_from(CLIENT_IDLE_TIMEOUT).ok());
+            // A busy app should lose stale cursor batches, not read a backlog.
+            t.datagram_receive_buffer_size(Some(DATAGRAM_BUFFER));
+        }
+    }
+    t
+}
+
+/// Classifies a QUIC connection's end.
+pub(crate) fn closure_of(e: &quinn::ConnectionError) -> Closure {
+    match e {
+        quinn::ConnectionError::ApplicationClosed(c) if c.error_code.into_inner() == 0 => Closure::Clean,
+        // Besides our own closes, wtransport closes locally when the peer ends the session
+        // with a CLOSE_WEBTRANSPORT_SESSION capsule: a deliberate end.
+        quinn::ConnectionError::LocallyClosed => Closure::Clean,
+        _ => Closure::Lost,
+    }
+}
+
+/// The Easel code and reason of an application close; what happened otherwise.
+#[cfg(feature = "quic")]
+fn close_reason(e: &quinn::ConnectionError) -> CloseReason {
+    match e {
+        quinn::ConnectionError::ApplicationClosed(c) => CloseReason {
+            code: easel_code(c.error_code.into_inner()),
+            reason: String::from_utf8_lossy(&c.reason).into_owned(),
+        },
+        other => CloseReason::other(other),
+    }
+}
+
+pub(crate) fn easel_code(code: u64) -> Option<ErrorCode> {
+    u16::try_from(code).ok().and_then(ErrorCode::from_u16)
+}
+
+pub(crate) fn wire_code(code: ErrorCode) -> u32 {
+    code.to_u16().into()
+}
+
+/// The wildcard address of `addr`'s family, any port: where a client endpoint binds.
+pub(crate) fn unspecified(addr: SocketAddr) -> SocketAddr {
+    if addr.is_ipv4() {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    }
+}
+
+/// A raw QUIC session (ALPN [`easel_proto::ALPN`]).
+#[cfg(feature = "quic")]
+#[derive(Debug, Clone)]
+pub struct QuicSession {
+    conn: quinn::Connection,
+    /// A client's own endpoint (its UDP socket), held as long as the connection.
+    _endpoint: Option<quinn::Endpoint>,
+}
+
+#[cfg(feature = "quic")]
+impl QuicSession {
+    /// A session on a connection the server accepted.
+    pub fn new(conn: quinn::Connection) -> Self {
+        Self { conn, _endpoint: None }
+    }
+
+    /// The QUIC connection.
+    pub fn connection(&self) -> &quinn::Connection {
+        &self.conn
+    }
+}
+
+/// Connects to a server's raw QUIC port as `server_name`, verifying its certificate by
+/// `cert_hash` or against the system's roots.
+#[cfg(feature = "quic")]
+pub async fn connect(
+    addr: SocketAddr,
+    server_name: &str,
+    cert_hash: Option<[u8; 32]>,
+) -> Result<QuicSession, TransportError> {
+    let connect_err = |e: &dyn std::fmt::Display| TransportError::Connect(e.to_string());
+    let tls = crate::tls::client_config(cert_hash, easel_proto::ALPN)?;
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|e| connect_err(&e))?;
+    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+    config.transport_config(Arc::new(transport_config(Side::Client)));
+    let mut endpoint = quinn::Endpoint::client(unspecified(addr)).map_err(|e| connect_err(&e))?;
+    endpoint.set_default_client_config(config);
+    let connecting = endpoint.connect(addr, server_name).map_err(|e| connect_err(&e))?;
+    let conn = connecting.await.map_err(|e| TransportError::Closed(close_reason(&e)))?;
+    Ok(QuicSession { conn, _endpoint: Some(endpoint) })
+}
+
+#[cfg(feature = "quic")]
+fn closed(e: quinn::ConnectionError) -> TransportError {
+    TransportError::Closed(close_reason(&e))
+}
+
+#[cfg(feature = "quic")]
+impl DatagramSender for quinn::Connection {
+    fn send(&self, datagram: Bytes) -> Result<(), TransportError> {
+        self.send_datagram(datagram).map_err(|e| match e {
+            quinn::SendDatagramError::TooLarge => TransportError::DatagramTooLarge,
+            quinn::SendDatagramError::ConnectionLost(e) => closed(e),
+            other => TransportError::DatagramsUnavailable(other.to_string()),
+        })
+    }
+
+    fn buffer_space(&self) -> usize {
+        self.datagram_send_buffer_space()
+    }
+}
+
+#[cfg(feature = "quic")]
+impl Session for QuicSession {
+    type Send = quinn::SendStream;
+    type Recv = quinn::RecvStream;
+
+    fn kind(&self) -> TransportKind {
+        TransportKind::Quic
+    }
+
+    async fn open_bi(&self) -> Result<(Self::Send, Self::Recv), TransportError> {
+        self.conn.open_bi().await.map_err(closed)
+    }
+
+    async fn accept_bi(&self) -> Result<(Self::Send, Self::Recv), TransportError> {
+        self.conn.accept_bi().await.map_err(closed)
+    }
+
+    async fn open_uni(&self) -> Result<Self::Send, TransportError> {
+        self.conn.open_uni().await.map_err(closed)
+    }
+
+    async fn accept_uni(&self) -> Result<Self::Recv, TransportError> {
+        self.conn.accept_uni().await.map_err(closed)
+    }
+
+    async fn recv_datagram(&self) -> Result<Bytes, TransportError> {
+        self.conn.read_datagram().await.map_err(closed)
+    }
+
+    fn datagram_sender(&self) -> Arc<dyn DatagramSender> {
+        Arc::new(self.conn.clone())
+    }
+
+    fn close(&self, code: ErrorCode, reason: &str) {
+        self.conn.close(quinn::VarInt::from_u32(wire_code(code)), reason.as_bytes());
+    }
+
+    fn closure(&self) -> Option<Closure> {
+        self.conn.close_reason().map(|e| closure_of(&e))
+    }
+
+    async fn closed(&self) -> CloseReason {
+        close_reason(&self.conn.closed().await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app(code: u32) -> quinn::ConnectionError {
+        quinn::ConnectionError::ApplicationClosed(quinn::ApplicationClose {
+            error_code: quinn::VarInt::from_u32(code),
+            reason: "why".into(),
+        })
+    }
+
+    #[test]
+    fn only_code_zero_and_local_closes_are_clean() {
+        assert_eq!(closure_of(&app(0)), Closure::Clean);
+        assert_eq!(closure_of(&quinn::ConnectionError::LocallyClosed), Closure::Clean);
+        assert_eq!(closure_of(&app(501)), Closure::Lost);
+        assert_eq!(closure_of(&quinn::ConnectionError::TimedOut), Closure::Lost);
+    }
+
+    #[cfg(feature = "quic")]
+    #[test]
+    fn an_application_close_carries_its_easel_code() {
+        let reason = close_reason(&app(501));
+        assert_eq!((reason.code, reason.reason.as_str()), (Some(ErrorCode::ShuttingDown), "why"));
+        assert_eq!(close_reason(&app(70_000)).code, None);
+    }
+}
