@@ -10,11 +10,20 @@
 //!
 //! Contract: serves protocol v1 (`proto-spec/SPEC.md`) over WebTransport, raw QUIC and a
 //! WebSocket fallback ([`websocket`]) behind one [`easel_transport::Session`] trait, so room
-//! logic never knows the transport. Each room is an actor ([`room`]) owning its participants,
-//! presence, cursors and Loro document; updates are acked only after the fsync that covers
-//! them ([`store`]); tokens are JWTs ([`auth`]); video signalling is relayed to an SFU through
-//! `easel-sfu-bridge` ([`sfu`], `--sfu janus`). [`Server::start`] runs it all in-process; the
-//! `easel` binary wraps it with a command line ([`config`]).
+//! logic never knows the transport. Updates are acked only after the fsync that covers them
+//! ([`store`]); tokens are JWTs ([`auth`]); video signalling is relayed to an SFU through
+//! `easel-sfu-bridge` ([`sfu`], `--sfu janus`).
+//!
+//! Shape: decisions are sans-IO cores that take time as input and return what to do; thin
+//! async drivers do the IO.
+//! - [`room`]: a room's core ([`room::Room`]: members, presence, cursors, the Loro document,
+//!   the classroom, drained through [`room::Output`]) and the actor that drives it.
+//! - `session`: one client session's core (handshake decision, control replies, slot table,
+//!   routing of frames and datagrams, what its end means for its rooms) and its driver.
+//! - [`server`] binds, serves TLS, accepts and shuts down; [`http`] is the HTTP port (WebSocket
+//!   upgrade, metrics, attendance); `shared` holds what every session shares.
+//! - [`config::ServerConfig`] is the validated configuration [`Server::start`] takes; the `easel`
+//!   binary builds it from its command line ([`cli`]), tests and embedders build it directly.
 
 pub mod auth;
 pub mod class;
