@@ -15,7 +15,7 @@ use futures::stream::{FuturesOrdered, StreamExt as _};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 
-use super::handle::{Command, Handle, Link, Outbound};
+use super::handle::{Command, Handle, JoinRequest, Link, Outbound};
 use super::{Joined, Metric, Output, Persist, Room, SnapshotWrite, Undeliverable};
 use crate::class::{Class, Deliver};
 use crate::sfu::SfuOp;
@@ -217,7 +217,7 @@ impl Actor {
         match cmd {
             Command::Shutdown(done) => return Some(done),
             Command::Join(request, reply) => {
-                let (arrival, link) = request.split();
+                let JoinRequest { arrival, link } = request;
                 self.joining = Some((link, reply));
                 room.handle_join(now, arrival);
             }

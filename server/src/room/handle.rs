@@ -6,15 +6,14 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 use easel_proto::datagram::{Cursor, Heartbeat, is_newer};
-use easel_proto::message::Role;
 use easel_proto::{ErrorCode, Message};
+use easel_transport::DatagramSender;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::{Arrival, Joined, SnapshotPayload};
 use crate::class;
 use crate::sfu::SfuNews;
-use easel_transport::DatagramSender;
 
 /// What a member's room-stream writer receives.
 #[derive(Debug)]
@@ -40,50 +39,14 @@ pub struct Link {
     /// Cancelled when the room gives up on the member (its queue overflowed): the session is
     /// then closed with `SlowConsumer`.
     pub kill: CancellationToken,
-    /// The member's connection-local slot for this room (datagrams carry it).
-    pub slot: u16,
-    /// The connection this link belongs to. Commands that end a membership carry it, so one
-    /// from a connection the member has since left behind (by resuming) is ignored.
-    pub conn: u64,
 }
 
-/// Who is joining.
+/// Who is joining ([`Arrival`], for the room) and how to reach it ([`Link`], for the actor).
 pub struct JoinRequest {
-    /// Token subject.
-    pub user: String,
-    /// Display name.
-    pub name: String,
-    /// Role from the token.
-    pub role: Role,
-    /// The client's installation id (op ids are unique per client id).
-    pub client_id: String,
-    /// The client's encoded version vector, if any.
-    pub since: Option<Vec<u8>>,
-    /// The participant number a resumed session held here: if that member is still in the
-    /// room (for the same user), it is re-attached instead of joining anew.
-    pub resume: Option<u16>,
-    /// When the member's token expires (Unix ms): a removal holds until then.
-    pub expires_ms: u64,
-    /// How to reach it.
+    /// The joiner, as the room sees it.
+    pub arrival: Arrival,
+    /// How the actor reaches it.
     pub link: Link,
-}
-
-impl JoinRequest {
-    /// The room's part (plain data) and the actor's (the link).
-    pub(super) fn split(self) -> (Arrival, Link) {
-        let arrival = Arrival {
-            user: self.user,
-            name: self.name,
-            role: self.role,
-            client_id: self.client_id,
-            since: self.since,
-            resume: self.resume,
-            expires_ms: self.expires_ms,
-            conn: self.link.conn,
-            slot: self.link.slot,
-        };
-        (arrival, self.link)
-    }
 }
 
 /// A message to a room actor.
@@ -95,7 +58,7 @@ pub enum Command {
     Leave {
         /// Who.
         participant: u16,
-        /// The connection ending it (see [`Link::conn`]).
+        /// The connection ending it (see [`Arrival::conn`]).
         conn: u64,
         /// Why.
         code: ErrorCode,
@@ -104,7 +67,7 @@ pub enum Command {
     Detach {
         /// Who.
         participant: u16,
-        /// The lost connection (see [`Link::conn`]).
+        /// The lost connection (see [`Arrival::conn`]).
         conn: u64,
     },
     /// A board update.

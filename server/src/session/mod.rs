@@ -29,7 +29,7 @@ struct Ctx {
     core: Mutex<Core<room::Handle>>,
     /// Cancelled by a room when this session's reliable queue overflows.
     slow: CancellationToken,
-    /// This connection's number (see `room::Link::conn`).
+    /// This connection's number (see `room::Arrival::conn`).
     conn: u64,
     /// The resume token of this connection's `Welcome`: the session's key in the registry.
     resume_token: Vec<u8>,

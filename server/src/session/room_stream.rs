@@ -16,7 +16,7 @@ use easel_transport::framed::{Read, Reader, write};
 
 use super::core::{Exit, Route, fault};
 use super::{Ctx, end_stream};
-use crate::room::{self, Command, JoinRequest, Link, Outbound, SnapshotPayload};
+use crate::room::{self, Arrival, Command, JoinRequest, Link, Outbound, SnapshotPayload};
 
 /// Queued room-stream frames are coalesced into writes of up to about this many bytes.
 const WRITE_BATCH: usize = 64 * 1024;
@@ -57,9 +57,8 @@ pub(super) async fn run<S: Session + Clone>(ctx: Arc<Ctx>, session: S, mut send:
         Err((code, why)) => return end_stream(&mut send, &refuse(code, why)).await,
     };
     let (tx, rx) = mpsc::channel(ctx.shared.config.outbound_queue as usize);
-    let link =
-        Link { tx, datagrams: session.datagram_sender(), kill: ctx.slow.clone(), slot, conn: ctx.conn };
-    let (handle, joined) = match enter(&ctx, &join, link).await {
+    let link = Link { tx, datagrams: session.datagram_sender(), kill: ctx.slow.clone() };
+    let (handle, joined) = match enter(&ctx, &join, slot, link).await {
         Ok(ok) => ok,
         Err(code) => {
             ctx.core().free(slot);
@@ -82,7 +81,12 @@ pub(super) async fn run<S: Session + Clone>(ctx: Arc<Ctx>, session: S, mut send:
 }
 
 /// Joins the room, or re-attaches the member a resumed session held there.
-async fn enter(ctx: &Ctx, join: &Join, link: Link) -> Result<(room::Handle, room::Joined), ErrorCode> {
+async fn enter(
+    ctx: &Ctx,
+    join: &Join,
+    slot: u16,
+    link: Link,
+) -> Result<(room::Handle, room::Joined), ErrorCode> {
     let (claims, client_id, resume) = {
         let mut core = ctx.core();
         (core.claims().clone(), core.client_id().to_owned(), core.take_held(&join.room))
@@ -93,13 +97,17 @@ async fn enter(ctx: &Ctx, join: &Join, link: Link) -> Result<(room::Handle, room
         join.name.clone()
     };
     let request = || JoinRequest {
-        user: claims.sub.clone(),
-        name: name.clone(),
-        role: claims.role(),
-        client_id: client_id.clone(),
-        since: join.since.clone(),
-        resume,
-        expires_ms: claims.exp.saturating_mul(1000),
+        arrival: Arrival {
+            user: claims.sub.clone(),
+            name: name.clone(),
+            role: claims.role(),
+            client_id: client_id.clone(),
+            since: join.since.clone(),
+            resume,
+            expires_ms: claims.exp.saturating_mul(1000),
+            conn: ctx.conn,
+            slot,
+        },
         link: link.clone(),
     };
     // `link` drops on return, leaving the room the only holder of the sender: when the room
