@@ -36,10 +36,12 @@
 //! [`ClientBuilder::offline_store`] unacked edits also survive an app restart.
 //!
 //! Modules:
-//! - [`client`]: the app-facing [`Client`] and [`Room`] (a tokio driver around the session);
+//! - [`client`]: the app-facing [`Client`] and [`Room`] (a tokio driver around the session,
+//!   inside: the handles, the driver task, the transport race, a connection's reader tasks);
 //! - [`endpoint`]: server URLs (`easel://`, `easel+quic://`, `https://`, `ws://`);
-//! - [`session`]: the sans-IO session core (handshake inputs, joins, op ids and acks, resume,
-//!   cursor throttling, presence heartbeats, reconnect timing). No sockets, no clock.
+//! - [`session`]: the sans-IO session core, one file per concern (handshake and resume, rooms
+//!   and rejoins, op ids and acks, cursor throttling and presence heartbeats, remote imports,
+//!   classroom requests, reconnect timing). No sockets, no clock.
 //! - [`store`]: the offline store (`redb`).
 //!
 //! Each connection is an [`easel_transport::client::Connection`] (raw QUIC, WebTransport or

@@ -1,0 +1,109 @@
+//! Connecting: the transports a URL names race (each after a head start), the first to finish
+//! the handshake wins, and the winner goes first next time.
+
+use std::time::Duration;
+
+use easel_proto::message::Hello;
+use easel_transport::client::{ClientError, Connection, Options, Transport};
+use futures::future::{BoxFuture, FutureExt as _};
+use futures::stream::{FuturesUnordered, StreamExt as _};
+
+use crate::endpoint::Endpoint;
+
+/// A race's result: the winning connection, or the error of every attempt.
+pub(super) type Outcome = Result<(Connection, Transport), Vec<(Endpoint, ClientError)>>;
+
+/// A race under way.
+pub(super) type Connecting = BoxFuture<'static, Outcome>;
+
+type Attempt = BoxFuture<'static, (Endpoint, Result<Connection, ClientError>)>;
+
+/// Where and how the client connects.
+pub(super) struct Dialer {
+    /// The URL's endpoints, the last winner first.
+    pub(super) endpoints: Vec<Endpoint>,
+    pub(super) cert_hash: Option<[u8; 32]>,
+    pub(super) head_start: Duration,
+    pub(super) attempt_timeout: Duration,
+}
+
+impl Dialer {
+    /// Starts a race that presents `hello`.
+    pub(super) fn dial(&self, hello: Hello) -> Connecting {
+        race(self.endpoints.clone(), hello, self.cert_hash, self.head_start, self.attempt_timeout).boxed()
+    }
+
+    /// Prefer the winner next time.
+    pub(super) fn prefer(&mut self, transport: Transport) {
+        if let Some(i) = self.endpoints.iter().position(|e| e.transport == transport) {
+            let winner = self.endpoints.remove(i);
+            self.endpoints.insert(0, winner);
+        }
+    }
+}
+
+/// Tries `endpoints` in order, each starting `head_start` after the previous one (or at once
+/// when every earlier attempt has failed); the first to finish the handshake wins.
+async fn race(
+    endpoints: Vec<Endpoint>,
+    hello: Hello,
+    cert_hash: Option<[u8; 32]>,
+    head_start: Duration,
+    timeout: Duration,
+) -> Outcome {
+    let mut waiting = endpoints.into_iter();
+    let mut running: FuturesUnordered<Attempt> = FuturesUnordered::new();
+    let mut errors = Vec::new();
+    let start = |endpoint: Endpoint| {
+        let hello = hello.clone();
+        async move {
+            let result = match tokio::time::timeout(timeout, attempt(&endpoint, hello, cert_hash)).await {
+                Ok(r) => r,
+                Err(_) => Err(ClientError::Connect(format!("no answer within {timeout:?}"))),
+            };
+            (endpoint, result)
+        }
+        .boxed()
+    };
+    if let Some(first) = waiting.next() {
+        running.push(start(first));
+    }
+    loop {
+        if running.is_empty() {
+            match waiting.next() {
+                Some(next) => running.push(start(next)),
+                None => return Err(errors),
+            }
+        }
+        tokio::select! {
+            Some((endpoint, result)) = running.next() => match result {
+                Ok(conn) => return Ok((conn, endpoint.transport)),
+                // A refusal (bad token) will not change on another transport.
+                Err(e @ ClientError::Refused { .. }) => {
+                    errors.push((endpoint, e));
+                    return Err(errors);
+                }
+                Err(e) => errors.push((endpoint, e)),
+            },
+            () = tokio::time::sleep(head_start), if waiting.len() > 0 => {
+                if let Some(next) = waiting.next() {
+                    running.push(start(next));
+                }
+            }
+        }
+    }
+}
+
+async fn attempt(
+    endpoint: &Endpoint,
+    hello: Hello,
+    cert_hash: Option<[u8; 32]>,
+) -> Result<Connection, ClientError> {
+    let addr =
+        endpoint.resolve().await.map_err(|e| ClientError::Connect(format!("{}: {e}", endpoint.host)))?;
+    let mut options = Options::new(addr, endpoint.transport);
+    options.server_name = endpoint.host.trim_start_matches('[').trim_end_matches(']').to_owned();
+    options.cert_hash = cert_hash;
+    options.tls = endpoint.tls;
+    Connection::handshake(&options, hello).await
+}

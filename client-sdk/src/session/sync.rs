@@ -1,0 +1,115 @@
+//! Remote edits into the room documents: updates wait in each room's inbox and are imported
+//! in batches; snapshots and catch-up transfers are imported whole. Bytes that do not import
+//! become [`Event::Error`]s, never panics.
+
+use easel_proto::ErrorCode;
+use loro::LoroDoc;
+
+use super::{Event, Link, Session};
+
+/// Why Loro bytes did not import.
+#[derive(Debug, thiserror::Error)]
+enum ImportError {
+    /// Loro refused them.
+    #[error(transparent)]
+    Loro(#[from] loro::LoroError),
+    /// Loro panicked on them.
+    #[error("update could not be decoded")]
+    Undecodable,
+}
+
+impl Session {
+    /// Imports every room's waiting remote updates, one batch per room, and reports them.
+    pub(super) fn flush_imports(&mut self) {
+        for (id, room) in &mut self.rooms {
+            if room.inbox.is_empty() {
+                continue;
+            }
+            let (froms, batch): (Vec<u16>, Vec<Vec<u8>>) =
+                std::mem::take(&mut room.inbox).into_iter().unzip();
+            let doc = room.doc.clone();
+            let together =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| doc.import_batch(&batch)));
+            if matches!(together, Ok(Ok(_))) {
+                for from in froms {
+                    self.events.push_back(Event::RemoteUpdate { room: id.clone(), from });
+                }
+                continue;
+            }
+            // One of them is bad: import them one by one to tell which.
+            for (from, data) in froms.into_iter().zip(batch) {
+                match import_one(&doc, &data) {
+                    Ok(()) => self.events.push_back(Event::RemoteUpdate { room: id.clone(), from }),
+                    Err(e) => self.events.push_back(Event::Error {
+                        room: Some(id.clone()),
+                        code: ErrorCode::InvalidUpdate,
+                        message: e.to_string(),
+                    }),
+                }
+            }
+        }
+    }
+
+    /// A snapshot stream for `slot` arrived whole.
+    pub fn handle_snapshot(&mut self, slot: u16, data: &[u8]) {
+        let Link::Up { slots, .. } = &self.link else { return };
+        let Some(room) = slots.get(&slot).cloned() else { return };
+        let Some(doc) = self.rooms.get(&room).map(|r| r.doc.clone()) else { return };
+        self.import(&room, &doc, data);
+        self.events.push_back(Event::Synced { room });
+    }
+
+    fn import(&mut self, room: &str, doc: &LoroDoc, data: &[u8]) {
+        if let Err(e) = import_one(doc, data) {
+            self.events.push_back(Event::Error {
+                room: Some(room.to_owned()),
+                code: ErrorCode::InvalidUpdate,
+                message: e.to_string(),
+            });
+        }
+    }
+}
+
+/// Imports Loro bytes. Loro may panic on hostile bytes; a bad update from the network must not
+/// take the app down.
+fn import_one(doc: &LoroDoc, data: &[u8]) -> Result<(), ImportError> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| doc.import(data))) {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e.into()),
+        Err(_) => Err(ImportError::Undecodable),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use easel_proto::Message;
+    use easel_proto::message::{ParticipantLeft, RemoteUpdate};
+
+    use super::*;
+    use crate::session::testing::{Harness, ROOM};
+
+    #[test]
+    fn remote_updates_import_and_bad_ones_are_errors() {
+        let (mut h, doc) = Harness::in_room();
+        let other = LoroDoc::new();
+        other.get_list("shapes").push("theirs").unwrap();
+        other.commit();
+        let data = other.export(loro::ExportMode::all_updates()).unwrap();
+        h.session.handle_room(h.now, ROOM, Message::from(RemoteUpdate { from: 5, data }));
+        assert!(matches!(&h.events()[..], [Event::RemoteUpdate { from: 5, .. }]), "imported, then reported");
+        assert_eq!(doc.get_list("shapes").len(), 1);
+        let again = other.export(loro::ExportMode::all_updates()).unwrap();
+        h.session.handle_room(h.now, ROOM, Message::from(RemoteUpdate { from: 5, data: again }));
+        h.session.handle_room(h.now, ROOM, Message::from(RemoteUpdate { from: 5, data: vec![0xff; 40] }));
+        let events = h.events();
+        assert!(matches!(events[0], Event::RemoteUpdate { from: 5, .. }));
+        assert!(events.iter().any(|e| matches!(e, Event::Error { code: ErrorCode::InvalidUpdate, .. })));
+        h.session.handle_room(h.now, ROOM, Message::from(ParticipantLeft { index: 5, code: 306 }));
+        assert!(matches!(
+            &h.events()[..],
+            [Event::ParticipantLeft { index: 5, code: ErrorCode::PresenceTimeout, .. }]
+        ));
+    }
+}
