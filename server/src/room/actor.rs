@@ -183,9 +183,7 @@ impl Actor {
 
     async fn on_cursors(&mut self) {
         let now = Instant::now();
-        for (participant, cursor) in self.handle.cursors.take() {
-            self.room.handle_cursor(now, participant, &cursor);
-        }
+        self.room.handle_cursors(now, self.handle.cursors.take());
         self.drain().await;
     }
 

@@ -1,10 +1,13 @@
-//! Cursors and presence: the newest of each member's kept with a room-wide version, and a
-//! tick that sends each member what changed since its last batch (SPEC §8). Members at the
-//! same marks share one encoding; a member whose datagram buffer is full is skipped and its
-//! next batch carries the newest state, never a queue.
+//! Cursors and presence: the newest of each member's kept with a room-wide version, and
+//! batches that send each member what changed since its last one (SPEC §8). Cursors are
+//! paced per receiver: one whose last batch left a pace ago gets a moved cursor at once, the
+//! others in their next slot, latest wins; the pace follows the room's size under its datagram
+//! budget. Presence goes on the tick. Members at the same marks share one encoding; a member
+//! whose datagram buffer is full is skipped and its next batch carries the newest state, never
+//! a queue.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use easel_proto::Datagram;
@@ -23,17 +26,28 @@ pub(super) struct CursorState {
     pub(super) settled: bool,
 }
 
-/// What one member is sent in a tick: the same for every member with the same slot and marks.
+/// What one member is sent in a send round: the same for every member with the same slot and
+/// marks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(super) struct BatchKey {
     slot: u16,
-    /// Cursor versions after this one.
-    cursors: u64,
-    /// Presence versions after this one; `None`: every entry (the periodic refresh).
-    presence: Option<u64>,
+    /// Cursor versions after this one; `None`: no cursors (none changed, or not due yet).
+    cursors: Option<u64>,
+    presence: PresencePart,
 }
 
-/// A tick's datagrams for one member, encoded once and shared by every member at the same
+/// The presence part of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum PresencePart {
+    /// None (a cursor round between ticks).
+    Skip,
+    /// Entries changed after this version.
+    Since(u64),
+    /// Every entry (the periodic refresh).
+    All,
+}
+
+/// A batch's datagrams for one member, encoded once and shared by every member at the same
 /// marks.
 #[derive(Debug, Clone)]
 pub struct DatagramBatch {
@@ -63,17 +77,39 @@ impl DatagramBatch {
 }
 
 impl Room {
-    /// A member's cursor datagram: kept if newer than the one held, and a tick asked for.
+    /// A member's cursor datagram: kept if newer than the one held, and sent at once to every
+    /// receiver whose pace allows (the others get it in their next slot).
     pub fn handle_cursor(&mut self, now: Instant, member: u16, c: &Cursor) {
-        let Some(m) = self.members.get_mut(&member) else { return };
+        if self.take_cursor(now, member, c) {
+            self.send_round(now, false);
+        }
+    }
+
+    /// Cursor datagrams that arrived together (the driver's inbox): like
+    /// [`Room::handle_cursor`] for each, with one send round for them all.
+    pub fn handle_cursors(&mut self, now: Instant, cursors: impl IntoIterator<Item = (u16, Cursor)>) {
+        let mut moved = false;
+        for (member, c) in cursors {
+            moved |= self.take_cursor(now, member, &c);
+        }
+        if moved {
+            self.send_round(now, false);
+        }
+    }
+
+    /// Keeps the cursor if newer than the one held; whether it was.
+    fn take_cursor(&mut self, now: Instant, member: u16, c: &Cursor) -> bool {
+        let Some(m) = self.members.get_mut(&member) else { return false };
         m.last_seen = now;
         if m.cursor.as_ref().is_some_and(|old| !is_newer(c.seq, old.seq)) {
             self.metric(Metric::StaleCursor);
-            return;
+            return false;
         }
         m.cursor = Some(CursorState { seq: c.seq, x: c.x, y: c.y, changed: now, settled: false });
         self.bump_cursor(member);
+        // The tick watches for the cursor to settle.
         self.schedule_tick(now);
+        true
     }
 
     fn bump_cursor(&mut self, index: u16) {
@@ -109,9 +145,8 @@ impl Room {
         self.presence_versions.insert(self.version, index);
     }
 
-    /// One tick: each linked member gets the cursors and presence that changed since what it
-    /// was last sent, as few datagrams as fit. Its marks move on now; a skip reported back
-    /// ([`Room::congested`]) puts them back.
+    /// The tick: cursors that stopped a while ago are sent once more (settle), then a send
+    /// round with presence.
     pub(super) fn tick(&mut self, now: Instant) {
         self.last_tick = now;
         let settle: Vec<u16> = self
@@ -130,62 +165,134 @@ impl Room {
             }
             self.bump_cursor(index);
         }
-        let refresh =
-            self.last_presence_refresh.is_none_or(|t| now.duration_since(t) >= self.config.presence_refresh);
-        if refresh {
-            self.last_presence_refresh = Some(now);
-        }
-
-        // Members that were last sent the same versions get the same batches: each distinct
-        // batch is built and encoded once per tick and its bytes shared (a batch may carry the
-        // receiver's own cursor, which receivers ignore: SPEC §8.3). In a busy room everyone
-        // is at the same mark, so one encoding serves the whole class.
-        let mut encoded = std::mem::take(&mut self.encoded);
-        encoded.clear();
-        let version = self.version;
-        let indices: Vec<u16> = self.members.keys().copied().collect();
-        for to in indices {
-            let Some(member) = self.members.get(&to) else { continue };
-            let Some(slot) = member.slot() else { continue };
-            let key = BatchKey {
-                slot,
-                cursors: member.cursor_mark,
-                presence: (!refresh).then_some(member.presence_mark),
-            };
-            let batch = match encoded.get(&key) {
-                Some(batch) => batch.clone(),
-                None => encoded.entry(key).or_insert_with(|| self.encode(key)).clone(),
-            };
-            if batch.is_empty() {
-                continue;
-            }
-            if let Some(member) = self.members.get_mut(&to) {
-                member.marks_before = (member.cursor_mark, member.presence_mark);
-                member.cursor_mark = version;
-                member.presence_mark = version;
-            }
-            self.push(Output::Datagrams { to, batch });
-        }
-        self.encoded = encoded;
+        self.send_round(now, true);
         if self.members.values().any(|m| m.cursor.as_ref().is_some_and(|c| !c.settled)) {
             self.schedule_tick(now);
         }
     }
 
+    /// One send round: each linked member owed cursors and due (its last cursor batch left a
+    /// pace ago) gets those changed since its last batch; on a tick (`presence`), each also
+    /// gets the presence changed since its last one (or all of it, for a refresh). Marks move
+    /// on now; a skip reported back ([`Room::congested`]) puts them back. Then the pace is
+    /// recomputed and the next due member noted for [`Room::poll_timeout`].
+    pub(super) fn send_round(&mut self, now: Instant, presence: bool) {
+        let refresh = presence
+            && self
+                .last_presence_refresh
+                .is_none_or(|t| now.duration_since(t) >= self.config.presence_refresh);
+        if refresh {
+            self.last_presence_refresh = Some(now);
+        }
+        let version = self.version;
+        let cursor_top = self.cursor_versions.last_key_value().map_or(0, |(v, _)| *v);
+        let presence_top = self.presence_versions.last_key_value().map_or(0, |(v, _)| *v);
+        let pace = self.pace;
+
+        // Who gets what. `None`: only its own cursor changed, which it is not sent alone (a
+        // batch may carry it, and receivers ignore it: SPEC §8.3); its mark moves on.
+        let mut plan = std::mem::take(&mut self.plan);
+        plan.clear();
+        let mut next: Option<Instant> = None;
+        let mut receivers = 0u32;
+        for (&to, m) in &self.members {
+            let Some(slot) = m.slot() else { continue };
+            receivers += 1;
+            let mut cursors = None;
+            if m.cursor_mark < cursor_top {
+                let own_only = self
+                    .cursor_versions
+                    .range(m.cursor_mark + 1..)
+                    .next()
+                    .is_some_and(|(v, i)| *i == to && *v == cursor_top);
+                if own_only {
+                    plan.push((to, None));
+                } else {
+                    match m.last_sent.map(|t| t + pace).filter(|due| *due > now) {
+                        Some(due) => next = Some(next.map_or(due, |n| n.min(due))),
+                        None => cursors = Some(m.cursor_mark),
+                    }
+                }
+            }
+            let presence = if refresh {
+                PresencePart::All
+            } else if presence && m.presence_mark < presence_top {
+                PresencePart::Since(m.presence_mark)
+            } else {
+                PresencePart::Skip
+            };
+            if cursors.is_some() || presence != PresencePart::Skip {
+                plan.push((to, Some(BatchKey { slot, cursors, presence })));
+            }
+        }
+
+        // Members at the same marks get the same batches: each distinct batch is built and
+        // encoded once per round and its bytes shared. In a busy room everyone is sent in
+        // the same rounds, so one encoding serves the whole class.
+        let mut encoded = std::mem::take(&mut self.encoded);
+        encoded.clear();
+        let mut per_batch = 0usize;
+        for &(to, key) in &plan {
+            let Some(key) = key else {
+                if let Some(m) = self.members.get_mut(&to) {
+                    m.cursor_mark = version;
+                }
+                continue;
+            };
+            let batch = match encoded.get(&key) {
+                Some(batch) => batch.clone(),
+                None => encoded.entry(key).or_insert_with(|| self.encode(key)).clone(),
+            };
+            let Some(m) = self.members.get_mut(&to) else { continue };
+            m.marks_before = (m.cursor_mark, m.presence_mark);
+            if key.cursors.is_some() {
+                m.cursor_mark = version;
+            }
+            if key.presence != PresencePart::Skip {
+                m.presence_mark = version;
+            }
+            if batch.is_empty() {
+                continue;
+            }
+            if key.cursors.is_some() {
+                m.last_sent = Some(now);
+                per_batch = per_batch.max(batch.datagrams().len());
+            }
+            self.push(Output::Datagrams { to, batch });
+        }
+        self.encoded = encoded;
+        self.plan = plan;
+        self.next_cursors = next;
+        if per_batch > 0 {
+            self.pace = self.pace_for(receivers.saturating_mul(per_batch as u32));
+        }
+    }
+
+    /// The pace at which `datagrams` a round keep the room within its budget, between the
+    /// shortest pace and the floor (the tick).
+    fn pace_for(&self, datagrams: u32) -> Duration {
+        let budget = self.config.datagram_budget.max(1);
+        (Duration::from_secs(1) * datagrams / budget).min(self.config.tick).max(self.config.min_pace)
+    }
+
     /// The datagrams of one batch: cursors changed after `key.cursors`, presence changed
     /// after `key.presence` (or all of it, for a refresh).
     fn encode(&self, key: BatchKey) -> DatagramBatch {
-        let cursors: Vec<CursorEntry> = self
-            .cursor_versions
-            .range(key.cursors + 1..)
-            .filter_map(|(_, i)| {
-                let c = self.members.get(i)?.cursor.as_ref()?;
-                Some(CursorEntry { participant: *i, seq: c.seq, x: c.x, y: c.y })
-            })
-            .collect();
-        let presence: Vec<PresenceEntry> = match key.presence {
-            None => self.members.values().filter_map(|m| m.presence).collect(),
+        let cursors: Vec<CursorEntry> = match key.cursors {
+            None => Vec::new(),
             Some(mark) => self
+                .cursor_versions
+                .range(mark + 1..)
+                .filter_map(|(_, i)| {
+                    let c = self.members.get(i)?.cursor.as_ref()?;
+                    Some(CursorEntry { participant: *i, seq: c.seq, x: c.x, y: c.y })
+                })
+                .collect(),
+        };
+        let presence: Vec<PresenceEntry> = match key.presence {
+            PresencePart::Skip => Vec::new(),
+            PresencePart::All => self.members.values().filter_map(|m| m.presence).collect(),
+            PresencePart::Since(mark) => self
                 .presence_versions
                 .range(mark + 1..)
                 .filter_map(|(_, i)| self.members.get(i)?.presence)
@@ -200,11 +307,21 @@ impl Room {
     }
 
     /// The member's last batch was skipped (its datagram buffer was full): its marks go back,
-    /// so its next batch, a tick later, carries everything newer.
+    /// so its next batch carries everything newer — cursors a pace after the skipped one
+    /// (its slot was spent), presence on the next tick.
     pub(super) fn congested(&mut self, index: u16) {
         let Some(member) = self.members.get_mut(&index) else { return };
+        let (cursor_mark, presence_mark) = member.marks_before;
+        let cursors_back = cursor_mark != member.cursor_mark;
+        let presence_back = presence_mark != member.presence_mark;
         (member.cursor_mark, member.presence_mark) = member.marks_before;
-        self.schedule_tick(self.last_tick);
+        if cursors_back && let Some(t) = member.last_sent {
+            let due = t + self.pace;
+            self.next_cursors = Some(self.next_cursors.map_or(due, |n| n.min(due)));
+        }
+        if presence_back {
+            self.schedule_tick(self.last_tick);
+        }
     }
 }
 
@@ -220,80 +337,214 @@ mod tests {
         Cursor { slot: 0, seq, x, y: 0 }
     }
 
-    #[test]
-    fn cursors_are_coalesced_per_tick_newest_wins() {
-        let t0 = Instant::now();
-        let mut sim = Sim::new(room(Config::default(), t0));
-        let a = sim.join(t0, "ada");
-        let b = sim.join(t0, "bob");
-        for (seq, x) in [(1, 10), (2, 20), (3, 30)] {
-            sim.room.handle_cursor(t0, a, &cursor(seq, x));
+    const MS: Duration = Duration::from_millis(1);
+
+    /// A room whose start-up housekeeping is done, with `names` joined and the join tick run:
+    /// nothing is due before the next housekeeping.
+    fn quiet(config: Config, t0: Instant, names: &[&str]) -> (Sim, Vec<u16>) {
+        let mut sim = Sim::new(room(config.clone(), t0));
+        sim.room.handle_timeout(t0);
+        let members: Vec<u16> =
+            names.iter().map(|n| sim.join_with(t0, n, 0, None, 4096).participant).collect();
+        sim.advance(t0 + config.tick);
+        for m in &members {
+            sim.datagrams(*m);
         }
-        sim.drain();
-        // An older datagram arriving late changes nothing.
-        sim.room.handle_cursor(t0, a, &cursor(2, 999));
-        assert!(matches!(sim.room.poll_output(), Some(Output::Metric(Metric::StaleCursor))));
-        sim.tick(t0);
-        let got = sim.cursors(b);
-        assert_eq!(got.len(), 1, "one entry per cursor per tick");
-        assert_eq!((got[0].participant, got[0].seq, got[0].x), (a, 3, 30));
-        // A's batch is B's batch: it may carry A's own entry, which receivers ignore.
-        assert!(sim.cursors(a).iter().all(|c| c.participant == a));
-        // Nothing changed: the next tick sends nothing.
-        sim.tick(t0 + Duration::from_millis(16));
-        assert!(sim.cursors(b).is_empty());
-        // Once settled, the last position is repeated once (repairs a lost final datagram).
-        sim.tick(t0 + Duration::from_millis(200));
-        assert_eq!(sim.cursors(b).iter().map(|c| c.x).collect::<Vec<_>>(), [30]);
-        sim.tick(t0 + Duration::from_millis(400));
-        assert!(sim.cursors(b).is_empty());
+        (sim, members)
+    }
+
+    /// The cursor batches (datagrams) sent to the member since the last call.
+    fn batches(sim: &mut Sim, member: u16) -> Vec<Vec<CursorEntry>> {
+        sim.datagrams(member)
+            .into_iter()
+            .filter_map(|d| match d {
+                Datagram::CursorBatch(b) => Some(b.cursors),
+                _ => None,
+            })
+            .collect()
     }
 
     #[test]
-    fn a_slow_subscriber_gets_fewer_fresher_frames() {
+    fn a_lone_cursor_in_a_quiet_room_goes_out_at_once() {
         let t0 = Instant::now();
-        let mut sim = Sim::new(room(Config::default(), t0));
-        let a = sim.join(t0, "ada");
-        let b = sim.join(t0, "bob");
-        sim.set_space(b, 0);
-        for seq in 1..=10u16 {
-            let now = t0 + Duration::from_millis(u64::from(seq) * 16);
-            sim.room.handle_cursor(now, a, &cursor(seq, i32::from(seq)));
-            sim.tick(now);
+        let (mut sim, m) = quiet(Config::default(), t0, &["ada", "bob", "cyd"]);
+        let (a, b, c) = (m[0], m[1], m[2]);
+        let t1 = t0 + Duration::from_millis(500);
+        sim.room.handle_cursor(t1, a, &cursor(1, 10));
+        // Same drain, no timeout run: no tick to wait for.
+        for to in [b, c] {
+            let got = sim.cursors(to);
+            assert_eq!(got.iter().map(|e| (e.participant, e.seq, e.x)).collect::<Vec<_>>(), [(a, 1, 10)]);
         }
-        assert!(sim.datagrams(b).is_empty(), "no room in the send buffer: skipped, not queued");
-        sim.set_space(b, 64 * 1024);
-        sim.tick(t0 + Duration::from_millis(176));
-        let got = sim.cursors(b);
-        assert_eq!(got.iter().map(|c| c.seq).collect::<Vec<_>>(), [10], "only the newest position");
+        assert!(sim.cursors(a).is_empty(), "its own cursor alone is not echoed to the mover");
     }
 
     #[test]
-    fn a_skipped_subscriber_is_retried_a_tick_later() {
+    fn cursors_are_coalesced_per_slot_newest_wins() {
         let t0 = Instant::now();
         let config = Config::default();
-        let mut sim = Sim::new(room(config.clone(), t0));
-        let a = sim.join(t0, "ada");
-        let b = sim.join(t0, "bob");
-        sim.set_space(b, 0);
-        sim.room.handle_cursor(t0, a, &cursor(1, 1));
-        sim.tick(t0);
-        // Settled already, so only the skip asks for another tick.
-        let later = t0 + config.settle;
-        sim.tick(later);
-        assert_eq!(sim.room.next_tick, Some(later + config.tick));
+        let (mut sim, m) = quiet(config.clone(), t0, &["ada", "bob"]);
+        let (a, b) = (m[0], m[1]);
+        let t1 = t0 + Duration::from_millis(100);
+        for (seq, x) in [(1, 10), (2, 20), (3, 30)] {
+            sim.room.handle_cursor(t1, a, &cursor(seq, x));
+        }
+        // The first went at once; the next two wait for B's next slot, where only the newest goes.
+        assert_eq!(sim.cursors(b).iter().map(|c| (c.seq, c.x)).collect::<Vec<_>>(), [(1, 10)]);
+        // An older datagram arriving late changes nothing.
+        sim.room.handle_cursor(t1, a, &cursor(2, 999));
+        assert!(matches!(sim.room.poll_output(), Some(Output::Metric(Metric::StaleCursor))));
+        sim.advance(t1 + config.min_pace);
+        let got = sim.cursors(b);
+        assert_eq!(got.len(), 1, "one entry per cursor per slot");
+        assert_eq!((got[0].participant, got[0].seq, got[0].x), (a, 3, 30));
+        assert!(sim.cursors(a).is_empty());
+        // Nothing changed: nothing more is sent until the cursor settles.
+        sim.advance(t1 + Duration::from_millis(100));
+        assert!(sim.cursors(b).is_empty());
+        // Once settled, the last position is repeated once (repairs a lost final datagram).
+        sim.advance(t1 + Duration::from_millis(200));
+        assert_eq!(sim.cursors(b).iter().map(|c| c.x).collect::<Vec<_>>(), [30]);
+        sim.advance(t1 + Duration::from_millis(400));
+        assert!(sim.cursors(b).is_empty());
     }
 
     #[test]
-    fn a_300_cursor_tick_splits_at_the_mtu() {
+    fn a_burst_within_one_pace_is_coalesced_into_one_batch_per_receiver() {
+        let t0 = Instant::now();
+        let config = Config { min_pace: 5 * MS, ..Config::default() };
+        let (mut sim, m) = quiet(config, t0, &["ada", "bob", "cyd", "dan"]);
+        let (a, b, c, d) = (m[0], m[1], m[2], m[3]);
+        let t1 = t0 + Duration::from_millis(100);
+        // Opens everyone's slot: each is sent these at once.
+        sim.room.handle_cursors(t1, [(a, cursor(100, 1)), (d, cursor(1, 1))]);
+        for to in [a, b, c, d] {
+            assert_eq!(batches(&mut sim, to).len(), 1);
+        }
+        // A burst from three senders within the pace.
+        for step in 1..=4u16 {
+            let at = t1 + MS * u32::from(step);
+            for (who, base) in [(a, 100), (b, 200), (c, 300)] {
+                sim.room.handle_cursor(at, who, &cursor(step + 100, base + i32::from(step)));
+            }
+        }
+        for to in [a, b, c, d] {
+            assert!(sim.datagrams(to).is_empty(), "nothing before the next slot");
+        }
+        assert_eq!(sim.room.poll_timeout(), Some(t1 + 5 * MS), "the next slot is due a pace after the last");
+        sim.advance(t1 + 5 * MS);
+        for to in [a, b, c, d] {
+            let got = batches(&mut sim, to);
+            assert_eq!(got.len(), 1, "one batch for the whole burst");
+            let mut others: Vec<(u16, u16, i32)> =
+                got[0].iter().filter(|e| e.participant != to).map(|e| (e.participant, e.seq, e.x)).collect();
+            others.sort_unstable();
+            let want: Vec<(u16, u16, i32)> =
+                [(a, 104, 104), (b, 104, 204), (c, 104, 304)].into_iter().filter(|e| e.0 != to).collect();
+            assert_eq!(others, want, "only the newest positions");
+        }
+    }
+
+    #[test]
+    fn the_room_stays_within_its_datagram_budget() {
+        // Inputs every 0.5 ms, round-robin among the members, for two virtual seconds; the
+        // second is counted.
+        fn run(members: usize, budget: u32, tick: Duration) -> (usize, Duration) {
+            let t0 = Instant::now();
+            let config = Config { datagram_budget: budget, tick, ..Config::default() };
+            let names: Vec<String> = (0..members).map(|i| format!("u{i}")).collect();
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            let (mut sim, m) = quiet(config, t0, &names);
+            let start = t0 + Duration::from_secs(1);
+            let (from, to) = (start + Duration::from_secs(1), start + Duration::from_secs(2));
+            let mut count = 0;
+            let mut seq = 0u16;
+            let mut at = start;
+            while at < to {
+                if at == from {
+                    sim.advance(at - Duration::from_nanos(1));
+                    for who in &m {
+                        sim.datagrams(*who);
+                    }
+                }
+                sim.advance(at);
+                let who = m[usize::from(seq) % m.len()];
+                seq = seq.wrapping_add(1);
+                sim.room.handle_cursor(at, who, &cursor(seq / m.len() as u16 + 1, i32::from(seq)));
+                at += MS / 2;
+            }
+            sim.advance(to - Duration::from_nanos(1));
+            for who in &m {
+                count += sim.datagrams(*who).len();
+            }
+            (count, sim.room.pace)
+        }
+        // 40 receivers under a 2,000/s budget: a 20 ms pace, above the floor.
+        let tick = Duration::from_secs(1) / 30;
+        let (sent, pace) = run(40, 2000, tick);
+        assert_eq!(pace, 20 * MS);
+        assert!(sent <= 2000, "{sent} datagrams in a second, over the budget");
+        assert!(sent >= 1900, "{sent}: the budget is used");
+        // 200 receivers would need a 100 ms pace: the floor (30 Hz) holds instead.
+        let (sent, pace) = run(200, 2000, tick);
+        assert_eq!(pace, tick);
+        assert!(sent <= 200 * 30, "{sent} datagrams in a second, over the floor rate");
+    }
+
+    #[test]
+    fn a_congested_receiver_gets_fewer_fresher_batches() {
+        let t0 = Instant::now();
+        let config = Config { min_pace: 2 * MS, ..Config::default() };
+        let (mut sim, m) = quiet(config, t0, &["ada", "bob", "cyd"]);
+        let (a, b, c) = (m[0], m[1], m[2]);
+        let t1 = t0 + Duration::from_millis(100);
+        sim.set_space(c, 0);
+        let mut at = t1;
+        let mut seq = 0u16;
+        while at < t1 + Duration::from_millis(50) {
+            sim.advance(at);
+            seq += 1;
+            sim.room.handle_cursor(at, a, &cursor(seq, i32::from(seq)));
+            at += MS / 4;
+        }
+        sim.advance(at);
+        let healthy = batches(&mut sim, b).len();
+        assert!(batches(&mut sim, c).is_empty(), "no room in the send buffer: skipped, not queued");
+        let skipped = sim.skipped(c);
+        assert!(skipped > 0 && skipped <= healthy, "tried at most once a pace: {skipped} vs {healthy}");
+        assert!(healthy <= 26, "one batch a pace: {healthy}");
+        sim.set_space(c, 64 * 1024);
+        sim.advance(at + Duration::from_millis(2));
+        let got = batches(&mut sim, c);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].iter().map(|e| e.seq).collect::<Vec<_>>(), [seq], "only the newest position");
+    }
+
+    #[test]
+    fn a_skipped_subscriber_is_retried_a_pace_later() {
+        let t0 = Instant::now();
+        let config = Config { min_pace: 4 * MS, ..Config::default() };
+        let (mut sim, m) = quiet(config, t0, &["ada", "bob"]);
+        let (a, b) = (m[0], m[1]);
+        let t1 = t0 + Duration::from_millis(100);
+        sim.set_space(b, 0);
+        sim.room.handle_cursor(t1, a, &cursor(1, 1));
+        assert_eq!(sim.skipped(b), 1);
+        assert_eq!(sim.room.next_cursors, Some(t1 + 4 * MS), "retried a pace later, not at once");
+        sim.set_space(b, 64 * 1024);
+        sim.room.handle_cursor(t1 + MS, a, &cursor(2, 2));
+        assert!(sim.cursors(b).is_empty(), "its slot was spent on the skipped batch");
+        sim.advance(t1 + 4 * MS);
+        assert_eq!(sim.cursors(b).iter().map(|c| c.seq).collect::<Vec<_>>(), [2]);
+    }
+
+    #[test]
+    fn a_300_cursor_batch_splits_at_the_mtu() {
         let t0 = Instant::now();
         let mut sim = Sim::new(room(Config::default(), t0));
         let members: Vec<u16> =
             (0..301).map(|i| sim.join_with(t0, &format!("u{i}"), 0, None, 1024).participant).collect();
-        for m in &members[1..] {
-            sim.room.handle_cursor(t0, *m, &cursor(1, 5));
-        }
-        sim.tick(t0);
+        sim.room.handle_cursors(t0, members[1..].iter().map(|m| (*m, cursor(1, 5))));
         let datagrams = sim.datagrams(members[0]);
         let batches: Vec<usize> = datagrams
             .iter()
@@ -314,13 +565,9 @@ mod tests {
     #[test]
     fn members_at_the_same_marks_share_one_encoding() {
         let t0 = Instant::now();
-        let mut sim = Sim::new(room(Config::default(), t0));
-        let a = sim.join(t0, "ada");
-        let b = sim.join(t0, "bob");
-        let c = sim.join(t0, "cyd");
-        sim.drain();
-        sim.room.handle_cursor(t0, a, &cursor(1, 1));
-        sim.room.handle_timeout(t0 + Config::default().tick);
+        let (mut sim, m) = quiet(Config::default(), t0, &["ada", "bob", "cyd"]);
+        let (a, b, c) = (m[0], m[1], m[2]);
+        sim.room.handle_cursors(t0, [(a, cursor(1, 1)), (b, cursor(1, 2))]);
         let batches: Vec<(u16, DatagramBatch)> = std::iter::from_fn(|| sim.room.poll_output())
             .filter_map(|o| match o {
                 Output::Datagrams { to, batch } => Some((to, batch)),
@@ -332,17 +579,24 @@ mod tests {
     }
 
     #[test]
-    fn poll_timeout_reports_the_next_tick_after_a_cursor_moves() {
+    fn poll_timeout_reports_the_next_due_send() {
         let t0 = Instant::now();
         let config = Config::default();
-        let mut sim = Sim::new(room(config.clone(), t0));
-        let a = sim.join(t0, "ada");
-        sim.tick(t0);
-        sim.room.handle_timeout(t0);
-        sim.drain();
+        let (mut sim, m) = quiet(config.clone(), t0, &["ada", "bob"]);
+        let (a, b) = (m[0], m[1]);
         assert_eq!(sim.room.poll_timeout(), Some(t0 + Duration::from_secs(1)), "only housekeeping");
-        let t1 = t0 + Duration::from_millis(5);
+        let t1 = t0 + Duration::from_millis(20);
         sim.room.handle_cursor(t1, a, &cursor(1, 1));
+        assert_eq!(sim.cursors(b).len(), 1);
+        assert_eq!(sim.room.poll_timeout(), Some(t1 + config.tick), "the tick that watches it settle");
+        let t2 = t1 + Duration::from_micros(100);
+        sim.room.handle_cursor(t2, a, &cursor(2, 2));
+        assert!(sim.cursors(b).is_empty());
+        let due = t1 + sim.room.pace;
+        assert!(due < t1 + config.tick);
+        assert_eq!(sim.room.poll_timeout(), Some(due), "B's next slot");
+        sim.room.handle_timeout(due);
+        assert_eq!(sim.cursors(b).iter().map(|c| c.seq).collect::<Vec<_>>(), [2]);
         assert_eq!(sim.room.poll_timeout(), Some(t1 + config.tick));
     }
 }

@@ -87,8 +87,11 @@ pub(super) struct Member {
     pub(super) cursor_mark: u64,
     /// Highest presence version already sent to this member.
     pub(super) presence_mark: u64,
-    /// The marks before the last tick's batch, restored if that batch was skipped.
+    /// The marks before its last batch, restored if that batch was skipped.
     pub(super) marks_before: (u64, u64),
+    /// When its last batch with cursors left (or was skipped as congested): the next one is
+    /// due a pace later (SPEC §8.3). `None`: never, so the next one goes at once.
+    pub(super) last_sent: Option<Instant>,
     /// Whether it is in the SFU room.
     pub(super) in_sfu: bool,
     /// The feed it publishes, while its camera is on.
@@ -165,6 +168,7 @@ impl Room {
                 cursor_mark: 0,
                 presence_mark: 0,
                 marks_before: (0, 0),
+                last_sent: None,
                 in_sfu: false,
                 feed: None,
             },
@@ -202,6 +206,7 @@ impl Room {
         // Marks at zero: the next tick sends every cursor and presence entry, which it missed.
         member.cursor_mark = 0;
         member.presence_mark = 0;
+        member.last_sent = None;
         let participants = self.members.values().map(|m| m.info.clone()).collect();
         self.push(Output::JoinAnswer(Ok(Joined {
             participant: index,

@@ -10,7 +10,7 @@
 //! [`Room::handle_undeliverable`], …).
 //!
 //! One concern per file: `members` (joining, resuming, detaching, leaving, eviction), `doc`
-//! (the Loro document, durable writes, snapshots), `cursors` (cursor and presence ticks),
+//! (the Loro document, durable writes, snapshots), `cursors` (paced cursor batches, presence ticks),
 //! `classroom` (chat, polls, hands, moderation), `sfu` (SFU signalling), `handle` (what
 //! connections hold) and `actor` (the task).
 
@@ -50,8 +50,15 @@ const HOUSEKEEPING: Duration = Duration::from_secs(1);
 /// Tunables of every room.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Cursor and presence tick period (1 / `--tick-hz`).
+    /// Presence tick period, and the cursor pace floor: the longest a receiver waits for a
+    /// moved cursor (1 / `--tick-hz`).
     pub tick: Duration,
+    /// Datagrams per second the room's cursor batches may cost (`--room-datagram-budget`):
+    /// the pace is the receivers' count over this, kept between `min_pace` and `tick`.
+    pub datagram_budget: u32,
+    /// The shortest pace: cursors arriving closer together than this are coalesced even in a
+    /// quiet room.
+    pub min_pace: Duration,
     /// Silence after which a participant is evicted.
     pub presence_ttl: Duration,
     /// Most participants in one room.
@@ -77,6 +84,8 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             tick: Duration::from_secs(1) / 60,
+            datagram_budget: 10_000,
+            min_pace: Duration::from_millis(1),
             presence_ttl: Duration::from_secs(10),
             max_participants: 2000,
             settle: Duration::from_millis(150),
@@ -110,7 +119,7 @@ pub enum Output {
         /// Who does not get it (the author of what it relays, say).
         except: Option<u16>,
     },
-    /// Send a member a tick's datagrams, unless its datagram buffer lacks room for all of
+    /// Send a member a batch of datagrams, unless its datagram buffer lacks room for all of
     /// them: then skip it and report [`Undeliverable::Congested`], so its next batch carries
     /// the newest state instead (latest wins, never a queue).
     Datagrams {
@@ -202,7 +211,7 @@ pub enum Undeliverable {
     QueueFull,
     /// Its room-stream queue is closed: its stream is gone.
     QueueClosed,
-    /// Its datagram buffer had no room for a tick's batch: it was skipped.
+    /// Its datagram buffer had no room for a batch: it was skipped.
     Congested,
 }
 
@@ -220,8 +229,14 @@ pub struct Room {
     presence_version_of: HashMap<u16, u64>,
     version: u64,
     last_presence_refresh: Option<Instant>,
-    /// The batches of the last tick, kept for their allocation.
+    /// The batches of the last send round, kept for their allocation.
     encoded: HashMap<BatchKey, DatagramBatch>,
+    /// Who the last send round sent what, kept for its allocation.
+    plan: Vec<(u16, Option<BatchKey>)>,
+    /// The cursor pace: a receiver gets at most one cursor batch this often (SPEC §8.3).
+    pace: Duration,
+    /// When the next receiver owed cursors is due its batch, if any is.
+    next_cursors: Option<Instant>,
     last_seq: u64,
     ops_since_snapshot: u64,
     empty_since: Option<Instant>,
@@ -256,6 +271,7 @@ impl Room {
         now_ms: u64,
     ) -> Result<Self, LoadError> {
         let (doc, last_seq, replayed) = doc::load(snapshot, updates)?;
+        let pace = config.min_pace;
         Ok(Self {
             id,
             config,
@@ -269,6 +285,9 @@ impl Room {
             version: 0,
             last_presence_refresh: None,
             encoded: HashMap::new(),
+            plan: Vec::new(),
+            pace,
+            next_cursors: None,
             last_seq,
             ops_since_snapshot: replayed,
             empty_since: Some(now),
@@ -310,10 +329,13 @@ impl Room {
         self.urgent.pop_front().or_else(|| self.out.pop_front())
     }
 
-    /// When [`Room::handle_timeout`] is next due: the cursor and presence tick, a poll timer,
-    /// or housekeeping (evictions, idleness, queue samples).
+    /// When [`Room::handle_timeout`] is next due: a receiver's paced cursor batch, the
+    /// presence tick, a poll timer, or housekeeping (evictions, idleness, queue samples).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        [self.next_tick, self.class.next_deadline(), Some(self.housekeeping)].into_iter().flatten().min()
+        [self.next_cursors, self.next_tick, self.class.next_deadline(), Some(self.housekeeping)]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Runs whatever [`Room::poll_timeout`] said was due by `now`.
@@ -321,6 +343,8 @@ impl Room {
         if self.next_tick.is_some_and(|at| at <= now) {
             self.next_tick = None;
             self.tick(now);
+        } else if self.next_cursors.is_some_and(|at| at <= now) {
+            self.send_round(now, false);
         }
         let housekeeping = self.housekeeping <= now;
         if housekeeping || self.class.next_deadline().is_some_and(|at| at <= now) {
@@ -348,6 +372,7 @@ impl Room {
             self.remove(now, index, ErrorCode::ShuttingDown, Some(String::new()));
         }
         self.next_tick = None;
+        self.next_cursors = None;
     }
 
     /// A member's queue or datagram buffer refused an output. A full queue means a slow

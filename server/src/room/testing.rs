@@ -70,11 +70,21 @@ pub(super) struct Sim {
     answer: Option<Result<Joined, ErrorCode>>,
     other: Vec<Output>,
     replaced: usize,
+    /// Batches skipped as congested, per member.
+    skipped: BTreeMap<u16, usize>,
 }
 
 impl Sim {
     pub(super) fn new(room: Room) -> Self {
-        Self { room, inboxes: BTreeMap::new(), joining: None, answer: None, other: Vec::new(), replaced: 0 }
+        Self {
+            room,
+            inboxes: BTreeMap::new(),
+            joining: None,
+            answer: None,
+            other: Vec::new(),
+            replaced: 0,
+            skipped: BTreeMap::new(),
+        }
     }
 
     /// A student's arrival through connection `conn`, resuming `resume` if given.
@@ -154,6 +164,7 @@ impl Sim {
                 Output::Datagrams { to, batch } => {
                     let Some(inbox) = self.inboxes.get_mut(&to).filter(|i| i.linked) else { continue };
                     if inbox.space < batch.len_bytes() {
+                        *self.skipped.entry(to).or_default() += 1;
                         self.room.handle_undeliverable(to, Undeliverable::Congested);
                         continue;
                     }
@@ -206,6 +217,20 @@ impl Sim {
         self.room.next_tick = None;
         self.room.tick(now);
         self.drain();
+    }
+
+    /// Runs every timeout due by `until`, each at the time it is due, as the actor does.
+    pub(super) fn advance(&mut self, until: Instant) {
+        while let Some(at) = self.room.poll_timeout().filter(|at| *at <= until) {
+            self.room.handle_timeout(at);
+            self.drain();
+        }
+    }
+
+    /// Batches skipped as congested for the member since the last call.
+    pub(super) fn skipped(&mut self, member: u16) -> usize {
+        self.drain();
+        self.skipped.remove(&member).unwrap_or_default()
     }
 
     /// Runs the eviction part of housekeeping now.
