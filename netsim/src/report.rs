@@ -84,10 +84,10 @@ pub fn markdown(result: &Value, plots: (&str, &str)) -> String {
     );
     md.push_str(
         "Cursor latency: a sender's cursor call → the position reaching an observer (SDK throttle, server \
-         tick batching and the network included). Op ack: local edit → the server's durable ack. Op delivery: \
+         cursor pacing and the network included). Op ack: local edit → the server's durable ack. Op delivery: \
          local edit → in an observer's document. \"Delivered\" counts what observers received against what \
          the others sent during the window; cursors are latest-wins, so a position superseded within one \
-         server tick is not delivered by design. Bytes are what crossed the proxy, divided by clients and \
+         server pace interval is not delivered by design. Bytes are what crossed the proxy, divided by clients and \
          the whole run (arrival and warm-up included).\n",
     );
     md

@@ -314,7 +314,8 @@ wire! {
         pub datagrams_burst: u32,
         /// Chat messages per minute.
         pub chat_per_min: u32,
-        /// Server cursor ticks per second.
+        /// Presence ticks per second; also the floor rate of cursor delivery: moved cursors
+        /// reach each participant at least this often, usually sooner (SPEC §8.3).
         pub tick_hz: u16,
         /// How often the client should send a presence heartbeat.
         pub heartbeat_ms: u32,

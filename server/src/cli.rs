@@ -82,9 +82,14 @@ pub struct Serve {
     /// PEM public key accepted for ES256 tokens (in addition to HS256 with the secret).
     #[arg(long, env = "EASEL_JWT_ES256_PUBLIC_KEY")]
     pub jwt_es256_public_key: Option<PathBuf>,
-    /// Cursor and presence ticks per second (1 to 1000).
+    /// Presence ticks per second, and the slowest rate at which each participant is sent
+    /// moved cursors (the cursor pace floor; 1 to 1000).
     #[arg(long, env = "EASEL_TICK_HZ", default_value_t = defaults::TICK_HZ)]
     pub tick_hz: u16,
+    /// Datagrams per second one room's cursor batches may cost (100 to 1000000): cursors go
+    /// out as soon as this allows, never slower than --tick-hz.
+    #[arg(long, env = "EASEL_ROOM_DATAGRAM_BUDGET", default_value_t = defaults::ROOM_DATAGRAM_BUDGET)]
+    pub room_datagram_budget: u32,
     /// Seconds of silence before a participant is evicted from presence (1 to 3600).
     #[arg(long, env = "EASEL_PRESENCE_TTL", default_value_t = defaults::PRESENCE_TTL_SECS)]
     pub presence_ttl_secs: u64,
@@ -179,6 +184,7 @@ impl Serve {
             http_addr: self.http_addr,
             tls,
             tick_hz: self.tick_hz,
+            room_datagram_budget: self.room_datagram_budget,
             presence_ttl: Duration::from_secs(self.presence_ttl_secs),
             heartbeat: Duration::from_millis(self.heartbeat_ms.into()),
             max_participants: self.max_participants,
@@ -239,9 +245,19 @@ mod tests {
 
     #[test]
     fn flags_reach_the_config() {
-        let config = parse(&["--ops-per-sec", "10", "--ops-burst", "20", "--resume-grace-ms", "300"])
-            .to_config()
-            .expect("valid");
+        let config = parse(&[
+            "--ops-per-sec",
+            "10",
+            "--ops-burst",
+            "20",
+            "--resume-grace-ms",
+            "300",
+            "--room-datagram-budget",
+            "5000",
+        ])
+        .to_config()
+        .expect("valid");
+        assert_eq!(config.room_datagram_budget, 5000);
         assert_eq!(config.ops, Rate { per_sec: 10, burst: 20 });
         assert_eq!(config.resume_grace, Duration::from_millis(300));
     }
@@ -251,6 +267,8 @@ mod tests {
         for (flag, bad) in [
             ("--tick-hz", "0"),
             ("--tick-hz", "1001"),
+            ("--room-datagram-budget", "99"),
+            ("--room-datagram-budget", "1000001"),
             ("--presence-ttl-secs", "0"),
             ("--heartbeat-ms", "10"),
             ("--max-participants", "0"),

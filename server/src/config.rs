@@ -31,8 +31,12 @@ pub struct ServerConfig {
     pub http_addr: SocketAddr,
     /// Certificate and key files; `None`: a self-signed certificate made at start.
     pub tls: Option<TlsFiles>,
-    /// Cursor and presence ticks per second (`--tick-hz`).
+    /// Presence ticks per second, and the slowest rate at which each participant is sent
+    /// moved cursors: the cursor pace floor (`--tick-hz`).
     pub tick_hz: u16,
+    /// Datagrams per second one room's cursor batches may cost; the cursor pace follows from
+    /// it, down to the `--tick-hz` floor (`--room-datagram-budget`).
+    pub room_datagram_budget: u32,
     /// Silence after which a participant is evicted (`--presence-ttl-secs`).
     pub presence_ttl: Duration,
     /// How often clients are asked to send heartbeats (`--heartbeat-ms`).
@@ -139,6 +143,8 @@ pub mod ranges {
 
     /// `--tick-hz`.
     pub const TICK_HZ: RangeInclusive<u64> = 1..=1000;
+    /// `--room-datagram-budget`.
+    pub const ROOM_DATAGRAM_BUDGET: RangeInclusive<u64> = 100..=1_000_000;
     /// `--presence-ttl-secs`.
     pub const PRESENCE_TTL_SECS: RangeInclusive<u64> = 1..=3600;
     /// `--heartbeat-ms`.
@@ -182,6 +188,10 @@ pub mod defaults {
     pub const HTTP_PORT: u16 = 8080;
     /// `--tick-hz`.
     pub const TICK_HZ: u16 = 60;
+    /// `--room-datagram-budget`: about a tenth of a core per busy room at ~10 µs of server
+    /// CPU per datagram sent (build, encrypt, send, its ACK), so a few busy rooms fit on two
+    /// cores; a 50-person room is then paced at 5 ms, a 167-person one reaches the floor.
+    pub const ROOM_DATAGRAM_BUDGET: u32 = 10_000;
     /// `--presence-ttl-secs`.
     pub const PRESENCE_TTL_SECS: u64 = 10;
     /// `--heartbeat-ms`.
@@ -228,6 +238,7 @@ impl Default for ServerConfig {
             http_addr: loopback(defaults::HTTP_PORT),
             tls: None,
             tick_hz: defaults::TICK_HZ,
+            room_datagram_budget: defaults::ROOM_DATAGRAM_BUDGET,
             presence_ttl: Duration::from_secs(defaults::PRESENCE_TTL_SECS),
             heartbeat: Duration::from_millis(defaults::HEARTBEAT_MS.into()),
             max_participants: defaults::MAX_PARTICIPANTS,
@@ -259,6 +270,7 @@ impl ServerConfig {
         let secs = |d: Duration| d.as_secs();
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         within("--tick-hz", self.tick_hz.into(), r::TICK_HZ, "")?;
+        within("--room-datagram-budget", self.room_datagram_budget.into(), r::ROOM_DATAGRAM_BUDGET, "")?;
         within("--presence-ttl-secs", secs(self.presence_ttl), r::PRESENCE_TTL_SECS, " s")?;
         within("--heartbeat-ms", ms(self.heartbeat), r::HEARTBEAT_MS, " ms")?;
         within("--max-participants", self.max_participants.into(), r::MAX_PARTICIPANTS, "")?;
@@ -296,7 +308,7 @@ impl ServerConfig {
         [self.wt_addr, self.quic_addr, self.http_addr].iter().all(|a| a.ip().is_loopback())
     }
 
-    /// The cursor and presence tick period.
+    /// The presence tick period, also the cursor pace floor.
     pub fn tick(&self) -> Duration {
         Duration::from_secs(1) / u32::from(self.tick_hz.max(1))
     }

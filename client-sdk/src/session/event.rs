@@ -83,8 +83,9 @@ pub enum Event {
         /// The new state.
         participant: Participant,
     },
-    /// Other participants' cursors moved: the newer positions of one server tick (board
-    /// pixels), so an app redraws once per batch rather than once per cursor.
+    /// Other participants' cursors moved: the newer positions of one server batch (board
+    /// pixels), so an app redraws once per batch rather than once per cursor. Batches come
+    /// as the server paces them (SPEC §8.3), not on a fixed tick.
     Cursors {
         /// Room id.
         room: String,
