@@ -25,7 +25,7 @@ pub struct Cli {
 #[derive(Debug, clap::Subcommand)]
 pub enum Action {
     /// Run the server (the default).
-    Serve(Serve),
+    Serve(Box<Serve>),
     /// Print a JWT signed with the secret the server uses (same flags, env and data dir).
     Token(Token),
     /// Print a room's attendance as CSV from the data dir (the server must be stopped; while

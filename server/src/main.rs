@@ -13,7 +13,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.action {
         Some(Action::Token(token)) => mint(&token),
-        Some(Action::Serve(serve)) => run(serve),
+        Some(Action::Serve(serve)) => run(*serve),
         Some(Action::Attendance(args)) => attendance(&args),
         None => run(cli.serve),
     }

@@ -212,13 +212,6 @@ impl Sim {
         std::mem::take(&mut self.other)
     }
 
-    /// Runs a tick now, as `handle_timeout` does when it is due.
-    pub(super) fn tick(&mut self, now: Instant) {
-        self.room.next_tick = None;
-        self.room.tick(now);
-        self.drain();
-    }
-
     /// Runs every timeout due by `until`, each at the time it is due, as the actor does.
     pub(super) fn advance(&mut self, until: Instant) {
         while let Some(at) = self.room.poll_timeout().filter(|at| *at <= until) {
