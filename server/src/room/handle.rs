@@ -159,7 +159,7 @@ impl Handle {
 /// Cursor positions on their way to a room: one per participant, the newest. Cursor datagrams
 /// can arrive at any rate (300 participants at 30 Hz is 9,000 a second); queued one command
 /// each, they would fill the room's queue and hold reliable traffic (edits, chat) behind
-/// thousands of positions the next tick replaces anyway. Here they coalesce before the room,
+/// thousands of positions the next batch replaces anyway. Here they coalesce before the room,
 /// which takes them all at once.
 #[derive(Debug, Default)]
 pub struct CursorInbox {

@@ -116,7 +116,8 @@ impl Room {
     /// room is re-attached instead, and others see nothing (SPEC §5.4). The answer is an
     /// [`Output::JoinAnswer`], ahead of what the member is sent on arrival.
     pub fn handle_join(&mut self, now: Instant, arrival: Arrival) {
-        // Marks start at zero: the next tick sends the member every cursor and presence entry.
+        // Marks start at zero: the next tick (or cursor round) sends the member every cursor
+        // and presence entry.
         self.schedule_tick(now);
         if let Err(code) = self.join(now, arrival) {
             self.push(Output::JoinAnswer(Err(code)));

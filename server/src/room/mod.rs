@@ -246,9 +246,10 @@ pub struct Room {
     wall: (Instant, u64),
     /// The teacher-visible queue of raised hands, first raised first.
     hands: Vec<u16>,
-    /// When the next cursor and presence tick is due, if one is needed.
+    /// When the next tick (presence, settling cursors) is due, if one is needed.
     next_tick: Option<Instant>,
-    /// When the last tick ran (a skipped subscriber is retried one period later).
+    /// When the last tick ran (a subscriber whose presence was skipped is retried one period
+    /// later).
     last_tick: Instant,
     /// When housekeeping is next due.
     housekeeping: Instant,
