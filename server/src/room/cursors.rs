@@ -81,7 +81,7 @@ impl Room {
     /// receiver whose pace allows (the others get it in their next slot).
     pub fn handle_cursor(&mut self, now: Instant, member: u16, c: &Cursor) {
         if self.take_cursor(now, member, c) {
-            self.send_round(now, false);
+            self.cursors_moved(now);
         }
     }
 
@@ -93,7 +93,19 @@ impl Room {
             moved |= self.take_cursor(now, member, &c);
         }
         if moved {
-            self.send_round(now, false);
+            self.cursors_moved(now);
+        }
+    }
+
+    /// A send round now, unless no receiver can be due before the quiet time: then one at it.
+    /// In a busy room everyone was sent in the last round, so cursors arriving within a pace
+    /// cost no scan of the members.
+    fn cursors_moved(&mut self, now: Instant) {
+        match self.cursors_quiet_until {
+            Some(quiet) if now < quiet => {
+                self.next_cursors = Some(self.next_cursors.map_or(quiet, |n| n.min(quiet)));
+            }
+            _ => self.send_round(now, false),
         }
     }
 
@@ -266,6 +278,17 @@ impl Room {
         if per_batch > 0 {
             self.pace = self.pace_for(receivers.saturating_mul(per_batch as u32));
         }
+        // The earliest any linked receiver can be due again; none while one was never sent.
+        let pace = self.pace;
+        self.cursors_quiet_until = self
+            .members
+            .values()
+            .filter(|m| m.slot().is_some())
+            .try_fold(None, |quiet: Option<Instant>, m| {
+                let due = m.last_sent? + pace;
+                Some(Some(quiet.map_or(due, |q| q.min(due))))
+            })
+            .flatten();
     }
 
     /// The pace at which `datagrams` a round keep the room within its budget, between the

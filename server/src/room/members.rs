@@ -175,6 +175,8 @@ impl Room {
             },
         );
         self.empty_since = None;
+        // Never sent a batch, so due at once.
+        self.cursors_quiet_until = None;
         self.metric(Metric::ParticipantJoined);
         // The answer before the broadcast: should the broadcast close a slow consumer, the
         // newcomer, whose list has it, is linked by then and hears it leave.
@@ -208,6 +210,7 @@ impl Room {
         member.cursor_mark = 0;
         member.presence_mark = 0;
         member.last_sent = None;
+        self.cursors_quiet_until = None;
         let participants = self.members.values().map(|m| m.info.clone()).collect();
         self.push(Output::JoinAnswer(Ok(Joined {
             participant: index,

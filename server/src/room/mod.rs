@@ -237,6 +237,10 @@ pub struct Room {
     pace: Duration,
     /// When the next receiver owed cursors is due its batch, if any is.
     next_cursors: Option<Instant>,
+    /// Before this, no receiver is due a cursor batch (each was sent one less than a pace
+    /// ago), so a cursor arriving earlier waits for a round then instead of scanning every
+    /// member; `None`: someone may be due now.
+    cursors_quiet_until: Option<Instant>,
     last_seq: u64,
     ops_since_snapshot: u64,
     empty_since: Option<Instant>,
@@ -289,6 +293,7 @@ impl Room {
             plan: Vec::new(),
             pace,
             next_cursors: None,
+            cursors_quiet_until: None,
             last_seq,
             ops_since_snapshot: replayed,
             empty_since: Some(now),
@@ -374,6 +379,7 @@ impl Room {
         }
         self.next_tick = None;
         self.next_cursors = None;
+        self.cursors_quiet_until = None;
     }
 
     /// A member's queue or datagram buffer refused an output. A full queue means a slow
