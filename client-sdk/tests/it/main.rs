@@ -4,6 +4,10 @@
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 mod classroom;
+// The server tests' harness (an in-process server, tokens, a TCP relay to cut), shared rather
+// than copied; these tests use part of it.
+#[allow(dead_code)]
+#[path = "../../../server/tests/it/harness.rs"]
 mod harness;
 // The bridge's own private-Janus helper, shared rather than copied (these tests do not
 // restart Janus).

@@ -5,7 +5,6 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use easel_client::{Client, Event, Room, Transport};
@@ -15,9 +14,8 @@ use easel_server::Server;
 use easel_server::config::{ServerConfig, TlsFiles};
 use loro::LoroDoc;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Notify;
 
-use crate::harness::{TRANSPORTS, TestServer, server_config_on, token, within};
+use crate::harness::{Relay, TRANSPORTS, TestServer, server_config_on, token, within};
 
 const ROOM: &str = "school/math/monday";
 /// What every test token grants: every session of the course.
@@ -268,49 +266,6 @@ async fn clients_reconnect_by_themselves_across_a_server_restart_and_converge() 
     ada.close().await;
     bob.close().await;
     server.shutdown().await;
-}
-
-/// A TCP relay the test can cut: every relayed connection is dropped at once (no WebSocket
-/// close frame, as when a network goes away), and new connections are refused while it is down.
-pub(crate) struct Relay {
-    pub(crate) addr: SocketAddr,
-    cut: Arc<Notify>,
-    down: Arc<AtomicBool>,
-}
-
-impl Relay {
-    pub(crate) async fn start(upstream: SocketAddr) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind relay");
-        let addr = listener.local_addr().expect("addr");
-        let (cut, down) = (Arc::new(Notify::new()), Arc::new(AtomicBool::new(false)));
-        let (c, d) = (cut.clone(), down.clone());
-        tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                if d.load(Ordering::SeqCst) {
-                    continue;
-                }
-                let c = c.clone();
-                tokio::spawn(async move {
-                    let Ok(mut outbound) = TcpStream::connect(upstream).await else { return };
-                    let _ = inbound.set_nodelay(true);
-                    let _ = outbound.set_nodelay(true);
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        () = c.notified() => {}
-                    }
-                    // Both sockets drop here without a WebSocket close frame, as when the
-                    // app's process dies or a middlebox gives up on the connection.
-                });
-            }
-        });
-        Self { addr, cut, down }
-    }
-
-    /// Drops every relayed connection; `stay_down` also refuses new ones.
-    pub(crate) fn cut(&self, stay_down: bool) {
-        self.down.store(stay_down, Ordering::SeqCst);
-        self.cut.notify_waiters();
-    }
 }
 
 /// Ada behind a cuttable relay (WebSocket), Bob direct (QUIC), both in `ROOM`.
