@@ -134,6 +134,10 @@ kinds! {
     0x60 => Moderate(Room, ClientToServer),
     /// A moderation action took effect.
     0x61 => Moderated(Room, ServerToClient),
+    /// Set the room's active-cursor cap (teacher).
+    0x62 => SetCursorCap(Room, ClientToServer),
+    /// The room's active-cursor cap changed.
+    0x63 => CursorCap(Room, ServerToClient),
 
     /// Ask for SFU access for this room.
     0x70 => SfuJoin(Room, ClientToServer),
@@ -705,6 +709,23 @@ wire! {
         pub by: u16,
         /// The teacher's reason.
         pub reason: String,
+    }
+
+    /// Room: set the room's active-cursor cap (teacher): how many cursors besides the teachers'
+    /// everyone is shown.
+    #[derive(Copy, Hash)]
+    pub struct SetCursorCap {
+        /// The cap; 0 shows every cursor; `None` goes back to the server's default.
+        pub cap: Option<u16>,
+    }
+
+    /// Room: the room's active-cursor cap now in force.
+    #[derive(Copy, Hash)]
+    pub struct CursorCap {
+        /// Cursors shown besides the teachers'; 0: every cursor.
+        pub cap: u16,
+        /// Which teacher set it.
+        pub by: u16,
     }
 
     /// Room: ask for SFU access.

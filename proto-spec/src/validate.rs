@@ -64,6 +64,8 @@ nothing_to_check!(
     PollClose,
     HandRaise,
     HandLower,
+    SetCursorCap,
+    CursorCap,
     SfuJoin,
     SfuLeave,
     SfuEvent,

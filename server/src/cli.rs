@@ -90,6 +90,10 @@ pub struct Serve {
     /// out as soon as this allows, never slower than --tick-hz.
     #[arg(long, env = "EASEL_ROOM_DATAGRAM_BUDGET", default_value_t = defaults::ROOM_DATAGRAM_BUDGET)]
     pub room_datagram_budget: u32,
+    /// While a teacher is in a room, how many other cursors everyone sees (the most recently
+    /// started moving) besides the teachers'; 0 shows all. A teacher can change it per room.
+    #[arg(long, env = "EASEL_ROOM_ACTIVE_CURSORS", default_value_t = defaults::ROOM_ACTIVE_CURSORS)]
+    pub room_active_cursors: u16,
     /// Seconds of silence before a participant is evicted from presence (1 to 3600).
     #[arg(long, env = "EASEL_PRESENCE_TTL", default_value_t = defaults::PRESENCE_TTL_SECS)]
     pub presence_ttl_secs: u64,
@@ -185,6 +189,7 @@ impl Serve {
             tls,
             tick_hz: self.tick_hz,
             room_datagram_budget: self.room_datagram_budget,
+            room_active_cursors: self.room_active_cursors,
             presence_ttl: Duration::from_secs(self.presence_ttl_secs),
             heartbeat: Duration::from_millis(self.heartbeat_ms.into()),
             max_participants: self.max_participants,

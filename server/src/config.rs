@@ -37,6 +37,10 @@ pub struct ServerConfig {
     /// Datagrams per second one room's cursor batches may cost; the cursor pace follows from
     /// it, down to the `--tick-hz` floor (`--room-datagram-budget`).
     pub room_datagram_budget: u32,
+    /// While a teacher is in a room, how many cursors besides the teachers' everyone is shown
+    /// (the most recently started); 0: all (`--room-active-cursors`). A teacher can change it
+    /// for the room.
+    pub room_active_cursors: u16,
     /// Silence after which a participant is evicted (`--presence-ttl-secs`).
     pub presence_ttl: Duration,
     /// How often clients are asked to send heartbeats (`--heartbeat-ms`).
@@ -192,6 +196,9 @@ pub mod defaults {
     /// CPU per datagram sent (build, encrypt, send, its ACK), so a few busy rooms fit on two
     /// cores; a 50-person room is then paced at 5 ms, a 167-person one reaches the floor.
     pub const ROOM_DATAGRAM_BUDGET: u32 = 10_000;
+    /// `--room-active-cursors`: a lecture hall's worth of moving pointers stays readable, and
+    /// at 32 cursors a batch is one datagram (SPEC §8.3) whatever the room's size.
+    pub const ROOM_ACTIVE_CURSORS: u16 = 32;
     /// `--presence-ttl-secs`.
     pub const PRESENCE_TTL_SECS: u64 = 10;
     /// `--heartbeat-ms`.
@@ -239,6 +246,7 @@ impl Default for ServerConfig {
             tls: None,
             tick_hz: defaults::TICK_HZ,
             room_datagram_budget: defaults::ROOM_DATAGRAM_BUDGET,
+            room_active_cursors: defaults::ROOM_ACTIVE_CURSORS,
             presence_ttl: Duration::from_secs(defaults::PRESENCE_TTL_SECS),
             heartbeat: Duration::from_millis(defaults::HEARTBEAT_MS.into()),
             max_participants: defaults::MAX_PARTICIPANTS,

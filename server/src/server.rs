@@ -105,6 +105,7 @@ impl Server {
         let room_config = room::Config {
             tick: config.tick(),
             datagram_budget: config.room_datagram_budget,
+            active_cursors: config.room_active_cursors,
             presence_ttl: config.presence_ttl,
             max_participants: config.max_participants as usize,
             snapshot_every: config.snapshot_every,

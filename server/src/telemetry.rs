@@ -43,6 +43,10 @@ fn describe() {
     describe_counter!("easel_datagrams_dropped_total", "Datagrams dropped, by reason.");
     describe_counter!("easel_stale_cursors_dropped_total", "Cursor datagrams older than the newest held.");
     describe_counter!(
+        "easel_cursors_hidden_total",
+        "Cursor datagrams kept but not sent: a lecture's active-cursor cap hides the sender."
+    );
+    describe_counter!(
         "easel_datagram_ticks_skipped_total",
         "Ticks a subscriber was skipped (send buffer full)."
     );

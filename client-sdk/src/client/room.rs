@@ -9,7 +9,7 @@ use easel_proto::Message;
 use easel_proto::datagram::{Status, Tool};
 use easel_proto::message::{
     ChatDelete, ChatHistory, ChatSend, HandLower, HandRaise, ModAction, Moderate, PollAnswer, PollClose,
-    PollStart, SdpKind, SfuCandidate, SfuJoin, SfuLeave, SfuSdp, SfuSubscribe,
+    PollStart, SdpKind, SetCursorCap, SfuCandidate, SfuJoin, SfuLeave, SfuSdp, SfuSubscribe,
 };
 use loro::LoroDoc;
 use tokio::sync::{mpsc, oneshot};
@@ -166,6 +166,13 @@ impl Room {
     /// A teacher's moderation of participant `target` (mute chat, read-only, remove, …).
     pub async fn moderate(&self, target: u16, action: ModAction, reason: &str) -> Result<(), Error> {
         self.request(Message::from(Moderate { target, action, reason: reason.to_owned() })).await
+    }
+
+    /// A teacher sets how many cursors besides the teachers' everyone in the room is shown
+    /// (SPEC §8.5): `Some(0)` shows all, `None` goes back to the server's lecture default.
+    /// Everyone hears the cap in force as [`Event::CursorCap`](crate::Event::CursorCap).
+    pub async fn set_cursor_cap(&self, cap: Option<u16>) -> Result<(), Error> {
+        self.request(Message::from(SetCursorCap { cap })).await
     }
 
     /// Asks for SFU access (SPEC §13), to publish our camera or only to subscribe. The answer

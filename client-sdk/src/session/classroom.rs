@@ -1,5 +1,6 @@
 //! Classroom and SFU traffic on a room stream: requests out (chat, polls, hands, moderation,
-//! SFU signalling), news in, as [`Event`]s. These are live actions, never queued offline.
+//! the cursor cap, SFU signalling), news in, as [`Event`]s. These are live actions, never
+//! queued offline.
 
 use easel_proto::{ErrorCode, Message};
 
@@ -35,6 +36,7 @@ impl Session {
             Message::Moderated(m) => {
                 Event::Moderated { room, target: m.target, action: m.action, by: m.by, reason: m.reason }
             }
+            Message::CursorCap(c) => Event::CursorCap { room, cap: c.cap, by: c.by },
             Message::SfuGrant(g) => {
                 Event::SfuGrant { room, can_publish: g.can_publish, ice_servers: g.ice_servers }
             }

@@ -188,6 +188,15 @@ pub enum Event {
         /// Participant numbers.
         queue: Vec<u16>,
     },
+    /// A teacher set the room's active-cursor cap (SPEC §8.5).
+    CursorCap {
+        /// Room id.
+        room: String,
+        /// Cursors shown besides the teachers'; 0: every cursor.
+        cap: u16,
+        /// Which teacher.
+        by: u16,
+    },
     /// A teacher's moderation took effect.
     Moderated {
         /// Room id.

@@ -272,3 +272,45 @@ async fn moderation_is_teacher_only_and_takes_hold_live() {
     let again = within("rejoin", ada.join(ROOM)).await.expect_err("removed");
     assert!(matches!(again, easel_client::Error::Refused { code: ErrorCode::Removed, .. }), "{again}");
 }
+
+#[tokio::test]
+async fn a_teacher_sets_the_cursor_cap_and_students_may_not() {
+    let server = TestServer::start_with(|c| c.room_active_cursors = 1).await;
+    let (teacher, t) = member(&server, "teach", "teacher").await;
+    let (ada, a) = member(&server, "ada", "student").await;
+    let ai = index_of(&ada).await;
+
+    a.set_cursor_cap(Some(0)).await.expect("sent");
+    assert_eq!(refused(&ada, "student sets the cap").await, ErrorCode::Forbidden);
+
+    // Shown at once or, past the cap of 1, once the teacher lifts it: either way the
+    // teacher ends up with the newest position and everyone with the cap in force.
+    a.cursor(777.0, 1.0);
+    t.set_cursor_cap(Some(0)).await.expect("sent");
+    let (mut cap, mut at) = (None, None);
+    wait_for(&teacher, "the cap and ada's cursor", |e| {
+        match e {
+            Event::CursorCap { cap: c, .. } => cap = Some(*c),
+            Event::Cursors { cursors, .. } => {
+                at = cursors.iter().find(|c| c.participant == ai).map(|c| c.x).or(at);
+            }
+            _ => {}
+        }
+        cap.zip(at)
+    })
+    .await;
+    assert_eq!((cap, at), (Some(0), Some(777.0)), "every cursor shown");
+    let cap = wait_for(&ada, "the cap, at the student", |e| match e {
+        Event::CursorCap { cap, .. } => Some(*cap),
+        _ => None,
+    })
+    .await;
+    assert_eq!(cap, 0);
+    t.set_cursor_cap(None).await.expect("sent");
+    let back = wait_for(&ada, "the default again", |e| match e {
+        Event::CursorCap { cap, .. } if *cap != 0 => Some(*cap),
+        _ => None,
+    })
+    .await;
+    assert_eq!(back, 1, "the server's lecture default");
+}

@@ -223,6 +223,15 @@ fn archived_layouts_match_spec() {
     assert_eq!(offset_of!(ArchivedModerated, action), 2, "Moderated.action");
     assert_eq!(offset_of!(ArchivedModerated, by), 4, "Moderated.by");
     assert_eq!(offset_of!(ArchivedModerated, reason), 8, "Moderated.reason");
+    assert_eq!(
+        (size_of::<ArchivedSetCursorCap>(), align_of::<ArchivedSetCursorCap>()),
+        (4, 2),
+        "SetCursorCap"
+    );
+    assert_eq!(offset_of!(ArchivedSetCursorCap, cap), 0, "SetCursorCap.cap");
+    assert_eq!((size_of::<ArchivedCursorCap>(), align_of::<ArchivedCursorCap>()), (4, 2), "CursorCap");
+    assert_eq!(offset_of!(ArchivedCursorCap, cap), 0, "CursorCap.cap");
+    assert_eq!(offset_of!(ArchivedCursorCap, by), 2, "CursorCap.by");
     assert_eq!((size_of::<ArchivedSfuJoin>(), align_of::<ArchivedSfuJoin>()), (1, 1), "SfuJoin");
     assert_eq!(offset_of!(ArchivedSfuJoin, publish), 0, "SfuJoin.publish");
     assert_eq!((size_of::<ArchivedSfuGrant>(), align_of::<ArchivedSfuGrant>()), (12, 4), "SfuGrant");

@@ -153,6 +153,8 @@ pub(crate) fn messages() -> Vec<Message> {
         Moderate { target: 5, action: ModAction::ReadOnly, reason: "drawing over the notes".into() }.into(),
         Moderated { target: 5, action: ModAction::ReadOnly, by: 0, reason: "drawing over the notes".into() }
             .into(),
+        SetCursorCap { cap: Some(12) }.into(),
+        CursorCap { cap: 12, by: 0 }.into(),
         SfuJoin { publish: true }.into(),
         SfuGrant { can_publish: true, ice_servers: vec!["stun:127.0.0.1:3478".into()] }.into(),
         SfuSubscribe { feeds: vec![4_829_112] }.into(),

@@ -367,6 +367,7 @@ impl Actor {
             Metric::OpsOut(n) => metrics::counter!("easel_ops_out_total").increment(n),
             Metric::OpRejected => metrics::counter!("easel_ops_rejected_total").increment(1),
             Metric::StaleCursor => metrics::counter!("easel_stale_cursors_dropped_total").increment(1),
+            Metric::CursorHidden => metrics::counter!("easel_cursors_hidden_total").increment(1),
             Metric::SlowConsumer => metrics::counter!("easel_slow_consumers_total").increment(1),
             Metric::SampleQueues => {
                 let deepest = self.links.values().map(|l| l.tx.max_capacity() - l.tx.capacity()).max();

@@ -1,6 +1,7 @@
 //! The classroom on a member's room stream: chat and polls (decided by [`crate::class`]),
-//! raised hands and moderation. What must be durable first leaves as [`Output::Side`] and is
-//! echoed only when the driver reports it stored ([`Room::handle_side_committed`]).
+//! raised hands, moderation and the lecture's cursor cap. What must be durable first leaves as
+//! [`Output::Side`] and is echoed only when the driver reports it stored
+//! ([`Room::handle_side_committed`]).
 
 use std::time::Instant;
 
@@ -42,6 +43,13 @@ impl Room {
                 return self.hand(member, l.participant, false);
             }
             Message::Moderate(m) => return self.moderate(now, member, info.role, m),
+            Message::SetCursorCap(c) if info.role == Role::Teacher => {
+                return self.set_cursor_cap(now, member, c.cap);
+            }
+            Message::SetCursorCap(_) => {
+                let why = "only a teacher sets the cursor cap";
+                return self.refuse(member, Kind::SetCursorCap, 0, ErrorCode::Forbidden, why);
+            }
             other => {
                 let why = format!("{} is not a classroom request", other.kind());
                 return self.refuse(member, other.kind(), 0, ErrorCode::UnexpectedMessage, &why);

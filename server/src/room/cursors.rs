@@ -15,6 +15,9 @@ use easel_proto::datagram::{
     Cursor, CursorBatch, CursorEntry, Heartbeat, PresenceBatch, PresenceEntry, is_newer,
 };
 
+use easel_proto::Message;
+use easel_proto::message::{CursorCap, Role};
+
 use super::{Metric, Output, Room};
 
 /// A member's cursor, as last heard.
@@ -109,7 +112,8 @@ impl Room {
         }
     }
 
-    /// Keeps the cursor if newer than the one held; whether it was.
+    /// Keeps the cursor if newer than the one held; whether others are owed it (a cursor
+    /// hidden by a lecture's cap is kept but not owed).
     fn take_cursor(&mut self, now: Instant, member: u16, c: &Cursor) -> bool {
         let Some(m) = self.members.get_mut(&member) else { return false };
         m.last_seen = now;
@@ -117,11 +121,61 @@ impl Room {
             self.metric(Metric::StaleCursor);
             return false;
         }
+        let starting = m.cursor.as_ref().is_none_or(|old| old.settled);
         m.cursor = Some(CursorState { seq: c.seq, x: c.x, y: c.y, changed: now, settled: false });
+        if m.info.role != Role::Teacher {
+            if starting {
+                self.spotlight.started(member);
+            }
+            if !self.spotlight.shows(member) {
+                self.metric(Metric::CursorHidden);
+                // Watched to settle all the same, so its next move counts as a start.
+                self.schedule_tick(now);
+                return false;
+            }
+        }
         self.bump_cursor(member);
         // The tick watches for the cursor to settle.
         self.schedule_tick(now);
         true
+    }
+
+    /// A member joined: a teacher's arrival puts a lecture's default cap in force.
+    pub(super) fn spotlight_joined(&mut self, now: Instant, role: Role) {
+        if role == Role::Teacher {
+            let shown = self.spotlight.teacher_joined();
+            self.reveal(now, shown);
+        }
+    }
+
+    /// A member left: a place under the cap may have freed up, or the cap ended with the last
+    /// teacher.
+    pub(super) fn spotlight_left(&mut self, now: Instant, index: u16, role: Role) {
+        let shown = self.spotlight.left(index, role == Role::Teacher);
+        self.reveal(now, shown);
+    }
+
+    /// A teacher sets the room's active-cursor cap (`None`: the server's default, `Some(0)`:
+    /// none); everyone hears the cap now in force (0: none).
+    pub(super) fn set_cursor_cap(&mut self, now: Instant, by: u16, cap: Option<u16>) {
+        let shown = self.spotlight.choose(cap);
+        self.reveal(now, shown);
+        let cap = self.spotlight.cap().unwrap_or(0);
+        self.broadcast(None, &Message::from(CursorCap { cap, by }));
+    }
+
+    /// Cursors hidden until now are owed to everyone at their newest position.
+    fn reveal(&mut self, now: Instant, shown: Vec<u16>) {
+        let mut moved = false;
+        for index in shown {
+            if self.members.get(&index).is_some_and(|m| m.cursor.is_some()) {
+                self.bump_cursor(index);
+                moved = true;
+            }
+        }
+        if moved {
+            self.cursors_moved(now);
+        }
     }
 
     fn bump_cursor(&mut self, index: u16) {
@@ -172,10 +226,13 @@ impl Room {
             .map(|(i, _)| *i)
             .collect();
         for index in settle {
-            if let Some(c) = self.members.get_mut(&index).and_then(|m| m.cursor.as_mut()) {
+            let Some(m) = self.members.get_mut(&index) else { continue };
+            if let Some(c) = m.cursor.as_mut() {
                 c.settled = true;
             }
-            self.bump_cursor(index);
+            if m.info.role == Role::Teacher || self.spotlight.shows(index) {
+                self.bump_cursor(index);
+            }
         }
         self.send_round(now, true);
         if self.members.values().any(|m| m.cursor.as_ref().is_some_and(|c| !c.settled)) {

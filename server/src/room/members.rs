@@ -155,6 +155,7 @@ impl Room {
         })?;
         let joined = Message::from(ParticipantJoined { participant: info.clone() });
         let arrived = self.class.arrive(&info.user, &info.name, now_ms);
+        let role = info.role;
         self.members.insert(
             index,
             Member {
@@ -175,6 +176,7 @@ impl Room {
             },
         );
         self.empty_since = None;
+        self.spotlight_joined(now, role);
         // Never sent a batch, so due at once.
         self.cursors_quiet_until = None;
         self.metric(Metric::ParticipantJoined);
@@ -327,6 +329,7 @@ impl Room {
         if let Some(v) = self.presence_version_of.remove(&index) {
             self.presence_versions.remove(&v);
         }
+        self.spotlight_left(now, index, member.info.role);
         self.broadcast(None, &Message::from(ParticipantLeft { index, code: code.to_u16() }));
         if self.members.is_empty() {
             self.empty_since = Some(now);

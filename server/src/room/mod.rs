@@ -10,9 +10,9 @@
 //! [`Room::handle_undeliverable`], …).
 //!
 //! One concern per file: `members` (joining, resuming, detaching, leaving, eviction), `doc`
-//! (the Loro document, durable writes, snapshots), `cursors` (paced cursor batches, presence ticks),
-//! `classroom` (chat, polls, hands, moderation), `sfu` (SFU signalling), `handle` (what
-//! connections hold) and `actor` (the task).
+//! (the Loro document, durable writes, snapshots), `cursors` (paced cursor batches, presence
+//! ticks), `spotlight` (a lecture's active-cursor cap), `classroom` (chat, polls, hands,
+//! moderation), `sfu` (SFU signalling), `handle` (what connections hold) and `actor` (the task).
 
 mod actor;
 mod classroom;
@@ -21,6 +21,7 @@ mod doc;
 mod handle;
 mod members;
 mod sfu;
+mod spotlight;
 #[cfg(test)]
 mod testing;
 
@@ -40,6 +41,7 @@ pub use self::doc::{ImportError, LoadError, Persist, SnapshotPayload, SnapshotWr
 pub use self::handle::{Command, CursorInbox, Handle, JoinRequest, Link, Outbound};
 use self::members::Member;
 pub use self::members::{Arrival, Joined};
+use self::spotlight::Spotlight;
 use crate::class::{self, Class, Deliver};
 use crate::sfu::SfuOp;
 
@@ -78,6 +80,9 @@ pub struct Config {
     pub chat_per_min: u32,
     /// Whether students may publish video through the SFU (teachers always may, viewers never).
     pub students_publish: bool,
+    /// While a teacher is in the room, how many other cursors are shown (the most recently
+    /// started) besides every teacher's; 0: all (`--room-active-cursors`, SPEC §8.5).
+    pub active_cursors: u16,
 }
 
 impl Default for Config {
@@ -95,6 +100,7 @@ impl Default for Config {
             resume_grace: Duration::from_secs(30),
             chat_per_min: 30,
             students_publish: true,
+            active_cursors: 32,
         }
     }
 }
@@ -197,6 +203,8 @@ pub enum Metric {
     OpRejected,
     /// A cursor older than the one held.
     StaleCursor,
+    /// A cursor kept but not sent: a lecture's active-cursor cap hides it (SPEC §8.5).
+    CursorHidden,
     /// A member closed because its reliable queue overflowed.
     SlowConsumer,
     /// Time to sample the depths of the room's queues (the driver owns them).
@@ -241,6 +249,8 @@ pub struct Room {
     /// ago), so a cursor arriving earlier waits for a round then instead of scanning every
     /// member; `None`: someone may be due now.
     cursors_quiet_until: Option<Instant>,
+    /// Whose cursors are shown under a lecture's active-cursor cap.
+    spotlight: Spotlight,
     last_seq: u64,
     ops_since_snapshot: u64,
     empty_since: Option<Instant>,
@@ -276,7 +286,7 @@ impl Room {
         now_ms: u64,
     ) -> Result<Self, LoadError> {
         let (doc, last_seq, replayed) = doc::load(snapshot, updates)?;
-        let pace = config.min_pace;
+        let (pace, active_cursors) = (config.min_pace, config.active_cursors);
         Ok(Self {
             id,
             config,
@@ -294,6 +304,7 @@ impl Room {
             pace,
             next_cursors: None,
             cursors_quiet_until: None,
+            spotlight: Spotlight::new(active_cursors),
             last_seq,
             ops_since_snapshot: replayed,
             empty_since: Some(now),

@@ -419,7 +419,8 @@ impl<H: Clone> Core<H> {
             | Message::PollClose(_)
             | Message::HandRaise(_)
             | Message::HandLower(_)
-            | Message::Moderate(_) => Command::Class(participant, message),
+            | Message::Moderate(_)
+            | Message::SetCursorCap(_) => Command::Class(participant, message),
             other => {
                 let why = format!("{} is not valid from a client here", other.kind());
                 Command::Reply(participant, fault(ErrorCode::UnexpectedMessage, kind, 0, why))
