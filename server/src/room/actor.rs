@@ -47,6 +47,7 @@ pub async fn spawn(
     let updates = log.updates.into_iter().map(|(seq, r)| (seq, r.data)).collect();
     let (now, now_ms) = (Instant::now(), unix_ms());
     let class = Class::load(side, config.chat_per_min, now, now_ms);
+    let tick = config.tick;
     let room = Room::new(id.clone(), config, snapshot, updates, class, now, now_ms)
         .map_err(|e| StoreError::Corrupt { room: id.to_string(), seq: e.seq(), reason: e.to_string() })?;
     let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
@@ -62,6 +63,7 @@ pub async fn spawn(
         committing: FuturesOrdered::new(),
         joining: None,
         idle: false,
+        tick,
     };
     tokio::spawn(actor.run(on_exit));
     Ok(handle)
@@ -119,6 +121,8 @@ struct Actor {
     joining: Option<(Link, oneshot::Sender<Result<Joined, ErrorCode>>)>,
     /// The room asked to be unloaded at its last housekeeping.
     idle: bool,
+    /// The longest cursors and timers wait behind edits (the presence tick).
+    tick: Duration,
 }
 
 impl Actor {
@@ -134,13 +138,25 @@ impl Actor {
             {
                 sleep.as_mut().reset(at);
             }
+            // Edits first: finished writes (acks, echoes), then commands, then timers and
+            // cursors — but neither of those waits more than a tick behind a flood of edits.
+            let now = Instant::now();
+            if timeout.is_some_and(|at| now.saturating_duration_since(at.into_std()) > self.tick) {
+                self.on_timeout().await;
+                continue;
+            }
+            if shutdown.is_none() && cursors.waited_longer(now, self.tick) {
+                self.on_cursors().await;
+                continue;
+            }
             tokio::select! {
-                () = cursors.ready.notified(), if shutdown.is_none() => self.on_cursors().await,
+                biased;
+                Some(c) = self.committing.next() => self.on_committed(c).await,
                 cmd = self.rx.recv(), if shutdown.is_none() => match cmd {
                     None => break,
                     Some(cmd) => shutdown = self.on_command(cmd).await,
                 },
-                Some(c) = self.committing.next() => self.on_committed(c).await,
+                () = cursors.ready.notified(), if shutdown.is_none() => self.on_cursors().await,
                 () = &mut sleep, if timeout.is_some() => {
                     self.on_timeout().await;
                     if std::mem::take(&mut self.idle) && self.committing.is_empty() && self.rx.is_empty() {

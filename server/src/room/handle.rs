@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use easel_proto::datagram::{Cursor, Heartbeat, is_newer};
@@ -163,24 +164,40 @@ impl Handle {
 /// which takes them all at once.
 #[derive(Debug, Default)]
 pub struct CursorInbox {
-    latest: Mutex<HashMap<u16, Cursor>>,
+    waiting: Mutex<Waiting>,
     pub(super) ready: tokio::sync::Notify,
+}
+
+/// The cursors waiting, and since when the oldest has.
+#[derive(Debug, Default)]
+struct Waiting {
+    latest: HashMap<u16, Cursor>,
+    since: Option<Instant>,
 }
 
 impl CursorInbox {
     /// Keeps `cursor` unless a newer one of the participant is already waiting.
     fn offer(&self, participant: u16, cursor: Cursor) {
         {
-            let mut latest = self.latest.lock().unwrap_or_else(PoisonError::into_inner);
-            match latest.get(&participant) {
-                Some(waiting) if !is_newer(cursor.seq, waiting.seq) => return,
-                _ => latest.insert(participant, cursor),
+            let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+            match waiting.latest.get(&participant) {
+                Some(held) if !is_newer(cursor.seq, held.seq) => return,
+                _ => waiting.latest.insert(participant, cursor),
             };
+            waiting.since.get_or_insert_with(Instant::now);
         }
         self.ready.notify_one();
     }
 
     pub(super) fn take(&self) -> HashMap<u16, Cursor> {
-        std::mem::take(&mut *self.latest.lock().unwrap_or_else(PoisonError::into_inner))
+        let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+        waiting.since = None;
+        std::mem::take(&mut waiting.latest)
+    }
+
+    /// Whether a cursor has waited longer than `limit` at `now`.
+    pub(super) fn waited_longer(&self, now: Instant, limit: Duration) -> bool {
+        let since = self.waiting.lock().unwrap_or_else(PoisonError::into_inner).since;
+        since.is_some_and(|since| now.duration_since(since) > limit)
     }
 }
