@@ -142,9 +142,7 @@ impl Session {
         let before = self.events.len();
         let listing = matches!(message, Message::Joined(_) | Message::Participants(_));
         self.room_frame(now, room, message);
-        if !listing
-            && let Some(unlisted) = self.rooms.get_mut(room).and_then(|r| r.unlisted.as_mut())
-        {
+        if !listing && let Some(unlisted) = self.rooms.get_mut(room).and_then(|r| r.unlisted.as_mut()) {
             unlisted.held.extend(self.events.drain(before..));
         }
     }
@@ -253,7 +251,11 @@ impl Session {
             room.seen.forget(gone.index);
             if room.participants.remove(&gone.index).is_some() && report {
                 let code = ErrorCode::from_u16(gone.code).unwrap_or(ErrorCode::Normal);
-                self.events.push_back(Event::ParticipantLeft { room: id.to_owned(), index: gone.index, code });
+                self.events.push_back(Event::ParticipantLeft {
+                    room: id.to_owned(),
+                    index: gone.index,
+                    code,
+                });
             }
         }
     }
@@ -323,7 +325,8 @@ mod tests {
         h.session.handle_room(h.now, ROOM, list(&[1, 3, 4]));
         let events = h.events();
         let everyone: Vec<Participant> = [1, 3, 4].map(participant).into();
-        let want = Event::Joined { room: ROOM.into(), participant: 3, resumed: false, participants: everyone };
+        let want =
+            Event::Joined { room: ROOM.into(), participant: 3, resumed: false, participants: everyone };
         assert_eq!(events.first(), Some(&want), "{events:?}");
         assert!(matches!(&events[1..], [Event::HandQueue { queue, .. }] if queue == &[1]), "{events:?}");
     }
@@ -343,7 +346,11 @@ mod tests {
             })
             .collect();
         assert_eq!(joined, [4, 5]);
-        assert!(events.iter().any(|e| matches!(e, Event::ParticipantLeft { index: 1, code: ErrorCode::Normal, .. })));
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, Event::ParticipantLeft { index: 1, code: ErrorCode::Normal, .. }))
+        );
         assert_eq!(events.len(), 3);
         h.session.handle_room(h.now, ROOM, delta(&[4, 5], &[1]));
         assert_eq!(h.events(), [], "what is held already is not news");

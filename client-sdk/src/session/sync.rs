@@ -110,7 +110,11 @@ mod tests {
         h.session.handle_room(h.now, ROOM, Message::from(joined));
         h.events();
         let gone = ParticipantGone { index: 5, code: 306 };
-        h.session.handle_room(h.now, ROOM, Message::from(Participants { full: false, joined: vec![], left: vec![gone] }));
+        h.session.handle_room(
+            h.now,
+            ROOM,
+            Message::from(Participants { full: false, joined: vec![], left: vec![gone] }),
+        );
         assert!(matches!(
             &h.events()[..],
             [Event::ParticipantLeft { index: 5, code: ErrorCode::PresenceTimeout, .. }]

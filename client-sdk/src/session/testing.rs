@@ -68,7 +68,11 @@ pub(super) fn participant(index: u16) -> Participant {
 
 /// The whole list of a room with `everyone` in it.
 pub(super) fn list(everyone: &[u16]) -> Message {
-    Message::from(Participants { full: true, joined: everyone.iter().map(|i| participant(*i)).collect(), left: Vec::new() })
+    Message::from(Participants {
+        full: true,
+        joined: everyone.iter().map(|i| participant(*i)).collect(),
+        left: Vec::new(),
+    })
 }
 
 pub(super) struct Harness {

@@ -113,7 +113,11 @@ fn archived_layouts_match_spec() {
     );
     assert_eq!(offset_of!(ArchivedParticipantGone, index), 0, "ParticipantGone.index");
     assert_eq!(offset_of!(ArchivedParticipantGone, code), 2, "ParticipantGone.code");
-    assert_eq!((size_of::<ArchivedParticipants>(), align_of::<ArchivedParticipants>()), (20, 4), "Participants");
+    assert_eq!(
+        (size_of::<ArchivedParticipants>(), align_of::<ArchivedParticipants>()),
+        (20, 4),
+        "Participants"
+    );
     assert_eq!(offset_of!(ArchivedParticipants, full), 0, "Participants.full");
     assert_eq!(offset_of!(ArchivedParticipants, joined), 4, "Participants.joined");
     assert_eq!(offset_of!(ArchivedParticipants, left), 12, "Participants.left");

@@ -445,7 +445,10 @@ mod tests {
         sim.advance(t0 + tick);
         assert!(sim.killed(b));
         let lists = sim.lists(cyd);
-        assert!(lists.iter().any(|(list, _)| list == &[a, b, cyd]), "bob was there for cyd's list: {lists:?}");
+        assert!(
+            lists.iter().any(|(list, _)| list == &[a, b, cyd]),
+            "bob was there for cyd's list: {lists:?}"
+        );
         sim.membership(cyd);
         sim.advance(t0 + 2 * tick);
         assert_eq!(sim.membership(cyd), [("left", b, ErrorCode::SlowConsumer.to_u16())]);

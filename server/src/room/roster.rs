@@ -125,10 +125,16 @@ impl Room {
 
     /// One or more `Participants` frames, encoded into one buffer: a list longer than
     /// [`PER_FRAME`] continues in deltas that only join.
-    fn encode_membership(&self, full: bool, joined: Vec<Participant>, left: Vec<ParticipantGone>) -> Option<Bytes> {
+    fn encode_membership(
+        &self,
+        full: bool,
+        joined: Vec<Participant>,
+        left: Vec<ParticipantGone>,
+    ) -> Option<Bytes> {
         let mut out = Vec::new();
         let mut chunks = joined.chunks(PER_FRAME);
-        let mut message = Participants { full, joined: chunks.next().map(<[_]>::to_vec).unwrap_or_default(), left };
+        let mut message =
+            Participants { full, joined: chunks.next().map(<[_]>::to_vec).unwrap_or_default(), left };
         loop {
             if let Err(e) = Message::from(message).encode_into(&mut out) {
                 tracing::error!(room = %self.id, "encode Participants: {e}");

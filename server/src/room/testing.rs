@@ -70,8 +70,7 @@ impl Inbox {
 fn decode_frames(frame: &Bytes) -> Vec<Message> {
     let mut decoder = easel_proto::FrameDecoder::new(easel_proto::limits::MAX_FRAME_LEN);
     decoder.push(frame);
-    let messages: Vec<Message> =
-        std::iter::from_fn(|| decoder.decode().expect("valid frames")).collect();
+    let messages: Vec<Message> = std::iter::from_fn(|| decoder.decode().expect("valid frames")).collect();
     assert!(decoder.is_at_boundary(), "whole frames");
     messages
 }
