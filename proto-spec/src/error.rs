@@ -1,6 +1,6 @@
 //! Wire error codes (stable numbers, SPEC.md §Errors) and the crate's typed decode/encode error.
 
-/// Status codes carried on the wire in `Error`, `Reject`, `Left`, `ParticipantLeft` and
+/// Status codes carried on the wire in `Error`, `Reject`, `Left`, `Participants` and
 /// `GoAway`. The numbers are part of the protocol and never change meaning; a test pins them.
 /// Receivers must tolerate numbers they do not know ([`ErrorCode::from_u16`] returns `None`)
 /// and treat them by their hundreds class.

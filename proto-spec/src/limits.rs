@@ -23,7 +23,8 @@ pub const MAX_ROOM_ID_LEN: usize = 128;
 pub const MAX_REASON_LEN: usize = 256;
 /// Longest encoded Loro version vector.
 pub const MAX_VERSION_VECTOR_LEN: usize = 64 * 1024;
-/// Most participants a Joined lists (the room cap is server policy and lower).
+/// Most participants one `Participants` frame lists as joined, and as left (the room cap is
+/// server policy and lower).
 pub const MAX_PARTICIPANTS: usize = 10_000;
 /// Most op ids one Ack carries.
 pub const MAX_ACK_OPS: usize = 4096;

@@ -75,12 +75,10 @@ kinds! {
     0x12 => Leave(Room, ClientToServer),
     /// This participant is no longer in the room (own leave, removal, shutdown).
     0x13 => Left(Room, ServerToClient),
-    /// Someone joined the room.
-    0x14 => ParticipantJoined(Room, ServerToClient),
-    /// Someone left the room (clean leave, presence timeout, removal).
-    0x15 => ParticipantLeft(Room, ServerToClient),
     /// Someone's role or state changed.
     0x16 => ParticipantUpdated(Room, ServerToClient),
+    /// Who joined and left since the last one, or (`full`) everyone in the room.
+    0x17 => Participants(Room, ServerToClient),
 
     /// A local Loro update, with the client's op id.
     0x20 => Update(Room, ClientToServer),
@@ -443,8 +441,6 @@ wire! {
         pub role: Role,
         /// True when a resumed session got its old place back (others saw no leave/join).
         pub resumed: bool,
-        /// Everyone in the room, this participant included.
-        pub participants: Vec<Participant>,
         /// Whether and how a snapshot stream follows.
         pub sync: SyncKind,
     }
@@ -461,19 +457,27 @@ wire! {
         pub message: String,
     }
 
-    /// Room: someone joined.
-    pub struct ParticipantJoined {
-        /// Who.
-        pub participant: Participant,
-    }
-
-    /// Room: someone left.
+    /// A member who left, in a [`Participants`] frame.
     #[derive(Copy, Hash)]
-    pub struct ParticipantLeft {
+    pub struct ParticipantGone {
         /// Who.
         pub index: u16,
-        /// Why: `Normal` (clean leave), `PresenceTimeout`, `Removed`, ….
+        /// Why: `Normal` (clean leave), `PresenceTimeout`, `Removed`, `SlowConsumer`, ….
         pub code: u16,
+    }
+
+    /// Room: membership changes, batched (SPEC §6.4). A delta (`full` false) lists who joined
+    /// and who left since the previous frame; someone who joined and left in between is in
+    /// neither. A full list (`full` true, `left` empty) is everyone in the room, this
+    /// participant included, and replaces what the receiver holds; a newcomer gets one after
+    /// its `Joined`, and a list too long for one frame continues in deltas that only join.
+    pub struct Participants {
+        /// Whether `joined` is the whole room.
+        pub full: bool,
+        /// Who joined (or, when `full`, everyone), with their state now.
+        pub joined: Vec<Participant>,
+        /// Who left.
+        pub left: Vec<ParticipantGone>,
     }
 
     /// Room: someone's state changed; replaces what the receiver holds for that index.

@@ -57,7 +57,6 @@ nothing_to_check!(
     Pong,
     TokenRefreshed,
     Leave,
-    ParticipantLeft,
     ChatDelete,
     ChatDeleted,
     PollAnswered,
@@ -158,10 +157,7 @@ impl Validate for Participant {
 
 impl Validate for Joined {
     fn validate(&self) -> Result<(), Error> {
-        let c = Check("Joined");
-        c.room("room", &self.room)?;
-        c.max("participants", self.participants.len(), MAX_PARTICIPANTS)?;
-        self.participants.iter().try_for_each(Validate::validate)
+        Check("Joined").room("room", &self.room)
     }
 }
 
@@ -171,9 +167,15 @@ impl Validate for Left {
     }
 }
 
-impl Validate for ParticipantJoined {
+impl Validate for Participants {
     fn validate(&self) -> Result<(), Error> {
-        self.participant.validate()
+        let c = Check("Participants");
+        c.max("joined", self.joined.len(), MAX_PARTICIPANTS)?;
+        c.max("left", self.left.len(), MAX_PARTICIPANTS)?;
+        if self.full && !self.left.is_empty() {
+            return Err(c.fail("left", "a full list lists nobody leaving".into()));
+        }
+        self.joined.iter().try_for_each(Validate::validate)
     }
 }
 

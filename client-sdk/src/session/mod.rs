@@ -335,7 +335,7 @@ impl Session {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-    use super::testing::{Harness, ROOM, joined, welcome};
+    use super::testing::{Harness, ROOM, joined, list, welcome};
     use super::*;
 
     #[test]
@@ -350,6 +350,7 @@ mod tests {
         assert!(matches!(&sent[..], [Transmit::Join(j)] if j.room == ROOM && j.since.is_none()), "{sent:?}");
         assert_eq!(h.session.hello("jwt").resume, Some(vec![9; 32]));
         h.session.handle_room(h.now, ROOM, joined(3, false));
+        h.session.handle_room(h.now, ROOM, list(&[3]));
         let events = h.events();
         assert!(events.contains(&Event::Connected { transport: Transport::Quic, resumed: false }));
         assert!(events.iter().any(|e| matches!(e, Event::Joined { participant: 3, .. })));

@@ -1,11 +1,12 @@
 //! Rooms: joining, and rejoining after every reconnect with the document's version vector (so
 //! the server sends only what is missing); leaving; the server's slot numbers; who is in the
-//! room; and the frames of a room stream.
+//! room (kept from the server's batched `Participants` frames, reported per member); and the
+//! frames of a room stream.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use easel_proto::message::{Join, Joined, Leave, Participant};
+use easel_proto::message::{Join, Joined, Leave, Participant, Participants};
 use easel_proto::{ErrorCode, Message};
 use loro::LoroDoc;
 
@@ -31,6 +32,9 @@ pub(super) struct RoomState {
     pub(super) slot: Option<u16>,
     pub(super) me: Option<u16>,
     pub(super) participants: BTreeMap<u16, Participant>,
+    /// Between `Joined` and the whole list that follows it: the room's events meanwhile,
+    /// held so the app hears `Event::Joined` (with everyone) first.
+    pub(super) unlisted: Option<Unlisted>,
     pub(super) pending: BTreeMap<u64, Pending>,
     pub(super) cursor: OutCursor,
     pub(super) presence: OutPresence,
@@ -38,6 +42,14 @@ pub(super) struct RoomState {
     /// Remote updates not imported yet: imported together, because Loro's cost per import
     /// grows with the document's history and a busy room delivers them in bursts.
     pub(super) inbox: Vec<(u16, Vec<u8>)>,
+}
+
+/// A joined room still waiting for its list of participants.
+#[derive(Debug)]
+pub(super) struct Unlisted {
+    participant: u16,
+    resumed: bool,
+    held: Vec<Event>,
 }
 
 impl RoomState {
@@ -49,6 +61,7 @@ impl RoomState {
             slot: None,
             me: None,
             participants: BTreeMap::new(),
+            unlisted: None,
             pending,
             cursor: OutCursor::new(),
             presence: OutPresence::new(),
@@ -126,8 +139,18 @@ impl Session {
         if !self.rooms.contains_key(room) {
             return;
         }
+        let before = self.events.len();
+        let listing = matches!(message, Message::Joined(_) | Message::Participants(_));
+        self.room_frame(now, room, message);
+        if !listing && let Some(unlisted) = self.rooms.get_mut(room).and_then(|r| r.unlisted.as_mut()) {
+            unlisted.held.extend(self.events.drain(before..));
+        }
+    }
+
+    fn room_frame(&mut self, now: Instant, room: &str, message: Message) {
         match message {
             Message::Joined(j) => self.joined(now, room, j),
+            Message::Participants(p) => self.participants(room, p),
             Message::Fault(f) => {
                 let code = ErrorCode::from_u16(f.code).unwrap_or(ErrorCode::Internal);
                 let joining = self.rooms.get(room).is_some_and(|r| matches!(r.phase, Phase::Joining { .. }));
@@ -163,27 +186,6 @@ impl Session {
                     state.inbox.push((u.from, u.data));
                 }
             }
-            Message::ParticipantJoined(p) => {
-                if let Some(state) = self.rooms.get_mut(room) {
-                    state.participants.insert(p.participant.index, p.participant.clone());
-                    self.events.push_back(Event::ParticipantJoined {
-                        room: room.to_owned(),
-                        participant: p.participant,
-                    });
-                }
-            }
-            Message::ParticipantLeft(p) => {
-                if let Some(state) = self.rooms.get_mut(room) {
-                    state.participants.remove(&p.index);
-                    state.seen.forget(p.index);
-                    let code = ErrorCode::from_u16(p.code).unwrap_or(ErrorCode::Normal);
-                    self.events.push_back(Event::ParticipantLeft {
-                        room: room.to_owned(),
-                        index: p.index,
-                        code,
-                    });
-                }
-            }
             Message::ParticipantUpdated(p) => {
                 if let Some(state) = self.rooms.get_mut(room) {
                     state.participants.insert(p.participant.index, p.participant.clone());
@@ -204,7 +206,9 @@ impl Session {
         room.phase = Phase::Joined;
         room.slot = Some(j.slot);
         room.me = Some(j.participant);
-        room.participants = j.participants.iter().map(|p| (p.index, p.clone())).collect();
+        // Held events of an earlier connection's join that never got its list stay first.
+        let held = room.unlisted.take().map(|u| u.held).unwrap_or_default();
+        room.unlisted = Some(Unlisted { participant: j.participant, resumed: j.resumed, held });
         if !j.resumed {
             room.seen.clear();
         }
@@ -213,14 +217,47 @@ impl Session {
         room.cursor.rejoined(now);
         // A session that got into a room is healthy: the next failure starts backoff afresh.
         self.backoff.reset();
-        self.events.push_back(Event::Joined {
-            room: id.to_owned(),
-            participant: j.participant,
-            resumed: j.resumed,
-            participants: j.participants,
-        });
         self.pump(now);
         self.heartbeats(now);
+    }
+
+    /// A membership frame (SPEC §6.4): the whole list replaces what is held (the first after
+    /// `Joined` completes the join); a delta is reported per member. Applying one is
+    /// idempotent: only a number not held is reported joined, only one held reported gone.
+    fn participants(&mut self, id: &str, p: Participants) {
+        let Some(room) = self.rooms.get_mut(id) else { return };
+        if p.full {
+            room.participants = p.joined.iter().map(|p| (p.index, p.clone())).collect();
+            if let Some(Unlisted { participant, resumed, held }) = room.unlisted.take() {
+                self.events.push_back(Event::Joined {
+                    room: id.to_owned(),
+                    participant,
+                    resumed,
+                    participants: p.joined,
+                });
+                self.events.extend(held);
+            }
+            return;
+        }
+        // Before the list, a delta only prepares what the list will replace.
+        let report = room.unlisted.is_none();
+        for participant in p.joined {
+            let new = room.participants.insert(participant.index, participant.clone()).is_none();
+            if report && new {
+                self.events.push_back(Event::ParticipantJoined { room: id.to_owned(), participant });
+            }
+        }
+        for gone in p.left {
+            room.seen.forget(gone.index);
+            if room.participants.remove(&gone.index).is_some() && report {
+                let code = ErrorCode::from_u16(gone.code).unwrap_or(ErrorCode::Normal);
+                self.events.push_back(Event::ParticipantLeft {
+                    room: id.to_owned(),
+                    index: gone.index,
+                    code,
+                });
+            }
+        }
     }
 
     /// The server ended our membership: the room and its unacked ops are gone.
@@ -260,11 +297,68 @@ impl Session {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-    use easel_proto::message::Fault;
+    use easel_proto::message::{Fault, HandQueue, ParticipantGone};
 
     use super::*;
     use crate::Transport;
-    use crate::session::testing::{Harness, ROOM, welcome};
+    use crate::session::testing::{Harness, ROOM, joined, list, participant, welcome};
+
+    fn delta(joined: &[u16], left: &[u16]) -> Message {
+        let left = left.iter().map(|i| ParticipantGone { index: *i, code: ErrorCode::Normal.to_u16() });
+        Message::from(Participants {
+            full: false,
+            joined: joined.iter().map(|i| participant(*i)).collect(),
+            left: left.collect(),
+        })
+    }
+
+    #[test]
+    fn a_join_is_reported_with_its_list_and_the_rooms_events_wait_for_it() {
+        let mut h = Harness::new();
+        h.session.join(ROOM, Vec::new()).unwrap();
+        h.session.connected(h.now, Transport::Quic, &welcome(false, 1));
+        h.events();
+        h.session.handle_room(h.now, ROOM, joined(3, false));
+        h.session.handle_room(h.now, ROOM, Message::from(HandQueue { queue: vec![1] }));
+        h.session.handle_room(h.now, ROOM, delta(&[3, 4], &[]));
+        assert_eq!(h.events(), [], "nothing before the list");
+        h.session.handle_room(h.now, ROOM, list(&[1, 3, 4]));
+        let events = h.events();
+        let everyone: Vec<Participant> = [1, 3, 4].map(participant).into();
+        let want =
+            Event::Joined { room: ROOM.into(), participant: 3, resumed: false, participants: everyone };
+        assert_eq!(events.first(), Some(&want), "{events:?}");
+        assert!(matches!(&events[1..], [Event::HandQueue { queue, .. }] if queue == &[1]), "{events:?}");
+    }
+
+    #[test]
+    fn a_batch_is_reported_per_member_once() {
+        let (mut h, _doc) = Harness::in_room();
+        h.session.handle_room(h.now, ROOM, delta(&[1], &[]));
+        h.events();
+        h.session.handle_room(h.now, ROOM, delta(&[4, 5], &[1]));
+        let events = h.events();
+        let joined: Vec<u16> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::ParticipantJoined { participant, .. } => Some(participant.index),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(joined, [4, 5]);
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, Event::ParticipantLeft { index: 1, code: ErrorCode::Normal, .. }))
+        );
+        assert_eq!(events.len(), 3);
+        h.session.handle_room(h.now, ROOM, delta(&[4, 5], &[1]));
+        assert_eq!(h.events(), [], "what is held already is not news");
+        h.session.handle_room(h.now, ROOM, list(&[3, 5]));
+        assert_eq!(h.events(), [], "a later list replaces quietly");
+        let held: Vec<u16> = h.session.rooms.get(ROOM).unwrap().participants.keys().copied().collect();
+        assert_eq!(held, [3, 5]);
+    }
 
     #[test]
     fn a_refused_join_is_reported_and_forgotten() {

@@ -85,10 +85,10 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use easel_proto::Message;
-    use easel_proto::message::{ParticipantLeft, RemoteUpdate};
+    use easel_proto::message::{ParticipantGone, Participants, RemoteUpdate};
 
     use super::*;
-    use crate::session::testing::{Harness, ROOM};
+    use crate::session::testing::{Harness, ROOM, participant};
 
     #[test]
     fn remote_updates_import_and_bad_ones_are_errors() {
@@ -106,7 +106,15 @@ mod tests {
         let events = h.events();
         assert!(matches!(events[0], Event::RemoteUpdate { from: 5, .. }));
         assert!(events.iter().any(|e| matches!(e, Event::Error { code: ErrorCode::InvalidUpdate, .. })));
-        h.session.handle_room(h.now, ROOM, Message::from(ParticipantLeft { index: 5, code: 306 }));
+        let joined = Participants { full: false, joined: vec![participant(5)], left: Vec::new() };
+        h.session.handle_room(h.now, ROOM, Message::from(joined));
+        h.events();
+        let gone = ParticipantGone { index: 5, code: 306 };
+        h.session.handle_room(
+            h.now,
+            ROOM,
+            Message::from(Participants { full: false, joined: vec![], left: vec![gone] }),
+        );
         assert!(matches!(
             &h.events()[..],
             [Event::ParticipantLeft { index: 5, code: ErrorCode::PresenceTimeout, .. }]

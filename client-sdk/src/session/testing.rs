@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use easel_proto::message::{Joined, Role, SessionLimits, SyncKind, Welcome};
+use easel_proto::message::{Joined, Participant, Participants, Role, SessionLimits, SyncKind, Welcome};
 use easel_proto::{Datagram, Message};
 use loro::LoroDoc;
 
@@ -48,8 +48,30 @@ pub(super) fn joined(participant: u16, resumed: bool) -> Message {
         participant,
         role: Role::Student,
         resumed,
-        participants: Vec::new(),
         sync: SyncKind::None,
+    })
+}
+
+/// A participant numbered `index`, a student named after it.
+pub(super) fn participant(index: u16) -> Participant {
+    Participant {
+        index,
+        user: format!("user{index}"),
+        name: format!("User {index}"),
+        role: Role::Student,
+        read_only: false,
+        chat_muted: false,
+        camera: false,
+        hand_raised: false,
+    }
+}
+
+/// The whole list of a room with `everyone` in it.
+pub(super) fn list(everyone: &[u16]) -> Message {
+    Message::from(Participants {
+        full: true,
+        joined: everyone.iter().map(|i| participant(*i)).collect(),
+        left: Vec::new(),
     })
 }
 
@@ -108,6 +130,7 @@ impl Harness {
         let doc = h.session.join(ROOM, Vec::new()).unwrap();
         h.session.connected(h.now, Transport::Quic, &welcome(false, 1));
         h.session.handle_room(h.now, ROOM, joined(3, false));
+        h.session.handle_room(h.now, ROOM, list(&[3]));
         h.transmits();
         h.events();
         (h, doc)

@@ -89,37 +89,38 @@ fn archived_layouts_match_spec() {
     assert_eq!(offset_of!(ArchivedParticipant, chat_muted), 22, "Participant.chat_muted");
     assert_eq!(offset_of!(ArchivedParticipant, camera), 23, "Participant.camera");
     assert_eq!(offset_of!(ArchivedParticipant, hand_raised), 24, "Participant.hand_raised");
-    assert_eq!((size_of::<ArchivedJoined>(), align_of::<ArchivedJoined>()), (28, 4), "Joined");
+    assert_eq!((size_of::<ArchivedJoined>(), align_of::<ArchivedJoined>()), (20, 4), "Joined");
     assert_eq!(offset_of!(ArchivedJoined, slot), 0, "Joined.slot");
     assert_eq!(offset_of!(ArchivedJoined, room), 4, "Joined.room");
     assert_eq!(offset_of!(ArchivedJoined, participant), 12, "Joined.participant");
     assert_eq!(offset_of!(ArchivedJoined, role), 14, "Joined.role");
     assert_eq!(offset_of!(ArchivedJoined, resumed), 15, "Joined.resumed");
-    assert_eq!(offset_of!(ArchivedJoined, participants), 16, "Joined.participants");
-    assert_eq!(offset_of!(ArchivedJoined, sync), 24, "Joined.sync");
+    assert_eq!(offset_of!(ArchivedJoined, sync), 16, "Joined.sync");
     assert_eq!((size_of::<ArchivedLeave>(), align_of::<ArchivedLeave>()), (0, 1), "Leave");
     assert_eq!((size_of::<ArchivedLeft>(), align_of::<ArchivedLeft>()), (12, 4), "Left");
     assert_eq!(offset_of!(ArchivedLeft, code), 0, "Left.code");
     assert_eq!(offset_of!(ArchivedLeft, message), 4, "Left.message");
-    assert_eq!(
-        (size_of::<ArchivedParticipantJoined>(), align_of::<ArchivedParticipantJoined>()),
-        (28, 4),
-        "ParticipantJoined"
-    );
-    assert_eq!(offset_of!(ArchivedParticipantJoined, participant), 0, "ParticipantJoined.participant");
-    assert_eq!(
-        (size_of::<ArchivedParticipantLeft>(), align_of::<ArchivedParticipantLeft>()),
-        (4, 2),
-        "ParticipantLeft"
-    );
-    assert_eq!(offset_of!(ArchivedParticipantLeft, index), 0, "ParticipantLeft.index");
-    assert_eq!(offset_of!(ArchivedParticipantLeft, code), 2, "ParticipantLeft.code");
     assert_eq!(
         (size_of::<ArchivedParticipantUpdated>(), align_of::<ArchivedParticipantUpdated>()),
         (28, 4),
         "ParticipantUpdated"
     );
     assert_eq!(offset_of!(ArchivedParticipantUpdated, participant), 0, "ParticipantUpdated.participant");
+    assert_eq!(
+        (size_of::<ArchivedParticipantGone>(), align_of::<ArchivedParticipantGone>()),
+        (4, 2),
+        "ParticipantGone"
+    );
+    assert_eq!(offset_of!(ArchivedParticipantGone, index), 0, "ParticipantGone.index");
+    assert_eq!(offset_of!(ArchivedParticipantGone, code), 2, "ParticipantGone.code");
+    assert_eq!(
+        (size_of::<ArchivedParticipants>(), align_of::<ArchivedParticipants>()),
+        (20, 4),
+        "Participants"
+    );
+    assert_eq!(offset_of!(ArchivedParticipants, full), 0, "Participants.full");
+    assert_eq!(offset_of!(ArchivedParticipants, joined), 4, "Participants.joined");
+    assert_eq!(offset_of!(ArchivedParticipants, left), 12, "Participants.left");
     assert_eq!((size_of::<ArchivedUpdate>(), align_of::<ArchivedUpdate>()), (16, 8), "Update");
     assert_eq!(offset_of!(ArchivedUpdate, op_id), 0, "Update.op_id");
     assert_eq!(offset_of!(ArchivedUpdate, data), 8, "Update.data");

@@ -145,6 +145,13 @@ fn limit_breaking_fields_are_refused_on_decode() {
     let body = rkyv::to_bytes::<rkyv::rancor::Error>(&no_versions).expect("archive");
     assert_eq!(decode_one(&raw_frame(0x01, &body)).expect_err("no versions").code(), ErrorCode::InvalidField);
 
+    let gone = easel_proto::message::ParticipantGone { index: 1, code: 0 };
+    let full_with_leaves =
+        easel_proto::message::Participants { full: true, joined: vec![], left: vec![gone] };
+    let body = rkyv::to_bytes::<rkyv::rancor::Error>(&full_with_leaves).expect("archive");
+    let e = decode_one(&raw_frame(0x17, &body)).expect_err("a full list with leaves");
+    assert!(matches!(e, Error::InvalidField { kind: "Participants", field: "left", .. }), "{e}");
+
     let too_many = CursorEntry { participant: 0, seq: 0, x: 0, y: 0 };
     let batch = CursorBatch { slot: 0, cursors: vec![too_many; 99] };
     let mut dgram = vec![0x81];

@@ -77,16 +77,19 @@ pub(crate) fn messages() -> Vec<Message> {
             participant: 1,
             role: Role::Student,
             resumed: false,
-            participants: vec![participant(0, "grace", Role::Teacher), participant(1, "ada", Role::Student)],
             sync: SyncKind::Updates,
         }
         .into(),
         Leave {}.into(),
         Left { code: 0, message: String::new() }.into(),
-        ParticipantJoined { participant: participant(2, "alan", Role::Viewer) }.into(),
-        ParticipantLeft { index: 2, code: 306 }.into(),
         ParticipantUpdated {
             participant: Participant { hand_raised: true, ..participant(1, "ada", Role::Student) },
+        }
+        .into(),
+        Participants {
+            full: false,
+            joined: vec![participant(2, "alan", Role::Viewer)],
+            left: vec![ParticipantGone { index: 3, code: 306 }],
         }
         .into(),
         Update { op_id: 17, data: vec![0x6c, 0x6f, 0x72, 0x6f, 0x00, 0x01, 0x02, 0x03, 0x04, 0x05] }.into(),

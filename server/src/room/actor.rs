@@ -287,6 +287,7 @@ impl Actor {
         while let Some(output) = self.room.poll_output() {
             match output {
                 Output::Send { to, message } => self.queue(to, Outbound::Message(message)),
+                Output::Frame { to, frame } => self.queue(to, Outbound::Frame(frame)),
                 Output::Broadcast { frame, except } => {
                     let mut failed = Vec::new();
                     for (index, link) in &self.links {

@@ -5,6 +5,8 @@
 use std::panic::AssertUnwindSafe;
 use std::time::Instant;
 
+use bytes::Bytes;
+
 use easel_proto::message::{Ack, Reject, RemoteUpdate, Role, SyncKind};
 use easel_proto::{ErrorCode, Message};
 use loro::{ExportMode, LoroDoc, LoroEncodeError, LoroError, VersionVector};
@@ -18,8 +20,8 @@ use easel_proto::message::clip_reason;
 pub struct SnapshotPayload {
     /// Updates since the client's version, or a whole snapshot.
     pub sync: SyncKind,
-    /// The Loro export.
-    pub data: Vec<u8>,
+    /// The Loro export (a whole snapshot is shared by the joiners at one version).
+    pub data: Bytes,
     /// The encoded version vector the payload brings the client to.
     pub version: Vec<u8>,
 }
@@ -149,8 +151,10 @@ impl Room {
 
     /// What a client at `since` lacks: updates since its version, a whole snapshot when it
     /// has none, nothing when it is current.
+    /// A whole snapshot is exported once per document version and shared: a join storm
+    /// costs one export, not one per joiner.
     pub(super) fn sync_payload(
-        &self,
+        &mut self,
         since: Option<&[u8]>,
     ) -> Result<Option<SnapshotPayload>, LoroEncodeError> {
         let server = self.doc.oplog_vv();
@@ -159,9 +163,20 @@ impl Room {
             Some(vv) if vv >= server => return Ok(None),
             Some(vv) => (SyncKind::Updates, self.doc.export(ExportMode::updates(&vv))),
             None if server.is_empty() => return Ok(None),
-            None => (SyncKind::Snapshot, snapshot_of(&self.doc)),
+            None => {
+                if let Some((at, shared)) = &self.shared_snapshot
+                    && *at == server
+                {
+                    return Ok(Some(shared.clone()));
+                }
+                (SyncKind::Snapshot, snapshot_of(&self.doc))
+            }
         };
-        Ok(Some(SnapshotPayload { sync, data: data?, version: server.encode() }))
+        let payload = SnapshotPayload { sync, data: Bytes::from(data?), version: server.encode() };
+        if sync == SyncKind::Snapshot {
+            self.shared_snapshot = Some((server, payload.clone()));
+        }
+        Ok(Some(payload))
     }
 
     /// Sends a member what it lacks after `since` (a `Sync` request).
@@ -331,6 +346,29 @@ mod tests {
     use super::super::Config;
     use super::super::testing::{Sim, edit, room};
     use super::*;
+
+    #[test]
+    fn joiners_at_one_version_share_one_export() {
+        let t0 = Instant::now();
+        let mut sim = Sim::new(room(Config::default(), t0));
+        let a = sim.join(t0, "ada");
+        assert!(sim.join_with(t0, "bob", 0, None, 64).snapshot.is_none(), "nothing to send yet");
+        sim.room.handle_update(t0, a, 1, edit("x"));
+        let payload = |sim: &mut Sim, user: &str| {
+            let snapshot = sim.join_with(t0, user, 0, None, 64).snapshot.expect("a snapshot");
+            assert_eq!(snapshot.sync, SyncKind::Snapshot);
+            snapshot
+        };
+        let (c, d) = (payload(&mut sim, "cyd"), payload(&mut sim, "dan"));
+        assert_eq!(c.data.as_ptr(), d.data.as_ptr(), "exported once, shared");
+        sim.room.handle_update(t0, a, 2, edit("y"));
+        let e = payload(&mut sim, "eve");
+        assert_ne!(e.data.as_ptr(), c.data.as_ptr(), "a new version is exported anew");
+        assert_ne!(e.version, c.version);
+        let doc = LoroDoc::new();
+        doc.import(&e.data).expect("import");
+        assert_eq!(doc.oplog_vv(), sim.room.doc.oplog_vv(), "and holds everything");
+    }
 
     #[test]
     fn invalid_updates_leave_the_doc_untouched() {

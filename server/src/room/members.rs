@@ -7,9 +7,7 @@ use std::time::Instant;
 use easel_proto::ErrorCode;
 use easel_proto::Message;
 use easel_proto::datagram::PresenceEntry;
-use easel_proto::message::{
-    HandQueue, Participant, ParticipantJoined, ParticipantLeft, Role, SfuEvent, SfuEventKind,
-};
+use easel_proto::message::{HandQueue, Participant, Role, SfuEvent, SfuEventKind};
 
 use super::cursors::CursorState;
 use super::doc::SnapshotPayload;
@@ -41,13 +39,12 @@ pub struct Arrival {
     pub slot: u16,
 }
 
-/// A successful join.
+/// A successful join. Who is in the room follows on the member's queue, in the next
+/// membership frame (see `roster`).
 #[derive(Debug)]
 pub struct Joined {
     /// The member's participant number.
     pub participant: u16,
-    /// Everyone, the member included.
-    pub participants: Vec<Participant>,
     /// What the member lacks, if anything.
     pub snapshot: Option<SnapshotPayload>,
     /// Whether an existing member was re-attached (others were told nothing).
@@ -112,7 +109,7 @@ impl Member {
 }
 
 impl Room {
-    /// Adds a member; others see `ParticipantJoined`. A resumed session's member still in the
+    /// Adds a member; everyone hears of it in the next membership frame. A resumed session's member still in the
     /// room is re-attached instead, and others see nothing (SPEC §5.4). The answer is an
     /// [`Output::JoinAnswer`], ahead of what the member is sent on arrival.
     pub fn handle_join(&mut self, now: Instant, arrival: Arrival) {
@@ -153,7 +150,6 @@ impl Room {
             tracing::error!(room = %self.id, "export for join failed: {e}");
             ErrorCode::Internal
         })?;
-        let joined = Message::from(ParticipantJoined { participant: info.clone() });
         let arrived = self.class.arrive(&info.user, &info.name, now_ms);
         let role = info.role;
         self.members.insert(
@@ -180,16 +176,10 @@ impl Room {
         // Never sent a batch, so due at once.
         self.cursors_quiet_until = None;
         self.metric(Metric::ParticipantJoined);
-        // The answer before the broadcast: should the broadcast close a slow consumer, the
-        // newcomer, whose list has it, is linked by then and hears it leave.
-        let participants = self.members.values().map(|m| m.info.clone()).collect();
-        self.push(Output::JoinAnswer(Ok(Joined {
-            participant: index,
-            participants,
-            snapshot,
-            resumed: false,
-        })));
-        self.broadcast(Some(index), &joined);
+        // The answer first: the driver links the newcomer, which then gets the membership
+        // frame (and, should that frame close a slow consumer, hears it leave).
+        self.push(Output::JoinAnswer(Ok(Joined { participant: index, snapshot, resumed: false })));
+        self.announce_join(now, index);
         self.store_side(arrived.into_iter().collect(), Vec::new());
         self.send_side_state(index);
         Ok(())
@@ -213,13 +203,8 @@ impl Room {
         member.presence_mark = 0;
         member.last_sent = None;
         self.cursors_quiet_until = None;
-        let participants = self.members.values().map(|m| m.info.clone()).collect();
-        self.push(Output::JoinAnswer(Ok(Joined {
-            participant: index,
-            participants,
-            snapshot,
-            resumed: true,
-        })));
+        self.push(Output::JoinAnswer(Ok(Joined { participant: index, snapshot, resumed: true })));
+        self.announce_return(now, index);
         self.send_side_state(index);
         Ok(())
     }
@@ -258,9 +243,9 @@ impl Room {
         }
     }
 
-    /// Connection `conn` ends a membership: others see `ParticipantLeft { code }` and the
-    /// member's stream gets `Left { code }`. Ignored if the member has since been re-attached
-    /// through another connection.
+    /// Connection `conn` ends a membership: others hear of it in the next membership frame,
+    /// and the member's stream gets `Left { code }`. Ignored if the member has since been
+    /// re-attached through another connection.
     pub fn handle_leave(&mut self, now: Instant, member: u16, conn: u64, code: ErrorCode) {
         if self.members.get(&member).is_some_and(|m| m.conn == conn) {
             self.remove(now, member, code, Some(String::new()));
@@ -299,8 +284,9 @@ impl Room {
         self.send(member, message);
     }
 
-    /// Removes a member; others see `ParticipantLeft { code }`. A linked member's stream gets
-    /// `Left { code, reason }` if `reason` is given; its link is let go either way.
+    /// Removes a member; others hear of it (with `code`) in the next membership frame. A
+    /// linked member's stream gets `Left { code, reason }` if `reason` is given; its link is
+    /// let go either way.
     pub(super) fn remove(&mut self, now: Instant, index: u16, code: ErrorCode, reason: Option<String>) {
         let Some(member) = self.members.remove(&index) else { return };
         if member.is_linked() {
@@ -330,7 +316,7 @@ impl Room {
             self.presence_versions.remove(&v);
         }
         self.spotlight_left(now, index, member.info.role);
-        self.broadcast(None, &Message::from(ParticipantLeft { index, code: code.to_u16() }));
+        self.announce_leave(now, index, code.to_u16());
         if self.members.is_empty() {
             self.empty_since = Some(now);
         }
@@ -398,15 +384,7 @@ mod tests {
         sim.room.handle_heartbeat(t0 + Duration::from_secs(8), a, &beat);
         sim.expire(t0 + Duration::from_secs(11));
         assert_eq!(sim.room.len(), 1, "bob was silent for 11 s");
-        let left: Vec<(u16, u16)> = sim
-            .messages(a)
-            .into_iter()
-            .filter_map(|m| match m {
-                Message::ParticipantLeft(l) => Some((l.index, l.code)),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(left, [(b, ErrorCode::PresenceTimeout.to_u16())]);
+        assert_eq!(sim.membership(a), [("left", b, ErrorCode::PresenceTimeout.to_u16())]);
         assert_eq!(sim.left(b), Some((ErrorCode::PresenceTimeout, String::new())), "bob is told why");
     }
 
@@ -439,7 +417,7 @@ mod tests {
         let mut sim = Sim::new(room(Config::default(), t0));
         let a = sim.join(t0, "ada");
         let b = sim.join(t0, "bob");
-        sim.drain();
+        sim.membership(a);
         sim.room.send(b, Message::from(Ack { op_ids: vec![1] }));
         sim.room.send(b, Message::from(Ack { op_ids: vec![2] }));
         let first = sim.room.poll_output();
@@ -451,22 +429,32 @@ mod tests {
         let release = next.iter().position(|o| matches!(o, Output::Release { member } if *member == b));
         let queued = next.iter().position(|o| matches!(o, Output::Send { to, .. } if *to == b));
         assert!(slow < release && release < queued, "{next:?}");
-        assert!(next.iter().any(|o| matches!(o, Output::Broadcast { .. })), "{a} hears bob left");
+        sim.advance(t0 + Config::default().tick);
+        let slow = ErrorCode::SlowConsumer.to_u16();
+        assert_eq!(sim.membership(a), [("left", b, slow)], "ada hears bob left in the next slot");
     }
 
     #[test]
-    fn a_newcomer_hears_of_the_slow_consumer_its_arrival_closed() {
+    fn a_newcomer_hears_of_the_slow_consumer_the_membership_frame_closed() {
         let t0 = Instant::now();
+        let tick = Config::default().tick;
         let mut sim = Sim::new(room(Config::default(), t0));
-        sim.join(t0, "ada");
-        let b = sim.join_with(t0, "bob", 0, None, 1).participant;
+        let a = sim.join(t0, "ada");
+        let b = sim.arrive(t0, "bob", 1).participant;
         sim.room.broadcast(None, &Message::from(Ack { op_ids: vec![1] }));
         sim.drain();
-        // Bob's one-slot queue is full: the ParticipantJoined for cyd overflows it.
-        let cyd = sim.join_with(t0, "cyd", 0, None, 64);
+        // Bob's one-slot queue is full: the frame announcing him and cyd overflows it.
+        let cyd = sim.arrive(t0, "cyd", 64).participant;
+        sim.advance(t0 + tick);
         assert!(sim.killed(b));
-        assert!(cyd.participants.iter().any(|p| p.index == b), "bob was there when cyd joined");
-        assert_eq!(sim.membership(cyd.participant), [("left", b, ErrorCode::SlowConsumer.to_u16())]);
+        let lists = sim.lists(cyd);
+        assert!(
+            lists.iter().any(|(list, _)| list == &[a, b, cyd]),
+            "bob was there for cyd's list: {lists:?}"
+        );
+        sim.membership(cyd);
+        sim.advance(t0 + 2 * tick);
+        assert_eq!(sim.membership(cyd), [("left", b, ErrorCode::SlowConsumer.to_u16())]);
     }
 
     #[test]
@@ -507,9 +495,11 @@ mod tests {
         let joined = sim.join_with(t0 + Duration::from_secs(5), "ada", 3, Some(a), 64);
         assert!(joined.resumed);
         assert_eq!(joined.participant, a, "same participant number");
-        assert_eq!(joined.participants.len(), 2);
+        let lists: Vec<Vec<u16>> = sim.lists(a).into_iter().map(|(list, _)| list).collect();
+        assert_eq!(lists, [vec![a, b]], "the resumed member gets the whole list again");
+        sim.messages(a);
         assert!(sim.room.members.get(&a).is_some_and(Member::is_linked));
-        assert_eq!(sim.membership(b), [], "no ParticipantLeft or ParticipantJoined for a resume");
+        assert_eq!(sim.membership_frames(b), [], "no membership news for a resume");
         sim.room.broadcast(Some(b), &Message::from(Ack { op_ids: vec![8] }));
         sim.drain();
         assert_eq!(sim.messages(a).len(), 1, "the new link gets what is sent after the resume");
@@ -557,6 +547,7 @@ mod tests {
         let mut sim = Sim::new(room(config, t0));
         let a = sim.join_with(t0, "ada", 1, None, 64).participant;
         let b = sim.join_with(t0, "bob", 2, None, 64).participant;
+        sim.membership(b);
         sim.room.handle_detach(t0, a, 1);
         for secs in [9, 18, 27] {
             let now = t0 + Duration::from_secs(secs);
@@ -594,7 +585,7 @@ mod tests {
         assert_eq!(sim.membership(b), []);
 
         sim.room.handle_leave(t0, b, 2, ErrorCode::Normal);
-        sim.drain();
+        sim.advance(t0 + Config::default().tick);
         assert_eq!(sim.membership(a), [("left", b, 0)], "the current link gets the news");
         sim.room.handle_leave(t0, a, 3, ErrorCode::Normal);
         sim.drain();

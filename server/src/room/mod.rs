@@ -9,10 +9,11 @@
 //! actor, which reports back what the IO said ([`Room::handle_committed`],
 //! [`Room::handle_undeliverable`], …).
 //!
-//! One concern per file: `members` (joining, resuming, detaching, leaving, eviction), `doc`
-//! (the Loro document, durable writes, snapshots), `cursors` (paced cursor batches, presence
-//! ticks), `spotlight` (a lecture's active-cursor cap), `classroom` (chat, polls, hands,
-//! moderation), `sfu` (SFU signalling), `handle` (what connections hold) and `actor` (the task).
+//! One concern per file: `members` (joining, resuming, detaching, leaving, eviction),
+//! `roster` (batched membership frames), `doc` (the Loro document, durable writes,
+//! snapshots), `cursors` (paced cursor batches, presence ticks), `spotlight` (a lecture's
+//! active-cursor cap), `classroom` (chat, polls, hands, moderation), `sfu` (SFU signalling),
+//! `handle` (what connections hold) and `actor` (the task).
 
 mod actor;
 mod classroom;
@@ -20,6 +21,7 @@ mod cursors;
 mod doc;
 mod handle;
 mod members;
+mod roster;
 mod sfu;
 mod spotlight;
 #[cfg(test)]
@@ -116,6 +118,14 @@ pub enum Output {
         to: u16,
         /// The message.
         message: Message,
+    },
+    /// Queue encoded frames, shared with other members, on one member's room stream; report
+    /// a refusal as for [`Output::Send`].
+    Frame {
+        /// The member.
+        to: u16,
+        /// The encoded messages.
+        frame: Bytes,
     },
     /// Queue one encoded frame, shared, on the room stream of every linked member but
     /// `except`; report each queue that refuses it, as for [`Output::Send`].
@@ -260,6 +270,11 @@ pub struct Room {
     wall: (Instant, u64),
     /// The teacher-visible queue of raised hands, first raised first.
     hands: Vec<u16>,
+    /// Membership changes not yet sent, and the membership frame's pacing.
+    roster: roster::Roster,
+    /// The last whole-document export for joiners, at the version it was made: joiners
+    /// until the document changes share it.
+    shared_snapshot: Option<(loro::VersionVector, SnapshotPayload)>,
     /// When the next tick (presence, settling cursors) is due, if one is needed.
     next_tick: Option<Instant>,
     /// When the last tick ran (a subscriber whose presence was skipped is retried one period
@@ -311,6 +326,8 @@ impl Room {
             class,
             wall: (now, now_ms),
             hands: Vec::new(),
+            roster: roster::Roster::default(),
+            shared_snapshot: None,
             next_tick: None,
             last_tick: now,
             // Due at once, like the first tick of an interval.
@@ -347,16 +364,18 @@ impl Room {
     }
 
     /// When [`Room::handle_timeout`] is next due: a receiver's paced cursor batch, the
-    /// presence tick, a poll timer, or housekeeping (evictions, idleness, queue samples).
+    /// presence tick, the membership frame, a poll timer, or housekeeping (evictions,
+    /// idleness, queue samples).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        [self.next_cursors, self.next_tick, self.class.next_deadline(), Some(self.housekeeping)]
-            .into_iter()
-            .flatten()
-            .min()
+        let timers = [self.next_cursors, self.next_tick, self.roster.next, self.class.next_deadline()];
+        timers.into_iter().flatten().chain([self.housekeeping]).min()
     }
 
     /// Runs whatever [`Room::poll_timeout`] said was due by `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.roster.next.is_some_and(|at| at <= now) {
+            self.send_membership(now);
+        }
         if self.next_tick.is_some_and(|at| at <= now) {
             self.next_tick = None;
             self.tick(now);
@@ -391,6 +410,7 @@ impl Room {
         self.next_tick = None;
         self.next_cursors = None;
         self.cursors_quiet_until = None;
+        self.roster = roster::Roster::default();
     }
 
     /// A member's queue or datagram buffer refused an output. A full queue means a slow
@@ -429,6 +449,13 @@ impl Room {
 
     /// Queues a message, encoded once, to every linked member except `except`.
     fn broadcast(&mut self, except: Option<u16>, message: &Message) {
+        // Nobody knows of a member whose join is still to be announced: the membership frame
+        // that announces it carries its state then.
+        if let Message::ParticipantUpdated(u) = message
+            && self.roster.is_unannounced(u.participant.index)
+        {
+            return;
+        }
         match message.encode() {
             Ok(bytes) => self.push(Output::Broadcast { frame: Bytes::from(bytes), except }),
             Err(e) => tracing::error!(room = %self.id, "encode {:?}: {e}", message.kind()),

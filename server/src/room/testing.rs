@@ -7,8 +7,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::Bytes;
 use easel_proto::datagram::CursorEntry;
-use easel_proto::message::Role;
+use easel_proto::message::{Participants, Role};
 use easel_proto::{Datagram, ErrorCode, Message};
 use loro::{ExportMode, LoroDoc};
 
@@ -37,6 +38,8 @@ struct Inbox {
     linked: bool,
     killed: bool,
     left: Option<(ErrorCode, String)>,
+    /// The shared frames it was queued (membership lists), as the room encoded them.
+    frames: Vec<Bytes>,
 }
 
 impl Inbox {
@@ -49,16 +52,27 @@ impl Inbox {
             linked: true,
             killed: false,
             left: None,
+            frames: Vec::new(),
         }
     }
 
-    fn offer(&mut self, message: Message) -> Result<(), Undeliverable> {
+    /// Takes one queue entry: a message, or the messages of one shared frame.
+    fn offer(&mut self, messages: Vec<Message>) -> Result<(), Undeliverable> {
         if self.queue.len() >= self.capacity {
             return Err(Undeliverable::QueueFull);
         }
-        self.queue.push(message);
+        self.queue.extend(messages);
         Ok(())
     }
+}
+
+/// The messages of encoded frames.
+fn decode_frames(frame: &Bytes) -> Vec<Message> {
+    let mut decoder = easel_proto::FrameDecoder::new(easel_proto::limits::MAX_FRAME_LEN);
+    decoder.push(frame);
+    let messages: Vec<Message> = std::iter::from_fn(|| decoder.decode().expect("valid frames")).collect();
+    assert!(decoder.is_at_boundary(), "whole frames");
+    messages
 }
 
 /// The room and the links of its members.
@@ -127,9 +141,21 @@ impl Sim {
         self.answer_of(now, arrival, capacity)
     }
 
+    /// A student joins through connection 0 with a queue of `capacity`, and, in a busy room,
+    /// waits for the next membership slot like everyone else; returns its answer.
+    pub(super) fn arrive(&mut self, now: Instant, user: &str, capacity: usize) -> Joined {
+        self.joining = Some(capacity);
+        self.room.handle_join(now, self.arrival(user, 0, None));
+        self.drain();
+        self.answer.take().expect("answered").expect("join")
+    }
+
+    /// Joins and has the join announced at once, as in a quiet room (the other helpers'
+    /// joins); [`Sim::arrive`] leaves that to the membership pace.
     fn answer_of(&mut self, now: Instant, arrival: Arrival, capacity: usize) -> Joined {
         self.joining = Some(capacity);
         self.room.handle_join(now, arrival);
+        self.room.send_membership(now);
         self.drain();
         self.answer.take().expect("answered").expect("join")
     }
@@ -140,20 +166,26 @@ impl Sim {
             match output {
                 Output::Send { to, message } => {
                     if let Some(inbox) = self.inboxes.get_mut(&to).filter(|i| i.linked)
-                        && let Err(why) = inbox.offer(message)
+                        && let Err(why) = inbox.offer(vec![message])
                     {
                         self.room.handle_undeliverable(to, why);
                     }
                 }
+                Output::Frame { to, frame } => {
+                    if let Some(inbox) = self.inboxes.get_mut(&to).filter(|i| i.linked) {
+                        inbox.frames.push(frame.clone());
+                        if let Err(why) = inbox.offer(decode_frames(&frame)) {
+                            self.room.handle_undeliverable(to, why);
+                        }
+                    }
+                }
                 Output::Broadcast { frame, except } => {
-                    let mut decoder = easel_proto::FrameDecoder::new(easel_proto::limits::MAX_FRAME_LEN);
-                    decoder.push(&frame);
-                    let message = decoder.decode().expect("a valid frame").expect("a whole frame");
+                    let messages = decode_frames(&frame);
                     let mut failed = Vec::new();
                     for (index, inbox) in
                         self.inboxes.iter_mut().filter(|(i, b)| b.linked && Some(**i) != except)
                     {
-                        if let Err(why) = inbox.offer(message.clone()) {
+                        if let Err(why) = inbox.offer(messages.clone()) {
                             failed.push((*index, why));
                         }
                     }
@@ -238,14 +270,44 @@ impl Sim {
         self.inboxes.get_mut(&member).map(|i| std::mem::take(&mut i.queue)).unwrap_or_default()
     }
 
-    /// Membership changes the member was told of: (index, code) for leaves, (index, 0) for joins.
+    /// Membership changes the member was told of since the last call, in membership deltas:
+    /// ("joined", index, 0) and ("left", index, code).
     pub(super) fn membership(&mut self, member: u16) -> Vec<(&'static str, u16, u16)> {
+        self.membership_frames(member)
+            .into_iter()
+            .filter(|p| !p.full)
+            .flat_map(|p| {
+                let joined = p.joined.into_iter().map(|j| ("joined", j.index, 0));
+                joined.chain(p.left.into_iter().map(|l| ("left", l.index, l.code)))
+            })
+            .collect()
+    }
+
+    /// The `Participants` frames queued for the member since the last call.
+    pub(super) fn membership_frames(&mut self, member: u16) -> Vec<Participants> {
         self.messages(member)
             .into_iter()
             .filter_map(|m| match m {
-                Message::ParticipantJoined(j) => Some(("joined", j.participant.index, 0)),
-                Message::ParticipantLeft(l) => Some(("left", l.index, l.code)),
+                Message::Participants(p) => Some(p),
                 _ => None,
+            })
+            .collect()
+    }
+
+    /// The whole lists the member was sent since the last call (participant numbers, in
+    /// order), each with the shared bytes it came in.
+    pub(super) fn lists(&mut self, member: u16) -> Vec<(Vec<u16>, Bytes)> {
+        self.drain();
+        let frames = self.inboxes.get_mut(&member).map(|i| std::mem::take(&mut i.frames)).unwrap_or_default();
+        frames
+            .into_iter()
+            .filter_map(|frame| {
+                let mut everyone = Vec::new();
+                for m in decode_frames(&frame) {
+                    let Message::Participants(p) = m else { return None };
+                    everyone.extend(p.joined.iter().map(|j| j.index));
+                }
+                Some((everyone, frame))
             })
             .collect()
     }

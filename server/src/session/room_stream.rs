@@ -168,7 +168,6 @@ async fn serve_member<S: Session + Clone>(
         participant: member.participant,
         role,
         resumed: joined.resumed,
-        participants: joined.participants,
         sync,
     };
     if write(&mut send, &Message::from(reply)).await.is_err() {
@@ -197,8 +196,8 @@ async fn write_room<S: Session + Clone>(
     mut rx: mpsc::Receiver<Outbound>,
     left: oneshot::Sender<()>,
 ) {
-    // Everything queued goes out in one write: a join storm of hundreds of
-    // ParticipantJoined frames then costs a few packets, not one write per frame.
+    // Everything queued goes out in one write: a burst of frames then costs a few packets,
+    // not one write per frame.
     let mut batch = Vec::with_capacity(16 * 1024);
     while let Some(first) = rx.recv().await {
         batch.clear();

@@ -7,7 +7,7 @@ use easel_proto::datagram::Cursor;
 use easel_proto::message::SyncKind;
 use easel_proto::{Datagram, Message};
 
-use crate::harness::{Board, TRANSPORTS, TestServer, expect_message, send_acked, within};
+use crate::harness::{Board, TRANSPORTS, TestServer, everyone, expect_message, send_acked, within};
 
 #[tokio::test]
 async fn cursor_reaches_the_other_participant() {
@@ -77,9 +77,9 @@ async fn edits_converge_and_late_joiners_get_the_state() {
 
         // A late joiner with nothing gets a snapshot on a uni stream.
         let c = server.connect(transport, "cyd", "viewer", room).await;
-        let room_c = within("join C", c.join(room, None)).await.expect("join");
+        let mut room_c = within("join C", c.join(room, None)).await.expect("join");
         assert_eq!(room_c.joined().sync, SyncKind::Snapshot);
-        assert!(room_c.joined().participants.len() >= 3, "C sees everyone");
+        assert!(everyone(&mut room_c).await.len() >= 3, "C sees everyone");
         let snapshot = within("snapshot", c.snapshot()).await.expect("snapshot");
         let board_c = Board::new(3);
         board_c.import(&snapshot.data);
@@ -117,7 +117,7 @@ async fn leaving_is_broadcast_at_once() {
         drop((c, room_c));
         for who in [bob, cyd] {
             let code = expect_message(&mut room_a, "participant left", |m| match m {
-                Message::ParticipantLeft(l) if l.index == who => Some(l.code),
+                Message::Participants(p) => p.left.iter().find(|l| l.index == who).map(|l| l.code),
                 _ => None,
             })
             .await;

@@ -85,7 +85,8 @@ impl TestServer {
             .expect("connect")
     }
 
-    /// Connects and joins `room` as `user`.
+    /// Connects and joins `room` as `user`; the room's membership frames up to and including
+    /// the member's whole list are read.
     pub async fn member(
         &self,
         transport: Transport,
@@ -94,9 +95,20 @@ impl TestServer {
         room: &str,
     ) -> (Connection, RoomStream) {
         let conn = self.connect(transport, user, role, room).await;
-        let stream = within("join", conn.join(room, None)).await.expect("join");
+        let mut stream = within("join", conn.join(room, None)).await.expect("join");
+        everyone(&mut stream).await;
         (conn, stream)
     }
+}
+
+/// Reads room messages until the whole list of participants a newcomer is sent after
+/// `Joined` (SPEC §6.4), and returns it.
+pub async fn everyone(stream: &mut RoomStream) -> Vec<easel_proto::message::Participant> {
+    expect_message(stream, "the list of participants", |m| match m {
+        Message::Participants(p) if p.full => Some(p.joined),
+        _ => None,
+    })
+    .await
 }
 
 pub fn now_secs() -> u64 {

@@ -10,6 +10,7 @@ mod e2e;
 mod harness;
 mod hostile;
 mod http;
+mod lecture;
 mod resume;
 mod storage;
 mod websocket;

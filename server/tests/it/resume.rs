@@ -24,10 +24,10 @@ async fn resume(
     within("resume", connect).await.expect("reconnect")
 }
 
-/// Waits for the `ParticipantLeft` of `who`; returns its code.
+/// Waits for the membership frame saying `who` left; returns its code.
 async fn left_code(stream: &mut RoomStream, who: u16) -> u16 {
     expect_message(stream, "participant left", |m| match m {
-        Message::ParticipantLeft(l) if l.index == who => Some(l.code),
+        Message::Participants(p) => p.left.iter().find(|l| l.index == who).map(|l| l.code),
         _ => None,
     })
     .await
