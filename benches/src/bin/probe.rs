@@ -19,12 +19,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use clap::Parser as _;
-use futures::StreamExt as _;
 use easel_benches::{histogram, rss_kib, token};
 use easel_proto::datagram::{Cursor, Heartbeat, Status, Tool};
 use easel_proto::message::Update;
 use easel_proto::{Datagram, Message};
 use easel_transport::client::{Connection, Options, RoomStream, Transport};
+use futures::StreamExt as _;
 use hdrhistogram::Histogram;
 use loro::{ExportMode, LoroDoc};
 use tokio::io::{AsyncBufReadExt as _, BufReader};
@@ -304,7 +304,11 @@ async fn op_latency(args: &Args, server: &Server) -> anyhow::Result<Histogram<u6
 /// joined to a room of `--idle-room-size` (a class of idle students, the realistic case) and
 /// sending presence heartbeats as an idle app does (without them the server evicts a member
 /// after the presence TTL). `empty_kib` is the server's RSS before any session connected.
-async fn memory_per_session(args: &Args, server: &Server, empty_kib: u64) -> anyhow::Result<serde_json::Value> {
+async fn memory_per_session(
+    args: &Args,
+    server: &Server,
+    empty_kib: u64,
+) -> anyhow::Result<serde_json::Value> {
     let n = args.idle_sessions;
     let settle = Duration::from_secs(args.idle_settle_secs);
     let room_of = |i: u32| format!("probe/idle/class{}", i / args.idle_room_size.max(1));
@@ -342,9 +346,10 @@ async fn memory_per_session(args: &Args, server: &Server, empty_kib: u64) -> any
         .into_iter()
         .collect::<anyhow::Result<_>>()?;
     let join_secs = started.elapsed().as_secs_f64();
-    let members: Vec<(&Connection, u16)> = conns.iter().zip(&rooms).map(|(c, r)| (c, r.joined().slot)).collect();
+    let members: Vec<(&Connection, u16)> =
+        conns.iter().zip(&rooms).map(|(c, r)| (c, r.joined().slot)).collect();
     let every = Duration::from_millis(u64::from(warm.welcome().limits.heartbeat_ms));
-    heartbeats(&members, every, settle).await;
+    let heartbeats_failed = heartbeats(&members, every, settle).await;
     let participants = gauge(server, "easel_participants").await?;
     let joined = rss_kib(server.pid)?;
 
@@ -362,6 +367,7 @@ async fn memory_per_session(args: &Args, server: &Server, empty_kib: u64) -> any
         "room_size": args.idle_room_size,
         "sessions_on_server": sessions,
         "participants_on_server": participants,
+        "heartbeats_failed": heartbeats_failed,
         "connect_secs": (connect_secs * 10.0).round() / 10.0,
         "join_secs": (join_secs * 10.0).round() / 10.0,
         "rss_empty_kib": empty_kib,
@@ -373,13 +379,14 @@ async fn memory_per_session(args: &Args, server: &Server, empty_kib: u64) -> any
     }))
 }
 
-/// Sends each member's idle presence once per `every`, spread evenly over it, for `duration`.
-async fn heartbeats(members: &[(&Connection, u16)], every: Duration, duration: Duration) {
+/// Sends each member's idle presence once per `every`, spread evenly over it, for `duration`;
+/// returns how many heartbeats could not be sent.
+async fn heartbeats(members: &[(&Connection, u16)], every: Duration, duration: Duration) -> u64 {
     const CHUNK: usize = 100;
     let chunks = members.len().div_ceil(CHUNK).max(1);
     let mut tick = tokio::time::interval(every / chunks as u32);
     let deadline = Instant::now() + duration;
-    let mut seq = 0u16;
+    let (mut seq, mut failed) = (0u16, 0);
     for chunk in members.chunks(CHUNK).cycle() {
         tick.tick().await;
         if Instant::now() >= deadline {
@@ -389,9 +396,12 @@ async fn heartbeats(members: &[(&Connection, u16)], every: Duration, duration: D
         for (conn, slot) in chunk {
             let beat = Heartbeat { slot: *slot, seq, status: Status::Idle, tool: Tool::Pointer };
             // A full buffer drops a heartbeat; the next one carries the same state.
-            let _ = conn.send_datagram(&Datagram::from(beat));
+            if conn.send_datagram(&Datagram::from(beat)).is_err() {
+                failed += 1;
+            }
         }
     }
+    failed
 }
 
 #[tokio::main]
