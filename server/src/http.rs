@@ -13,6 +13,19 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use crate::class::Attendance;
 use crate::shared::Shared;
 
+/// Bytes a WebSocket reads at once. Why: tungstenite allocates and zero-fills this much per
+/// socket up front (128 KiB by default: 1.3 GB at 10,000 idle sessions). What a client sends
+/// is small (cursors, heartbeats, edits of a few hundred bytes); a frame larger than this is
+/// still read whole, in reads of this size.
+const WS_READ_BUFFER: usize = 4 * 1024;
+/// Bytes a WebSocket gathers before it writes to the socket. Why: its buffer keeps the largest
+/// size it ever reached (128 KiB by default, after one snapshot). The mux flushes after each
+/// batch anyway, and its pieces are at most 16 KiB, so a batch of small frames still goes out
+/// in one write and a snapshot in writes of one piece or so. The buffer cannot grow past this
+/// by more than one frame (the socket stops taking frames while it is over), so the default
+/// unlimited `max_write_buffer_size` is left alone.
+const WS_WRITE_BUFFER: usize = 16 * 1024;
+
 #[derive(Clone)]
 struct HttpState {
     prometheus: PrometheusHandle,
@@ -44,6 +57,8 @@ async fn websocket_upgrade(
         .protocols([crate::websocket::SUBPROTOCOL])
         .max_message_size(max)
         .max_frame_size(max)
+        .read_buffer_size(WS_READ_BUFFER)
+        .write_buffer_size(WS_WRITE_BUFFER)
         .on_upgrade(move |socket| crate::session::run(shared, crate::websocket::accept(socket)))
 }
 

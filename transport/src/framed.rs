@@ -3,11 +3,19 @@
 
 use std::io;
 
+use bytes::BytesMut;
 use easel_proto::{FrameDecoder, Message};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 
-/// Bytes asked of the stream per read.
+/// Bytes asked of the stream per read while a frame is arriving: a large update or snapshot
+/// comes in chunks this big.
 const READ_BUF: usize = 16 * 1024;
+/// Bytes asked of the stream while waiting for the next frame to start. Why: most streams wait
+/// most of the time (a control stream, the room stream of an idle student), and the buffer of
+/// a pending read is held all that time; at 10,000 sessions of two streams each, 16 KiB per
+/// stream was 320 MB. Small frames (acks, chat, most edits) fit in this; a bigger one costs one
+/// more read, then [`READ_BUF`] at a time.
+const IDLE_READ: usize = 512;
 
 /// What reading a stream produced.
 #[derive(Debug)]
@@ -26,14 +34,15 @@ pub enum Read {
 pub struct Reader<R> {
     recv: R,
     decoder: FrameDecoder,
-    buf: Vec<u8>,
+    /// Empty between reads; its capacity is what the next read may fill.
+    buf: BytesMut,
     broken: Option<io::Error>,
 }
 
 impl<R: AsyncRead + Unpin> Reader<R> {
     /// Reads `recv`, refusing frames longer than `max_frame` bytes.
     pub fn new(recv: R, max_frame: usize) -> Self {
-        Self { recv, decoder: FrameDecoder::new(max_frame), buf: vec![0; READ_BUF], broken: None }
+        Self { recv, decoder: FrameDecoder::new(max_frame), buf: BytesMut::new(), broken: None }
     }
 
     /// Changes the frame limit (the server raises it once a session is authenticated).
@@ -49,14 +58,23 @@ impl<R: AsyncRead + Unpin> Reader<R> {
                 Ok(None) => {}
                 Err(e) => return Read::Bad(e),
             }
-            match self.recv.read(&mut self.buf).await {
+            let want = if self.decoder.is_at_boundary() { IDLE_READ } else { READ_BUF };
+            if self.buf.capacity() > want {
+                // Let a finished burst's chunk go rather than hold it while idle.
+                self.buf = BytesMut::new();
+            }
+            self.buf.reserve(want);
+            match self.recv.read_buf(&mut self.buf).await {
                 Ok(0) if self.decoder.is_at_boundary() => return Read::End,
                 Ok(0) => {
                     let cut = io::Error::new(io::ErrorKind::UnexpectedEof, "stream ended mid-frame");
                     self.broken.get_or_insert(cut);
                     return Read::End;
                 }
-                Ok(n) => self.decoder.push(&self.buf[..n]),
+                Ok(_) => {
+                    self.decoder.push(&self.buf);
+                    self.buf.clear();
+                }
                 Err(e) => {
                     self.broken.get_or_insert(e);
                     return Read::End;
@@ -100,6 +118,32 @@ mod tests {
 
     fn ping(nonce: u64) -> Vec<u8> {
         Message::from(Ping { nonce }).encode().expect("encode")
+    }
+
+    #[tokio::test]
+    async fn a_frame_larger_than_a_read_arrives_whole_and_an_idle_reader_lets_its_chunk_go() {
+        use futures::FutureExt as _;
+        let (mut tx, rx) = tokio::io::duplex(64 * 1024);
+        let mut reader = Reader::new(rx, limits::MAX_FRAME_LEN);
+        let data: Vec<u8> = (0..5 * READ_BUF).map(|i| (i % 251) as u8).collect();
+        let bytes = Message::from(easel_proto::message::Update { op_id: 7, data: data.clone() })
+            .encode()
+            .expect("encode");
+        tokio::spawn(async move {
+            tx.write_all(&bytes).await.expect("write");
+            // Held open: the reader then waits for a next frame that does not come.
+            std::future::pending::<()>().await;
+        });
+        match reader.next().await {
+            Read::Message(Message::Update(u)) => assert_eq!((u.op_id, u.data), (7, data)),
+            other => panic!("got {other:?}"),
+        }
+        assert!(reader.next().now_or_never().is_none(), "nothing more to read yet");
+        assert!(
+            reader.buf.capacity() <= IDLE_READ,
+            "a waiting reader holds {} bytes, not the {READ_BUF}-byte chunk of the last frame",
+            reader.buf.capacity()
+        );
     }
 
     #[tokio::test]

@@ -27,6 +27,27 @@ pub const CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(12);
 /// Datagram buffers: cursors are latest-wins, so a backed-up receiver should lose stale ones
 /// rather than queue them.
 const DATAGRAM_BUFFER: usize = 64 * 1024;
+/// Datagrams a server connection buffers before its session reads them. Why: quinn's default
+/// is 1.25 MB per connection, a backlog of stale cursors and heartbeats nobody wants, and at
+/// 10,000 connections a server that falls behind could hold 12 GB of them. 16 KiB is a dozen
+/// full-size datagrams or hundreds of cursors (seconds of one client's traffic); the peer may
+/// still send datagrams of any size up to this, far above the 1,200 bytes the protocol uses.
+const SERVER_DATAGRAM_RECEIVE: usize = 16 * 1024;
+/// Unread bytes a server accepts on one client stream. Why: clients send small frames
+/// (control, edits of a few hundred bytes); the session reads a stream as it arrives, so the
+/// window only has to cover an upload's bandwidth × RTT, not a whole frame. 256 KiB is 5 MB/s
+/// at 50 ms, so a maximal (1 MiB) edit still arrives in a few round trips. quinn's default,
+/// 1.25 MB for each of 32 streams, lets one client make the server buffer 40 MB.
+const SERVER_STREAM_RECEIVE_WINDOW: u32 = 256 * 1024;
+/// Unread bytes a server accepts on one connection, all streams together. Why: quinn's
+/// default is unlimited (only the per-stream windows bound it).
+const SERVER_RECEIVE_WINDOW: u32 = 1024 * 1024;
+/// Bytes a server connection keeps sent but unacknowledged (or queued to send) across its
+/// streams. Why: this is what a snapshot to a slow or distant client holds in memory; quinn's
+/// default, 10 MB per connection, is 20 GB for a lecture of 2,000 joining at once. 2 MiB still
+/// streams a snapshot at 20 MB/s over a 100 ms path, and the room stream is rarely more than
+/// a few KiB ahead of its acks.
+const SERVER_SEND_WINDOW: u64 = 2 * 1024 * 1024;
 
 /// The QUIC transport settings of `side`'s endpoint (both server listeners share the server's).
 pub fn transport_config(side: Side) -> quinn::TransportConfig {
@@ -37,6 +58,10 @@ pub fn transport_config(side: Side) -> quinn::TransportConfig {
             t.max_idle_timeout(quinn::IdleTimeout::try_from(SERVER_IDLE_TIMEOUT).ok());
             // The room checks the space left and skips a tick for a backed-up receiver.
             t.datagram_send_buffer_size(DATAGRAM_BUFFER);
+            t.datagram_receive_buffer_size(Some(SERVER_DATAGRAM_RECEIVE));
+            t.stream_receive_window(quinn::VarInt::from_u32(SERVER_STREAM_RECEIVE_WINDOW));
+            t.receive_window(quinn::VarInt::from_u32(SERVER_RECEIVE_WINDOW));
+            t.send_window(SERVER_SEND_WINDOW);
             t.max_concurrent_bidi_streams(quinn::VarInt::from_u32(32));
             t.max_concurrent_uni_streams(quinn::VarInt::from_u32(8));
         }

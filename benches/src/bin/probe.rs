@@ -7,6 +7,8 @@
 //! ```sh
 //! cargo build --release -p easel-server -p easel-benches
 //! target/release/easel-probe --server target/release/easel --transport quic
+//! # only the memory of 10,000 idle sessions, in classes of 30 (see scripts/bench-idle.sh)
+//! target/release/easel-probe --only idle --idle-sessions 10000 --transport ws
 //! ```
 
 use std::collections::HashMap;
@@ -18,10 +20,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use clap::Parser as _;
 use easel_benches::{histogram, rss_kib, token};
-use easel_proto::datagram::Cursor;
+use easel_proto::datagram::{Cursor, Heartbeat, Status, Tool};
 use easel_proto::message::Update;
 use easel_proto::{Datagram, Message};
 use easel_transport::client::{Connection, Options, RoomStream, Transport};
+use futures::StreamExt as _;
 use hdrhistogram::Histogram;
 use loro::{ExportMode, LoroDoc};
 use tokio::io::{AsyncBufReadExt as _, BufReader};
@@ -61,9 +64,32 @@ struct Args {
     /// Idle sessions opened to measure memory per session.
     #[arg(long, default_value_t = 500)]
     idle_sessions: u32,
+    /// Idle sessions per room once they join (a class); each room is its own.
+    #[arg(long, default_value_t = 30)]
+    idle_room_size: u32,
+    /// Idle sessions connecting (or joining) at once.
+    #[arg(long, default_value_t = 32)]
+    idle_concurrency: usize,
+    /// Seconds to let the server settle after the connects and after the joins before its
+    /// RSS is read (keep-alives, presence refreshes and deferred frees happen in this time).
+    #[arg(long, default_value_t = 10)]
+    idle_settle_secs: u64,
+    /// The measurements to run, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "connect,resume,cursor,ops,idle")]
+    only: Vec<Measure>,
     /// Write the results here as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
+}
+
+/// One of the probe's measurements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Measure {
+    Connect,
+    Resume,
+    Cursor,
+    Ops,
+    Idle,
 }
 
 struct Server {
@@ -112,15 +138,21 @@ async fn start(args: &Args, transport: Transport, dir: &std::path::Path) -> anyh
     Ok(Server { child, options, pid, http })
 }
 
-/// One gauge from the server's `/metrics`.
+/// One gauge from the server's `/metrics`, summed over its labelled series.
 async fn gauge(server: &Server, name: &str) -> anyhow::Result<f64> {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let mut tcp = tokio::net::TcpStream::connect(server.http).await?;
     tcp.write_all(format!("GET /metrics HTTP/1.0\r\nHost: {}\r\n\r\n", server.http).as_bytes()).await?;
     let mut text = String::new();
     tcp.read_to_string(&mut text).await?;
-    let line = text.lines().find(|l| l.split_whitespace().next() == Some(name)).context("gauge missing")?;
-    Ok(line.split_whitespace().nth(1).context("gauge value")?.parse()?)
+    let mut series = text.lines().filter_map(|l| {
+        let mut words = l.split_whitespace();
+        let series = words.next()?;
+        let named = series.split('{').next() == Some(name);
+        named.then(|| words.next().and_then(|v| v.parse::<f64>().ok())).flatten()
+    });
+    let first = series.next().context("gauge missing")?;
+    Ok(first + series.sum::<f64>())
 }
 
 fn summary(h: &Histogram<u64>) -> serde_json::Value {
@@ -268,29 +300,108 @@ async fn op_latency(args: &Args, server: &Server) -> anyhow::Result<Histogram<u6
     Ok(h)
 }
 
-async fn memory_per_session(args: &Args, server: &Server) -> anyhow::Result<serde_json::Value> {
-    let room = "probe/idle/x";
-    let tok = token(SECRET, room, "idle")?;
-    // Warm up allocator pools and the room itself before the baseline.
-    let warm = Connection::connect(&server.options, &tok, "warm").await?;
-    let _warm_room = warm.join(room, None).await?;
+/// Server memory held by idle sessions: first only connected (past `Welcome`), then each
+/// joined to a room of `--idle-room-size` (a class of idle students, the realistic case) and
+/// sending presence heartbeats as an idle app does (without them the server evicts a member
+/// after the presence TTL). `empty_kib` is the server's RSS before any session connected.
+async fn memory_per_session(
+    args: &Args,
+    server: &Server,
+    empty_kib: u64,
+) -> anyhow::Result<serde_json::Value> {
+    let n = args.idle_sessions;
+    let settle = Duration::from_secs(args.idle_settle_secs);
+    let room_of = |i: u32| format!("probe/idle/class{}", i / args.idle_room_size.max(1));
+    // Warm up allocator pools and a room before the baseline.
+    let warm_room = "probe/idle/warm";
+    let warm = Connection::connect(&server.options, &token(SECRET, warm_room, "warm")?, "warm").await?;
+    let _warm_room = warm.join(warm_room, None).await?;
     let before = rss_kib(server.pid)?;
-    let mut held = Vec::new();
-    for i in 0..args.idle_sessions {
-        let conn = Connection::connect(&server.options, &tok, &format!("idle{i}")).await?;
-        let stream = conn.join(room, None).await?;
-        held.push((conn, stream));
-    }
-    let after = rss_kib(server.pid)?;
+
+    let started = Instant::now();
+    let mut conns: Vec<Connection> = futures::stream::iter(0..n)
+        .map(|i| async move {
+            let tok = token(SECRET, &room_of(i), &format!("idle{i}"))?;
+            let conn = Connection::connect(&server.options, &tok, &format!("idle{i}")).await;
+            conn.with_context(|| format!("idle session {i}"))
+        })
+        .buffered(args.idle_concurrency.max(1))
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<_>>()?;
+    let connect_secs = started.elapsed().as_secs_f64();
+    tokio::time::sleep(settle).await;
+    let sessions = gauge(server, "easel_sessions").await?;
+    let connected = rss_kib(server.pid)?;
+
+    let started = Instant::now();
+    let rooms: Vec<RoomStream> = futures::stream::iter(conns.iter().zip(0..n))
+        .map(|(conn, i)| async move {
+            conn.join(&room_of(i), None).await.with_context(|| format!("idle session {i} joining"))
+        })
+        .buffered(args.idle_concurrency.max(1))
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<_>>()?;
+    let join_secs = started.elapsed().as_secs_f64();
+    let members: Vec<(&Connection, u16)> =
+        conns.iter().zip(&rooms).map(|(c, r)| (c, r.joined().slot)).collect();
+    let every = Duration::from_millis(u64::from(warm.welcome().limits.heartbeat_ms));
+    let heartbeats_failed = heartbeats(&members, every, settle).await;
     let participants = gauge(server, "easel_participants").await?;
-    let per = (after.saturating_sub(before)) as f64 / f64::from(args.idle_sessions.max(1));
+    let joined = rss_kib(server.pid)?;
+
+    drop(members);
+    drop(rooms);
+    for conn in conns.drain(..) {
+        conn.close(easel_proto::ErrorCode::Normal);
+    }
+    let per = |rss: u64| {
+        let kib = rss.saturating_sub(before) as f64 / f64::from(n.max(1));
+        (kib * 10.0).round() / 10.0
+    };
     Ok(serde_json::json!({
-        "sessions": args.idle_sessions,
+        "sessions": n,
+        "room_size": args.idle_room_size,
+        "sessions_on_server": sessions,
         "participants_on_server": participants,
+        "heartbeats_failed": heartbeats_failed,
+        "connect_secs": (connect_secs * 10.0).round() / 10.0,
+        "join_secs": (join_secs * 10.0).round() / 10.0,
+        "rss_empty_kib": empty_kib,
         "rss_before_kib": before,
-        "rss_after_kib": after,
-        "kib_per_session": (per * 10.0).round() / 10.0,
+        "rss_connected_kib": connected,
+        "rss_joined_kib": joined,
+        "kib_per_connected_session": per(connected),
+        "kib_per_joined_session": per(joined),
     }))
+}
+
+/// Sends each member's idle presence once per `every`, spread evenly over it, for `duration`;
+/// returns how many heartbeats could not be sent.
+async fn heartbeats(members: &[(&Connection, u16)], every: Duration, duration: Duration) -> u64 {
+    const CHUNK: usize = 100;
+    let chunks = members.len().div_ceil(CHUNK).max(1);
+    let mut tick = tokio::time::interval(every / chunks as u32);
+    let deadline = Instant::now() + duration;
+    let (mut seq, mut failed) = (0u16, 0);
+    for chunk in members.chunks(CHUNK).cycle() {
+        tick.tick().await;
+        if Instant::now() >= deadline {
+            break;
+        }
+        seq = seq.wrapping_add(1);
+        for (conn, slot) in chunk {
+            let beat = Heartbeat { slot: *slot, seq, status: Status::Idle, tool: Tool::Pointer };
+            // A full buffer drops a heartbeat; the next one carries the same state.
+            if conn.send_datagram(&Datagram::from(beat)).is_err() {
+                failed += 1;
+            }
+        }
+    }
+    failed
 }
 
 #[tokio::main]
@@ -304,27 +415,36 @@ async fn main() -> anyhow::Result<()> {
     };
     let dir = tempfile::tempdir()?;
     let mut server = start(&args, transport, dir.path()).await?;
+    let empty = rss_kib(server.pid)?;
+    let runs = |m: Measure| args.only.contains(&m);
 
-    let connect = connect_latency(&args, &server).await?;
-    eprintln!("connect → Welcome: {}", summary(&connect));
-    let resume = resume_latency(&args, &server).await?;
-    eprintln!("reconnect → resumed Joined: {}", summary(&resume));
-    let (cursor, senders) = cursor_latency(&args, &server).await?;
-    eprintln!("cursor A → B: {}", summary(&cursor));
-    let ops = op_latency(&args, &server).await?;
-    eprintln!("op → ack (fsync): {}", summary(&ops));
-    let memory = memory_per_session(&args, &server).await?;
-    eprintln!("memory: {memory}");
-
-    let report = serde_json::json!({
-        "transport": args.transport,
-        "tick_hz": args.tick_hz,
-        "connect_to_welcome": summary(&connect),
-        "reconnect_to_resumed": summary(&resume),
-        "cursor_latency": { "clients": senders, "send_hz": args.cursor_hz, "latency": summary(&cursor) },
-        "op_ack_latency": summary(&ops),
-        "memory_per_idle_session": memory,
-    });
+    let mut report = serde_json::json!({ "transport": args.transport, "tick_hz": args.tick_hz });
+    if runs(Measure::Connect) {
+        let connect = connect_latency(&args, &server).await?;
+        eprintln!("connect → Welcome: {}", summary(&connect));
+        report["connect_to_welcome"] = summary(&connect);
+    }
+    if runs(Measure::Resume) {
+        let resume = resume_latency(&args, &server).await?;
+        eprintln!("reconnect → resumed Joined: {}", summary(&resume));
+        report["reconnect_to_resumed"] = summary(&resume);
+    }
+    if runs(Measure::Cursor) {
+        let (cursor, senders) = cursor_latency(&args, &server).await?;
+        eprintln!("cursor A → B: {}", summary(&cursor));
+        report["cursor_latency"] =
+            serde_json::json!({ "clients": senders, "send_hz": args.cursor_hz, "latency": summary(&cursor) });
+    }
+    if runs(Measure::Ops) {
+        let ops = op_latency(&args, &server).await?;
+        eprintln!("op → ack (fsync): {}", summary(&ops));
+        report["op_ack_latency"] = summary(&ops);
+    }
+    if runs(Measure::Idle) {
+        let memory = memory_per_session(&args, &server, empty).await?;
+        eprintln!("memory: {memory}");
+        report["memory_per_idle_session"] = memory;
+    }
     println!("{}", serde_json::to_string_pretty(&report)?);
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_vec_pretty(&report)?)?;

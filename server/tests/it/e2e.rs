@@ -48,6 +48,53 @@ async fn cursor_reaches_the_other_participant() {
     }
 }
 
+/// An edit several times larger than every read buffer and flow-control window the server
+/// sizes for idle sessions (SPEC's 1 MiB frame limit allows it) still crosses each transport
+/// both ways: up to the server, out to another member, and in a late joiner's snapshot.
+#[tokio::test]
+async fn an_edit_larger_than_every_buffer_crosses_each_transport() {
+    // Text that does not compress, 700 KiB: over the 256 KiB stream window, the 16 KiB reads
+    // and the 4 KiB WebSocket read buffer, under the 1 MiB frame limit.
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let text: String = (0..700 * 1024)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from(b'a' + (x % 26) as u8)
+        })
+        .collect();
+    for transport in TRANSPORTS {
+        let server = TestServer::start().await;
+        let room = "school/art/big";
+        let (_a, mut room_a) = server.member(transport, "ada", "teacher", room).await;
+        let (_b, mut room_b) = server.member(transport, "bob", "student", room).await;
+        let doc = loro::LoroDoc::new();
+        doc.get_text("t").insert(0, &text).expect("insert");
+        doc.commit();
+        let data = doc.export(loro::ExportMode::all_updates()).expect("export");
+        assert!(data.len() > 600 * 1024, "the update is as large as meant: {}", data.len());
+        send_acked(&mut room_a, Message::from(easel_proto::message::Update { op_id: 1, data })).await;
+
+        let at_b = expect_message(&mut room_b, "the large update at B", |m| match m {
+            Message::RemoteUpdate(u) => Some(u.data),
+            _ => None,
+        })
+        .await;
+        let board_b = Board::new(2);
+        board_b.import(&at_b);
+        assert_eq!(board_b.doc.get_text("t").to_string(), text, "{transport:?}: B has the edit");
+
+        let c = server.connect(transport, "cyd", "viewer", room).await;
+        within("join C", c.join(room, None)).await.expect("join");
+        let snapshot = within("snapshot", c.snapshot()).await.expect("snapshot");
+        let board_c = Board::new(3);
+        board_c.import(&snapshot.data);
+        assert_eq!(board_c.doc.get_text("t").to_string(), text, "{transport:?}: C's snapshot has it");
+        server.server.shutdown().await;
+    }
+}
+
 #[tokio::test]
 async fn edits_converge_and_late_joiners_get_the_state() {
     for transport in TRANSPORTS {
