@@ -286,7 +286,7 @@ impl Actor {
         let (mut sent, mut skipped) = (0u64, 0u64);
         while let Some(output) = self.room.poll_output() {
             match output {
-                Output::Send { to, message } => self.queue(to, Outbound::Message(message)),
+                Output::Send { to, message } => self.queue(to, Outbound::Message(Box::new(message))),
                 Output::Frame { to, frame } => self.queue(to, Outbound::Frame(frame)),
                 Output::Broadcast { frame, except } => {
                     let mut failed = Vec::new();
@@ -316,7 +316,7 @@ impl Actor {
                         sent += 1;
                     }
                 }
-                Output::Snapshot { to, payload } => self.queue(to, Outbound::Snapshot(payload)),
+                Output::Snapshot { to, payload } => self.queue(to, Outbound::Snapshot(Box::new(payload))),
                 Output::JoinAnswer(answer) => {
                     let Some((link, reply)) = self.joining.take() else { continue };
                     if let Ok(joined) = &answer {

@@ -16,16 +16,17 @@ use super::{Arrival, Joined, SnapshotPayload};
 use crate::class;
 use crate::sfu::SfuNews;
 
-/// What a member's room-stream writer receives.
+/// What a member's room-stream writer receives. Kept small (the rare large variants boxed):
+/// every member's queue allocates its slots in blocks of 32, idle or not.
 #[derive(Debug)]
 pub enum Outbound {
     /// A frame for the room stream.
-    Message(Message),
+    Message(Box<Message>),
     /// A frame already encoded: a broadcast is encoded once and its bytes shared by every
     /// member's queue.
     Frame(Bytes),
     /// A state transfer for a new snapshot stream.
-    Snapshot(SnapshotPayload),
+    Snapshot(Box<SnapshotPayload>),
     /// The membership ended: send `Left { code }` and finish the stream.
     Left(ErrorCode, String),
 }
@@ -201,3 +202,6 @@ impl CursorInbox {
         since.is_some_and(|since| now.duration_since(since) > limit)
     }
 }
+
+// Idle members' queues are the bulk of a lecture's memory: keep the slot small.
+const _: () = assert!(std::mem::size_of::<Outbound>() <= 40);

@@ -213,7 +213,7 @@ async fn write_room<S: Session + Clone>(
                 }
                 Outbound::Frame(bytes) => batch.extend_from_slice(&bytes),
                 Outbound::Snapshot(p) => {
-                    tokio::spawn(snapshot_stream(session.clone(), slot, p));
+                    tokio::spawn(snapshot_stream(session.clone(), slot, *p));
                 }
                 Outbound::Left(code, why) => {
                     let message = Message::from(Left { code: code.to_u16(), message: why });
