@@ -1,0 +1,343 @@
+//! Lean protocol clients: the bulk of a class, on the connection the SDK drives
+//! (`easel_transport::client`), costing the generator as little as the wire allows.
+//!
+//! Each client is one task that reads its room stream and datagrams and looks only at what is
+//! measured; it keeps no document (an editing client keeps a tiny one of its own edits, to
+//! send real Loro updates). Cursors and presence heartbeats of all clients of a process are
+//! sent by one [`pace`] task in rounds, not by one timer per client. Frames of kinds this
+//! build does not know are counted and skipped, never fatal.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use easel_benches::token_as;
+use easel_proto::datagram::{Cursor, Heartbeat, Status, Tool, quantise};
+use easel_proto::message::{ChatSend, HandRaise, Join, PollAnswer, Role, SyncKind, Update};
+use easel_proto::{Datagram, ErrorCode, Message};
+use easel_transport::client::{ClientError, Connection, Options, Reader, RoomSender};
+use futures::StreamExt as _;
+use loro::{ExportMode, LoroDoc};
+
+use crate::tally::{Clock, Tally, Window};
+
+/// Where and as whom clients connect.
+pub(crate) struct Target {
+    pub(crate) options: Options,
+    pub(crate) jwt_secret: String,
+    pub(crate) room: String,
+}
+
+impl Target {
+    /// Resolves `url` once for all clients.
+    pub(crate) async fn new(
+        url: &str,
+        cert_hash: Option<&str>,
+        jwt_secret: &str,
+        room: &str,
+    ) -> anyhow::Result<Self> {
+        let endpoint =
+            easel_client::endpoint::parse(url)?.into_iter().next().context("the URL names no transport")?;
+        let mut options = Options::new(endpoint.resolve().await?, endpoint.transport);
+        options.server_name = endpoint.host.clone();
+        options.tls = endpoint.tls;
+        if let Some(hash) = cert_hash {
+            options = options.with_cert_hash(hash)?;
+        }
+        Ok(Self { options, jwt_secret: jwt_secret.to_owned(), room: room.to_owned() })
+    }
+}
+
+/// A joined protocol client holding the room's state.
+pub(crate) struct Lean {
+    pub(crate) index: u32,
+    pub(crate) conn: Arc<Connection>,
+    pub(crate) slot: u16,
+    pub(crate) participant: u16,
+    /// The teacher's participant number, if one was in the room when we joined.
+    pub(crate) teacher: Option<u16>,
+    sender: RoomSender,
+    reader: Reader,
+    /// Clock ms when the connect began, and when the join and its snapshot were complete.
+    pub(crate) connect_start: f64,
+    pub(crate) synced_at: f64,
+}
+
+/// Connects client `index` as `user` with `role`, joins, and reads the join snapshot whole.
+pub(crate) async fn connect(
+    target: &Target,
+    index: u32,
+    user: &str,
+    role: &str,
+    clock: Clock,
+) -> anyhow::Result<Lean> {
+    let connect_start = clock.ms();
+    let token = token_as(&target.jwt_secret, &target.room, user, role)?;
+    let conn = Connection::connect(&target.options, &token, user)
+        .await
+        .with_context(|| format!("client {index} connects"))?;
+    let join = Join { room: target.room.clone(), name: user.to_owned(), since: None };
+    let stream = conn.join_with(join).await.with_context(|| format!("client {index} joins"))?;
+    let (sender, reader, joined) = stream.into_split();
+    if joined.sync != SyncKind::None {
+        conn.snapshot().await.with_context(|| format!("client {index} reads the join snapshot"))?;
+    }
+    let teacher = joined.participants.iter().find(|p| p.role == Role::Teacher).map(|p| p.index);
+    Ok(Lean {
+        index,
+        conn: Arc::new(conn),
+        slot: joined.slot,
+        participant: joined.participant,
+        teacher,
+        sender,
+        reader,
+        connect_start,
+        synced_at: clock.ms(),
+    })
+}
+
+/// What one protocol client does besides reading.
+#[derive(Default, Clone)]
+pub(crate) struct Plan {
+    /// One Loro edit every this often (the standard workload).
+    pub(crate) edit_every: Option<Duration>,
+    /// Clock ms at which to send a chat message.
+    pub(crate) chats: Vec<f64>,
+    /// Clock ms at which to raise the hand.
+    pub(crate) hand_at: Option<f64>,
+    /// Answer every poll as soon as it is seen.
+    pub(crate) answer_polls: bool,
+}
+
+/// Runs `client` until the window ends and returns what it measured.
+pub(crate) async fn run(client: Lean, plan: Plan, clock: Clock, window: Window) -> Tally {
+    let mut tally = Tally::default();
+    let Lean { index, conn, participant, teacher, mut sender, reader, .. } = client;
+    let end = clock.at(window.to);
+    // Long-lived streams keep each read's progress across the select's turns.
+    let datagrams =
+        futures::stream::unfold(conn.clone(), |c| async move { Some((c.recv_datagram().await, c)) });
+    let frames = futures::stream::unfold(reader, |mut r| async move { Some((r.next().await, r)) });
+    tokio::pin!(datagrams, frames);
+    let mut doc = plan.edit_every.map(|_| (LoroDoc::new(), format!("c{index}")));
+    let mut exported = doc.as_ref().map(|(d, _)| d.oplog_vv());
+    let mut next_edit = plan.edit_every.map(|every| {
+        // Spread the class's edits over the period.
+        clock.ms() + every.as_secs_f64() * 1000.0 * f64::from(index % 97) / 97.0
+    });
+    let mut chats: VecDeque<f64> = plan.chats.iter().copied().collect();
+    let mut hand_at = plan.hand_at;
+    let mut unacked: VecDeque<(u64, f64)> = VecDeque::new();
+    let (mut op_id, mut msg_id) = (0u64, 0u64);
+    let mut answer_sent = None;
+    loop {
+        let due =
+            [next_edit, chats.front().copied(), hand_at].into_iter().flatten().fold(window.to, f64::min);
+        tokio::select! {
+            () = tokio::time::sleep_until(end) => break,
+            () = tokio::time::sleep_until(clock.at(due)), if due < window.to => {
+                let now = clock.ms();
+                if let (Some(at), Some(every), Some((doc, own))) = (next_edit, plan.edit_every, doc.as_mut())
+                    && at <= now
+                {
+                    next_edit = Some(at + every.as_secs_f64() * 1000.0);
+                    if doc.get_list(own.as_str()).push(now).is_err() {
+                        continue;
+                    }
+                    doc.commit();
+                    let Some(vv) = exported.as_ref() else { continue };
+                    let Ok(data) = doc.export(ExportMode::updates(vv)) else { continue };
+                    exported = Some(doc.oplog_vv());
+                    op_id += 1;
+                    if sender.send(&Message::from(Update { op_id, data })).await.is_err() {
+                        break;
+                    }
+                    unacked.push_back((op_id, now));
+                    if window.contains(now) {
+                        tally.count("ops_sent", 1);
+                    }
+                }
+                if chats.front().is_some_and(|at| *at <= now) {
+                    chats.pop_front();
+                    msg_id += 1;
+                    let chat = ChatSend { client_msg_id: msg_id, text: format!("t={now:.3}") };
+                    if sender.send(&Message::from(chat)).await.is_err() {
+                        break;
+                    }
+                    tally.count("chats_sent", 1);
+                }
+                if hand_at.is_some_and(|at| at <= now) {
+                    hand_at = None;
+                    if sender.send(&Message::from(HandRaise {})).await.is_err() {
+                        break;
+                    }
+                    tally.event("hand_raised", f64::from(participant), now);
+                }
+            }
+            datagram = datagrams.next() => match datagram {
+                Some(Ok(Datagram::CursorBatch(batch))) => {
+                    let Some(teacher) = teacher else { continue };
+                    let now = clock.ms();
+                    for c in batch.cursors.iter().filter(|c| c.participant == teacher) {
+                        let sent = f64::from(c.x) / 16.0;
+                        if window.contains(sent) {
+                            tally.latency("teacher_cursor", now - sent);
+                            tally.count("teacher_cursors_seen", 1);
+                        }
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    count_close(&mut tally, &e);
+                    break;
+                }
+                None => break,
+            },
+            frame = frames.next() => match frame {
+                Some(Ok(Some(message))) => {
+                    let now = clock.ms();
+                    match message {
+                        Message::Ack(ack) => {
+                            for id in ack.op_ids {
+                                while let Some((first, sent)) = unacked.front().copied() {
+                                    if first > id {
+                                        break;
+                                    }
+                                    unacked.pop_front();
+                                    if first == id && window.contains(sent) {
+                                        tally.latency("op_ack", now - sent);
+                                    }
+                                }
+                            }
+                        }
+                        Message::ChatMessage(chat) => chat_seen(&mut tally, &chat.text, now, window),
+                        Message::PollStarted(poll) => {
+                            poll_seen(&mut tally, &poll.question, now, window);
+                            if plan.answer_polls {
+                                msg_id += 1;
+                                let answer = PollAnswer { poll_id: poll.poll_id, attempt_id: msg_id, choices: vec![(index % 2) as u8] };
+                                if sender.send(&Message::from(answer)).await.is_err() {
+                                    break;
+                                }
+                                tally.event("poll_answered", now, 0.0);
+                                answer_sent = Some(now);
+                            }
+                        }
+                        Message::PollAnswered(_) => {
+                            if let Some(sent) = answer_sent.take() {
+                                tally.latency("poll_answer_ack", now - sent);
+                            }
+                        }
+                        Message::Left(left) => {
+                            tally.count(&format!("left_{}", code_name(left.code)), 1);
+                            break;
+                        }
+                        _ => {}
+                    }
+                }
+                // A frame this build cannot decode (a newer kind): skip it.
+                Some(Err(ClientError::Protocol(_))) => tally.count("frames_skipped", 1),
+                Some(Err(e)) => {
+                    count_close(&mut tally, &e);
+                    break;
+                }
+                Some(Ok(None)) | None => break,
+            },
+        }
+    }
+    conn.close(ErrorCode::Normal);
+    tally
+}
+
+/// A chat message whose text is `t=<sender's clock ms>`: its latency at this receiver.
+pub(crate) fn chat_seen(tally: &mut Tally, text: &str, now: f64, window: Window) {
+    if let Some(sent) = text.strip_prefix("t=").and_then(|t| t.parse::<f64>().ok())
+        && window.contains(sent)
+    {
+        tally.latency("chat", now - sent);
+    }
+}
+
+/// A poll whose question ends in `t=<teacher's clock ms>`: open → seen here.
+pub(crate) fn poll_seen(tally: &mut Tally, question: &str, now: f64, window: Window) {
+    if let Some(sent) = question.rsplit_once("t=").and_then(|(_, t)| t.parse::<f64>().ok())
+        && window.contains(sent)
+    {
+        tally.latency("poll_open", now - sent);
+    }
+}
+
+/// Counts a connection's end by the server's close code.
+fn count_close(tally: &mut Tally, e: &ClientError) {
+    let code = match e {
+        ClientError::Closed { code: Some(code), .. } => format!("{code:?}"),
+        ClientError::Closed { code: None, .. } => "no_code".into(),
+        other => format!("error: {other}"),
+    };
+    tally.count(&format!("closed_{code}"), 1);
+}
+
+fn code_name(code: u16) -> String {
+    ErrorCode::from_u16(code).map_or_else(|| code.to_string(), |c| format!("{c:?}"))
+}
+
+/// One process's cursor and heartbeat sender.
+pub(crate) struct Paced {
+    pub(crate) conn: Arc<Connection>,
+    pub(crate) slot: u16,
+    /// Moves its cursor at the pacer's rate; otherwise only heartbeats.
+    pub(crate) mover: bool,
+    /// The cursor's y (the sender's number, for humans reading captures).
+    pub(crate) y: f64,
+}
+
+/// Sends every mover's cursor `hz` times a second (x = the clock, so receivers time it) and
+/// everyone else's presence heartbeat every `heartbeat`, spread over `rounds` wake-ups per
+/// cursor period so the class does not send in lock step. Returns the cursors sent in the
+/// window.
+pub(crate) async fn pace(
+    members: Vec<Paced>,
+    hz: u32,
+    heartbeat: Duration,
+    clock: Clock,
+    window: Window,
+) -> u64 {
+    const ROUNDS: u64 = 8;
+    let period = Duration::from_secs(1) / hz.max(1);
+    let wake = period / ROUNDS as u32;
+    let heartbeat_rounds = (heartbeat.as_secs_f64() / wake.as_secs_f64()).max(1.0) as u64;
+    let mut every = tokio::time::interval(wake);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let end = clock.at(window.to);
+    let mut seqs = vec![0u16; members.len()];
+    let (mut tick, mut sent) = (0u64, 0u64);
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep_until(end) => break,
+            _ = every.tick() => {}
+        }
+        let now = clock.ms();
+        for (k, (m, seq)) in members.iter().zip(seqs.iter_mut()).enumerate() {
+            let k = k as u64;
+            let datagram = if m.mover && k % ROUNDS == tick % ROUNDS {
+                Datagram::from(Cursor { slot: m.slot, seq: *seq, x: quantise(now), y: quantise(m.y) })
+            } else if !m.mover && k % heartbeat_rounds == tick % heartbeat_rounds {
+                Datagram::from(Heartbeat {
+                    slot: m.slot,
+                    seq: *seq,
+                    status: Status::Active,
+                    tool: Tool::Pointer,
+                })
+            } else {
+                continue;
+            };
+            *seq = seq.wrapping_add(1);
+            if m.conn.send_datagram(&datagram).is_ok() && m.mover && window.contains(now) {
+                sent += 1;
+            }
+        }
+        tick += 1;
+    }
+    sent
+}
