@@ -4,7 +4,8 @@
 # (`server.cpu_percent`, `generator.cpu_percent`: user+sys over the measured window, from
 # /proc). Bounded: 5 s warm-up + 20 s measured.
 #   scripts/bench-direct.sh BINDIR wt|quic|ws OUT.json
-#   env: CLIENTS (50), OBSERVERS (5), PROCESSES (1: generator processes), SERVER_CPUS, GEN_CPUS
+#   env: CLIENTS (50), OBSERVERS (5), PROCESSES (generator processes, default 1), SERVER_CPUS,
+#        GEN_CPUS
 # BINDIR holds release `easel` and `easel-load` (target/release after
 # `cargo build --release -p easel-server -p easel-benches`).
 set -euo pipefail
@@ -22,6 +23,6 @@ case $transport in
   *) echo "transport: wt, quic or ws" >&2; kill $pid; exit 2;;
 esac
 taskset -c "${GEN_CPUS:-1}" "$bin/easel-load" --url "$url" --cert-hash "$hash" --jwt-secret "$secret" \
-  --clients "${CLIENTS:-50}" --observers "${OBSERVERS:-5}" --processes "${PROCESSES:-1}" \
+  --clients "${CLIENTS:-50}" --observers "${OBSERVERS:-5}" ${PROCESSES:+--processes "$PROCESSES"} \
   --warmup 5 --duration 20 --server-pid $pid --label "$transport" --json "$out" > "$out.txt" 2>&1
 kill $pid; wait $pid 2>/dev/null || true; rm -rf "$dir"

@@ -108,6 +108,8 @@ pub(crate) struct Plan {
     pub(crate) hand_at: Option<f64>,
     /// Answer every poll as soon as it is seen.
     pub(crate) answer_polls: bool,
+    /// Measure everyone's cursors and edits as they arrive on the wire (a lean observer).
+    pub(crate) observe: bool,
 }
 
 /// Runs `client` until the window ends and returns what it measured.
@@ -131,6 +133,11 @@ pub(crate) async fn run(client: Lean, plan: Plan, clock: Clock, window: Window) 
     let mut unacked: VecDeque<(u64, f64)> = VecDeque::new();
     let (mut op_id, mut msg_id) = (0u64, 0u64);
     let mut answer_sent = None;
+    // Lean observer: the newest cursor sequence number seen per participant.
+    let mut newest: Vec<Option<u16>> = Vec::new();
+    if plan.observe {
+        tally.count("lean_observers", 1);
+    }
     loop {
         let due =
             [next_edit, chats.front().copied(), hand_at].into_iter().flatten().fold(window.to, f64::min);
@@ -142,7 +149,7 @@ pub(crate) async fn run(client: Lean, plan: Plan, clock: Clock, window: Window) 
                     && at <= now
                 {
                     next_edit = Some(at + every.as_secs_f64() * 1000.0);
-                    if doc.get_list(own.as_str()).push(now).is_err() {
+                    if doc.get_list(own.as_str()).push(stamp(now)).is_err() {
                         continue;
                     }
                     doc.commit();
@@ -177,8 +184,11 @@ pub(crate) async fn run(client: Lean, plan: Plan, clock: Clock, window: Window) 
             }
             datagram = datagrams.next() => match datagram {
                 Some(Ok(Datagram::CursorBatch(batch))) => {
-                    let Some(teacher) = teacher else { continue };
                     let now = clock.ms();
+                    if plan.observe {
+                        observe_cursors(&mut tally, &mut newest, &batch.cursors, now, window);
+                    }
+                    let Some(teacher) = teacher else { continue };
                     for c in batch.cursors.iter().filter(|c| c.participant == teacher) {
                         let sent = f64::from(c.x) / 16.0;
                         if window.contains(sent) {
@@ -209,6 +219,14 @@ pub(crate) async fn run(client: Lean, plan: Plan, clock: Clock, window: Window) 
                                         tally.latency("op_ack", now - sent);
                                     }
                                 }
+                            }
+                        }
+                        Message::RemoteUpdate(update) => {
+                            let observed = plan.observe || Some(update.from) == teacher;
+                            if let Some(sent) = find_stamp(&update.data).filter(|s| observed && window.contains(*s)) {
+                                let name = if Some(update.from) == teacher { "teacher_op_delivery" } else { "op_delivery_wire" };
+                                tally.latency(name, now - sent);
+                                tally.count(name, 1);
                             }
                         }
                         Message::ChatMessage(chat) => chat_seen(&mut tally, &chat.text, now, window),
@@ -248,6 +266,50 @@ pub(crate) async fn run(client: Lean, plan: Plan, clock: Clock, window: Window) 
     }
     conn.close(ErrorCode::Normal);
     tally
+}
+
+/// Counts and times the cursors of a batch that are newer than what this receiver holds
+/// (latest wins, as the SDK counts them).
+fn observe_cursors(
+    tally: &mut Tally,
+    newest: &mut Vec<Option<u16>>,
+    cursors: &[easel_proto::datagram::CursorEntry],
+    now: f64,
+    window: Window,
+) {
+    for c in cursors {
+        let at = usize::from(c.participant);
+        if newest.len() <= at {
+            newest.resize(at + 1, None);
+        }
+        if newest[at].is_some_and(|last| c.seq.wrapping_sub(last) as i16 <= 0) {
+            continue;
+        }
+        newest[at] = Some(c.seq);
+        let sent = f64::from(c.x) / 16.0;
+        if window.contains(sent) {
+            tally.count("cursors_seen_wire", 1);
+            tally.latency("cursor_wire", now - sent);
+        }
+    }
+}
+
+/// An edit's content: the sender's clock, findable in the Loro update bytes without
+/// importing them (Loro stores short strings as they are).
+pub(crate) fn stamp(now: f64) -> String {
+    format!("@t{now:.3};")
+}
+
+/// The send time a [`stamp`] in `text` carries.
+pub(crate) fn parse_stamp(text: &str) -> Option<f64> {
+    text.strip_prefix("@t")?.strip_suffix(';')?.parse().ok()
+}
+
+/// The first [`stamp`] in Loro update bytes.
+pub(crate) fn find_stamp(data: &[u8]) -> Option<f64> {
+    let at = data.windows(2).position(|w| w == b"@t")?;
+    let len = data[at..].iter().position(|b| *b == b';')?;
+    parse_stamp(std::str::from_utf8(&data[at..=at + len]).ok()?)
 }
 
 /// A chat message whose text is `t=<sender's clock ms>`: its latency at this receiver.
@@ -340,4 +402,40 @@ pub(crate) async fn pace(
         tick += 1;
     }
     sent
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stamp_is_found_in_the_loro_update_that_carries_it() {
+        let doc = LoroDoc::new();
+        let mut vv = doc.oplog_vv();
+        for sent in [1000.125, 123_456.5] {
+            doc.get_list("c12").push(stamp(sent)).expect("push");
+            doc.commit();
+            let data = doc.export(ExportMode::updates(&vv)).expect("export");
+            vv = doc.oplog_vv();
+            assert_eq!(find_stamp(&data), Some(sent));
+        }
+        assert_eq!(find_stamp(b"no stamp here"), None);
+    }
+
+    #[test]
+    fn only_newer_cursors_count() {
+        let window = Window { from: 0.0, to: 1e9 };
+        let (mut tally, mut newest) = (Tally::default(), Vec::new());
+        let entry = |participant, seq| easel_proto::datagram::CursorEntry {
+            participant,
+            seq,
+            x: quantise(10.0),
+            y: 0,
+        };
+        observe_cursors(&mut tally, &mut newest, &[entry(3, 65_535), entry(1, 7)], 20.0, window);
+        // 0 follows 65535 (wrapping); 65535 again and 6 are old.
+        observe_cursors(&mut tally, &mut newest, &[entry(3, 0), entry(3, 65_535), entry(1, 6)], 20.0, window);
+        assert_eq!(tally.counter("cursors_seen_wire"), 3);
+        assert_eq!(tally.hist("cursor_wire").map(|h| h.max() / 1000), Some(10));
+    }
 }

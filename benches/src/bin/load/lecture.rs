@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use crate::Args;
-use crate::lean::{Plan, chat_seen, poll_seen};
+use crate::lean::{Plan, chat_seen, poll_seen, stamp};
 use crate::swarm::{self, new_elements};
 use crate::tally::{Clock, Tally, Window, summary};
 
@@ -60,7 +60,7 @@ pub(crate) fn plan(args: &Args, i: u32, lo: u32, hi: u32, window: Window) -> Pla
         (0..args.hands).find(|h| lo + (h.wrapping_mul(104_729).wrapping_add(3) % span) == i).map(|h| {
             window.from + (f64::from(h) + 0.5) * (window.to - window.from) / f64::from(args.hands.max(1))
         });
-    Plan { edit_every: None, chats, hand_at, answer_polls: true }
+    Plan { edit_every: None, chats, hand_at, answer_polls: true, observe: false }
 }
 
 /// Connects the teacher (an SDK client with a teacher token).
@@ -149,7 +149,7 @@ pub(crate) async fn teacher(
             }
             _ = edit_every.tick() => {
                 let now = clock.ms();
-                if room.edit(|doc| doc.get_list(TEACHER_LIST).push(now)).is_ok() {
+                if room.edit(|doc| doc.get_list(TEACHER_LIST).push(stamp(now))).is_ok() {
                     unacked.push_back(now);
                     if window.is_some_and(|w| w.contains(now)) {
                         tally.count("teacher_edits_sent", 1);
@@ -337,7 +337,7 @@ pub(crate) fn report(tally: &Tally, viewers: u64) -> Value {
         "teacher_edits": {
             "sent": tally.counter("teacher_edits_sent"),
             "ack": summary(tally.hist("teacher_op_ack")),
-            "delivery_at_sdk_viewers": summary(tally.hist("teacher_op_delivery")),
+            "delivery": summary(tally.hist("teacher_op_delivery")),
         },
         "chat": { "sent": tally.counter("chats_sent"), "latency": budgeted(tally, "chat", CHAT_BUDGET_MS) },
         "poll": {

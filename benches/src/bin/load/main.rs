@@ -84,6 +84,10 @@ pub(crate) struct Args {
     /// Clients that are full SDK clients, whose receive side is measured as an app sees it.
     #[arg(long, default_value_t = 10)]
     observers: u32,
+    /// Protocol clients (after the SDK observers) that also measure cursor and op delivery as
+    /// it arrives on the wire: cheap enough for any class size.
+    #[arg(long, default_value_t = 10)]
+    lean_observers: u32,
     /// Cursor moves per second per moving client.
     #[arg(long, default_value_t = 30)]
     cursor_hz: u32,
@@ -157,9 +161,11 @@ impl Args {
     fn plan(&self, i: u32, window: Window) -> Plan {
         let (lo, hi) = self.lean_range();
         match self.scenario {
-            Scenario::Standard => {
-                Plan { edit_every: Some(Duration::from_millis(self.op_every_ms.max(1))), ..Plan::default() }
-            }
+            Scenario::Standard => Plan {
+                edit_every: Some(Duration::from_millis(self.op_every_ms.max(1))),
+                observe: i < lo.saturating_add(self.lean_observers),
+                ..Plan::default()
+            },
             Scenario::Lecture => lecture::plan(self, i, lo, hi, window),
         }
     }
@@ -372,6 +378,17 @@ fn standard_report(report: &mut serde_json::Value, tally: &Tally, args: &Args, o
     report["cursor"] = json!({ "latency": summary(tally.hist("cursor")), "delivered": cursors_seen, "expected": expected(cursors_sent), "ratio": ratio(cursors_seen, cursors_sent) });
     report["op_ack"] = json!({ "latency": summary(tally.hist("op_ack")) });
     report["op_delivery"] = json!({ "latency": summary(tally.hist("op_delivery")), "delivered": ops_seen, "expected": expected(ops_sent), "ratio": ratio(ops_seen, ops_sent) });
+    // Lean observers see every other client's sends once, as on the wire.
+    let lean = tally.counter("lean_observers");
+    let wire_expected = |sent: u64| sent * lean * n.saturating_sub(1) / n.max(1);
+    let wire_ratio = |seen: u64, sent: u64| {
+        let e = wire_expected(sent);
+        if e == 0 { 0.0 } else { (seen as f64 / e as f64 * 10_000.0).round() / 10_000.0 }
+    };
+    let (wire_cursors, wire_ops) = (tally.counter("cursors_seen_wire"), tally.counter("op_delivery_wire"));
+    report["lean_observers"] = json!(lean);
+    report["cursor_wire"] = json!({ "latency": summary(tally.hist("cursor_wire")), "delivered": wire_cursors, "expected": wire_expected(cursors_sent), "ratio": wire_ratio(wire_cursors, cursors_sent) });
+    report["op_delivery_wire"] = json!({ "latency": summary(tally.hist("op_delivery_wire")), "delivered": wire_ops, "expected": wire_expected(ops_sent), "ratio": wire_ratio(wire_ops, ops_sent) });
     report["closes"] = json!(tally.counters_under("closed_"));
 }
 

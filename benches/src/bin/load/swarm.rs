@@ -10,6 +10,7 @@ use easel_benches::token;
 use easel_client::{Client, Event, Room};
 
 use crate::Args;
+use crate::lean::{parse_stamp, stamp};
 use crate::tally::{Clock, Tally, Window};
 
 /// Connects an SDK client as `user` and joins; returns it with its connect start (clock ms).
@@ -76,7 +77,7 @@ pub(crate) async fn drive(
             }
             _ = op_every.tick() => {
                 let now = clock.ms();
-                if room.edit(|doc| doc.get_list(own.as_str()).push(now)).is_ok() {
+                if room.edit(|doc| doc.get_list(own.as_str()).push(stamp(now))).is_ok() {
                     unacked.push_back(now);
                     if window.contains(now) {
                         tally.count("ops_sent", 1);
@@ -132,13 +133,13 @@ pub(crate) async fn drive(
     tally
 }
 
-/// Calls `f` with each send time appended to list `key` since element `seen`; returns the
-/// list's length.
+/// Calls `f` with each send time ([`stamp`]) appended to list `key` since element `seen`;
+/// returns the list's length.
 pub(crate) fn new_elements(room: &Room, key: &str, seen: usize, mut f: impl FnMut(f64)) -> usize {
     let list = room.doc().get_list(key);
     for at in seen..list.len() {
-        if let Some(sent) = list.get(at).and_then(|v| v.into_value().ok()).and_then(|v| v.into_double().ok())
-        {
+        let value = list.get(at).and_then(|v| v.into_value().ok());
+        if let Some(sent) = value.and_then(|v| v.into_string().ok()).and_then(|s| parse_stamp(&s)) {
             f(sent);
         }
     }
