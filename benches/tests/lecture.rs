@@ -19,7 +19,7 @@ async fn a_small_lecture_joins_everyone_and_sees_chat_poll_and_hands() {
         .args(["--scenario", "lecture", "--clients", "20", "--observers", "2", "--processes", "2"])
         .args(["--warmup", "1", "--duration", "3", "--hands", "3", "--chat-every-ms", "500"])
         .args(["--url", &format!("easel+quic://{}", server.server.quic_addr())])
-        .args(["--cert-hash", &server.server.cert_hash(), "--jwt-secret", SECRET])
+        .args(["--cert-hash", server.server.cert_hash(), "--jwt-secret", SECRET])
         .kill_on_drop(true)
         .output();
     let out = tokio::time::timeout(Duration::from_secs(120), run).await.expect("bounded").expect("runs");
