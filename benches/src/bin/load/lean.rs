@@ -20,7 +20,9 @@ use easel_transport::client::{ClientError, Connection, Options, Reader, RoomSend
 use futures::StreamExt as _;
 use loro::{ExportMode, LoroDoc};
 
-use crate::tally::{Clock, Tally, Window};
+use tokio::sync::watch;
+
+use crate::tally::{Clock, Tally, Window, until_window};
 
 /// Where and as whom clients connect.
 pub(crate) struct Target {
@@ -112,37 +114,58 @@ pub(crate) struct Plan {
     pub(crate) observe: bool,
 }
 
-/// Runs `client` until the window ends and returns what it measured.
-pub(crate) async fn run(client: Lean, plan: Plan, clock: Clock, window: Window) -> Tally {
+/// What a client does once the window is known.
+pub(crate) type Planner = std::sync::Arc<dyn Fn(u32, Window) -> Plan + Send + Sync>;
+
+/// Runs `client` from its join until the window ends and returns what it measured. It reads
+/// from the start (a client that stops reading during the join storm would be a slow consumer
+/// of the generator's making); what it does and measures waits for the window.
+pub(crate) async fn run(
+    client: Lean,
+    planner: Planner,
+    clock: Clock,
+    mut window_rx: watch::Receiver<Option<Window>>,
+) -> Tally {
     let mut tally = Tally::default();
     let Lean { index, conn, participant, teacher, mut sender, reader, .. } = client;
-    let end = clock.at(window.to);
+    let mut window = Window::UNKNOWN;
+    let mut plan = Plan::default();
     // Long-lived streams keep each read's progress across the select's turns.
     let datagrams =
         futures::stream::unfold(conn.clone(), |c| async move { Some((c.recv_datagram().await, c)) });
     let frames = futures::stream::unfold(reader, |mut r| async move { Some((r.next().await, r)) });
     tokio::pin!(datagrams, frames);
-    let mut doc = plan.edit_every.map(|_| (LoroDoc::new(), format!("c{index}")));
-    let mut exported = doc.as_ref().map(|(d, _)| d.oplog_vv());
-    let mut next_edit = plan.edit_every.map(|every| {
-        // Spread the class's edits over the period.
-        clock.ms() + every.as_secs_f64() * 1000.0 * f64::from(index % 97) / 97.0
-    });
-    let mut chats: VecDeque<f64> = plan.chats.iter().copied().collect();
-    let mut hand_at = plan.hand_at;
+    let mut doc: Option<(LoroDoc, String)> = None;
+    let mut exported = None;
+    let mut next_edit = None;
+    let mut chats: VecDeque<f64> = VecDeque::new();
+    let mut hand_at = None;
     let mut unacked: VecDeque<(u64, f64)> = VecDeque::new();
     let (mut op_id, mut msg_id) = (0u64, 0u64);
     let mut answer_sent = None;
     // Lean observer: the newest cursor sequence number seen per participant.
     let mut newest: Vec<Option<u16>> = Vec::new();
-    if plan.observe {
-        tally.count("lean_observers", 1);
-    }
     loop {
         let due =
             [next_edit, chats.front().copied(), hand_at].into_iter().flatten().fold(window.to, f64::min);
         tokio::select! {
-            () = tokio::time::sleep_until(end) => break,
+            w = until_window(&mut window_rx), if window.to == f64::MAX => {
+                window = w;
+                plan = planner(index, window);
+                if plan.observe {
+                    tally.count("lean_observers", 1);
+                }
+                if let Some(every) = plan.edit_every {
+                    let d = LoroDoc::new();
+                    exported = Some(d.oplog_vv());
+                    doc = Some((d, format!("c{index}")));
+                    // Spread the class's edits over the period, from the warm-up on.
+                    next_edit = Some(clock.ms() + every.as_secs_f64() * 1000.0 * f64::from(index % 97) / 97.0);
+                }
+                chats = plan.chats.iter().copied().collect();
+                hand_at = plan.hand_at;
+            }
+            () = tokio::time::sleep_until(clock.at(window.to)) => break,
             () = tokio::time::sleep_until(clock.at(due)), if due < window.to => {
                 let now = clock.ms();
                 if let (Some(at), Some(every), Some((doc, own))) = (next_edit, plan.edit_every, doc.as_mut())
@@ -354,16 +377,20 @@ pub(crate) struct Paced {
     pub(crate) y: f64,
 }
 
+/// The clients a [`pace`] task sends for; connects add to it while the class arrives.
+pub(crate) type Roster = std::sync::Arc<std::sync::Mutex<Vec<Paced>>>;
+
 /// Sends every mover's cursor `hz` times a second (x = the clock, so receivers time it) and
 /// everyone else's presence heartbeat every `heartbeat`, spread over `rounds` wake-ups per
-/// cursor period so the class does not send in lock step. Returns the cursors sent in the
-/// window.
+/// cursor period so the class does not send in lock step — from the first join (silence
+/// during the join storm would be evicted) until the window ends. Returns the cursors sent in
+/// the window.
 pub(crate) async fn pace(
-    members: Vec<Paced>,
+    roster: Roster,
     hz: u32,
     heartbeat: Duration,
     clock: Clock,
-    window: Window,
+    mut window_rx: watch::Receiver<Option<Window>>,
 ) -> u64 {
     const ROUNDS: u64 = 8;
     let period = Duration::from_secs(1) / hz.max(1);
@@ -371,15 +398,21 @@ pub(crate) async fn pace(
     let heartbeat_rounds = (heartbeat.as_secs_f64() / wake.as_secs_f64()).max(1.0) as u64;
     let mut every = tokio::time::interval(wake);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let end = clock.at(window.to);
-    let mut seqs = vec![0u16; members.len()];
+    let mut window = Window::UNKNOWN;
+    let mut seqs: Vec<u16> = Vec::new();
     let (mut tick, mut sent) = (0u64, 0u64);
     loop {
         tokio::select! {
-            () = tokio::time::sleep_until(end) => break,
+            w = until_window(&mut window_rx), if window.to == f64::MAX => {
+                window = w;
+                continue;
+            }
+            () = tokio::time::sleep_until(clock.at(window.to)) => break,
             _ = every.tick() => {}
         }
         let now = clock.ms();
+        let members = roster.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        seqs.resize(members.len(), 0);
         for (k, (m, seq)) in members.iter().zip(seqs.iter_mut()).enumerate() {
             let k = k as u64;
             let datagram = if m.mover && k % ROUNDS == tick % ROUNDS {

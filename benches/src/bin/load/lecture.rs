@@ -27,7 +27,7 @@ use tokio::sync::watch;
 use crate::Args;
 use crate::lean::{Plan, chat_seen, poll_seen, stamp};
 use crate::swarm::{self, new_elements};
-use crate::tally::{Clock, Tally, Window, summary};
+use crate::tally::{Clock, Tally, Window, summary, until_window};
 
 /// The seeds' budgets (p95), ms.
 pub(crate) const CHAT_BUDGET_MS: f64 = 200.0;
@@ -76,19 +76,6 @@ pub(crate) async fn connect_viewer(args: &Args, i: u32, clock: Clock) -> anyhow:
     swarm::connect(args, &user, token_as(&args.jwt_secret, &args.room, &user, "student")?, clock).await
 }
 
-/// Waits for the window (set once everyone is in).
-pub(crate) async fn until_window(rx: &mut watch::Receiver<Option<Window>>) -> Window {
-    loop {
-        if let Some(w) = *rx.borrow_and_update() {
-            return w;
-        }
-        if rx.changed().await.is_err() {
-            // The parent is gone: an empty window ends the run at once.
-            return Window { from: 0.0, to: 0.0 };
-        }
-    }
-}
-
 /// The teacher: draws (an edit every `--teacher-edit-ms`) and moves at `--cursor-hz` from the
 /// moment it joins; in the window it runs the poll and watches hands and results.
 pub(crate) async fn teacher(
@@ -107,9 +94,8 @@ pub(crate) async fn teacher(
     let mut unacked: VecDeque<f64> = VecDeque::new();
     let (mut poll_id, mut poll_opened, mut poll_closed) = (None, false, false);
     let mut hands: HashSet<u16> = HashSet::new();
-    let far = clock.at(f64::from(u32::MAX));
     loop {
-        let w = window.unwrap_or(Window { from: f64::MAX, to: f64::MAX });
+        let w = window.unwrap_or(Window::UNKNOWN);
         let third = (w.to - w.from) / 3.0;
         let poll_due = if !poll_opened {
             w.from + third
@@ -118,11 +104,10 @@ pub(crate) async fn teacher(
         } else {
             f64::MAX
         };
-        let at = |ms: f64| if ms == f64::MAX { far } else { clock.at(ms) };
         tokio::select! {
             w = until_window(&mut window_rx), if window.is_none() => window = Some(w),
-            () = tokio::time::sleep_until(at(w.to)) => break,
-            () = tokio::time::sleep_until(at(poll_due)) => {
+            () = tokio::time::sleep_until(clock.at(w.to)) => break,
+            () = tokio::time::sleep_until(clock.at(poll_due)) => {
                 if !poll_opened {
                     poll_opened = true;
                     let poll = Poll {
@@ -206,17 +191,16 @@ pub(crate) async fn viewer_observer(
     let mut window: Option<Window> = None;
     let (mut teacher, mut synced, mut seen) = (None, false, 0usize);
     let mut answer_sent = None;
-    let far = clock.at(f64::from(u32::MAX));
     tally.max("last_connect_start", connect_start);
     loop {
-        let end = window.map_or(far, |w| clock.at(w.to));
+        let end = clock.at(window.unwrap_or(Window::UNKNOWN).to);
         tokio::select! {
             w = until_window(&mut window_rx), if window.is_none() => window = Some(w),
             () = tokio::time::sleep_until(end) => break,
             event = client.next_event() => {
                 let Some(event) = event else { break };
                 let now = clock.ms();
-                let w = window.unwrap_or(Window { from: f64::MAX, to: f64::MAX });
+                let w = window.unwrap_or(Window::UNKNOWN);
                 match event {
                     Event::Joined { participants, .. } => {
                         teacher = participants.iter().find(|p| p.role == Role::Teacher).map(|p| p.index);

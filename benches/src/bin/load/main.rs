@@ -57,7 +57,9 @@ use tokio::sync::watch;
 
 use crate::lean::{Plan, Target};
 use crate::shard::{Children, Place};
-use crate::tally::{Clock, TICKS_PER_SEC, Tally, Window, cpu_ticks, generator_cpu, own_cpu, summary};
+use crate::tally::{
+    Clock, TICKS_PER_SEC, Tally, Window, cpu_ticks, generator_cpu, own_cpu, sched_ns, summary, wait_ratio,
+};
 
 /// A class of clients against one server.
 #[derive(Debug, clap::Parser)]
@@ -180,7 +182,8 @@ async fn main() -> anyhow::Result<()> {
     match (&args.shard, args.epoch_ms) {
         (Some(place), Some(epoch_ms)) => {
             let (index, count) = place.split_once('/').context("--shard J/K")?;
-            child(&args, Place { index: index.parse()?, count: count.parse()?, epoch_ms }).await
+            let place = Place { index: index.parse()?, count: count.parse()?, epoch_ms };
+            child(Arc::new(args), place).await
         }
         _ => parent(args).await,
     }
@@ -188,18 +191,16 @@ async fn main() -> anyhow::Result<()> {
 
 /// A child process: connects its shard of the protocol clients, runs them in the window the
 /// parent sends, and prints what they measured.
-async fn child(args: &Args, place: Place) -> anyhow::Result<()> {
+async fn child(args: Arc<Args>, place: Place) -> anyhow::Result<()> {
     let clock = shard::clock_from(place.epoch_ms);
     let target = Target::new(&args.url, args.cert_hash.as_deref(), &args.jwt_secret, &args.room).await?;
     let (lo, hi) = args.lean_range();
     let indices = shard::shard(lo, hi, place.index, place.count);
-    let crowd =
-        crowd::connect(&target, &indices, |i| args.user(i), "student", args.connect_concurrency, clock).await;
-    let window = shard::announce_ready(crowd.leans.len(), &crowd.failures).await?;
-    let (mut tally, cpu) = tokio::join!(
-        crowd::run(crowd, |l| args.plan(l.index, window), |i| args.mover(i), args.cursor_hz, clock, window),
-        own_cpu(clock, window),
-    );
+    let (window_tx, window_rx) = watch::channel(None);
+    let crowd = crowd::connect(&target, &indices, &conduct(&args), clock, &window_rx).await;
+    let window = shard::announce_ready(crowd.connected, &crowd.failures).await?;
+    let _ = window_tx.send(Some(window));
+    let (mut tally, cpu) = tokio::join!(crowd::finish(crowd), own_cpu(clock, window));
     tally.merge(cpu)?;
     shard::report(&tally)
 }
@@ -246,11 +247,9 @@ async fn parent(args: Args) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .await
     };
-    let user = |i| args.user(i);
-    let (observers, crowd) = tokio::join!(
-        observers,
-        crowd::connect(&target, &own, user, "student", args.connect_concurrency, clock)
-    );
+    let conduct = conduct(&args);
+    let (observers, crowd) =
+        tokio::join!(observers, crowd::connect(&target, &own, &conduct, clock, &window_rx));
     let mut observing = 0u64;
     for r in observers {
         match r {
@@ -261,7 +260,7 @@ async fn parent(args: Args) -> anyhow::Result<()> {
                     Scenario::Standard => {
                         let mut rx = window_rx.clone();
                         sdk.spawn(async move {
-                            let window = lecture::until_window(&mut rx).await;
+                            let window = tally::until_window(&mut rx).await;
                             swarm::drive(i, client, room, &args, clock, window).await
                         });
                     }
@@ -275,7 +274,7 @@ async fn parent(args: Args) -> anyhow::Result<()> {
         }
     }
     failures.extend(crowd.failures.iter().cloned());
-    let mut connected = observing + crowd.leans.len() as u64;
+    let mut connected = observing + crowd.connected as u64;
     if let Some(children) = &mut children {
         for ready in children.ready().await? {
             connected += ready["ready"].as_u64().unwrap_or(0);
@@ -294,7 +293,6 @@ async fn parent(args: Args) -> anyhow::Result<()> {
     }
     let _ = window_tx.send(Some(window));
 
-    let plan = |l: &lean::Lean| args.plan(l.index, window);
     let sdk_done = async {
         let mut tally = Tally::default();
         while let Some(t) = sdk.join_next().await {
@@ -310,8 +308,8 @@ async fn parent(args: Args) -> anyhow::Result<()> {
             None => Ok(Tally::default()),
         }
     };
-    let (lean, cpu, sdk_tally, children_tally, (server_cpu, rss_max)) = tokio::join!(
-        crowd::run(crowd, plan, |i| args.mover(i), args.cursor_hz, clock, window),
+    let (lean, cpu, sdk_tally, children_tally, (server_cpu, rss_max, server_waited)) = tokio::join!(
+        crowd::finish(crowd),
         own_cpu(clock, window),
         sdk_done,
         children_done,
@@ -338,7 +336,7 @@ async fn parent(args: Args) -> anyhow::Result<()> {
         "cursor_hz": args.cursor_hz,
         "warmup_s": args.warmup,
         "duration_s": args.duration,
-        "server": { "cpu_percent": server_cpu.map(|c| (c * 10.0).round() / 10.0), "rss_max_kib": (rss_max > 0).then_some(rss_max) },
+        "server": { "cpu_percent": server_cpu.map(|c| (c * 10.0).round() / 10.0), "rss_max_kib": (rss_max > 0).then_some(rss_max), "runqueue_wait_per_run": server_waited },
         "generator": generator_cpu(&tally, window),
     });
     match args.scenario {
@@ -361,6 +359,19 @@ async fn parent(args: Args) -> anyhow::Result<()> {
     }
     let _ = std::io::stdout().flush();
     Ok(())
+}
+
+/// What this run's protocol clients do.
+fn conduct(args: &Arc<Args>) -> crowd::Conduct {
+    let (a, b, c) = (args.clone(), args.clone(), args.clone());
+    crowd::Conduct {
+        role: "student",
+        user: Arc::new(move |i| a.user(i)),
+        planner: Arc::new(move |i, window| b.plan(i, window)),
+        mover: Arc::new(move |i| c.mover(i)),
+        hz: args.cursor_hz,
+        concurrency: args.connect_concurrency,
+    }
 }
 
 /// The standard workload's figures, as they always were.
@@ -393,11 +404,17 @@ fn standard_report(report: &mut serde_json::Value, tally: &Tally, args: &Args, o
 }
 
 /// The server's CPU and peak RSS over the window, and a progress line.
-async fn watch_server(args: &Args, clock: Clock, window: Window, tty: bool) -> (Option<f64>, u64) {
+async fn watch_server(
+    args: &Args,
+    clock: Clock,
+    window: Window,
+    tty: bool,
+) -> (Option<f64>, u64, Option<f64>) {
     let mut rss_max = 0u64;
     tokio::time::sleep_until(clock.at(window.from)).await;
     let pid = args.server_pid.map(|p| p.to_string());
     let ticks_before = pid.as_deref().and_then(|p| cpu_ticks(p).ok());
+    let sched_before = pid.as_deref().and_then(sched_ns);
     let mut every = tokio::time::interval(Duration::from_millis(500));
     while clock.ms() < window.to {
         every.tick().await;
@@ -417,9 +434,10 @@ async fn watch_server(args: &Args, clock: Clock, window: Window, tty: bool) -> (
         }
     }
     let ticks_after = pid.as_deref().and_then(|p| cpu_ticks(p).ok());
+    let waited = wait_ratio(sched_before, pid.as_deref().and_then(sched_ns));
     let cpu = match (ticks_before, ticks_after) {
         (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / TICKS_PER_SEC / window.seconds() * 100.0),
         _ => None,
     };
-    (cpu, rss_max)
+    (cpu, rss_max, waited)
 }

@@ -23,9 +23,10 @@ impl Clock {
         self.0.elapsed().as_secs_f64() * 1000.0
     }
 
-    /// The tokio instant at clock time `ms`.
+    /// The tokio instant at clock time `ms` (a year at most: "not yet known" is far away).
     pub(crate) fn at(self, ms: f64) -> tokio::time::Instant {
-        tokio::time::Instant::from_std(self.0 + std::time::Duration::from_secs_f64(ms.max(0.0) / 1000.0))
+        let ms = ms.clamp(0.0, 365.0 * 24.0 * 3600.0 * 1000.0);
+        tokio::time::Instant::from_std(self.0 + std::time::Duration::from_secs_f64(ms / 1000.0))
     }
 }
 
@@ -37,12 +38,28 @@ pub(crate) struct Window {
 }
 
 impl Window {
+    /// A window not known yet: contains nothing, ends never.
+    pub(crate) const UNKNOWN: Window = Window { from: f64::MAX, to: f64::MAX };
+
     pub(crate) fn contains(self, ms: f64) -> bool {
         (self.from..self.to).contains(&ms)
     }
 
     pub(crate) fn seconds(self) -> f64 {
         (self.to - self.from) / 1000.0
+    }
+}
+
+/// Waits for the window (set once everyone is in).
+pub(crate) async fn until_window(rx: &mut tokio::sync::watch::Receiver<Option<Window>>) -> Window {
+    loop {
+        if let Some(w) = *rx.borrow_and_update() {
+            return w;
+        }
+        if rx.changed().await.is_err() {
+            // The window's sender is gone: an empty window ends the run at once.
+            return Window { from: 0.0, to: 0.0 };
+        }
     }
 }
 
@@ -192,6 +209,28 @@ pub(crate) fn cpu_ticks(pid: &str) -> anyhow::Result<u64> {
     Ok(utime + stime)
 }
 
+/// Time a process's threads ran and waited runnable for a CPU, ns, summed from
+/// `/proc/<pid>/task/*/schedstat`: the wait says how much other work (another agent's build)
+/// kept it from running, which CPU time alone cannot tell.
+pub(crate) fn sched_ns(pid: &str) -> Option<(u64, u64)> {
+    let mut sum = (0, 0);
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("schedstat")) else { continue };
+        let mut fields = stat.split_whitespace().map(str::parse::<u64>);
+        if let (Some(Ok(run)), Some(Ok(wait))) = (fields.next(), fields.next()) {
+            sum = (sum.0 + run, sum.1 + wait);
+        }
+    }
+    Some(sum)
+}
+
+/// Waited-for-a-CPU ÷ ran, over a window, from two [`sched_ns`] readings.
+pub(crate) fn wait_ratio(before: Option<(u64, u64)>, after: Option<(u64, u64)>) -> Option<f64> {
+    let ((r0, w0), (r1, w1)) = (before?, after?);
+    let ran = r1.saturating_sub(r0);
+    (ran > 0).then(|| (w1.saturating_sub(w0) as f64 / ran as f64 * 100.0).round() / 100.0)
+}
+
 /// Linux's USER_HZ: `/proc` CPU times are in these ticks.
 pub(crate) const TICKS_PER_SEC: f64 = 100.0;
 
@@ -199,11 +238,16 @@ pub(crate) const TICKS_PER_SEC: f64 = 100.0;
 pub(crate) async fn own_cpu(clock: Clock, window: Window) -> Tally {
     tokio::time::sleep_until(clock.at(window.from)).await;
     let before = cpu_ticks("self").ok();
+    let sched_before = sched_ns("self");
     tokio::time::sleep_until(clock.at(window.to)).await;
     let mut tally = Tally::default();
     if let (Some(a), Ok(b)) = (before, cpu_ticks("self")) {
         tally.count("generator_cpu_ticks", b.saturating_sub(a));
         tally.max("generator_cpu_ticks_busiest_process", b.saturating_sub(a) as f64);
+    }
+    if let (Some((r0, w0)), Some((r1, w1))) = (sched_before, sched_ns("self")) {
+        tally.count("generator_ran_ns", r1.saturating_sub(r0));
+        tally.count("generator_waited_ns", w1.saturating_sub(w0));
     }
     tally.count("generator_processes", 1);
     tally
@@ -216,6 +260,7 @@ pub(crate) fn generator_cpu(tally: &Tally, window: Window) -> Value {
         "cpu_percent": percent(tally.counter("generator_cpu_ticks") as f64),
         "busiest_process_cpu_percent": tally.maximum("generator_cpu_ticks_busiest_process").map(percent),
         "processes": tally.counter("generator_processes"),
+        "runqueue_wait_per_run": wait_ratio(Some((0, 0)), Some((tally.counter("generator_ran_ns"), tally.counter("generator_waited_ns")))),
     })
 }
 
