@@ -7,7 +7,8 @@
 #   env: VIEWERS (2000), OBSERVERS (5 SDK viewers), PROCESSES (2), CONCURRENCY (64 connects in
 #        flight per process), SERVER_CPUS, GEN_CPUS
 # The report has join-to-synced, teacher cursor, chat, poll and hand-raise latency with the
-# budgets' verdicts (also on OUT.json.txt), closes by code, and both processes' CPU.
+# budgets' verdicts (also on OUT.json.txt), closes by code, and both processes' CPU; the
+# server's drop and close counters go to OUT.json.metrics.
 set -euo pipefail
 bin=$1; transport=$2; out=$3
 viewers=${VIEWERS:-2000}
@@ -30,5 +31,7 @@ timeout 180 taskset -c "${GEN_CPUS:-1}" "$bin/easel-load" --scenario lecture --u
   --jwt-secret "$secret" --room lecture/bench/hall --clients "$viewers" --observers "${OBSERVERS:-5}" \
   --processes "${PROCESSES:-2}" --connect-concurrency "${CONCURRENCY:-64}" \
   --warmup 3 --duration 15 --server-pid $pid --label "$transport" --json "$out" > "$out.txt" 2>&1 || status=$?
+# What the server dropped or closed, by reason, from its Prometheus metrics.
+curl -s "http://$http/metrics" | grep -E '^easel_[a-z_]*(dropped|slow|closed|evict)[a-z_]*' > "$out.metrics" || true
 kill $pid; wait $pid 2>/dev/null || true; rm -rf "$dir"
 exit $status

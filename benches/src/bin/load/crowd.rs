@@ -28,7 +28,7 @@ pub(crate) struct Crowd {
     pub(crate) failures: Vec<String>,
     tally: Tally,
     tasks: JoinSet<Tally>,
-    pacer: Option<JoinHandle<u64>>,
+    pacer: Option<JoinHandle<Tally>>,
 }
 
 /// Connects clients `indices`; records connect → joined-and-synced per client as `connect`,
@@ -91,11 +91,11 @@ pub(crate) async fn finish(crowd: Crowd) -> Tally {
             let _ = tally.merge(t);
         }
     }
-    if let Some(Ok(sent)) = match pacer {
+    if let Some(Ok(paced)) = match pacer {
         Some(p) => Some(p.await),
         None => None,
     } {
-        tally.count("cursors_sent", sent);
+        let _ = tally.merge(paced);
     }
     tally
 }

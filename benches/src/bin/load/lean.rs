@@ -381,26 +381,29 @@ pub(crate) struct Paced {
 pub(crate) type Roster = std::sync::Arc<std::sync::Mutex<Vec<Paced>>>;
 
 /// Sends every mover's cursor `hz` times a second (x = the clock, so receivers time it) and
-/// everyone else's presence heartbeat every `heartbeat`, spread over `rounds` wake-ups per
-/// cursor period so the class does not send in lock step — from the first join (silence
-/// during the join storm would be evicted) until the window ends. Returns the cursors sent in
-/// the window.
+/// everyone else's presence heartbeat every `heartbeat`, each client on its own phase so the
+/// class does not send in lock step — from the first join (silence during the join storm
+/// would be evicted) until the window ends. Due times, not tick counts, decide who sends, so
+/// a late wake-up (a starved generator) delays sends but skips no one. Returns the cursors
+/// sent in the window, and records the longest gap between wake-ups.
 pub(crate) async fn pace(
     roster: Roster,
     hz: u32,
     heartbeat: Duration,
     clock: Clock,
     mut window_rx: watch::Receiver<Option<Window>>,
-) -> u64 {
-    const ROUNDS: u64 = 8;
-    let period = Duration::from_secs(1) / hz.max(1);
-    let wake = period / ROUNDS as u32;
-    let heartbeat_rounds = (heartbeat.as_secs_f64() / wake.as_secs_f64()).max(1.0) as u64;
-    let mut every = tokio::time::interval(wake);
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+) -> Tally {
+    // Wake-ups per cursor period: each mover sends in one of them.
+    const ROUNDS: u32 = 8;
+    let period = 1000.0 / f64::from(hz.max(1));
+    let beat = heartbeat.as_secs_f64() * 1000.0;
+    let mut every = tokio::time::interval(Duration::from_secs_f64(period / 1000.0 / f64::from(ROUNDS)));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut window = Window::UNKNOWN;
-    let mut seqs: Vec<u16> = Vec::new();
-    let (mut tick, mut sent) = (0u64, 0u64);
+    // Per client: sequence number and when it next sends.
+    let mut due: Vec<(u16, f64)> = Vec::new();
+    let mut tally = Tally::default();
+    let mut last_wake = clock.ms();
     loop {
         tokio::select! {
             w = until_window(&mut window_rx), if window.to == f64::MAX => {
@@ -411,30 +414,42 @@ pub(crate) async fn pace(
             _ = every.tick() => {}
         }
         let now = clock.ms();
+        if window.contains(now) {
+            tally.max("pace_max_gap_ms", now - last_wake);
+        }
+        last_wake = now;
         let members = roster.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        seqs.resize(members.len(), 0);
-        for (k, (m, seq)) in members.iter().zip(seqs.iter_mut()).enumerate() {
-            let k = k as u64;
-            let datagram = if m.mover && k % ROUNDS == tick % ROUNDS {
+        while due.len() < members.len() {
+            // A newcomer's phase: spread by its place in the roster.
+            let k = due.len() as f64;
+            let every = if members[due.len()].mover { period } else { beat };
+            due.push((0, now + every * (k * 0.618_034).fract()));
+        }
+        for (m, (seq, at)) in members.iter().zip(due.iter_mut()) {
+            if *at > now {
+                continue;
+            }
+            let datagram = if m.mover {
+                *at += period;
                 Datagram::from(Cursor { slot: m.slot, seq: *seq, x: quantise(now), y: quantise(m.y) })
-            } else if !m.mover && k % heartbeat_rounds == tick % heartbeat_rounds {
+            } else {
+                *at += beat;
                 Datagram::from(Heartbeat {
                     slot: m.slot,
                     seq: *seq,
                     status: Status::Active,
                     tool: Tool::Pointer,
                 })
-            } else {
-                continue;
             };
+            // After a long stall, send once and go on from now rather than catch up.
+            *at = at.max(now);
             *seq = seq.wrapping_add(1);
             if m.conn.send_datagram(&datagram).is_ok() && m.mover && window.contains(now) {
-                sent += 1;
+                tally.count("cursors_sent", 1);
             }
         }
-        tick += 1;
     }
-    sent
+    tally
 }
 
 #[cfg(test)]

@@ -338,6 +338,7 @@ async fn parent(args: Args) -> anyhow::Result<()> {
         "duration_s": args.duration,
         "server": { "cpu_percent": server_cpu.map(|c| (c * 10.0).round() / 10.0), "rss_max_kib": (rss_max > 0).then_some(rss_max), "runqueue_wait_per_run": server_waited },
         "generator": generator_cpu(&tally, window),
+        "pace_max_gap_ms": tally.maximum("pace_max_gap_ms").map(|g| (g * 10.0).round() / 10.0),
     });
     match args.scenario {
         Scenario::Standard => standard_report(&mut report, &tally, &args, observing, connected),
