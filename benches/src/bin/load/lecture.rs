@@ -372,7 +372,9 @@ mod tests {
         for sent in [10.0, 20.0, 30.0] {
             t.event("poll_answered", sent, 0.0);
         }
-        // Results at 25 count two answers, at 1000 all three.
+        // Results at 25 count two answers, at 1000 all three; those at 5 (another process's
+        // answer, counted before this one was sent) count none of these.
+        t.event("poll_results", 5.0, 1.0);
         t.event("poll_results", 1000.0, 3.0);
         t.event("poll_results", 25.0, 2.0);
         t.event("hand_raised", 7.0, 100.0);

@@ -16,17 +16,24 @@
 //! it. The others are lean protocol clients ([`lean`]) on the connection the SDK drives
 //! (`easel_transport::client`): they send the same cursors and Loro updates and read
 //! everything the server sends them, but keep no document and look only at what is measured.
-//! The server's load is the same either way; the generator's is not — importing 600 updates a
-//! second into 300 documents does not fit a 2-core machine that also runs the server, and
-//! would measure the generator, not Easel. Op ack latency is measured at every client.
+//! The next `--lean-observers` of them (default 10) also time every cursor and edit as it
+//! arrives on the wire (`cursor_wire`, `op_delivery_wire`), which costs next to nothing. The
+//! server's load is the same either way; the generator's is not — an SDK observer imports
+//! every edit into its document (at 300 clients, 600 a second, most of the generator's CPU),
+//! so at large N run few SDK observers and read the wire figures. Op ack latency is measured
+//! at every client.
 //!
 //! `--processes K` spreads the protocol clients over K-1 child processes ([`shard`]); the
 //! parent keeps the SDK clients and merges what everyone measured. Pin the generator with
-//! `taskset` (see `scripts/bench-direct.sh`); its CPU over the window is in the report.
+//! `taskset` (see `scripts/bench-direct.sh`). The report says whether the generator kept up:
+//! its CPU over the window (all processes, and the busiest), its threads' run-queue wait per
+//! unit of run time (and the server's: on a shared machine, how much others' work delayed
+//! each), and `pace_max_gap_ms`, the longest stall of the cursor/heartbeat sender.
 //!
 //! Send times travel inside the data: a cursor's x is the sender's clock in ms (1/16 px = 1/16
-//! ms precision), an edit appends the sender's clock to the sender's own list in the document,
-//! a chat message's text and a poll's question end in it. All processes share one clock.
+//! ms precision), an edit appends a stamp of the sender's clock (`@t<ms>;`, readable in the
+//! Loro update bytes without importing them) to the sender's own list in the document, a chat
+//! message's text and a poll's question end in it. All processes share one clock.
 //!
 //! ```sh
 //! easel-load --url easel+quic://127.0.0.1:4434 --cert-hash HEX --jwt-secret SECRET \
