@@ -14,8 +14,10 @@
 //! - `easel-probe` (`src/bin/probe.rs`): starts the real `easel` binary on loopback and measures
 //!   connect-to-Welcome time, reconnect-to-resumed time, cursor datagram latency between
 //!   participants, op ack latency (fsync included) and server memory per idle session.
-//! - `easel-load` (`src/bin/load.rs`): a class of SDK clients in one room; cursor, op ack and op
-//!   delivery latency, delivered ratios, server CPU and RSS. `netsim bench` drives it.
+//! - `easel-load` (`src/bin/load/`): a class in one room (SDK observers and lean protocol
+//!   clients, in one or several processes); cursor, op ack and op delivery latency, delivered
+//!   ratios, server and generator CPU, server RSS; or a lecture (`--scenario lecture`): join
+//!   storm, teacher cursor, chat, poll and hand-raise latency. `netsim bench` drives it.
 //!
 //! This library holds what the measurement binaries share.
 
@@ -33,9 +35,15 @@ pub fn histogram() -> Histogram<u64> {
 
 /// A student token for `room`, signed with the server's HS256 `secret`, valid for a day.
 pub fn token(secret: &str, room: &str, user: &str) -> anyhow::Result<String> {
+    token_as(secret, room, user, "student")
+}
+
+/// A token for `room` with `role` (`teacher`, `student` or `viewer`), signed with the
+/// server's HS256 `secret`, valid for a day.
+pub fn token_as(secret: &str, room: &str, user: &str, role: &str) -> anyhow::Result<String> {
     let exp = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() + 24 * 3600;
     let claims =
-        Claims { sub: user.into(), room: room.into(), role: "student".into(), exp, iat: None, name: None };
+        Claims { sub: user.into(), room: room.into(), role: role.into(), exp, iat: None, name: None };
     Ok(Issuer::hs256(secret.as_bytes()).mint(&claims)?)
 }
 
