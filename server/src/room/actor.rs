@@ -51,7 +51,7 @@ pub async fn spawn(
     let room = Room::new(id.clone(), config, snapshot, updates, class, now, now_ms)
         .map_err(|e| StoreError::Corrupt { room: id.to_string(), seq: e.seq(), reason: e.to_string() })?;
     let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
-    let handle = Handle { id, tx, cursors: Arc::default() };
+    let handle = Handle { id, tx, datagrams: Arc::default() };
     metrics::gauge!("easel_rooms").increment(1.0);
     let actor = Actor {
         room,
@@ -127,7 +127,7 @@ struct Actor {
 
 impl Actor {
     async fn run(mut self, on_exit: impl FnOnce(&Handle) + Send + 'static) {
-        let cursors = self.handle.cursors.clone();
+        let inbox = self.handle.datagrams.clone();
         let sleep = tokio::time::sleep(Duration::ZERO);
         tokio::pin!(sleep);
         let mut shutdown: Option<oneshot::Sender<()>> = None;
@@ -145,8 +145,8 @@ impl Actor {
                 self.on_timeout().await;
                 continue;
             }
-            if shutdown.is_none() && cursors.waited_longer(now, self.tick) {
-                self.on_cursors().await;
+            if shutdown.is_none() && inbox.waited_longer(now, self.tick) {
+                self.on_datagrams().await;
                 continue;
             }
             tokio::select! {
@@ -156,7 +156,7 @@ impl Actor {
                     None => break,
                     Some(cmd) => shutdown = self.on_command(cmd).await,
                 },
-                () = cursors.ready.notified(), if shutdown.is_none() => self.on_cursors().await,
+                () = inbox.ready.notified(), if shutdown.is_none() => self.on_datagrams().await,
                 () = &mut sleep, if timeout.is_some() => {
                     self.on_timeout().await;
                     if std::mem::take(&mut self.idle) && self.committing.is_empty() && self.rx.is_empty() {
@@ -197,9 +197,13 @@ impl Actor {
         }
     }
 
-    async fn on_cursors(&mut self) {
+    async fn on_datagrams(&mut self) {
         let now = Instant::now();
-        self.room.handle_cursors(now, self.handle.cursors.take());
+        let waiting = self.handle.datagrams.take();
+        for (participant, beat) in waiting.heartbeats {
+            self.room.handle_heartbeat(now, participant, &beat);
+        }
+        self.room.handle_cursors(now, waiting.cursors);
         self.drain().await;
     }
 
@@ -238,7 +242,6 @@ impl Actor {
             Command::Leave { participant, conn, code } => room.handle_leave(now, participant, conn, code),
             Command::Detach { participant, conn } => room.handle_detach(now, participant, conn),
             Command::Update { participant, op_id, data } => room.handle_update(now, participant, op_id, data),
-            Command::Heartbeat(participant, beat) => room.handle_heartbeat(now, participant, &beat),
             Command::Touch(participant) => room.handle_touch(now, participant),
             Command::Reply(participant, message) => room.handle_reply(now, participant, message),
             Command::Sync { participant, since } => room.handle_sync(now, participant, &since),

@@ -81,8 +81,6 @@ pub enum Command {
         /// Loro bytes.
         data: Vec<u8>,
     },
-    /// A heartbeat datagram.
-    Heartbeat(u16, Heartbeat),
     /// Some other sign of life.
     Touch(u16),
     /// Queue this message to the participant, in order with the room's own (refusals decided
@@ -120,13 +118,18 @@ impl From<(u16, SfuNews)> for Command {
 pub struct Handle {
     pub(super) id: Arc<str>,
     pub(super) tx: mpsc::Sender<Command>,
-    pub(super) cursors: Arc<CursorInbox>,
+    pub(super) datagrams: Arc<DatagramInbox>,
 }
 
 impl Handle {
     /// Hands a participant's cursor datagram to the room (latest wins; never blocks).
     pub fn cursor(&self, participant: u16, cursor: Cursor) {
-        self.cursors.offer(participant, cursor);
+        self.datagrams.cursor(participant, cursor);
+    }
+
+    /// Hands a participant's presence heartbeat to the room (latest wins; never blocks).
+    pub fn heartbeat(&self, participant: u16, beat: Heartbeat) {
+        self.datagrams.heartbeat(participant, beat);
     }
 
     /// The room id.
@@ -140,13 +143,6 @@ impl Handle {
         self.tx.send(cmd).await.map_err(|e| e.0)
     }
 
-    /// Sends a datagram-borne command without waiting; a full queue drops it (latest-wins data).
-    pub fn offer(&self, cmd: Command) {
-        if self.tx.try_send(cmd).is_err() {
-            metrics::counter!("easel_datagrams_dropped_total", "reason" => "room_busy").increment(1);
-        }
-    }
-
     /// Whether the actor has stopped.
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()
@@ -158,45 +154,67 @@ impl Handle {
     }
 }
 
-/// Cursor positions on their way to a room: one per participant, the newest. Cursor datagrams
-/// can arrive at any rate (300 participants at 30 Hz is 9,000 a second); queued one command
-/// each, they would fill the room's queue and hold reliable traffic (edits, chat) behind
-/// thousands of positions the next batch replaces anyway. Here they coalesce before the room,
-/// which takes them all at once.
+/// Cursor positions and presence heartbeats on their way to a room: one of each per
+/// participant, the newest. Cursor datagrams can arrive at any rate (300 participants at 30 Hz
+/// is 9,000 a second); queued one command each, they would fill the room's queue and hold
+/// reliable traffic (edits, chat) behind thousands of positions the next batch replaces
+/// anyway. Heartbeats come here for the same reason and one more: dropped by a busy queue (a
+/// join storm), they would let live members be evicted for silence. Here they coalesce before
+/// the room, which takes them all at once, and nothing is ever refused.
 #[derive(Debug, Default)]
-pub struct CursorInbox {
+pub struct DatagramInbox {
     waiting: Mutex<Waiting>,
     pub(super) ready: tokio::sync::Notify,
 }
 
-/// The cursors waiting, and since when the oldest has.
+/// What waits, and since when the oldest has.
 #[derive(Debug, Default)]
-struct Waiting {
-    latest: HashMap<u16, Cursor>,
+pub(super) struct Waiting {
+    pub(super) cursors: HashMap<u16, Cursor>,
+    pub(super) heartbeats: HashMap<u16, Heartbeat>,
     since: Option<Instant>,
 }
 
-impl CursorInbox {
+impl DatagramInbox {
     /// Keeps `cursor` unless a newer one of the participant is already waiting.
-    fn offer(&self, participant: u16, cursor: Cursor) {
+    fn cursor(&self, participant: u16, cursor: Cursor) {
+        self.keep(|w| {
+            let stale = w.cursors.get(&participant).is_some_and(|held| !is_newer(cursor.seq, held.seq));
+            if !stale {
+                w.cursors.insert(participant, cursor);
+            }
+            !stale
+        });
+    }
+
+    /// Keeps `beat` unless a newer one of the participant is already waiting.
+    fn heartbeat(&self, participant: u16, beat: Heartbeat) {
+        self.keep(|w| {
+            let stale = w.heartbeats.get(&participant).is_some_and(|held| !is_newer(beat.seq, held.seq));
+            if !stale {
+                w.heartbeats.insert(participant, beat);
+            }
+            !stale
+        });
+    }
+
+    fn keep(&self, put: impl FnOnce(&mut Waiting) -> bool) {
         {
             let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
-            match waiting.latest.get(&participant) {
-                Some(held) if !is_newer(cursor.seq, held.seq) => return,
-                _ => waiting.latest.insert(participant, cursor),
-            };
+            if !put(&mut waiting) {
+                return;
+            }
             waiting.since.get_or_insert_with(Instant::now);
         }
         self.ready.notify_one();
     }
 
-    pub(super) fn take(&self) -> HashMap<u16, Cursor> {
-        let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
-        waiting.since = None;
-        std::mem::take(&mut waiting.latest)
+    /// Everything waiting, emptied.
+    pub(super) fn take(&self) -> Waiting {
+        std::mem::take(&mut *self.waiting.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
-    /// Whether a cursor has waited longer than `limit` at `now`.
+    /// Whether something has waited longer than `limit` at `now`.
     pub(super) fn waited_longer(&self, now: Instant, limit: Duration) -> bool {
         let since = self.waiting.lock().unwrap_or_else(PoisonError::into_inner).since;
         since.is_some_and(|since| now.duration_since(since) > limit)
@@ -205,3 +223,31 @@ impl CursorInbox {
 
 // Idle members' queues are the bulk of a lecture's memory: keep the slot small.
 const _: () = assert!(std::mem::size_of::<Outbound>() <= 40);
+
+#[cfg(test)]
+mod tests {
+    use easel_proto::datagram::{Status, Tool};
+
+    use super::*;
+
+    fn beat(seq: u16) -> Heartbeat {
+        Heartbeat { slot: 0, seq, status: Status::Active, tool: Tool::Pen }
+    }
+
+    #[test]
+    fn the_inbox_keeps_the_newest_of_each_and_refuses_nothing() {
+        let inbox = DatagramInbox::default();
+        // Far more than any command queue holds: all kept, coalesced per participant.
+        for seq in 1..=10_000u16 {
+            inbox.heartbeat(seq % 2000, beat(seq));
+        }
+        inbox.heartbeat(7, beat(1));
+        inbox.cursor(3, Cursor { slot: 0, seq: 9, x: 1, y: 1 });
+        inbox.cursor(3, Cursor { slot: 0, seq: 8, x: 2, y: 2 });
+        let waiting = inbox.take();
+        assert_eq!(waiting.heartbeats.len(), 2000, "one per participant");
+        assert_eq!(waiting.heartbeats[&7].seq, 10_007 - 2000, "a stale one changes nothing");
+        assert_eq!(waiting.cursors[&3].x, 1, "the newest cursor wins, not the latest to arrive");
+        assert!(inbox.take().heartbeats.is_empty(), "taken once");
+    }
+}

@@ -40,7 +40,7 @@ pub use self::actor::{SpawnError, spawn};
 use self::cursors::BatchKey;
 pub use self::cursors::DatagramBatch;
 pub use self::doc::{ImportError, LoadError, Persist, SnapshotPayload, SnapshotWrite};
-pub use self::handle::{Command, CursorInbox, Handle, JoinRequest, Link, Outbound};
+pub use self::handle::{Command, DatagramInbox, Handle, JoinRequest, Link, Outbound};
 use self::members::Member;
 pub use self::members::{Arrival, Joined};
 use self::spotlight::Spotlight;

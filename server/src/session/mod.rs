@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use self::core::{Control, Core, DatagramRoute, Ending, Refusal};
 use crate::resume::Held;
-use crate::room::{self, Command};
+use crate::room;
 use crate::shared::Shared;
 
 /// State the session's tasks share: the core behind one lock, and what the driver needs to
@@ -246,7 +246,7 @@ async fn datagrams<S: Session>(ctx: &Ctx, session: &S) -> Ending {
         match route {
             DatagramRoute::Cursor(handle, participant, c) => handle.cursor(participant, c),
             DatagramRoute::Heartbeat(handle, participant, h) => {
-                handle.offer(Command::Heartbeat(participant, h))
+                handle.heartbeat(participant, h)
             }
             DatagramRoute::Drop(reason) => {
                 metrics::counter!("easel_datagrams_dropped_total", "reason" => reason).increment(1);
