@@ -27,6 +27,7 @@ impl Room {
             role: info.role,
             chat_muted: info.chat_muted,
         };
+        let answered = matches!(message, Message::PollAnswer(_));
         let outcome = match message {
             Message::ChatSend(c) => self.class.chat_send(who, c.client_msg_id, c.text, now, now_ms),
             Message::ChatDelete(d) => self.class.chat_delete(who, d.id),
@@ -58,6 +59,10 @@ impl Room {
         let Outcome { reply, writes, then } = outcome;
         self.deliver(reply);
         self.store_side(writes, then);
+        if answered {
+            // Live counts go out now if the last broadcast is old enough, else at its timer.
+            self.class_tick(now);
+        }
     }
 
     /// Classroom records are durable: what waited for them goes out.
