@@ -5,13 +5,13 @@
 # /proc). Bounded: 5 s warm-up + 20 s measured.
 #   scripts/bench-direct.sh BINDIR wt|quic|ws OUT.json
 #   env: CLIENTS (50), OBSERVERS (5), PROCESSES (generator processes, default 1), SERVER_CPUS,
-#        GEN_CPUS
+#        GEN_CPUS, SERVER_ARGS (extra server flags, e.g. "--tick-hz 30")
 # BINDIR holds release `easel` and `easel-load` (target/release after
 # `cargo build --release -p easel-server -p easel-benches`).
 set -euo pipefail
 bin=$1; transport=$2; out=$3
 dir=$(mktemp -d); secret=bench-secret-0123456789abcdef0123456789
-taskset -c "${SERVER_CPUS:-0}" "$bin/easel" --data-dir "$dir" --jwt-secret "$secret" \
+taskset -c "${SERVER_CPUS:-0}" "$bin/easel" --data-dir "$dir" --jwt-secret "$secret" ${SERVER_ARGS:-} \
   --wt-addr 127.0.0.1:0 --quic-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 > "$dir/ready" 2> "$dir/log" &
 pid=$!
 # The server prints one JSON "ready" line once it listens; give it 10 s.

@@ -5,7 +5,7 @@
 # connects take), 3 s warm-up, 15 s measured; the generator is killed after 180 s regardless.
 #   scripts/bench-lecture.sh BINDIR wt|quic|ws OUT.json
 #   env: VIEWERS (2000), OBSERVERS (5 SDK viewers), PROCESSES (2), CONCURRENCY (64 connects in
-#        flight per process), SERVER_CPUS, GEN_CPUS
+#        flight per process), SERVER_CPUS, GEN_CPUS, SERVER_ARGS (extra server flags)
 # The report has join-to-synced, teacher cursor, chat, poll and hand-raise latency with the
 # budgets' verdicts (also on OUT.json.txt), closes by code, and both processes' CPU; the
 # server's drop and close counters go to OUT.json.metrics.
@@ -15,7 +15,7 @@ viewers=${VIEWERS:-2000}
 # Each client holds a socket (and QUIC, one per connection): make room for them.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 dir=$(mktemp -d); secret=bench-secret-0123456789abcdef0123456789
-taskset -c "${SERVER_CPUS:-0}" "$bin/easel" --data-dir "$dir" --jwt-secret "$secret" \
+taskset -c "${SERVER_CPUS:-0}" "$bin/easel" --data-dir "$dir" --jwt-secret "$secret" ${SERVER_ARGS:-} \
   --max-participants $((viewers + 1)) \
   --wt-addr 127.0.0.1:0 --quic-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 > "$dir/ready" 2> "$dir/log" &
 pid=$!

@@ -245,9 +245,7 @@ async fn datagrams<S: Session>(ctx: &Ctx, session: &S) -> Ending {
         let route = ctx.core().route_datagram(&bytes, Instant::now());
         match route {
             DatagramRoute::Cursor(handle, participant, c) => handle.cursor(participant, c),
-            DatagramRoute::Heartbeat(handle, participant, h) => {
-                handle.heartbeat(participant, h)
-            }
+            DatagramRoute::Heartbeat(handle, participant, h) => handle.heartbeat(participant, h),
             DatagramRoute::Drop(reason) => {
                 metrics::counter!("easel_datagrams_dropped_total", "reason" => reason).increment(1);
             }
