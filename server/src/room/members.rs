@@ -564,6 +564,9 @@ mod tests {
         let mut sim = Sim::new(room(config, t0));
         let (a, b, shown) = ada_shown_to_bob(&mut sim, t0);
         let lost = t0 + Duration::from_secs(1);
+        let cursor = |seq| easel_proto::datagram::Cursor { slot: 0, seq, x: 1, y: 1 };
+        sim.room.handle_cursor(lost, a, &cursor(1));
+        assert_eq!(sim.cursors(b).len(), 1, "its last move");
         sim.room.handle_detach(lost, a, 1);
         sim.advance(lost + tick);
         let away = newer_entry(&sim.presence(b), a, &shown);
@@ -573,8 +576,9 @@ mod tests {
         // Still queued from the lost connection: a heartbeat does not bring the ghost back.
         let stale = Heartbeat { slot: 0, seq: 8, status: Status::Active, tool: Tool::Pen };
         sim.room.handle_heartbeat(lost, a, &stale);
-        sim.room.handle_cursor(lost, a, &easel_proto::datagram::Cursor { slot: 0, seq: 1, x: 1, y: 1 });
-        sim.advance(lost + 2 * tick);
+        sim.room.handle_cursor(lost, a, &cursor(2));
+        // Nor does the repeat of a stopped cursor (SPEC §8.3).
+        sim.advance(lost + sim.room.config.settle + 2 * tick);
         assert_eq!(sim.datagrams(b), [], "nothing of the lost connection is sent");
     }
 
