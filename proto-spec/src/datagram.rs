@@ -158,7 +158,7 @@ wire! {
     pub struct PresenceEntry {
         /// Room-local participant number.
         pub participant: u16,
-        /// That participant's heartbeat sequence number.
+        /// That participant's presence sequence number, numbered by the server (§8.4).
         pub seq: u16,
         /// Status.
         pub status: Status,

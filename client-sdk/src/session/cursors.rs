@@ -179,7 +179,8 @@ impl Session {
                 }
             }
             Datagram::PresenceBatch(b) => {
-                for e in b.entries {
+                // Batches carry our own entry too (one encoding for all); we know our presence.
+                for e in b.entries.into_iter().filter(|e| Some(e.participant) != room.me) {
                     let seen = room.seen.presence.get(&e.participant).copied();
                     if seen.is_some_and(|(s, _, _)| !is_newer(e.seq, s)) {
                         continue;
@@ -209,7 +210,8 @@ mod tests {
     use easel_proto::datagram::{CursorBatch, CursorEntry, PresenceBatch, PresenceEntry};
 
     use super::*;
-    use crate::session::testing::{Harness, ROOM};
+    use crate::Transport;
+    use crate::session::testing::{Harness, ROOM, joined, list, welcome};
 
     #[test]
     fn cursors_are_throttled_and_the_newest_position_wins() {
@@ -276,6 +278,60 @@ mod tests {
         let events = h.events();
         assert_eq!(events.len(), 2, "first state and the change only: {events:?}");
         assert!(matches!(events[1], Event::Presence { status: Status::Away, .. }));
+    }
+
+    #[test]
+    fn a_lost_participant_is_reported_away_and_back_without_leaving() {
+        let (mut h, _doc) = Harness::in_room();
+        h.session.handle_room(h.now, ROOM, list(&[3, 5]));
+        h.events();
+        let presence = |seq, status, tool| {
+            Datagram::from(PresenceBatch {
+                slot: 0,
+                entries: vec![
+                    PresenceEntry { participant: 5, seq, status, tool },
+                    PresenceEntry { participant: 3, seq, status, tool },
+                ],
+            })
+        };
+        let state = |status, tool| Event::Presence { room: ROOM.into(), participant: 5, status, tool };
+        h.session.handle_datagram(presence(1, Status::Active, Tool::Pen));
+        // The server's entries for a lost connection, then for its resume (SPEC §8.4).
+        h.session.handle_datagram(presence(2, Status::Away, Tool::Hidden));
+        h.session.handle_datagram(presence(3, Status::Active, Tool::Pen));
+        assert_eq!(
+            h.events(),
+            [
+                state(Status::Active, Tool::Pen),
+                state(Status::Away, Tool::Hidden),
+                state(Status::Active, Tool::Pen)
+            ],
+            "away and back, our own entry not reported, nobody left"
+        );
+    }
+
+    #[test]
+    fn heartbeats_after_a_resume_number_on_from_the_lost_connection() {
+        let (mut h, _doc) = Harness::in_room();
+        h.session.presence(h.now, ROOM, Status::Active, Tool::Pen).unwrap();
+        let last = match &h.datagrams()[..] {
+            [Datagram::Heartbeat(b)] => b.seq,
+            other => panic!("{other:?}"),
+        };
+        h.session.disconnected(h.now, None, "wifi", None);
+        h.now += Duration::from_secs(1);
+        h.session.connected(h.now, Transport::Quic, &welcome(true, 2));
+        h.session.handle_room(h.now, ROOM, joined(3, true));
+        let beats: Vec<u16> = h
+            .datagrams()
+            .into_iter()
+            .filter_map(|d| match d {
+                Datagram::Heartbeat(b) => Some(b.seq),
+                _ => None,
+            })
+            .collect();
+        // The server drops a heartbeat not newer than the last it took from us (SPEC §8.4).
+        assert_eq!(beats, [last.wrapping_add(1)], "at once, numbered on");
     }
 
     #[test]

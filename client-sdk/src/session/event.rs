@@ -92,7 +92,10 @@ pub enum Event {
         /// The positions, one per participant.
         cursors: Vec<RemoteCursor>,
     },
-    /// Another participant's presence changed.
+    /// Another participant's presence changed. `tool` = [`Tool::Hidden`]: do not draw its
+    /// cursor. Whose connection was lost is reported so, `Away` and `Hidden`, while the server
+    /// keeps its place for a resume (SPEC §8.4): no [`Event::ParticipantLeft`] comes unless the
+    /// resume grace window passes, and if it comes back, its next `Presence` says so.
     Presence {
         /// Room id.
         room: String,

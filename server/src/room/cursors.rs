@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use easel_proto::Datagram;
 use easel_proto::datagram::{
-    Cursor, CursorBatch, CursorEntry, Heartbeat, PresenceBatch, PresenceEntry, is_newer,
+    Cursor, CursorBatch, CursorEntry, Heartbeat, PresenceBatch, PresenceEntry, Status, Tool, is_newer,
 };
 
 use easel_proto::Message;
@@ -115,7 +115,8 @@ impl Room {
     /// Keeps the cursor if newer than the one held; whether others are owed it (a cursor
     /// hidden by a lecture's cap is kept but not owed).
     fn take_cursor(&mut self, now: Instant, member: u16, c: &Cursor) -> bool {
-        let Some(m) = self.members.get_mut(&member) else { return false };
+        // A detached member's cursor can only be a stale one from its lost connection.
+        let Some(m) = self.members.get_mut(&member).filter(|m| m.is_linked()) else { return false };
         m.last_seen = now;
         if m.cursor.as_ref().is_some_and(|old| !is_newer(c.seq, old.seq)) {
             self.metric(Metric::StaleCursor);
@@ -186,19 +187,31 @@ impl Room {
         self.cursor_versions.insert(self.version, index);
     }
 
-    /// A member's presence heartbeat: a tick is asked for when its status or tool changed.
+    /// A member's presence heartbeat: published if newer than its last one and its status or
+    /// tool changed. A detached member has no connection: a heartbeat for it is a stale one
+    /// from the lost connection, and must not undo its away state.
     pub fn handle_heartbeat(&mut self, now: Instant, member: u16, h: &Heartbeat) {
-        let Some(m) = self.members.get_mut(&member) else { return };
+        let Some(m) = self.members.get_mut(&member).filter(|m| m.is_linked()) else { return };
         m.last_seen = now;
-        let entry = PresenceEntry { participant: member, seq: h.seq, status: h.status, tool: h.tool };
-        match &m.presence {
-            Some(old) if !is_newer(h.seq, old.seq) => return,
-            Some(old) if old.status == entry.status && old.tool == entry.tool => {
-                m.presence = Some(entry);
-                return;
-            }
-            _ => m.presence = Some(entry),
+        if m.heard.is_some_and(|seq| !is_newer(h.seq, seq)) {
+            return;
         }
+        m.heard = Some(h.seq);
+        self.publish_presence(now, member, h.status, h.tool);
+    }
+
+    /// Makes `status` and `tool` the member's presence, if they changed: everyone gets it on
+    /// the next tick. The room numbers each member's entries itself, +1 per published state,
+    /// rather than copying the heartbeat's `seq`: entries it writes for the member (away while
+    /// detached, back on a resume) and the member's own then follow one order, and receivers
+    /// take each as newer (SPEC §8.2, §8.4).
+    pub(super) fn publish_presence(&mut self, now: Instant, member: u16, status: Status, tool: Tool) {
+        let Some(m) = self.members.get_mut(&member) else { return };
+        if m.presence.is_some_and(|p| p.status == status && p.tool == tool) {
+            return;
+        }
+        let seq = m.presence.map_or(1, |p| p.seq.wrapping_add(1));
+        m.presence = Some(PresenceEntry { participant: member, seq, status, tool });
         self.bump_presence(member);
         self.schedule_tick(now);
     }
@@ -230,7 +243,8 @@ impl Room {
             if let Some(c) = m.cursor.as_mut() {
                 c.settled = true;
             }
-            if m.info.role == Role::Teacher || self.spotlight.shows(index) {
+            // A detached member's pointer is hidden: repeating it would bring a ghost back.
+            if m.is_linked() && (m.info.role == Role::Teacher || self.spotlight.shows(index)) {
                 self.bump_cursor(index);
             }
         }

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use easel_proto::ErrorCode;
 use easel_proto::Message;
-use easel_proto::datagram::PresenceEntry;
+use easel_proto::datagram::{PresenceEntry, Status, Tool};
 use easel_proto::message::{HandQueue, Participant, Role, SfuEvent, SfuEventKind};
 
 use super::cursors::CursorState;
@@ -59,13 +59,16 @@ pub(super) enum Reach {
         /// The slot its datagrams carry.
         slot: u16,
     },
-    /// Its connection was lost: it keeps its place, unseen by others, until `until` (the end
-    /// of the resume grace window); what it misses it catches up on by version vector.
+    /// Its connection was lost: it keeps its place until `until` (the end of the resume grace
+    /// window), shown to others as away with its pointer hidden; what it misses it catches up
+    /// on by version vector.
     Detached {
         /// When it is evicted unless re-attached.
         until: Instant,
         /// When the connection was lost (its attendance ends there if it never comes back).
         lost: Instant,
+        /// The presence it showed before (status, tool), given back on a resume.
+        shown: Option<(Status, Tool)>,
     },
 }
 
@@ -79,7 +82,11 @@ pub(super) struct Member {
     pub(super) conn: u64,
     pub(super) last_seen: Instant,
     pub(super) cursor: Option<CursorState>,
+    /// Its presence as others see it, numbered by the room (see `Room::publish_presence`).
     pub(super) presence: Option<PresenceEntry>,
+    /// The sequence number of its last heartbeat taken: its own numbering, which orders only
+    /// its heartbeats (a stale one from a lost connection can still be on its way).
+    pub(super) heard: Option<u16>,
     /// Highest cursor version already sent to this member.
     pub(super) cursor_mark: u64,
     /// Highest presence version already sent to this member.
@@ -163,6 +170,7 @@ impl Room {
                 last_seen: now,
                 cursor: None,
                 presence: None,
+                heard: None,
                 cursor_mark: 0,
                 presence_mark: 0,
                 marks_before: (0, 0),
@@ -185,14 +193,20 @@ impl Room {
         Ok(())
     }
 
-    /// Gives an existing member a new link: same number and flags, nothing broadcast. The
-    /// driver lets the old link go, which ends the old connection's writer for this room.
+    /// Gives an existing member a new link: same number and flags, no membership news; the
+    /// presence it showed before its connection was lost is given back on the next tick, so
+    /// others see it return without waiting for its heartbeat. The driver lets the old link
+    /// go, which ends the old connection's writer for this room.
     fn reattach(&mut self, now: Instant, index: u16, arrival: Arrival) -> Result<(), ErrorCode> {
         let snapshot = self.sync_payload(arrival.since.as_deref()).map_err(|e| {
             tracing::error!(room = %self.id, "export for resume failed: {e}");
             ErrorCode::Internal
         })?;
         let member = self.members.get_mut(&index).ok_or(ErrorCode::Internal)?;
+        let shown = match member.reach {
+            Reach::Detached { shown, .. } => shown,
+            Reach::Linked { .. } => None,
+        };
         member.client_id = arrival.client_id;
         member.expires_ms = arrival.expires_ms;
         member.conn = arrival.conn;
@@ -203,6 +217,9 @@ impl Room {
         member.presence_mark = 0;
         member.last_sent = None;
         self.cursors_quiet_until = None;
+        if let Some((status, tool)) = shown {
+            self.publish_presence(now, index, status, tool);
+        }
         self.push(Output::JoinAnswer(Ok(Joined { participant: index, snapshot, resumed: true })));
         self.announce_return(now, index);
         self.send_side_state(index);
@@ -253,7 +270,8 @@ impl Room {
     }
 
     /// Connection `conn` was lost: the member keeps its place until the resume grace window
-    /// passes, and nobody is told. Ignored if it has since been re-attached elsewhere.
+    /// passes, with no membership news; others see it away, pointer hidden, on the next tick
+    /// (SPEC §8.4). Ignored if it has since been re-attached elsewhere.
     pub fn handle_detach(&mut self, now: Instant, member: u16, conn: u64) {
         if self.members.get(&member).is_some_and(|m| m.conn == conn) {
             self.detach(now, member);
@@ -263,10 +281,15 @@ impl Room {
     fn detach(&mut self, lost: Instant, index: u16) {
         let until = lost + self.config.resume_grace;
         let Some(member) = self.members.get_mut(&index) else { return };
-        let was_linked = member.is_linked();
-        member.reach = Reach::Detached { until, lost };
+        let (was_linked, shown) = match member.reach {
+            Reach::Linked { .. } => (true, member.presence.map(|p| (p.status, p.tool))),
+            Reach::Detached { shown, .. } => (false, shown),
+        };
+        member.reach = Reach::Detached { until, lost, shown };
         if was_linked {
             self.push(Output::Release { member: index });
+            // Not a frozen cursor for the whole window: nobody is behind it now.
+            self.publish_presence(lost, index, Status::Away, Tool::Hidden);
         }
     }
 
@@ -508,6 +531,83 @@ mod tests {
         let joined = sim.join_with(t0, "eve", 4, Some(b), 64);
         assert!(!joined.resumed);
         assert_ne!(joined.participant, b);
+    }
+
+    /// Ada and bob in a room (connections 1 and 2), ada's presence `Active`/`Pen` known to
+    /// bob after the first tick; returns them with ada's entry as bob got it.
+    fn ada_shown_to_bob(sim: &mut Sim, t0: Instant) -> (u16, u16, PresenceEntry) {
+        let a = sim.join_with(t0, "ada", 1, None, 64).participant;
+        let b = sim.join_with(t0, "bob", 2, None, 64).participant;
+        sim.membership(b);
+        let beat = Heartbeat { slot: 0, seq: 7, status: Status::Active, tool: Tool::Pen };
+        sim.room.handle_heartbeat(t0, a, &beat);
+        sim.advance(t0 + sim.room.config.tick);
+        let shown = sim.presence(b).into_iter().find(|e| e.participant == a).expect("ada's presence");
+        assert_eq!((shown.status, shown.tool), (Status::Active, Tool::Pen));
+        (a, b, shown)
+    }
+
+    /// The one entry of `who` in `entries`, which must be newer than `than` (SPEC §8.2).
+    fn newer_entry(entries: &[PresenceEntry], who: u16, than: &PresenceEntry) -> PresenceEntry {
+        let mine: Vec<&PresenceEntry> = entries.iter().filter(|e| e.participant == who).collect();
+        assert_eq!(mine.len(), 1, "{entries:?}");
+        assert!(easel_proto::datagram::is_newer(mine[0].seq, than.seq), "{:?} after {than:?}", mine[0]);
+        *mine[0]
+    }
+
+    #[test]
+    fn a_lost_connection_shows_the_member_away_and_hidden_on_the_next_tick() {
+        let t0 = Instant::now();
+        let config = Config { presence_ttl: Duration::from_secs(10), ..Config::default() };
+        let tick = config.tick;
+        assert!(tick < config.presence_ttl);
+        let mut sim = Sim::new(room(config, t0));
+        let (a, b, shown) = ada_shown_to_bob(&mut sim, t0);
+        let lost = t0 + Duration::from_secs(1);
+        let cursor = |seq| easel_proto::datagram::Cursor { slot: 0, seq, x: 1, y: 1 };
+        sim.room.handle_cursor(lost, a, &cursor(1));
+        assert_eq!(sim.cursors(b).len(), 1, "its last move");
+        sim.room.handle_detach(lost, a, 1);
+        sim.advance(lost + tick);
+        let away = newer_entry(&sim.presence(b), a, &shown);
+        assert_eq!((away.status, away.tool), (Status::Away, Tool::Hidden), "one tick after the loss");
+        assert_eq!(sim.membership_frames(b), [], "away is presence, not a leave");
+        assert_eq!(sim.room.len(), 2, "its place is kept");
+        // Still queued from the lost connection: a heartbeat does not bring the ghost back.
+        let stale = Heartbeat { slot: 0, seq: 8, status: Status::Active, tool: Tool::Pen };
+        sim.room.handle_heartbeat(lost, a, &stale);
+        sim.room.handle_cursor(lost, a, &cursor(2));
+        // Nor does the repeat of a stopped cursor (SPEC §8.3).
+        sim.advance(lost + sim.room.config.settle + 2 * tick);
+        assert_eq!(sim.datagrams(b), [], "nothing of the lost connection is sent");
+    }
+
+    #[test]
+    fn a_resume_restores_the_previous_presence_at_once_without_membership_news() {
+        let t0 = Instant::now();
+        let mut sim = Sim::new(room(Config::default(), t0));
+        let tick = sim.room.config.tick;
+        let (a, b, shown) = ada_shown_to_bob(&mut sim, t0);
+        let lost = t0 + Duration::from_secs(1);
+        sim.room.handle_detach(lost, a, 1);
+        sim.advance(lost + tick);
+        let away = newer_entry(&sim.presence(b), a, &shown);
+
+        let back_at = lost + Duration::from_secs(5);
+        assert!(sim.join_with(back_at, "ada", 3, Some(a), 64).resumed);
+        sim.advance(back_at + tick);
+        let back = newer_entry(&sim.presence(b), a, &away);
+        assert_eq!((back.status, back.tool), (Status::Active, Tool::Pen), "before any heartbeat of its own");
+        assert_eq!(sim.membership_frames(b), [], "no leave, no join");
+        let mine = newer_entry(&sim.presence(a), a, &shown);
+        assert_eq!(mine, back, "the resumed member gets the same state");
+
+        // Its own heartbeats, numbered on from the old connection's, still win.
+        let beat = Heartbeat { slot: 0, seq: 8, status: Status::Active, tool: Tool::Laser };
+        sim.room.handle_heartbeat(back_at + tick, a, &beat);
+        sim.advance(back_at + 2 * tick);
+        let laser = newer_entry(&sim.presence(b), a, &back);
+        assert_eq!(laser.tool, Tool::Laser);
     }
 
     #[test]

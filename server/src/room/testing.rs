@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use easel_proto::datagram::CursorEntry;
+use easel_proto::datagram::{CursorEntry, PresenceEntry};
 use easel_proto::message::{Participants, Role};
 use easel_proto::{Datagram, ErrorCode, Message};
 use loro::{ExportMode, LoroDoc};
@@ -324,6 +324,18 @@ impl Sim {
             .into_iter()
             .filter_map(|d| match d {
                 Datagram::CursorBatch(b) => Some(b.cursors),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    }
+
+    /// Presence entries sent to the member since the last call.
+    pub(super) fn presence(&mut self, member: u16) -> Vec<PresenceEntry> {
+        self.datagrams(member)
+            .into_iter()
+            .filter_map(|d| match d {
+                Datagram::PresenceBatch(b) => Some(b.entries),
                 _ => None,
             })
             .flatten()

@@ -4,6 +4,7 @@
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 mod auth;
+mod away;
 mod browser;
 mod classroom;
 mod e2e;
