@@ -11,6 +11,7 @@ mod harness;
 mod hostile;
 mod http;
 mod lecture;
+mod metrics;
 mod resume;
 mod storage;
 mod websocket;
