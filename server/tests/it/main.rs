@@ -13,5 +13,6 @@ mod http;
 mod lecture;
 mod metrics;
 mod resume;
+mod spawned;
 mod storage;
 mod websocket;

@@ -11,7 +11,8 @@ use easel_server::auth::{Claims, Issuer};
 use easel_server::telemetry::{Kind, SERIES};
 use easel_transport::client::{ClientError, Connection, Transport};
 
-use crate::harness::{Spawned, everyone, http_get, now_secs, token, within};
+use crate::harness::{everyone, http_get, now_secs, token, within};
+use crate::spawned::Spawned;
 
 /// `name{k="v",…}` → value, for every sample line of a scrape.
 async fn scrape(server: &Spawned) -> HashMap<String, f64> {

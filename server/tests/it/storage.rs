@@ -6,7 +6,8 @@ use std::collections::BTreeSet;
 use easel_proto::Message;
 use easel_transport::client::{Connection, Transport};
 
-use crate::harness::{Board, Spawned, TestServer, send_acked, token, within};
+use crate::harness::{Board, TestServer, send_acked, token, within};
+use crate::spawned::Spawned;
 
 #[tokio::test]
 async fn restart_restores_rooms_exactly() {
