@@ -304,7 +304,11 @@ async fn accept_wt(endpoint: Arc<WtEndpoint>, shared: Arc<Shared>) {
             };
             match request.accept().await {
                 Ok(conn) => session::run(shared, WtSession::new(conn)).await,
-                Err(e) => tracing::debug!("webtransport session failed: {e}"),
+                Err(e) => {
+                    metrics::counter!("easel_connects_total", "transport" => "webtransport", "result" => "failed")
+                        .increment(1);
+                    tracing::debug!("webtransport session failed: {e}");
+                }
             }
         });
     }

@@ -1,13 +1,187 @@
 //! Metrics (Prometheus text at `GET /metrics`, every name prefixed `easel_`) and logging setup.
+//!
+//! [`SERIES`] lists every series the server exports with its label sets; [`install`]
+//! registers each at zero, so a scrape of an idle server already sees all of them (a rate or
+//! an alert over a series that appears only after its first event misses that event).
 
 use std::sync::atomic::{AtomicI64, Ordering};
 
+use easel_proto::ErrorCode;
+use metrics::{Label, Unit};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-static PARTICIPANTS: AtomicI64 = AtomicI64::new(0);
-static PARTICIPANTS_PEAK: AtomicI64 = AtomicI64::new(0);
+use self::Kind::{Counter, Gauge, Histogram};
 
-/// Installs the process-wide Prometheus recorder (once; later calls reuse it).
+/// What a series is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Only goes up.
+    Counter,
+    /// A level.
+    Gauge,
+    /// A distribution (buckets, sum, count).
+    Histogram,
+}
+
+/// The labels a series carries. Every set is bounded: no room, user or session ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Labels {
+    /// No labels.
+    None,
+    /// `transport`: one of [`TRANSPORTS`].
+    Transport,
+    /// `transport` and `result` (`ok`, `failed`).
+    TransportResult,
+    /// `reason`: one of [`DATAGRAM_DROP_REASONS`].
+    DropReason,
+    /// `code`: a wire error code's name ([`code_label`]), every code but `Normal`.
+    Code,
+}
+
+/// One exported series.
+#[derive(Debug, Clone, Copy)]
+pub struct Series {
+    /// Full name, `easel_` prefixed.
+    pub name: &'static str,
+    /// Counter, gauge or histogram.
+    pub kind: Kind,
+    /// Its labels.
+    pub labels: Labels,
+    /// Unit, for histograms in seconds.
+    pub unit: Option<Unit>,
+    /// The `# HELP` text.
+    pub help: &'static str,
+}
+
+/// The `transport` label's values.
+pub const TRANSPORTS: [&str; 3] = ["quic", "webtransport", "websocket"];
+
+/// The `reason` label's values of `easel_datagrams_dropped_total`.
+pub const DATAGRAM_DROP_REASONS: [&str; 5] = ["rate", "unknown_slot", "invalid", "room_busy", "ws_backlog"];
+
+const fn series(name: &'static str, kind: Kind, labels: Labels, help: &'static str) -> Series {
+    Series { name, kind, labels, unit: None, help }
+}
+
+const fn seconds(name: &'static str, help: &'static str) -> Series {
+    Series { name, kind: Kind::Histogram, labels: Labels::None, unit: Some(Unit::Seconds), help }
+}
+
+/// Every series the server exports. A `counter!`/`gauge!`/`histogram!` whose name is not here
+/// fails a test (`server/tests/it/metrics.rs`).
+pub const SERIES: &[Series] = &[
+    series(
+        "easel_sessions",
+        Gauge,
+        Labels::Transport,
+        "Open connections (handshaking or established), by transport.",
+    ),
+    series("easel_sessions_peak", Gauge, Labels::None, "Most open connections at once since start."),
+    series(
+        "easel_connects_total",
+        Counter,
+        Labels::TransportResult,
+        "Connection attempts, by transport and result (ok: handshake done; failed: TLS, refused or timed out).",
+    ),
+    series(
+        "easel_refusals_total",
+        Counter,
+        Labels::Code,
+        "Handshakes and joins refused, by wire error code.",
+    ),
+    series(
+        "easel_resume_attempts_total",
+        Counter,
+        Labels::None,
+        "Reconnects: handshakes that asked to resume a session.",
+    ),
+    series("easel_resumes_total", Counter, Labels::None, "Sessions resumed within the grace window."),
+    seconds("easel_handshake_seconds", "From accepting a connection to sending Welcome."),
+    series("easel_rooms", Gauge, Labels::None, "Rooms loaded in memory."),
+    series("easel_participants", Gauge, Labels::None, "Participants in all rooms now."),
+    series("easel_participants_peak", Gauge, Labels::None, "Most participants at once since start."),
+    series("easel_ops_in_total", Counter, Labels::None, "CRDT updates received."),
+    series("easel_ops_out_total", Counter, Labels::None, "CRDT updates fanned out (one per recipient)."),
+    series("easel_ops_rejected_total", Counter, Labels::None, "CRDT updates refused."),
+    series("easel_datagrams_in_total", Counter, Labels::None, "Datagrams received."),
+    series("easel_datagrams_out_total", Counter, Labels::None, "Datagrams sent."),
+    series("easel_datagrams_dropped_total", Counter, Labels::DropReason, "Datagrams dropped, by reason."),
+    series(
+        "easel_stale_cursors_dropped_total",
+        Counter,
+        Labels::None,
+        "Cursor datagrams older than the newest held.",
+    ),
+    series(
+        "easel_cursors_hidden_total",
+        Counter,
+        Labels::None,
+        "Cursor datagrams kept but not sent: a lecture's active-cursor cap hides the sender.",
+    ),
+    series(
+        "easel_datagram_ticks_skipped_total",
+        Counter,
+        Labels::None,
+        "Ticks a subscriber was skipped (send buffer full).",
+    ),
+    series(
+        "easel_slow_consumers_total",
+        Counter,
+        Labels::None,
+        "Sessions closed because a reliable queue overflowed.",
+    ),
+    seconds(
+        "easel_op_ingest_to_send_seconds",
+        "From receiving an update to acking and fanning it out (includes the fsync).",
+    ),
+    series(
+        "easel_room_queue_depth",
+        Histogram,
+        Labels::None,
+        "Room command queue depth, sampled each second per room.",
+    ),
+    series(
+        "easel_outbound_queue_depth",
+        Histogram,
+        Labels::None,
+        "Deepest participant room-stream queue, sampled each second per room.",
+    ),
+    seconds("easel_store_commit_seconds", "Durable commit (fsync) time."),
+    series("easel_store_batch_ops", Histogram, Labels::None, "Operations per group commit."),
+    series("easel_store_commits_total", Counter, Labels::None, "Write transactions committed."),
+];
+
+impl Series {
+    /// Every label set this series is exported with, in the order its call sites give them.
+    pub fn label_sets(&self) -> Vec<Vec<(&'static str, String)>> {
+        match self.labels {
+            Labels::None => vec![vec![]],
+            Labels::Transport => TRANSPORTS.iter().map(|t| vec![("transport", (*t).to_owned())]).collect(),
+            Labels::TransportResult => TRANSPORTS
+                .iter()
+                .flat_map(|t| {
+                    ["ok", "failed"].map(|r| vec![("transport", (*t).to_owned()), ("result", r.to_owned())])
+                })
+                .collect(),
+            Labels::DropReason => {
+                DATAGRAM_DROP_REASONS.iter().map(|r| vec![("reason", (*r).to_owned())]).collect()
+            }
+            Labels::Code => ErrorCode::ALL
+                .iter()
+                .filter(|c| **c != ErrorCode::Normal)
+                .map(|c| vec![("code", code_label(*c))])
+                .collect(),
+        }
+    }
+}
+
+/// The `code` label's value for a wire code: its name, as in SPEC §14.1 (`RoomFull`).
+pub fn code_label(code: ErrorCode) -> String {
+    format!("{code:?}")
+}
+
+/// Installs the process-wide Prometheus recorder (once; later calls reuse it) and registers
+/// every series at zero.
 pub fn install() -> PrometheusHandle {
     static HANDLE: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
     HANDLE
@@ -21,63 +195,85 @@ pub fn install() -> PrometheusHandle {
             // Another recorder may already be installed (tests in one process): keep ours
             // readable through the handle either way.
             let _ = metrics::set_global_recorder(recorder);
-            describe();
+            register();
             handle
         })
         .clone()
 }
 
-fn describe() {
-    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
-    describe_gauge!("easel_sessions", "Open sessions, by transport.");
-    describe_counter!("easel_connects_total", "Handshakes, by transport and result (ok, failed).");
-    describe_counter!("easel_resumes_total", "Sessions resumed within the grace window.");
-    describe_gauge!("easel_rooms", "Rooms loaded in memory.");
-    describe_gauge!("easel_participants", "Participants in all rooms now.");
-    describe_gauge!("easel_participants_peak", "Most participants at once since start.");
-    describe_counter!("easel_ops_in_total", "CRDT updates received.");
-    describe_counter!("easel_ops_out_total", "CRDT updates fanned out (one per recipient).");
-    describe_counter!("easel_ops_rejected_total", "CRDT updates refused.");
-    describe_counter!("easel_datagrams_in_total", "Datagrams received.");
-    describe_counter!("easel_datagrams_out_total", "Datagrams sent.");
-    describe_counter!("easel_datagrams_dropped_total", "Datagrams dropped, by reason.");
-    describe_counter!("easel_stale_cursors_dropped_total", "Cursor datagrams older than the newest held.");
-    describe_counter!(
-        "easel_cursors_hidden_total",
-        "Cursor datagrams kept but not sent: a lecture's active-cursor cap hides the sender."
-    );
-    describe_counter!(
-        "easel_datagram_ticks_skipped_total",
-        "Ticks a subscriber was skipped (send buffer full)."
-    );
-    describe_counter!("easel_slow_consumers_total", "Sessions closed because a reliable queue overflowed.");
-    describe_histogram!(
-        "easel_op_ingest_to_send_seconds",
-        Unit::Seconds,
-        "From receiving an update to acking and fanning it out (includes the fsync)."
-    );
-    describe_histogram!("easel_room_queue_depth", "Room command queue depth, sampled each second per room.");
-    describe_histogram!(
-        "easel_outbound_queue_depth",
-        "Deepest participant room-stream queue, sampled each second per room."
-    );
-    describe_histogram!("easel_store_commit_seconds", Unit::Seconds, "Durable commit (fsync) time.");
-    describe_histogram!("easel_store_batch_ops", "Operations per group commit.");
-    describe_counter!("easel_store_commits_total", "Write transactions committed.");
+/// Describes every series and creates it at zero. Histograms need no sample: the exporter
+/// renders a registered one with count 0.
+fn register() {
+    use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+    for s in SERIES {
+        let unit = s.unit.unwrap_or(Unit::Count);
+        match s.kind {
+            Kind::Counter => describe_counter!(s.name, unit, s.help),
+            Kind::Gauge => describe_gauge!(s.name, unit, s.help),
+            Kind::Histogram => describe_histogram!(s.name, unit, s.help),
+        }
+        for set in s.label_sets() {
+            let labels: Vec<Label> = set.into_iter().map(|(k, v)| Label::new(k, v)).collect();
+            match s.kind {
+                Kind::Counter => counter!(s.name, labels).absolute(0),
+                Kind::Gauge => gauge!(s.name, labels).set(0.0),
+                Kind::Histogram => drop(histogram!(s.name, labels)),
+            }
+        }
+    }
 }
+
+/// A level and its peak since start, kept here because a gauge cannot be read back.
+struct Level {
+    now: AtomicI64,
+    peak: AtomicI64,
+}
+
+impl Level {
+    const fn new() -> Self {
+        Self { now: AtomicI64::new(0), peak: AtomicI64::new(0) }
+    }
+
+    /// Adds `by`; returns the new level and the peak.
+    fn add(&self, by: i64) -> (i64, i64) {
+        let now = self.now.fetch_add(by, Ordering::Relaxed) + by;
+        let peak = self.peak.fetch_max(now, Ordering::Relaxed).max(now);
+        (now, peak)
+    }
+}
+
+static PARTICIPANTS: Level = Level::new();
+static SESSIONS: Level = Level::new();
 
 /// Counts a participant in; updates the peak gauge.
 pub fn participant_joined() {
-    let now = PARTICIPANTS.fetch_add(1, Ordering::Relaxed) + 1;
+    let (now, peak) = PARTICIPANTS.add(1);
     metrics::gauge!("easel_participants").set(now as f64);
-    let peak = PARTICIPANTS_PEAK.fetch_max(now, Ordering::Relaxed).max(now);
     metrics::gauge!("easel_participants_peak").set(peak as f64);
 }
 
 /// Counts a participant out.
 pub fn participant_left() {
-    let now = PARTICIPANTS.fetch_sub(1, Ordering::Relaxed) - 1;
+    let (now, _) = PARTICIPANTS.add(-1);
     metrics::gauge!("easel_participants").set(now as f64);
+}
+
+/// Counts a connection in (from accept, before its handshake); updates the peak gauge.
+pub fn session_opened(transport: &'static str) {
+    metrics::gauge!("easel_sessions", "transport" => transport).increment(1.0);
+    let (_, peak) = SESSIONS.add(1);
+    metrics::gauge!("easel_sessions_peak").set(peak as f64);
+}
+
+/// Counts a connection out.
+pub fn session_closed(transport: &'static str) {
+    metrics::gauge!("easel_sessions", "transport" => transport).decrement(1.0);
+    SESSIONS.add(-1);
+}
+
+/// Counts a handshake or join the server refused with `code`.
+pub fn refused(code: ErrorCode) {
+    metrics::counter!("easel_refusals_total", "code" => code_label(code)).increment(1);
 }
 
 /// Log output format.

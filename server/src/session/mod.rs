@@ -21,6 +21,7 @@ use self::core::{Control, Core, DatagramRoute, Ending, Refusal};
 use crate::resume::Held;
 use crate::room;
 use crate::shared::Shared;
+use crate::telemetry;
 
 /// State the session's tasks share: the core behind one lock, and what the driver needs to
 /// reach the rest of the server.
@@ -63,7 +64,7 @@ fn unix_now() -> std::time::Duration {
 /// Runs a session to its end.
 pub(crate) async fn run<S: Session + Clone>(shared: Arc<Shared>, session: S) {
     let transport = session.kind().label();
-    metrics::gauge!("easel_sessions", "transport" => transport).increment(1.0);
+    telemetry::session_opened(transport);
     let started = Instant::now();
     let timeout = shared.config.handshake_timeout;
     let handshake = tokio::time::timeout(timeout, handshake(&shared, &session)).await;
@@ -72,16 +73,21 @@ pub(crate) async fn run<S: Session + Clone>(shared: Arc<Shared>, session: S) {
         Ok(Err(Refusal { code, why, .. })) => {
             metrics::counter!("easel_connects_total", "transport" => transport, "result" => "failed")
                 .increment(1);
+            // `Normal`: the peer went away mid-handshake; nothing was refused.
+            if code != ErrorCode::Normal {
+                telemetry::refused(code);
+            }
             tracing::info!(transport, %code, "handshake refused: {why}");
             session.close(code, &why);
-            metrics::gauge!("easel_sessions", "transport" => transport).decrement(1.0);
+            telemetry::session_closed(transport);
             return;
         }
         Err(_) => {
             metrics::counter!("easel_connects_total", "transport" => transport, "result" => "failed")
                 .increment(1);
+            telemetry::refused(ErrorCode::HandshakeTimeout);
             session.close(ErrorCode::HandshakeTimeout, "handshake timeout");
-            metrics::gauge!("easel_sessions", "transport" => transport).decrement(1.0);
+            telemetry::session_closed(transport);
             return;
         }
     };
@@ -98,7 +104,7 @@ pub(crate) async fn run<S: Session + Clone>(shared: Arc<Shared>, session: S) {
     };
     let (code, why) = settle(&ctx, &session, ending).await;
     session.close(code, &why);
-    metrics::gauge!("easel_sessions", "transport" => transport).decrement(1.0);
+    telemetry::session_closed(transport);
 }
 
 /// Settles the session's rooms as its end decides; returns the code and reason to close the
@@ -147,8 +153,15 @@ async fn handshake<S: Session>(
     };
     let config = &shared.config;
     let t = Instant::now();
+    if hello.resume.is_some() {
+        metrics::counter!("easel_resume_attempts_total").increment(1);
+    }
     let claimed = hello.resume.and_then(|token| shared.resumes.claim(&token, &claims.sub, t));
     let resumed = claimed.is_some();
+    // Counted before Welcome goes out: whoever sees Welcome sees the count.
+    if resumed {
+        metrics::counter!("easel_resumes_total").increment(1);
+    }
     let held = claimed.unwrap_or_else(|| Held { session_id: rand::random(), rooms: HashMap::new() });
     let mut resume_token = vec![0u8; 32];
     rand::fill(&mut resume_token[..]);
@@ -170,7 +183,6 @@ async fn handshake<S: Session>(
     let takeover = CancellationToken::new();
     shared.resumes.open(resume_token.clone(), claims.sub.clone(), held.clone(), takeover.clone());
     if resumed {
-        metrics::counter!("easel_resumes_total").increment(1);
         tracing::info!(session_id = held.session_id, rooms = held.rooms.len(), "session resumed");
     }
     reader.set_max_frame(config.max_frame as usize);

@@ -54,13 +54,17 @@ pub(super) async fn run<S: Session + Clone>(ctx: Arc<Ctx>, session: S, mut send:
     let admitted = ctx.core().admit(&join.room);
     let slot = match admitted {
         Ok(slot) => slot,
-        Err((code, why)) => return end_stream(&mut send, &refuse(code, why)).await,
+        Err((code, why)) => {
+            crate::telemetry::refused(code);
+            return end_stream(&mut send, &refuse(code, why)).await;
+        }
     };
     let (tx, rx) = mpsc::channel(ctx.shared.config.outbound_queue as usize);
     let link = Link { tx, datagrams: session.datagram_sender(), kill: ctx.slow.clone() };
     let (handle, joined) = match enter(&ctx, &join, slot, link).await {
         Ok(ok) => ok,
         Err(code) => {
+            crate::telemetry::refused(code);
             ctx.core().free(slot);
             return end_stream(&mut send, &refuse(code, format!("cannot join {}", join.room))).await;
         }

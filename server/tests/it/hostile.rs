@@ -74,20 +74,17 @@ async fn malformed_frames_get_typed_errors_and_the_stream_goes_on() {
 #[tokio::test]
 async fn oversized_and_pre_auth_abuse_ends_only_the_offender() {
     let server = TestServer::start().await;
-    // A frame announcing more than the limit ends that room membership...
+    // A frame announcing more than the limit ends that room membership with
+    // `Left { FrameTooLarge }` on its stream (SPEC §14.2: a room-level ending)...
     let (_conn, mut stream) = server.member(Transport::Quic, "ada", "student", "s/h/big").await;
     stream.send_bytes(&header(64 << 20)).await.expect("send");
-    let ended = within("stream ends", async {
-        loop {
-            match stream.next().await {
-                Ok(Some(Message::Left(l))) => return Some(l.code),
-                Ok(Some(_)) => {}
-                Ok(None) | Err(_) => return None,
-            }
-        }
+    let left = expect_message(&mut stream, "Left", |m| match m {
+        Message::Left(l) => Some(l.code),
+        _ => None,
     })
     .await;
-    assert!(ended.is_none() || ended == Some(ErrorCode::FrameTooLarge.to_u16()), "got {ended:?}");
+    assert_eq!(ErrorCode::from_u16(left), Some(ErrorCode::FrameTooLarge));
+    assert!(matches!(within("end of stream", stream.next()).await, Ok(None)), "Left is the last frame");
 
     // ...and before authentication, more than 16 KiB is refused outright.
     let options = server.options(Transport::Quic);

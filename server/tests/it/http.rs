@@ -1,12 +1,12 @@
-//! The HTTP side (health, metrics, certificate hash) and the `easel token` command.
+//! The HTTP side (health, certificate hash; metrics in `metrics.rs`) and the `easel token`
+//! command.
 
 use easel_server::auth::Verifier;
-use easel_transport::client::Transport;
 
 use crate::harness::{SECRET, TestServer, http_get, now_secs};
 
 #[tokio::test]
-async fn health_cert_hash_and_metrics() {
+async fn health_and_cert_hash() {
     let server = TestServer::start().await;
     let http = server.server.http_addr();
     assert_eq!(http_get(http, "/healthz").await, (200, "ok\n".to_owned()));
@@ -14,21 +14,6 @@ async fn health_cert_hash_and_metrics() {
     assert_eq!(status, 200);
     assert_eq!(hash, server.server.cert_hash());
     assert_eq!(hash.len(), 64, "sha-256 as hex");
-
-    // A session and a room make the metrics move.
-    let (_conn, _room) = server.member(Transport::Quic, "ada", "student", "s/m/x").await;
-    let (status, text) = http_get(http, "/metrics").await;
-    assert_eq!(status, 200);
-    for name in [
-        "easel_sessions{transport=\"quic\"}",
-        "easel_connects_total{transport=\"quic\",result=\"ok\"}",
-        "easel_rooms",
-        "easel_participants",
-        "easel_participants_peak",
-    ] {
-        assert!(text.contains(name), "/metrics lacks {name}:\n{text}");
-    }
-    assert!(text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()).all(|l| l.starts_with("easel_")));
     server.server.shutdown().await;
 }
 

@@ -12,6 +12,8 @@ mod harness;
 mod hostile;
 mod http;
 mod lecture;
+mod metrics;
 mod resume;
+mod spawned;
 mod storage;
 mod websocket;

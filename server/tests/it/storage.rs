@@ -2,13 +2,12 @@
 //! acked is still there.
 
 use std::collections::BTreeSet;
-use std::process::Stdio;
 
 use easel_proto::Message;
-use easel_transport::client::{Connection, Options, Transport};
-use tokio::io::{AsyncBufReadExt as _, BufReader};
+use easel_transport::client::{Connection, Transport};
 
-use crate::harness::{Board, SECRET, TestServer, send_acked, token, within};
+use crate::harness::{Board, TestServer, send_acked, token, within};
+use crate::spawned::Spawned;
 
 #[tokio::test]
 async fn restart_restores_rooms_exactly() {
@@ -35,49 +34,15 @@ async fn restart_restores_rooms_exactly() {
     server.server.shutdown().await;
 }
 
-struct Spawned {
-    child: tokio::process::Child,
-    options: Options,
-}
-
-async fn spawn_binary(dir: &std::path::Path) -> Spawned {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_easel"))
-        .args(["--data-dir", dir.to_str().expect("utf-8")])
-        .args(["--wt-addr", "127.0.0.1:0", "--quic-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
-        .args(["--ops-per-sec", "100000", "--ops-burst", "100000"])
-        .env("EASEL_JWT_SECRET", SECRET)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn easel");
-    let stdout = child.stdout.take().expect("stdout");
-    let ready: serde_json::Value = within("ready line", async {
-        let mut lines = BufReader::new(stdout).lines();
-        while let Some(line) = lines.next_line().await.expect("read stdout") {
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
-                && v["event"] == "ready"
-            {
-                return v;
-            }
-        }
-        panic!("easel exited before it was ready");
-    })
-    .await;
-    let addr = ready["quic"].as_str().expect("quic addr").parse().expect("addr");
-    let options = Options::new(addr, Transport::Quic)
-        .with_cert_hash(ready["cert_sha256"].as_str().expect("hash"))
-        .expect("hash");
-    Spawned { child, options }
-}
-
 #[tokio::test]
 async fn kill_9_loses_no_acked_op() {
     let dir = tempfile::tempdir().expect("tempdir");
     let room = "s/c/crash";
     let tok = token(room, "ada", "teacher", 3600);
-    let mut first = spawn_binary(dir.path()).await;
-    let conn = within("connect", Connection::connect(&first.options, &tok, "ada-1")).await.expect("connect");
+    let mut first = Spawned::start(dir.path()).await;
+    let conn = within("connect", Connection::connect(&first.options(Transport::Quic), &tok, "ada-1"))
+        .await
+        .expect("connect");
     let mut stream = within("join", conn.join(room, None)).await.expect("join");
     let mut board = Board::new(1);
     let total = 3000u64;
@@ -113,17 +78,30 @@ async fn kill_9_loses_no_acked_op() {
     first.child.wait().await.expect("reaped");
     assert!(acked.len() >= 500);
 
-    let second = spawn_binary(dir.path()).await;
-    let conn =
-        within("reconnect", Connection::connect(&second.options, &tok, "ada-2")).await.expect("connect");
+    let second = Spawned::start(dir.path()).await;
+    let conn = within("reconnect", Connection::connect(&second.options(Transport::Quic), &tok, "ada-2"))
+        .await
+        .expect("connect");
     within("rejoin", conn.join(room, None)).await.expect("join");
     let snapshot = within("snapshot", conn.snapshot()).await.expect("snapshot");
     let restored = Board::new(2);
     restored.import(&snapshot.data);
-    let present: BTreeSet<String> = restored.keys().into_iter().collect();
-    let missing: Vec<u64> =
-        acked.iter().copied().filter(|op| !present.contains(&format!("op-{op}"))).collect();
+    let present: BTreeSet<u64> = restored
+        .keys()
+        .iter()
+        .map(|k| k.strip_prefix("op-").and_then(|n| n.parse().ok()).expect("an op-N key"))
+        .collect();
+    let missing: Vec<u64> = acked.iter().copied().filter(|op| !present.contains(op)).collect();
     assert!(missing.is_empty(), "acked ops lost after kill -9: {missing:?}");
-    // Ops are committed in order, so what survived is a prefix of what was sent.
-    assert!(present.len() >= acked.len());
+    // Ops are committed in order, so what survived is a prefix of what was sent: op-1 up to
+    // some op-n with no gap, n at least the last ack (it may hold ops committed but not yet
+    // acked) and at most the last op sent.
+    let survived = present.len() as u64;
+    let prefix: BTreeSet<u64> = (1..=survived).collect();
+    assert_eq!(present, prefix, "what survived is not a prefix of what was sent");
+    let last_acked = acked.last().copied().unwrap_or(0);
+    assert!(
+        (last_acked..=sent).contains(&survived),
+        "{survived} ops survived; acked {last_acked}, sent {sent}"
+    );
 }

@@ -1,0 +1,66 @@
+//! The `easel` binary in its own process (the harness is shared with benches, which cannot
+//! name this crate's binary).
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use easel_transport::client::{Options, Transport};
+
+use crate::harness::{SECRET, within};
+
+/// The `easel` binary in its own process on ephemeral loopback ports, data in `dir`: for what
+/// an in-process server cannot show (a `kill -9`, a process's own metrics).
+pub struct Spawned {
+    pub child: tokio::process::Child,
+    /// The server's `ready` line.
+    pub ready: serde_json::Value,
+}
+
+impl Spawned {
+    pub async fn start(dir: &Path) -> Self {
+        use tokio::io::{AsyncBufReadExt as _, BufReader};
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_easel"))
+            .args(["--data-dir", dir.to_str().expect("utf-8")])
+            .args(["--wt-addr", "127.0.0.1:0", "--quic-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+            .args(["--ops-per-sec", "100000", "--ops-burst", "100000"])
+            .env("EASEL_JWT_SECRET", SECRET)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn easel");
+        let stdout = child.stdout.take().expect("stdout");
+        let ready = within("ready line", async {
+            let mut lines = BufReader::new(stdout).lines();
+            while let Some(line) = lines.next_line().await.expect("read stdout") {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                    && v["event"] == "ready"
+                {
+                    return v;
+                }
+            }
+            panic!("easel exited before it was ready");
+        })
+        .await;
+        Self { child, ready }
+    }
+
+    fn addr(&self, key: &str) -> SocketAddr {
+        self.ready[key].as_str().expect("address in the ready line").parse().expect("addr")
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.addr("http")
+    }
+
+    pub fn options(&self, transport: Transport) -> Options {
+        let addr = match transport {
+            Transport::Quic => self.addr("quic"),
+            Transport::WebTransport => self.addr("wt"),
+            Transport::WebSocket => self.addr("http"),
+        };
+        Options::new(addr, transport)
+            .with_cert_hash(self.ready["cert_sha256"].as_str().expect("hash"))
+            .expect("hash")
+    }
+}
