@@ -13,4 +13,5 @@ mod http;
 mod lecture;
 mod resume;
 mod storage;
+mod tokens;
 mod websocket;
