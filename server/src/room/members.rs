@@ -205,6 +205,8 @@ impl Room {
         self.cursors_quiet_until = None;
         self.push(Output::JoinAnswer(Ok(Joined { participant: index, snapshot, resumed: true })));
         self.announce_return(now, index);
+        // The new connection's token may have another role than the lost one's.
+        self.handle_refreshed(now, index, arrival.conn, arrival.role, arrival.expires_ms);
         self.send_side_state(index);
         Ok(())
     }

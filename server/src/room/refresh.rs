@@ -1,4 +1,5 @@
-//! A member's token refreshed (SPEC §5.3): a changed role holds at once. Every permission
+//! A member's token refreshed (SPEC §5.3), or a resume through a connection with another
+//! token (§5.4): a changed role holds at once. Every permission
 //! check reads `Member.info.role` when the request comes, so changing it there is the whole
 //! change, but for what was decided earlier: the lecture's teacher count (the cursor cap) and
 //! a video feed the new role may not publish.
@@ -111,6 +112,25 @@ mod tests {
             matches!(other[..], [Output::Sfu(SfuOp::Unpublish { participant })] if participant == t),
             "{other:?}"
         );
+    }
+
+    #[test]
+    fn a_resume_with_another_role_applies_it() {
+        let t0 = Instant::now();
+        let mut sim = Sim::new(room(Config::default(), t0));
+        let t = sim.join_as(t0, "tess", Role::Teacher);
+        let a = sim.join(t0, "ada");
+        sim.room.handle_detach(t0, t, 0);
+        sim.drain();
+        sim.messages(a);
+        // The helper's arrivals are students'.
+        let back = sim.join_with(t0, "tess", 1, Some(t), 64);
+        assert!(back.resumed && back.participant == t);
+        assert_eq!(updated_roles(&mut sim, a), [(t, Role::Student)]);
+        let mute = Moderate { target: a, action: ModAction::MuteChat, reason: String::new() };
+        sim.room.handle_class(t0, t, Message::from(mute));
+        sim.drain();
+        assert!(forbidden(&mut sim, t), "resumed as a student");
     }
 
     #[test]
