@@ -42,8 +42,7 @@ pub fn token(secret: &str, room: &str, user: &str) -> anyhow::Result<String> {
 /// server's HS256 `secret`, valid for a day.
 pub fn token_as(secret: &str, room: &str, user: &str, role: &str) -> anyhow::Result<String> {
     let exp = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() + 24 * 3600;
-    let claims =
-        Claims { sub: user.into(), room: room.into(), role: role.into(), exp, iat: None, name: None };
+    let claims = Claims::new(user, room, role, exp);
     Ok(Issuer::hs256(secret.as_bytes()).mint(&claims)?)
 }
 

@@ -2,7 +2,9 @@
 //! ES256 with a configured public key), minting tokens for `easel token`, and finding the
 //! secret (flag, env, or the dev-mode file in the data dir).
 //!
-//! Verification is sans-IO: the current time is an argument, so expiry is testable.
+//! Verification is sans-IO: the current time is an argument, so expiry and `nbf` are
+//! testable. (jsonwebtoken's own time checks read the system clock, so they stay off; its
+//! issuer and audience checks are used.)
 
 use std::path::Path;
 use std::time::Duration;
@@ -16,6 +18,9 @@ use serde::{Deserialize, Serialize};
 pub const DEV_SECRET_FILE: &str = "dev-jwt-secret";
 /// Shortest HS256 secret accepted (RFC 7518 §3.2: at least the hash size).
 pub const MIN_SECRET_LEN: usize = 32;
+/// How far in the future a token's `nbf` (not before) may lie and the token still be accepted:
+/// the clock skew tolerated between the issuer and this server (SPEC §5.2).
+pub const NBF_LEEWAY_SECS: u64 = 60;
 
 /// Why a token was refused, or a secret could not be found.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +35,14 @@ pub enum AuthError {
     /// `exp` is in the past.
     #[error("token expired")]
     Expired,
+    /// `nbf` lies further in the future than [`NBF_LEEWAY_SECS`].
+    #[error("token not valid before {nbf} (server time {now}, leeway {NBF_LEEWAY_SECS} s)")]
+    NotYetValid {
+        /// The token's `nbf`.
+        nbf: u64,
+        /// The server's time.
+        now: u64,
+    },
     /// The secret is too short, or no secret is configured where one is required.
     #[error("{0}")]
     Secret(String),
@@ -40,7 +53,7 @@ impl AuthError {
     pub fn code(&self) -> ErrorCode {
         match self {
             Self::Missing => ErrorCode::Unauthenticated,
-            Self::Invalid(_) | Self::Secret(_) => ErrorCode::InvalidToken,
+            Self::Invalid(_) | Self::Secret(_) | Self::NotYetValid { .. } => ErrorCode::InvalidToken,
             Self::Expired => ErrorCode::TokenExpired,
         }
     }
@@ -63,9 +76,34 @@ pub struct Claims {
     /// Display name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Not before, seconds since the Unix epoch (honoured with [`NBF_LEEWAY_SECS`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
+    /// Issuer; checked when the server is configured with one (`--jwt-issuer`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    /// Audience, when minting. On verification it is checked against the configured one
+    /// (`--jwt-audience`; a list in the token is fine) and not kept: always `None` here.
+    #[serde(default, skip_serializing_if = "Option::is_none", skip_deserializing)]
+    pub aud: Option<String>,
 }
 
 impl Claims {
+    /// Claims with only what every token needs.
+    pub fn new(sub: &str, room: &str, role: &str, exp: u64) -> Self {
+        Self {
+            sub: sub.into(),
+            room: room.into(),
+            role: role.into(),
+            exp,
+            iat: None,
+            name: None,
+            nbf: None,
+            iss: None,
+            aud: None,
+        }
+    }
+
     /// The role; verification guarantees it parses.
     pub fn role(&self) -> Role {
         parse_role(&self.role).unwrap_or(Role::Viewer)
@@ -91,11 +129,17 @@ pub fn parse_role(role: &str) -> Option<Role> {
 pub struct Verifier {
     hs256: DecodingKey,
     es256: Option<DecodingKey>,
+    issuer: Option<String>,
+    audience: Option<String>,
 }
 
 impl std::fmt::Debug for Verifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Verifier").field("es256", &self.es256.is_some()).finish_non_exhaustive()
+        f.debug_struct("Verifier")
+            .field("es256", &self.es256.is_some())
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .finish_non_exhaustive()
     }
 }
 
@@ -111,7 +155,15 @@ impl Verifier {
                 DecodingKey::from_ec_pem(pem).map_err(|e| AuthError::Secret(format!("ES256 public key: {e}")))
             })
             .transpose()?;
-        Ok(Self { hs256: DecodingKey::from_secret(secret), es256 })
+        Ok(Self { hs256: DecodingKey::from_secret(secret), es256, issuer: None, audience: None })
+    }
+
+    /// Also requires `iss` to be `issuer` and `aud` to include `audience`, each when given; a
+    /// token without the claim is then refused.
+    pub fn expecting(mut self, issuer: Option<&str>, audience: Option<&str>) -> Self {
+        self.issuer = issuer.map(str::to_owned);
+        self.audience = audience.map(str::to_owned);
+        self
     }
 
     /// Verifies `token` at `now` (seconds since the epoch) and returns its claims.
@@ -130,12 +182,28 @@ impl Verifier {
             other => return Err(AuthError::Invalid(format!("algorithm {other:?} is not accepted"))),
         };
         let mut validation = Validation::new(header.alg);
-        // Expiry is checked below against the caller's clock, without leeway.
+        // Expiry and nbf are checked below against the caller's clock.
         validation.validate_exp = false;
-        validation.set_required_spec_claims(&["exp", "sub"]);
+        validation.validate_nbf = false;
+        let mut required = vec!["exp", "sub"];
+        if let Some(issuer) = &self.issuer {
+            validation.set_issuer(&[issuer]);
+            required.push("iss");
+        }
+        // Unconfigured, an audience is not checked (jsonwebtoken would refuse any token that
+        // names one).
+        validation.validate_aud = self.audience.is_some();
+        if let Some(audience) = &self.audience {
+            validation.set_audience(&[audience]);
+            required.push("aud");
+        }
+        validation.set_required_spec_claims(&required);
         let claims = jsonwebtoken::decode::<Claims>(token, key, &validation).map_err(invalid)?.claims;
         if claims.exp <= now {
             return Err(AuthError::Expired);
+        }
+        if let Some(nbf) = claims.nbf.filter(|nbf| *nbf > now.saturating_add(NBF_LEEWAY_SECS)) {
+            return Err(AuthError::NotYetValid { nbf, now });
         }
         if parse_role(&claims.role).is_none() {
             return Err(AuthError::Invalid(format!("unknown role {:?}", claims.role)));
@@ -289,7 +357,7 @@ mod tests {
     const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
 
     fn claims(room: &str, role: &str, exp: u64) -> Claims {
-        Claims { sub: "ada".into(), room: room.into(), role: role.into(), exp, iat: None, name: None }
+        Claims::new("ada", room, role, exp)
     }
 
     #[test]
@@ -309,6 +377,47 @@ mod tests {
         let bad_role = Issuer::hs256(SECRET).mint(&claims("r", "admin", 2000)).expect("mint");
         assert!(matches!(verifier.verify(&bad_role, 1000), Err(AuthError::Invalid(_))));
         assert!(matches!(verifier.verify("not.a.jwt", 1000), Err(AuthError::Invalid(_))));
+    }
+
+    #[test]
+    fn nbf_is_honoured_with_the_stated_leeway() {
+        let verifier = Verifier::new(SECRET, None).expect("verifier");
+        let at = |nbf| {
+            let token =
+                Issuer::hs256(SECRET).mint(&Claims { nbf: Some(nbf), ..claims("r", "student", 9000) });
+            verifier.verify(&token.expect("mint"), 1000)
+        };
+        assert!(at(1000 + NBF_LEEWAY_SECS).is_ok(), "within the leeway");
+        let early = at(1000 + NBF_LEEWAY_SECS + 1).expect_err("an hour early is refused");
+        assert!(matches!(early, AuthError::NotYetValid { nbf: 1061, now: 1000 }), "{early}");
+        assert_eq!(early.code(), ErrorCode::InvalidToken);
+        assert!(at(4600).is_err(), "an hour ahead");
+    }
+
+    #[test]
+    fn issuer_and_audience_are_checked_only_when_configured() {
+        let issuer = Issuer::hs256(SECRET);
+        let mint = |iss: Option<&str>, aud: Option<&str>| {
+            let claims =
+                Claims { iss: iss.map(Into::into), aud: aud.map(Into::into), ..claims("r", "student", 9000) };
+            issuer.mint(&claims).expect("mint")
+        };
+        let open = Verifier::new(SECRET, None).expect("verifier");
+        assert!(open.verify(&mint(Some("idp"), Some("easel")), 1000).is_ok(), "unconfigured: anything");
+        assert!(open.verify(&mint(None, None), 1000).is_ok());
+
+        let strict = Verifier::new(SECRET, None).expect("verifier").expecting(Some("idp"), Some("easel"));
+        let got = strict.verify(&mint(Some("idp"), Some("easel")), 1000).expect("both match");
+        assert_eq!(got.iss.as_deref(), Some("idp"));
+        for (iss, aud) in [
+            (Some("other"), Some("easel")),
+            (Some("idp"), Some("other")),
+            (None, Some("easel")),
+            (Some("idp"), None),
+        ] {
+            let refused = strict.verify(&mint(iss, aud), 1000).expect_err("mismatch or missing");
+            assert_eq!(refused.code(), ErrorCode::InvalidToken, "{iss:?} {aud:?}: {refused}");
+        }
     }
 
     #[test]

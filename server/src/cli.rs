@@ -54,6 +54,12 @@ pub struct Common {
     /// secret is generated once and kept in the data dir (dev mode).
     #[arg(long, env = "EASEL_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
+    /// Issuer tokens must name (`iss`); unset, `iss` is not checked. `easel token` puts it in.
+    #[arg(long, env = "EASEL_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// Audience tokens must name (`aud`); unset, `aud` is not checked. `easel token` puts it in.
+    #[arg(long, env = "EASEL_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
 }
 
 /// `easel serve`. Ranges are checked by [`ServerConfig::validate`] (see
@@ -183,6 +189,8 @@ impl Serve {
             data_dir: self.common.data_dir.clone(),
             jwt_secret: self.common.jwt_secret.clone(),
             jwt_es256_public_key: self.jwt_es256_public_key.clone(),
+            jwt_issuer: self.common.jwt_issuer.clone(),
+            jwt_audience: self.common.jwt_audience.clone(),
             wt_addr: self.wt_addr,
             quic_addr: self.quic_addr,
             http_addr: self.http_addr,
@@ -259,12 +267,18 @@ mod tests {
             "300",
             "--room-datagram-budget",
             "5000",
+            "--jwt-issuer",
+            "https://idp.example",
+            "--jwt-audience",
+            "easel",
         ])
         .to_config()
         .expect("valid");
         assert_eq!(config.room_datagram_budget, 5000);
         assert_eq!(config.ops, Rate { per_sec: 10, burst: 20 });
         assert_eq!(config.resume_grace, Duration::from_millis(300));
+        assert_eq!(config.jwt_issuer.as_deref(), Some("https://idp.example"));
+        assert_eq!(config.jwt_audience.as_deref(), Some("easel"));
     }
 
     #[test]

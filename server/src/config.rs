@@ -23,6 +23,10 @@ pub struct ServerConfig {
     pub jwt_secret: Option<String>,
     /// PEM public key accepted for ES256 tokens (`--jwt-es256-public-key`).
     pub jwt_es256_public_key: Option<PathBuf>,
+    /// When set, tokens must carry `iss` equal to it (`--jwt-issuer`).
+    pub jwt_issuer: Option<String>,
+    /// When set, tokens must carry `aud` naming it (`--jwt-audience`).
+    pub jwt_audience: Option<String>,
     /// WebTransport (HTTP/3) UDP address (`--wt-addr`).
     pub wt_addr: SocketAddr,
     /// Raw QUIC UDP address (`--quic-addr`).
@@ -240,6 +244,8 @@ impl Default for ServerConfig {
             data_dir: PathBuf::from(defaults::DATA_DIR),
             jwt_secret: None,
             jwt_es256_public_key: None,
+            jwt_issuer: None,
+            jwt_audience: None,
             wt_addr: loopback(defaults::WT_PORT),
             quic_addr: loopback(defaults::QUIC_PORT),
             http_addr: loopback(defaults::HTTP_PORT),

@@ -109,12 +109,11 @@ fn mint(token: &Token) -> anyhow::Result<()> {
     let ttl = auth::parse_ttl(&token.ttl)?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH).context("clock before 1970")?.as_secs();
     let claims = Claims {
-        sub: token.user.clone(),
-        room: token.room.clone(),
-        role: token.role.clone(),
-        exp: now + ttl.as_secs(),
         iat: Some(now),
         name: token.name.clone(),
+        iss: token.common.jwt_issuer.clone(),
+        aud: token.common.jwt_audience.clone(),
+        ..Claims::new(&token.user, &token.room, &token.role, now + ttl.as_secs())
     };
     println!("{}", Issuer::hs256(&secret).mint(&claims)?);
     Ok(())

@@ -92,7 +92,8 @@ impl Server {
                 })?),
                 None => None,
             };
-        let verifier = Verifier::new(&secret, es256.as_deref())?;
+        let verifier = Verifier::new(&secret, es256.as_deref())?
+            .expecting(config.jwt_issuer.as_deref(), config.jwt_audience.as_deref());
         let identity = identity(&config).await?;
         let cert_hash = hex::encode(identity.certificate_chain().as_slice()[0].hash().as_ref());
 

@@ -22,14 +22,7 @@ async fn server(dir: &std::path::Path) -> Server {
 
 fn token(user: &str) -> String {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_secs();
-    let claims = Claims {
-        sub: user.into(),
-        room: ROOM.into(),
-        role: "student".into(),
-        exp: now + 3600,
-        iat: None,
-        name: None,
-    };
+    let claims = Claims::new(user, ROOM, "student", now + 3600);
     Issuer::hs256(SECRET.as_bytes()).mint(&claims).expect("mint")
 }
 

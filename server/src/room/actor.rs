@@ -246,6 +246,9 @@ impl Actor {
             Command::Detach { participant, conn } => room.handle_detach(now, participant, conn),
             Command::Update { participant, op_id, data } => room.handle_update(now, participant, op_id, data),
             Command::Touch(participant) => room.handle_touch(now, participant),
+            Command::Refreshed { participant, conn, role, expires_ms } => {
+                room.handle_refreshed(now, participant, conn, role, expires_ms)
+            }
             Command::Reply(participant, message) => room.handle_reply(now, participant, message),
             Command::Sync { participant, since } => room.handle_sync(now, participant, &since),
             Command::Class(participant, message) => room.handle_class(now, participant, message),

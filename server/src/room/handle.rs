@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use easel_proto::datagram::{Cursor, Heartbeat, is_newer};
+use easel_proto::message::Role;
 use easel_proto::{ErrorCode, Message};
 use easel_transport::DatagramSender;
 use tokio::sync::{mpsc, oneshot};
@@ -80,6 +81,18 @@ pub enum Command {
         op_id: u64,
         /// Loro bytes.
         data: Vec<u8>,
+    },
+    /// The member's connection refreshed its token, which still grants the room: the role
+    /// and expiry it now has (a changed role holds at once).
+    Refreshed {
+        /// Who.
+        participant: u16,
+        /// The connection refreshing (see [`Arrival::conn`]).
+        conn: u64,
+        /// The role in the new token.
+        role: Role,
+        /// The new token's expiry, Unix ms.
+        expires_ms: u64,
     },
     /// Some other sign of life.
     Touch(u16),

@@ -222,6 +222,8 @@ impl Room {
         }
         self.push(Output::JoinAnswer(Ok(Joined { participant: index, snapshot, resumed: true })));
         self.announce_return(now, index);
+        // The new connection's token may have another role than the lost one's.
+        self.handle_refreshed(now, index, arrival.conn, arrival.role, arrival.expires_ms);
         self.send_side_state(index);
         Ok(())
     }

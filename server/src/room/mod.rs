@@ -21,6 +21,7 @@ mod cursors;
 mod doc;
 mod handle;
 mod members;
+mod refresh;
 mod roster;
 mod sfu;
 mod spotlight;

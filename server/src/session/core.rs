@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use easel_proto::datagram::{Cursor, Heartbeat};
 use easel_proto::message::{
-    Fault, GoAway, Hello, Kind, Pong, Reject, SessionLimits, TokenRefreshed, Welcome,
+    Fault, GoAway, Hello, Kind, Pong, Reject, Role, SessionLimits, TokenRefreshed, Welcome,
 };
 use easel_proto::{Datagram, ErrorCode, Message, PROTOCOL_VERSION, limits};
 
@@ -76,11 +76,43 @@ impl Settle {
     }
 }
 
+/// What a refreshed token means for one joined room (SPEC §5.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Recheck {
+    /// The new token does not grant the room: the membership ends with the code a `Join`
+    /// would have got.
+    Leave(ErrorCode),
+    /// It does: the member has this role (changed or not) and token expiry (Unix ms) now.
+    Keep(Role, u64),
+}
+
+impl Recheck {
+    /// What `claims` mean for a membership of `room`.
+    fn of(claims: &Claims, room: &str) -> Self {
+        if claims.grants(room) {
+            Self::Keep(claims.role(), claims.exp.saturating_mul(1000))
+        } else {
+            Self::Leave(ErrorCode::RoomNotAllowed)
+        }
+    }
+
+    /// The command that tells the room, for member `participant` of connection `conn`.
+    pub(crate) fn command(self, participant: u16, conn: u64) -> Command {
+        match self {
+            Self::Leave(code) => Command::Leave { participant, conn, code },
+            Self::Keep(role, expires_ms) => Command::Refreshed { participant, conn, role, expires_ms },
+        }
+    }
+}
+
 /// What the control stream does next.
 #[derive(Debug)]
-pub(crate) enum Control {
+pub(crate) enum Control<H> {
     /// Write this reply and go on.
     Reply(Message),
+    /// A token refresh was accepted: tell each room what it means for its member, then write
+    /// the reply (`TokenRefreshed`).
+    Refresh(Message, Vec<(H, u16, Recheck)>),
     /// Nothing to say; go on.
     Quiet,
     /// Write `reply` if any, then end the session.
@@ -289,7 +321,7 @@ impl<H: Clone> Core<H> {
     }
 
     /// The control stream's answer to `read`.
-    pub(crate) fn control(&mut self, read: Read, verifier: &Verifier, now_ms: u64) -> Control {
+    pub(crate) fn control(&mut self, read: Read, verifier: &Verifier, now_ms: u64) -> Control<H> {
         let message = match read {
             Read::End => return Control::End(None, Ending::peer("control stream closed")),
             Read::Bad(e) => {
@@ -300,7 +332,7 @@ impl<H: Clone> Core<H> {
         };
         match message {
             Message::Ping(p) => Control::Reply(Message::from(Pong { nonce: p.nonce, time_ms: now_ms })),
-            Message::RefreshToken(r) => Control::Reply(self.refresh(&r.token, verifier, now_ms / 1000)),
+            Message::RefreshToken(r) => self.refresh(&r.token, verifier, now_ms / 1000),
             Message::Pong(_) => Control::Quiet,
             other => {
                 let kind = other.kind();
@@ -310,17 +342,32 @@ impl<H: Clone> Core<H> {
         }
     }
 
-    fn refresh(&mut self, token: &str, verifier: &Verifier, now_secs: u64) -> Message {
+    /// A new token for the same subject replaces the claims, and every joined room is checked
+    /// against it as a `Join` would be; a refused one keeps the old token and changes nothing.
+    fn refresh(&mut self, token: &str, verifier: &Verifier, now_secs: u64) -> Control<H> {
         let kind = Kind::RefreshToken.to_u8();
-        match verifier.verify(token, now_secs) {
-            Ok(claims) if claims.sub == self.claims.sub => {
-                let expires_ms = claims.exp.saturating_mul(1000);
-                self.claims = claims;
-                Message::from(TokenRefreshed { expires_ms })
+        let claims = match verifier.verify(token, now_secs) {
+            Ok(claims) if claims.sub == self.claims.sub => claims,
+            Ok(_) => {
+                let why = "refreshed token names another subject";
+                return Control::Reply(fault(ErrorCode::InvalidToken, kind, 0, why));
             }
-            Ok(_) => fault(ErrorCode::InvalidToken, kind, 0, "refreshed token names another subject"),
-            Err(e) => fault(e.code(), kind, 0, e.to_string()),
-        }
+            Err(e) => return Control::Reply(fault(e.code(), kind, 0, e.to_string())),
+        };
+        let rooms = self
+            .slots
+            .iter()
+            .filter_map(|slot| match slot {
+                Slot::Joined { room, handle, participant } => {
+                    Some((handle.clone(), *participant, Recheck::of(&claims, room)))
+                }
+                // A join under way is checked when it completes (see `joined`).
+                Slot::Free | Slot::Reserved(_) => None,
+            })
+            .collect();
+        let expires_ms = claims.exp.saturating_mul(1000);
+        self.claims = claims;
+        Control::Refresh(Message::from(TokenRefreshed { expires_ms }), rooms)
     }
 
     /// Checks a `Join` for `room` against the token and the connection's rooms, and reserves
@@ -348,17 +395,29 @@ impl<H: Clone> Core<H> {
         self.held.remove(room)
     }
 
-    /// Records a completed join where datagrams and the session's end find it. If the session
-    /// ended meanwhile, the slot is freed instead and the settle this room must get returned.
-    pub(crate) fn joined(&mut self, slot: u16, room: &str, handle: H, participant: u16) -> Option<Settle> {
+    /// Records a completed join, made with the claims `used`, where datagrams, refreshes and
+    /// the session's end find it. If the session ended meanwhile, the slot is freed instead and
+    /// the settle this room must get is the error. If a refresh came meanwhile, what it means
+    /// for this room is returned.
+    pub(crate) fn joined(
+        &mut self,
+        slot: u16,
+        room: &str,
+        (handle, participant): (H, u16),
+        used: &Claims,
+    ) -> Result<Option<Recheck>, Settle> {
         if let Some(settle) = self.settled {
             self.free(slot);
-            return Some(settle);
+            return Err(settle);
         }
         if let Some(entry) = self.slots.get_mut(usize::from(slot)) {
             *entry = Slot::Joined { room: room.to_owned(), handle, participant };
         }
-        None
+        // A refresh before the join read the claims may have taken the grant the slot was
+        // reserved under: check the grant itself, not only a change.
+        let now = Recheck::of(&self.claims, room);
+        let changed = matches!(now, Recheck::Leave(_)) || now != Recheck::of(used, room);
+        Ok(changed.then_some(now))
     }
 
     /// Frees a slot (a refused join, or a membership that ended).
@@ -513,7 +572,7 @@ mod tests {
     const NOW: u64 = 1_800_000_000;
 
     fn claims(sub: &str, room: &str, exp: u64) -> Claims {
-        Claims { sub: sub.into(), room: room.into(), role: "student".into(), exp, iat: None, name: None }
+        Claims::new(sub, room, "student", exp)
     }
 
     fn token(claims: &Claims) -> String {
@@ -581,25 +640,92 @@ mod tests {
         let longer = token(&claims("ada", "s/*", NOW + 3600));
         let refresh = Read::Message(Message::from(RefreshToken { token: longer }));
         match core.control(refresh, &verifier(), NOW * 1000) {
-            Control::Reply(Message::TokenRefreshed(r)) => assert_eq!(r.expires_ms, (NOW + 3600) * 1000),
+            Control::Refresh(Message::TokenRefreshed(r), rooms) => {
+                assert_eq!(r.expires_ms, (NOW + 3600) * 1000);
+                assert!(rooms.is_empty(), "no rooms joined");
+            }
             other => panic!("{other:?}"),
         }
         assert_eq!(core.token_left(NOW), Duration::from_secs(3600), "the new expiry holds");
-        let someone_else = token(&claims("bob", "s/*", NOW + 3600));
-        match core.control(
-            Read::Message(Message::from(RefreshToken { token: someone_else })),
-            &verifier(),
-            NOW * 1000,
-        ) {
-            Control::Reply(reply) => assert_eq!(fault_code(&reply), ErrorCode::InvalidToken.to_u16()),
-            other => panic!("{other:?}"),
-        }
         let update = Read::Message(Message::from(Update { op_id: 1, data: vec![] }));
         match core.control(update, &verifier(), 0) {
             Control::Reply(reply) => assert_eq!(fault_code(&reply), ErrorCode::UnexpectedMessage.to_u16()),
             other => panic!("{other:?}"),
         }
         assert!(matches!(core.control(Read::End, &verifier(), 0), Control::End(None, Ending::Peer(_))));
+    }
+
+    fn refresh(core: &mut Core<&'static str>, claims: &Claims) -> Control<&'static str> {
+        let refresh = Read::Message(Message::from(RefreshToken { token: token(claims) }));
+        core.control(refresh, &verifier(), NOW * 1000)
+    }
+
+    #[test]
+    fn a_not_yet_valid_token_is_refused_at_hello_and_at_refresh_beyond_the_leeway() {
+        use crate::auth::NBF_LEEWAY_SECS;
+        let early = |nbf| Claims { nbf: Some(nbf), ..claims("ada", "s/*", NOW + 7200) };
+        let within =
+            hello(hello_with(vec![PROTOCOL_VERSION], token(&early(NOW + NBF_LEEWAY_SECS))), &verifier(), NOW);
+        assert!(within.is_ok(), "within the leeway");
+        let hour = hello(hello_with(vec![PROTOCOL_VERSION], token(&early(NOW + 3600))), &verifier(), NOW);
+        let refused = hour.expect_err("an hour early");
+        assert_eq!(refused.code, ErrorCode::InvalidToken);
+        assert!(refused.why.contains("not valid before"), "{}", refused.why);
+
+        let config = ServerConfig::default();
+        let mut core = core(&config, "s/*", Instant::now());
+        match refresh(&mut core, &early(NOW + 3600)) {
+            Control::Reply(reply) => assert_eq!(fault_code(&reply), ErrorCode::InvalidToken.to_u16()),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(core.token_left(NOW), Duration::from_secs(60), "the old token holds");
+    }
+
+    #[test]
+    fn a_refresh_rechecks_every_joined_room_and_carries_the_new_role() {
+        let config = ServerConfig::default();
+        let mut core = core(&config, "s/*", Instant::now());
+        let a = core.admit("s/a").expect("slot");
+        let used = core.claims().clone();
+        assert_eq!(core.joined(a, "s/a", ("room-a", 1), &used), Ok(None));
+        let b = core.admit("s/b").expect("slot");
+        assert_eq!(core.joined(b, "s/b", ("room-b", 2), &used), Ok(None));
+        let pending = core.admit("s/c").expect("a join under way");
+
+        let teacher_of_a = Claims { role: "teacher".into(), ..claims("ada", "s/a", NOW + 3600) };
+        let mut rooms = match refresh(&mut core, &teacher_of_a) {
+            Control::Refresh(Message::TokenRefreshed(_), rooms) => rooms,
+            other => panic!("{other:?}"),
+        };
+        rooms.sort_by_key(|r| r.1);
+        let keep = Recheck::Keep(Role::Teacher, (NOW + 3600) * 1000);
+        assert_eq!(rooms, [("room-a", 1, keep), ("room-b", 2, Recheck::Leave(ErrorCode::RoomNotAllowed))]);
+        assert!(matches!(
+            Recheck::Leave(ErrorCode::RoomNotAllowed).command(2, 9),
+            Command::Leave { participant: 2, conn: 9, code: ErrorCode::RoomNotAllowed }
+        ));
+        assert!(matches!(
+            keep.command(1, 9),
+            Command::Refreshed { participant: 1, conn: 9, role: Role::Teacher, .. }
+        ));
+        // The join under way was made with the old claims: it completes, then is told.
+        let late = core.joined(pending, "s/c", ("room-c", 3), &used);
+        assert_eq!(late, Ok(Some(Recheck::Leave(ErrorCode::RoomNotAllowed))));
+        assert_eq!(core.admit("s/d").map_err(|e| e.0), Err(ErrorCode::RoomNotAllowed), "the new grant");
+    }
+
+    #[test]
+    fn a_refresh_for_another_subject_is_refused_and_changes_nothing() {
+        let config = ServerConfig::default();
+        let mut core = core(&config, "s/*", Instant::now());
+        let a = core.admit("s/a").expect("slot");
+        let used = core.claims().clone();
+        assert_eq!(core.joined(a, "s/a", ("room-a", 1), &used), Ok(None));
+        match refresh(&mut core, &Claims { role: "teacher".into(), ..claims("bob", "other/*", NOW + 3600) }) {
+            Control::Reply(reply) => assert_eq!(fault_code(&reply), ErrorCode::InvalidToken.to_u16()),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(core.claims(), &used, "the old token holds");
     }
 
     #[test]
@@ -664,7 +790,7 @@ mod tests {
             matches!(core.route_datagram(&beat(slot), t0), DatagramRoute::Drop("unknown_slot")),
             "reserved"
         );
-        assert_eq!(core.joined(slot, "s/a", "room-a", 7), None);
+        assert_eq!(core.joined(slot, "s/a", ("room-a", 7), &core.claims().clone()), Ok(None));
         assert!(matches!(core.route_datagram(&beat(slot), t0), DatagramRoute::Heartbeat("room-a", 7, _)));
         assert!(matches!(core.route_datagram(&[0xff, 1, 2], t0), DatagramRoute::Drop("invalid")));
     }
@@ -683,12 +809,14 @@ mod tests {
             let config = ServerConfig::default();
             let mut core = core(&config, "s/*", Instant::now());
             let a = core.admit("s/a").expect("slot");
-            assert_eq!(core.joined(a, "s/a", "room-a", 1), None);
+            let used = core.claims().clone();
+            assert_eq!(core.joined(a, "s/a", ("room-a", 1), &used), Ok(None));
             let late = core.admit("s/b").expect("slot");
             let settled = core.settle(ending, closure);
             assert_eq!(settled.settle, want);
             assert_eq!(settled.rooms, vec![("room-a", 1)]);
-            assert_eq!(core.joined(late, "s/b", "room-b", 2), Some(want), "a join that completes late");
+            let late = core.joined(late, "s/b", ("room-b", 2), &used);
+            assert_eq!(late, Err(want), "a join that completes late");
             assert!(core.settle(Ending::peer("again"), None).rooms.is_empty(), "released once");
         }
     }

@@ -219,6 +219,15 @@ async fn serve_control<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
             }
         };
         match step {
+            Control::Refresh(reply, rooms) => {
+                // The rooms first: by the time the client reads the reply, each has it queued.
+                for (handle, participant, recheck) in rooms {
+                    let _ = handle.send(recheck.command(participant, ctx.conn)).await;
+                }
+                if write(&mut send, &reply).await.is_err() {
+                    return Ending::peer("control stream closed");
+                }
+            }
             Control::Reply(reply) => {
                 if write(&mut send, &reply).await.is_err() {
                     return Ending::peer("control stream closed");

@@ -16,6 +16,7 @@ use easel_transport::framed::{Read, Reader, write};
 
 use super::core::{Exit, Route, fault};
 use super::{Ctx, end_stream};
+use crate::auth::Claims;
 use crate::room::{self, Arrival, Command, JoinRequest, Link, Outbound, SnapshotPayload};
 
 /// Queued room-stream frames are coalesced into writes of up to about this many bytes.
@@ -61,7 +62,7 @@ pub(super) async fn run<S: Session + Clone>(ctx: Arc<Ctx>, session: S, mut send:
     };
     let (tx, rx) = mpsc::channel(ctx.shared.config.outbound_queue as usize);
     let link = Link { tx, datagrams: session.datagram_sender(), kill: ctx.slow.clone() };
-    let (handle, joined) = match enter(&ctx, &join, slot, link).await {
+    let (handle, joined, used) = match enter(&ctx, &join, slot, link).await {
         Ok(ok) => ok,
         Err(code) => {
             crate::telemetry::refused(code);
@@ -70,7 +71,7 @@ pub(super) async fn run<S: Session + Clone>(ctx: Arc<Ctx>, session: S, mut send:
         }
     };
     let member = Membership { room: join.room, slot, handle, participant: joined.participant };
-    if !register(&ctx, &member).await {
+    if !register(&ctx, &member, &used).await {
         return;
     }
     let (exit, writer) = serve_member(&ctx, &session, &member, joined, (send, rx), &mut reader).await;
@@ -84,13 +85,14 @@ pub(super) async fn run<S: Session + Clone>(ctx: Arc<Ctx>, session: S, mut send:
     end_membership(&ctx, &member, code, writer).await;
 }
 
-/// Joins the room, or re-attaches the member a resumed session held there.
+/// Joins the room, or re-attaches the member a resumed session held there; returns the claims
+/// the room was given.
 async fn enter(
     ctx: &Ctx,
     join: &Join,
     slot: u16,
     link: Link,
-) -> Result<(room::Handle, room::Joined), ErrorCode> {
+) -> Result<(room::Handle, room::Joined, Claims), ErrorCode> {
     let (claims, client_id, resume) = {
         let mut core = ctx.core();
         (core.claims().clone(), core.client_id().to_owned(), core.take_held(&join.room))
@@ -116,22 +118,27 @@ async fn enter(
     };
     // `link` drops on return, leaving the room the only holder of the sender: when the room
     // lets go of the member, the writer ends.
-    ctx.shared.rooms.join(&join.room, request).await
+    let (handle, joined) = ctx.shared.rooms.join(&join.room, request).await?;
+    Ok((handle, joined, claims))
 }
 
-/// Records the membership where datagrams and the session's end find it. Returns false if
-/// the session ended meanwhile, having settled this room as it settled the others.
-async fn register(ctx: &Ctx, member: &Membership) -> bool {
-    let settled = ctx.core().joined(member.slot, &member.room, member.handle.clone(), member.participant);
+/// Records the membership where datagrams, refreshes and the session's end find it, and
+/// tells the room what a refresh during the join means for it (`used`: the claims the join
+/// was made with). Returns false if the session ended meanwhile, having settled this room as
+/// it settled the others.
+async fn register(ctx: &Ctx, member: &Membership, used: &Claims) -> bool {
+    let found = (member.handle.clone(), member.participant);
+    let registered = ctx.core().joined(member.slot, &member.room, found, used);
     // Either way: a detached session's resume must find this room too.
     ctx.shared.resumes.set_room(&ctx.resume_token, &member.room, Some(member.participant));
-    match settled {
-        Some(settle) => {
-            let _ = member.handle.send(settle.command(member.participant, ctx.conn)).await;
-            false
-        }
-        None => true,
+    let (command, serve) = match registered {
+        Err(settle) => (Some(settle.command(member.participant, ctx.conn)), false),
+        Ok(recheck) => (recheck.map(|r| r.command(member.participant, ctx.conn)), true),
+    };
+    if let Some(command) = command {
+        let _ = member.handle.send(command).await;
     }
+    serve
 }
 
 /// Ends a membership from the stream's side: leaves with `code` (`None`: the room already

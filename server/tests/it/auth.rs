@@ -21,14 +21,7 @@ async fn bad_tokens_are_refused_with_their_codes() {
     let server = TestServer::start().await;
     for transport in TRANSPORTS {
         assert_eq!(refusal(&server, transport, "").await, ErrorCode::Unauthenticated, "{transport:?}");
-        let claims = Claims {
-            sub: "eve".into(),
-            room: "s/c/r".into(),
-            role: "teacher".into(),
-            exp: now_secs() + 600,
-            iat: None,
-            name: None,
-        };
+        let claims = Claims::new("eve", "s/c/r", "teacher", now_secs() + 600);
         let forged =
             Issuer::hs256(b"not-the-server-secret-not-the-server-secret").mint(&claims).expect("mint");
         assert_eq!(refusal(&server, transport, &forged).await, ErrorCode::InvalidToken, "{transport:?}");

@@ -118,8 +118,7 @@ pub fn now_secs() -> u64 {
 /// An HS256 token with the test secret, valid for `ttl_secs` (negative: already expired).
 pub fn token(room: &str, user: &str, role: &str, ttl_secs: i64) -> String {
     let exp = now_secs().saturating_add_signed(ttl_secs);
-    let claims =
-        Claims { sub: user.into(), room: room.into(), role: role.into(), exp, iat: None, name: None };
+    let claims = Claims::new(user, room, role, exp);
     Issuer::hs256(SECRET.as_bytes()).mint(&claims).expect("mint")
 }
 

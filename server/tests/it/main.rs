@@ -16,4 +16,5 @@ mod metrics;
 mod resume;
 mod spawned;
 mod storage;
+mod tokens;
 mod websocket;
