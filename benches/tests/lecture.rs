@@ -32,9 +32,11 @@ async fn a_small_lecture_joins_everyone_and_sees_chat_poll_and_hands() {
     assert_eq!(report["join"]["to_synced"]["samples"], 20, "every viewer's join was timed");
     assert!(report["teacher_cursor"]["delivered"].as_u64() > Some(0), "the teacher's cursor reached viewers");
     assert!(report["teacher_edits"]["delivery"]["samples"].as_u64() > Some(0), "the drawing reached viewers");
-    // 6 messages, each seen by 20 viewers and the teacher.
-    assert_eq!(report["chat"]["sent"], 6);
-    assert_eq!(report["chat"]["latency"]["samples"], 6 * 21);
+    // One message every 500 ms of the window (how many fit depends on the machine's pace),
+    // each seen by 20 viewers and the teacher.
+    let sent = report["chat"]["sent"].as_u64().expect("a count");
+    assert!(sent >= 1, "{report:#}");
+    assert_eq!(report["chat"]["latency"]["samples"], sent * 21);
     assert_eq!(report["poll"]["open_to_seen"]["samples"], 20);
     assert_eq!(report["poll"]["answers"], 20);
     assert_eq!(report["poll"]["respondents_seen_by_teacher"], 20.0);

@@ -88,14 +88,7 @@ async fn connects_refusals_and_resumes_count_what_clients_did() {
     assert_eq!(value(&samples, "easel_handshake_seconds_count", &[]), 1.0);
 
     // A WebSocket handshake with a token signed by someone else, while the QUIC one is open.
-    let claims = Claims {
-        sub: "mallory".into(),
-        room: "s/m/a".into(),
-        role: "teacher".into(),
-        exp: now_secs() + 3600,
-        iat: None,
-        name: None,
-    };
+    let claims = Claims::new("mallory", "s/m/a", "teacher", now_secs() + 3600);
     let forged = Issuer::hs256(b"not-the-server-secret-0123456789abcdef").mint(&claims).expect("mint");
     let ws = within("forged", Connection::connect(&server.options(Transport::WebSocket), &forged, "m")).await;
     assert!(matches!(ws, Err(ClientError::Refused { code: ErrorCode::InvalidToken, .. })), "{ws:?}");
