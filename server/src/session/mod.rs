@@ -9,11 +9,11 @@ mod room_stream;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use easel_proto::{ErrorCode, Message, limits};
 use easel_transport::Session;
-use easel_transport::framed::{Reader, write};
+use easel_transport::framed::{Read, Reader, write};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
 use tokio_util::sync::CancellationToken;
 
@@ -198,6 +198,19 @@ async fn handshake<S: Session>(
     Ok((ctx, (reader, send)))
 }
 
+/// How long a session the server ends waits, after its last word (`GoAway`, a fatal `Fault`),
+/// for the peer to close: a close discards stream data not yet acknowledged, so closing at once
+/// loses that word over QUIC and WebTransport. A round trip is enough; a peer that stays is
+/// closed after this.
+const FAREWELL: Duration = Duration::from_millis(250);
+
+/// Waits, at most [`FAREWELL`], for the peer to end the control stream (it closes on reading
+/// the server's last word), reading and ignoring anything it still sends.
+async fn farewell<R: AsyncRead + Unpin>(reader: &mut Reader<R>) {
+    let _ =
+        tokio::time::timeout(FAREWELL, async { while !matches!(reader.next().await, Read::End) {} }).await;
+}
+
 async fn serve_control<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     ctx: &Ctx,
     (mut reader, mut send): (Reader<R>, W),
@@ -235,8 +248,10 @@ async fn serve_control<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
             }
             Control::Quiet => {}
             Control::End(reply, ending) => {
-                if let Some(reply) = reply {
-                    let _ = write(&mut send, &reply).await;
+                if let Some(reply) = reply
+                    && write(&mut send, &reply).await.is_ok()
+                {
+                    farewell(&mut reader).await;
                 }
                 return ending;
             }
