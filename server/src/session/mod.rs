@@ -248,8 +248,11 @@ async fn serve_control<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
             }
             Control::Quiet => {}
             Control::End(reply, ending) => {
+                // Not at shutdown: the rooms are closing, and an edit the client sent in the
+                // meantime would be refused there instead of resent after the restart.
                 if let Some(reply) = reply
                     && write(&mut send, &reply).await.is_ok()
+                    && !ctx.shared.shutdown.is_cancelled()
                 {
                     farewell(&mut reader).await;
                 }
