@@ -42,6 +42,19 @@ impl Held {
         self.listed && self.participants == target.everyone && self.board.doc.oplog_vv() == target.version
     }
 
+    /// What keeps this client from the target, for a failure message.
+    fn short_of(&self, me: u16, target: Option<&Target>) -> String {
+        let Some(target) = target else { return format!("participant {me}: no target was set") };
+        let missing: Vec<_> = target.everyone.difference(&self.participants).collect();
+        let extra: Vec<_> = self.participants.difference(&target.everyone).collect();
+        format!(
+            "participant {me}: listed {}, {} participants, missing {missing:?}, extra {extra:?}, document current {}",
+            self.listed,
+            self.participants.len(),
+            self.board.doc.oplog_vv() == target.version,
+        )
+    }
+
     /// Applies one room frame; a frame that ends the membership is an error.
     fn apply(&mut self, message: Message) -> Result<(), String> {
         match message {
@@ -71,6 +84,7 @@ async fn viewer(
     joins: Arc<Semaphore>,
     joined: watch::Sender<Vec<u16>>,
     mut target: watch::Receiver<Option<Target>>,
+    deadline: tokio::time::Instant,
 ) -> Result<(), String> {
     let (conn, mut stream) = {
         let _place = joins.acquire().await.map_err(|e| e.to_string())?;
@@ -82,17 +96,21 @@ async fn viewer(
         (conn, stream)
     };
     joined.send_modify(|j| j.push(stream.joined().participant));
-    follow(&conn, &mut stream, &mut target).await.map_err(|e| format!("{user}: {e}"))
+    follow(&conn, &mut stream, &mut target, deadline).await.map_err(|e| format!("{user}: {e}"))
 }
 
 async fn follow(
     conn: &Connection,
     stream: &mut RoomStream,
     target: &mut watch::Receiver<Option<Target>>,
+    deadline: tokio::time::Instant,
 ) -> Result<(), String> {
     let mut held = Held { participants: BTreeSet::new(), listed: false, board: Board::new(0) };
     if stream.joined().sync != easel_proto::message::SyncKind::None {
-        let snapshot = conn.snapshot().await.map_err(|e| format!("snapshot: {e}"))?;
+        let snapshot = tokio::time::timeout_at(deadline, conn.snapshot())
+            .await
+            .map_err(|_| format!("participant {}: the snapshot never came", stream.joined().participant))?
+            .map_err(|e| format!("snapshot: {e}"))?;
         held.board.import(&snapshot.data);
     }
     loop {
@@ -106,6 +124,7 @@ async fn follow(
                 Err(e) => return Err(format!("the room stream broke: {e}")),
             },
             changed = target.changed() => changed.map_err(|e| e.to_string())?,
+            () = tokio::time::sleep_until(deadline) => return Err(held.short_of(stream.joined().participant, target.borrow().as_ref())),
         }
     }
 }
@@ -123,6 +142,8 @@ async fn a_join_storm_ends_with_everyone_holding_the_same_room() {
     let mut board = Board::new(1);
     send_acked(&mut desk, board.put(1, "title", 0)).await;
 
+    // A minute for the storm, a minute more for everyone to catch up.
+    let give_up = tokio::time::Instant::now() + Duration::from_secs(120);
     let joins = Arc::new(Semaphore::new(CONCURRENCY));
     let (joined_tx, mut joined) = watch::channel(Vec::new());
     let (target_tx, target_rx) = watch::channel(None);
@@ -131,7 +152,14 @@ async fn a_join_storm_ends_with_everyone_holding_the_same_room() {
             // Mostly WebSocket: a debug build's QUIC handshakes would make the test slow, and
             // the room does not care which transport a member came by.
             let options = server.options(TRANSPORTS.get(i % 10).copied().unwrap_or(Transport::WebSocket));
-            let task = viewer(options, format!("v{i}"), joins.clone(), joined_tx.clone(), target_rx.clone());
+            let task = viewer(
+                options,
+                format!("v{i}"),
+                joins.clone(),
+                joined_tx.clone(),
+                target_rx.clone(),
+                give_up,
+            );
             tokio::spawn(task)
         })
         .collect();
@@ -150,8 +178,9 @@ async fn a_join_storm_ends_with_everyone_holding_the_same_room() {
     assert_eq!(everyone.len(), CLIENTS + 1, "every viewer got its own number");
     target_tx.send_replace(Some(Target { everyone, version: board.doc.oplog_vv() }));
 
-    // Bounded as a whole: a viewer stuck short of the target fails the test, not hangs it.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    // A viewer stuck short of the target gives up and says where it stands; the wait is
+    // bounded as a whole, so a hung task fails the test, not hangs it.
+    let deadline = give_up + Duration::from_secs(10);
     let mut failures = Vec::new();
     for v in viewers {
         let outcome = tokio::time::timeout_at(deadline, v).await;
@@ -159,7 +188,7 @@ async fn a_join_storm_ends_with_everyone_holding_the_same_room() {
             Ok(Ok(Ok(()))) => {}
             Ok(Ok(Err(e))) => failures.push(e),
             Ok(Err(e)) => failures.push(format!("task: {e}")),
-            Err(_) => failures.push("did not reach the room's state within a minute".into()),
+            Err(_) => failures.push("hung past its deadline".into()),
         }
     }
     assert!(failures.is_empty(), "{} of {CLIENTS} viewers failed: {:?}", failures.len(), &failures[..]);
