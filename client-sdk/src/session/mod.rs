@@ -144,6 +144,9 @@ enum Link {
     /// `ops` is the op rate the server announced in `Welcome`.
     Up {
         slots: HashMap<u16, String>,
+        /// Snapshots that came before their room stream's `Joined`: the two arrive on
+        /// different streams, in either order (at most [`sync::EARLY_SNAPSHOTS`]).
+        early: Vec<(u16, Vec<u8>)>,
         ops: TokenBucket,
         heartbeat: Duration,
     },
@@ -222,6 +225,7 @@ impl Session {
         let heartbeat = Duration::from_millis(u64::from(limits.heartbeat_ms.max(100)));
         self.link = Link::Up {
             slots: HashMap::new(),
+            early: Vec::new(),
             ops: TokenBucket::new(limits.ops_per_sec, limits.ops_burst, now),
             heartbeat,
         };

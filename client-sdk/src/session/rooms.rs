@@ -215,6 +215,7 @@ impl Session {
         // Presence and the last cursor position are restored at once.
         room.presence.next_at = Some(now);
         room.cursor.rejoined(now);
+        self.take_early_snapshot(id, j.slot);
         // A session that got into a room is healthy: the next failure starts backoff afresh.
         self.backoff.reset();
         self.pump(now);

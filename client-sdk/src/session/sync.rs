@@ -7,6 +7,10 @@ use loro::LoroDoc;
 
 use super::{Event, Link, Session};
 
+/// Snapshots kept for slots whose `Joined` has not come yet: the server sends one per join,
+/// right after `Joined`, so more than a few waiting means they are stale.
+pub(super) const EARLY_SNAPSHOTS: usize = 4;
+
 /// Why Loro bytes did not import.
 #[derive(Debug, thiserror::Error)]
 enum ImportError {
@@ -50,13 +54,32 @@ impl Session {
         }
     }
 
-    /// A snapshot stream for `slot` arrived whole.
+    /// A snapshot stream for `slot` arrived whole. If its room stream has not said `Joined`
+    /// yet, it waits for it.
     pub fn handle_snapshot(&mut self, slot: u16, data: &[u8]) {
-        let Link::Up { slots, .. } = &self.link else { return };
-        let Some(room) = slots.get(&slot).cloned() else { return };
-        let Some(doc) = self.rooms.get(&room).map(|r| r.doc.clone()) else { return };
-        self.import(&room, &doc, data);
-        self.events.push_back(Event::Synced { room });
+        let Link::Up { slots, early, .. } = &mut self.link else { return };
+        let Some(room) = slots.get(&slot).cloned() else {
+            if early.len() == EARLY_SNAPSHOTS {
+                early.remove(0);
+            }
+            early.push((slot, data.to_vec()));
+            return;
+        };
+        self.synced(&room, data);
+    }
+
+    /// A room's stream said `Joined` on `slot`: a snapshot that came first is imported now.
+    pub(super) fn take_early_snapshot(&mut self, room: &str, slot: u16) {
+        let Link::Up { early, .. } = &mut self.link else { return };
+        let Some(at) = early.iter().position(|(s, _)| *s == slot) else { return };
+        let (_, data) = early.remove(at);
+        self.synced(room, &data);
+    }
+
+    fn synced(&mut self, room: &str, data: &[u8]) {
+        let Some(doc) = self.rooms.get(room).map(|r| r.doc.clone()) else { return };
+        self.import(room, &doc, data);
+        self.events.push_back(Event::Synced { room: room.to_owned() });
     }
 
     fn import(&mut self, room: &str, doc: &LoroDoc, data: &[u8]) {
@@ -88,7 +111,8 @@ mod tests {
     use easel_proto::message::{ParticipantGone, Participants, RemoteUpdate};
 
     use super::*;
-    use crate::session::testing::{Harness, ROOM, participant};
+    use crate::Transport;
+    use crate::session::testing::{Harness, ROOM, joined, list, participant, welcome};
 
     #[test]
     fn remote_updates_import_and_bad_ones_are_errors() {
@@ -119,5 +143,24 @@ mod tests {
             &h.events()[..],
             [Event::ParticipantLeft { index: 5, code: ErrorCode::PresenceTimeout, .. }]
         ));
+    }
+
+    #[test]
+    fn a_snapshot_that_comes_before_its_joined_is_imported_once_joined() {
+        let mut h = Harness::new();
+        let doc = h.session.join(ROOM, Vec::new()).unwrap();
+        h.session.connected(h.now, Transport::Quic, &welcome(false, 1));
+        let theirs = LoroDoc::new();
+        theirs.get_list("shapes").push("drawn before we came").unwrap();
+        theirs.commit();
+        // The snapshot's stream won the race against the room stream's `Joined` (slot 0).
+        h.session.handle_snapshot(0, &theirs.export(loro::ExportMode::all_updates()).unwrap());
+        h.events();
+        assert_eq!(doc.get_list("shapes").len(), 0, "nothing to import it into yet");
+        h.session.handle_room(h.now, ROOM, joined(3, false));
+        assert!(h.events().iter().any(|e| matches!(e, Event::Synced { .. })), "synced once joined");
+        assert_eq!(doc.get_list("shapes").len(), 1);
+        h.session.handle_room(h.now, ROOM, list(&[3]));
+        assert!(h.events().iter().any(|e| matches!(e, Event::Joined { .. })));
     }
 }

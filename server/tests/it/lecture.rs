@@ -35,6 +35,8 @@ struct Held {
     /// Whether the whole list has come.
     listed: bool,
     board: Board,
+    /// The membership frames received, for a failure message.
+    heard: Vec<String>,
 }
 
 impl Held {
@@ -48,10 +50,11 @@ impl Held {
         let missing: Vec<_> = target.everyone.difference(&self.participants).collect();
         let extra: Vec<_> = self.participants.difference(&target.everyone).collect();
         format!(
-            "participant {me}: listed {}, {} participants, missing {missing:?}, extra {extra:?}, document current {}",
+            "participant {me}: listed {}, {} participants, missing {missing:?}, extra {extra:?}, document current {}, heard {:?}",
             self.listed,
             self.participants.len(),
             self.board.doc.oplog_vv() == target.version,
+            self.heard,
         )
     }
 
@@ -59,6 +62,8 @@ impl Held {
     fn apply(&mut self, message: Message) -> Result<(), String> {
         match message {
             Message::Participants(p) => {
+                let joined: Vec<u16> = p.joined.iter().map(|j| j.index).collect();
+                self.heard.push(format!("full {} joined {joined:?} left {}", p.full, p.left.len()));
                 if p.full {
                     self.participants.clear();
                     self.listed = true;
@@ -77,7 +82,9 @@ impl Held {
 }
 
 /// One viewer: joins (holding a place among the joins under way), takes the snapshot if one
-/// follows, then applies its room stream until it holds the target.
+/// follows, then applies its room stream until it holds the target. It stays connected (the
+/// caller holds its connection): a viewer that left once done would shrink the list the
+/// slower ones are still catching up to.
 async fn viewer(
     options: easel_transport::client::Options,
     user: String,
@@ -85,7 +92,7 @@ async fn viewer(
     joined: watch::Sender<Vec<u16>>,
     mut target: watch::Receiver<Option<Target>>,
     deadline: tokio::time::Instant,
-) -> Result<(), String> {
+) -> Result<(Connection, RoomStream), String> {
     let (conn, mut stream) = {
         let _place = joins.acquire().await.map_err(|e| e.to_string())?;
         let jwt = token(ROOM, &user, "viewer", 3600);
@@ -96,7 +103,8 @@ async fn viewer(
         (conn, stream)
     };
     joined.send_modify(|j| j.push(stream.joined().participant));
-    follow(&conn, &mut stream, &mut target, deadline).await.map_err(|e| format!("{user}: {e}"))
+    follow(&conn, &mut stream, &mut target, deadline).await.map_err(|e| format!("{user}: {e}"))?;
+    Ok((conn, stream))
 }
 
 async fn follow(
@@ -105,7 +113,8 @@ async fn follow(
     target: &mut watch::Receiver<Option<Target>>,
     deadline: tokio::time::Instant,
 ) -> Result<(), String> {
-    let mut held = Held { participants: BTreeSet::new(), listed: false, board: Board::new(0) };
+    let mut held =
+        Held { participants: BTreeSet::new(), listed: false, board: Board::new(0), heard: Vec::new() };
     if stream.joined().sync != easel_proto::message::SyncKind::None {
         let snapshot = tokio::time::timeout_at(deadline, conn.snapshot())
             .await
@@ -182,15 +191,17 @@ async fn a_join_storm_ends_with_everyone_holding_the_same_room() {
     // bounded as a whole, so a hung task fails the test, not hangs it.
     let deadline = give_up + Duration::from_secs(10);
     let mut failures = Vec::new();
+    let mut connected = Vec::new();
     for v in viewers {
         let outcome = tokio::time::timeout_at(deadline, v).await;
         match outcome {
-            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Ok(viewer))) => connected.push(viewer),
             Ok(Ok(Err(e))) => failures.push(e),
             Ok(Err(e)) => failures.push(format!("task: {e}")),
             Err(_) => failures.push("hung past its deadline".into()),
         }
     }
     assert!(failures.is_empty(), "{} of {CLIENTS} viewers failed: {:?}", failures.len(), &failures[..]);
+    drop(connected);
     server.server.shutdown().await;
 }
