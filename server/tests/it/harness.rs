@@ -148,6 +148,12 @@ impl Board {
         self.doc.import(data).expect("import");
     }
 
+    /// Imports what the server holds: later updates need not carry it again.
+    pub fn adopt(&mut self, data: &[u8]) {
+        self.import(data);
+        self.sent = self.doc.oplog_vv();
+    }
+
     pub fn value(&self) -> loro::LoroValue {
         self.doc.get_deep_value()
     }

@@ -7,6 +7,7 @@ mod auth;
 mod away;
 mod browser;
 mod classroom;
+mod crash;
 mod e2e;
 mod harness;
 mod hostile;
