@@ -47,6 +47,17 @@ pub enum StoreError {
         /// What was wrong.
         reason: String,
     },
+    /// The data file exists but is not a readable Easel database: another program's file, or
+    /// damaged beyond what the database repairs by itself.
+    #[error(
+        "{path} is not a readable Easel data file ({reason}); restore it from a backup, or move it aside to start with no rooms"
+    )]
+    Unreadable {
+        /// The data file.
+        path: PathBuf,
+        /// What the database said.
+        reason: String,
+    },
     /// The store has been closed.
     #[error("store closed")]
     Closed,
@@ -119,13 +130,26 @@ impl Store {
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| db_err(format!("{}: {e}", dir.display())))?;
         let path = dir.join("easel.redb");
-        let db = Database::create(&path).map_err(|e| db_err(format!("{}: {e}", path.display())))?;
+        let db = Database::create(&path).map_err(|e| match e {
+            redb::DatabaseError::Storage(redb::StorageError::Corrupted(reason)) => {
+                StoreError::Unreadable { path: path.clone(), reason }
+            }
+            redb::DatabaseError::Storage(redb::StorageError::Io(io))
+                if io.kind() == std::io::ErrorKind::InvalidData =>
+            {
+                StoreError::Unreadable { path: path.clone(), reason: io.to_string() }
+            }
+            other => db_err(format!("{}: {other}", path.display())),
+        })?;
         let txn = db.begin_write().map_err(db_err)?;
         {
-            txn.open_table(UPDATES).map_err(db_err)?;
-            txn.open_table(SNAPSHOTS).map_err(db_err)?;
-            txn.open_table(SIDE).map_err(db_err)?;
-            txn.open_table(ROOMS).map_err(db_err)?;
+            // A redb file of another program may hold tables of these names with other types.
+            let foreign =
+                |e: redb::TableError| StoreError::Unreadable { path: path.clone(), reason: e.to_string() };
+            txn.open_table(UPDATES).map_err(foreign)?;
+            txn.open_table(SNAPSHOTS).map_err(foreign)?;
+            txn.open_table(SIDE).map_err(foreign)?;
+            txn.open_table(ROOMS).map_err(foreign)?;
         }
         txn.commit().map_err(db_err)?;
         let db = Arc::new(db);
@@ -451,5 +475,33 @@ mod tests {
             Err(StoreError::Corrupt { room, seq, .. }) => assert_eq!((room.as_str(), seq), ("bad", 1)),
             other => panic!("expected Corrupt, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_data_file_that_is_not_ours_is_a_clear_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("easel.redb");
+        let unreadable = |what: &str| match Store::open(dir.path()) {
+            Err(e @ StoreError::Unreadable { .. }) => {
+                assert!(e.to_string().contains("easel.redb is not a readable Easel data file"), "{e}");
+            }
+            Err(other) => panic!("{what}: expected Unreadable, got {other}"),
+            Ok(_) => panic!("{what}: opened"),
+        };
+        std::fs::write(&path, b"SQLite format 3\0 and then some bytes that are not a database")
+            .expect("write");
+        unreadable("another program's file");
+        std::fs::write(&path, vec![0x5a; 64 * 1024]).expect("write");
+        unreadable("garbage");
+        // A redb file of another program, with a table of our name and another type.
+        std::fs::remove_file(&path).expect("remove");
+        {
+            let db = Database::create(&path).expect("create");
+            let txn = db.begin_write().expect("txn");
+            let theirs: TableDefinition<'_, u64, u64> = TableDefinition::new("updates");
+            txn.open_table(theirs).expect("table").insert(1, 2).expect("insert");
+            txn.commit().expect("commit");
+        }
+        unreadable("a foreign redb file");
     }
 }

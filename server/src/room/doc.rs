@@ -240,7 +240,7 @@ impl Room {
         let imported =
             matches!(std::panic::catch_unwind(AssertUnwindSafe(|| self.doc.import_batch(&batch))), Ok(Ok(_)));
         for ((index, op_id, data), held) in accepted.into_iter().zip(held) {
-            if held == Some(true) {
+            if held == Some(true) && !self.store_failed {
                 self.push(Output::Persist(Persist::Barrier { participant: index, op_id }));
                 continue;
             }
@@ -267,7 +267,7 @@ impl Room {
                 self.metric(Metric::OpRejected);
                 self.reject(index, op_id, ErrorCode::InvalidUpdate, e.to_string());
             }
-            Ok(pending) if !pending && self.doc.oplog_vv() == before => {
+            Ok(pending) if !pending && self.doc.oplog_vv() == before && !self.store_failed => {
                 self.push(Output::Persist(Persist::Barrier { participant: index, op_id }));
             }
             Ok(_) => self.append(now, index, op_id, data),
@@ -303,6 +303,11 @@ impl Room {
     /// barrier): the author is acked, the others get the update, and a snapshot is asked for
     /// when compaction is due.
     pub fn handle_committed(&mut self, member: u16, op_id: u64, stored: Option<(u64, Vec<u8>)>) {
+        // A barrier proves its update durable only if every write before it was stored.
+        if stored.is_none() && self.store_failed {
+            self.handle_persist_failed(member, op_id);
+            return;
+        }
         self.send(member, Message::from(Ack { op_ids: vec![op_id] }));
         let Some((seq, data)) = stored else { return };
         self.last_seq = self.last_seq.max(seq);
@@ -316,8 +321,12 @@ impl Room {
         }
     }
 
-    /// A durable write failed: its author is told, nobody else hears of it.
+    /// A durable write failed: its author is told (and will send it again: the code is
+    /// retryable), nobody else hears of it. The document holds it all the same, so from now on
+    /// an update it holds is stored again instead of acked on a barrier: the resend must not be
+    /// acked as a duplicate of something that was never stored.
     pub fn handle_persist_failed(&mut self, member: u16, op_id: u64) {
+        self.store_failed = true;
         self.reject(member, op_id, ErrorCode::StorageUnavailable, "storage unavailable".into());
     }
 
@@ -422,6 +431,43 @@ mod tests {
         joiner.import(&snapshot_of(&sim.room.doc).expect("snapshot")).expect("import");
         let text = joiner.get_text("t").to_string();
         assert!(text.contains("fresh") && text.contains("also") && !text.contains("garbage"), "{text}");
+    }
+
+    #[test]
+    fn after_a_failed_write_a_resend_is_stored_again_not_acked_as_a_duplicate() {
+        let t0 = Instant::now();
+        let mut sim = Sim::new(room(Config::default(), t0));
+        let a = sim.join(t0, "ada");
+        let data = edit("lost to a full disk");
+        sim.room.handle_update(t0, a, 1, data.clone());
+        sim.drain();
+        sim.take_other();
+        sim.room.handle_persist_failed(a, 1);
+        let refused = sim.messages(a);
+        assert!(refused.iter().any(|m| matches!(m, Message::Reject(r) if r.op_id == 1)), "{refused:?}");
+        // The document holds it all the same; the resend must reach the disk.
+        let persisted = |sim: &mut Sim| -> Vec<&'static str> {
+            sim.drain();
+            sim.take_other()
+                .iter()
+                .filter_map(|p| match p {
+                    Output::Persist(Persist::Append { .. }) => Some("append"),
+                    Output::Persist(Persist::Barrier { .. }) => Some("barrier"),
+                    _ => None,
+                })
+                .collect()
+        };
+        sim.room.handle_update(t0, a, 1, data.clone());
+        assert_eq!(persisted(&mut sim), ["append"], "alone");
+        sim.room.handle_updates(t0, vec![(a, 1, data), (a, 2, edit("new"))]);
+        assert_eq!(persisted(&mut sim), ["append", "append"], "in a batch");
+        // A barrier that was queued before the failure proves nothing either.
+        sim.room.handle_committed(a, 7, None);
+        let answer = sim.messages(a);
+        assert!(
+            answer.iter().any(|m| matches!(m, Message::Reject(r) if r.op_id == 7 && r.code == ErrorCode::StorageUnavailable.to_u16())),
+            "{answer:?}"
+        );
     }
 
     #[test]

@@ -264,6 +264,9 @@ pub struct Room {
     spotlight: Spotlight,
     last_seq: u64,
     ops_since_snapshot: u64,
+    /// A durable write failed since the room loaded: the document may hold updates that are
+    /// not stored, so holding an update no longer proves it durable (see `doc`).
+    store_failed: bool,
     empty_since: Option<Instant>,
     class: Class,
     /// The wall clock at a point of the room's clock, so times on the wire and in records
@@ -323,6 +326,7 @@ impl Room {
             spotlight: Spotlight::new(active_cursors),
             last_seq,
             ops_since_snapshot: replayed,
+            store_failed: false,
             empty_since: Some(now),
             class,
             wall: (now, now_ms),

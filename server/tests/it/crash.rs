@@ -1,8 +1,10 @@
-//! The crash loop: the real server is killed with SIGKILL again and again while edits and
-//! chat are in flight. After every restart, every write a client saw confirmed is there:
-//! edits (their `Ack`), chat (its echo), poll answers (`PollAnswered`) and moderation
-//! (`Moderated`) — each is confirmed only once durable (SPEC §7.2, §9). The restart times
-//! (a debug build) are printed; BENCHMARKS.md has release numbers.
+//! Crashes and disk faults of the real server. The crash loop: the server is killed with
+//! SIGKILL again and again while edits and chat are in flight; after every restart, every
+//! write a client saw confirmed is there: edits (their `Ack`), chat (its echo), poll answers
+//! (`PollAnswered`) and moderation (`Moderated`), each confirmed only once durable (SPEC §7.1,
+//! §9). The restart times (a debug build) are printed; BENCHMARKS.md has release numbers. A
+//! full disk stops acks with a clear error and loses nothing acked; a damaged data file stops
+//! the start with one.
 
 use std::collections::BTreeSet;
 use std::time::Instant;
@@ -272,4 +274,92 @@ async fn read_until(stream: &mut RoomStream, what: &str, mut done: impl FnMut(Me
         }
     })
     .await;
+}
+
+/// The server's disk fills up under a stream of edits: acks stop, every edit from then on is
+/// refused with `StorageUnavailable` (a resend too: the room holds it but never stored it), and
+/// after a restart with room to spare every edit that was acked is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_stops_acks_with_a_clear_error_and_loses_nothing_acked() {
+    const DISK_KIB: u64 = 6 * 1024;
+    const MOST: u64 = 20_000;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut server = Spawned::start_with_disk_of(dir.path(), DISK_KIB).await;
+    let teacher = connect(&server, Transport::Quic, "prof", "teacher", 0).await;
+    let mut desk = within("join", teacher.join(ROOM, None)).await.expect("join");
+    let mut board = Board::new(1);
+    // Edits of 2 KiB each, until the first refusal.
+    let pad = "x".repeat(2048);
+    let (mut acked, mut updates) = (BTreeSet::new(), std::collections::HashMap::new());
+    let (mut sent, mut refused) = (0u64, None);
+    within("fill the disk", async {
+        while refused.is_none() && sent < MOST {
+            while sent < acked.len() as u64 + WINDOW && sent < MOST {
+                sent += 1;
+                let edit = board.put(sent, &format!("{sent}-{pad}"), 0);
+                desk.send(&edit).await.expect("send");
+                updates.insert(sent, edit);
+            }
+            match desk.next().await.expect("room stream").expect("open") {
+                Message::Ack(a) => acked.extend(a.op_ids),
+                Message::Reject(r) => refused = Some(r),
+                _ => {}
+            }
+        }
+    })
+    .await;
+    let refused = refused.expect("the disk filled up");
+    assert_eq!(refused.code, easel_proto::ErrorCode::StorageUnavailable.to_u16(), "{refused:?}");
+    assert!(!acked.contains(&refused.op_id));
+    // The resend of what was refused is refused again, never acked as a duplicate.
+    desk.send(&updates[&refused.op_id]).await.expect("resend");
+    let again = within("the resend's answer", async {
+        loop {
+            match desk.next().await.expect("room stream").expect("open") {
+                Message::Ack(a) if a.op_ids.contains(&refused.op_id) => return None,
+                Message::Ack(a) => acked.extend(a.op_ids),
+                Message::Reject(r) if r.op_id == refused.op_id => return Some(r.code),
+                _ => {}
+            }
+        }
+    })
+    .await;
+    assert_eq!(
+        again,
+        Some(easel_proto::ErrorCode::StorageUnavailable.to_u16()),
+        "the resend was acked unstored"
+    );
+    server.child.start_kill().expect("kill");
+    within("reaped", server.child.wait()).await.expect("reaped");
+
+    let server = Spawned::start(dir.path()).await;
+    let teacher = connect(&server, Transport::Quic, "prof", "teacher", 1).await;
+    within("rejoin", teacher.join(ROOM, None)).await.expect("join");
+    let snapshot = within("snapshot", teacher.snapshot()).await.expect("snapshot");
+    let restored = Board::new(2);
+    restored.import(&snapshot.data);
+    let present: BTreeSet<u64> =
+        restored.keys().iter().filter_map(|k| k.split('-').next().and_then(|n| n.parse().ok())).collect();
+    let lost: Vec<&u64> = acked.difference(&present).collect();
+    assert!(lost.is_empty(), "acked before the disk filled, lost: {lost:?}");
+    eprintln!("full disk: {} edits acked, refused from op {}", acked.len(), refused.op_id);
+}
+
+/// A damaged data file at start: the server says which file and what to do, and exits; it
+/// never panics.
+#[tokio::test]
+async fn a_damaged_data_file_stops_the_start_with_a_clear_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("easel.redb"), vec![0x5a; 64 * 1024]).expect("write");
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_easel"))
+        .args(["--data-dir", dir.path().to_str().expect("utf-8")])
+        .args(["--wt-addr", "127.0.0.1:0", "--quic-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+        .env("EASEL_JWT_SECRET", crate::harness::SECRET)
+        .env_remove("RUST_BACKTRACE")
+        .output();
+    let out = within("easel exits", out).await.expect("run easel");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("easel.redb is not a readable Easel data file"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }

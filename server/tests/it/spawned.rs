@@ -18,8 +18,25 @@ pub struct Spawned {
 
 impl Spawned {
     pub async fn start(dir: &Path) -> Self {
+        Self::spawn(tokio::process::Command::new(env!("CARGO_BIN_EXE_easel")), dir).await
+    }
+
+    /// As [`Spawned::start`], but no file the server writes may grow past `kib` KiB (its disk
+    /// is full there: writes fail with `EFBIG`, the signal for it ignored).
+    pub async fn start_with_disk_of(dir: &Path, kib: u64) -> Self {
+        let mut sh = tokio::process::Command::new("sh");
+        // `ulimit -f` counts 1 KiB blocks in dash and bash.
+        sh.args([
+            "-c",
+            &format!("trap '' XFSZ; ulimit -f {kib}; exec \"$0\" \"$@\""),
+            env!("CARGO_BIN_EXE_easel"),
+        ]);
+        Self::spawn(sh, dir).await
+    }
+
+    async fn spawn(mut command: tokio::process::Command, dir: &Path) -> Self {
         use tokio::io::{AsyncBufReadExt as _, BufReader};
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_easel"))
+        let mut child = command
             .args(["--data-dir", dir.to_str().expect("utf-8")])
             .args(["--wt-addr", "127.0.0.1:0", "--quic-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
             .args(["--ops-per-sec", "100000", "--ops-burst", "100000"])
