@@ -131,3 +131,62 @@ async fn floods_are_limited_and_others_are_unaffected() {
     still_serves(&server, "s/h/flood").await;
     server.server.shutdown().await;
 }
+
+/// A peer that starts a `Hello` and never finishes it is closed with `HandshakeTimeout` once
+/// the handshake timeout passes, on every transport.
+#[tokio::test]
+async fn a_handshake_left_unfinished_is_closed_at_the_timeout() {
+    let server = TestServer::start_with(|c| c.handshake_timeout = std::time::Duration::from_secs(1)).await;
+    // The first byte of a two-byte length prefix: the frame never completes.
+    let started = header(1000)[..1].to_vec();
+    let probes = crate::harness::TRANSPORTS.map(|t| {
+        let (options, started) = (server.options(t), started.clone());
+        async move { (t, probe_code(&options, &started).await) }
+    });
+    for (transport, code) in futures::future::join_all(probes).await {
+        assert_eq!(code, ErrorCode::HandshakeTimeout, "{transport:?}");
+    }
+    still_serves(&server, "s/h/slow-hello").await;
+    server.server.shutdown().await;
+}
+
+/// A member that stops reading its room stream while the room keeps sending is closed as a
+/// slow consumer (SPEC §6.5): its queue does not grow without bound, and the others see it
+/// leave with that code.
+#[tokio::test]
+async fn a_member_that_stops_reading_is_closed_as_a_slow_consumer() {
+    let server = TestServer::start_with(|c| {
+        c.outbound_queue = 16;
+        c.ops = Rate { per_sec: 100_000, burst: 100_000 };
+    })
+    .await;
+    let room = "s/h/slow";
+    let (ada, stalled) = server.member(Transport::Quic, "ada", "student", room).await;
+    let ada_index = stalled.joined().participant;
+    let (_bob, mut room_b) = server.member(Transport::Quic, "bob", "student", room).await;
+    // 64 KiB edits until the stalled member's transport windows and queue are full.
+    let mut board = Board::new(2);
+    let pad = "x".repeat(64 * 1024);
+    let mut op = 0;
+    let code = within("ada closed", async {
+        loop {
+            op += 1;
+            room_b.send(&board.put(op, &format!("{op}{pad}"), 0)).await.expect("send");
+            // Bob reads his own stream (acks, and then ada's leave).
+            while let Ok(Ok(Some(m))) = tokio::time::timeout(std::time::Duration::ZERO, room_b.next()).await {
+                if let Message::Participants(p) = m
+                    && let Some(gone) = p.left.iter().find(|l| l.index == ada_index)
+                {
+                    return gone.code;
+                }
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert_eq!(ErrorCode::from_u16(code), Some(ErrorCode::SlowConsumer));
+    let closed = within("ada's connection ends", ada.closed()).await;
+    assert!(matches!(closed, ClientError::Closed { code: Some(ErrorCode::SlowConsumer), .. }), "{closed:?}");
+    drop(stalled);
+    server.server.shutdown().await;
+}

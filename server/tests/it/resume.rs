@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use easel_proto::datagram::{Heartbeat, Status, Tool};
+use easel_proto::datagram::{Cursor, Heartbeat, Status, Tool};
 use easel_proto::message::SyncKind;
 use easel_proto::{Datagram, ErrorCode, Message};
 use easel_transport::client::{ClientError, Connection, RoomStream, Transport};
@@ -89,6 +89,64 @@ async fn a_lost_connection_resumes_its_places_unseen() {
         next_is_update_from(&mut room_b, &mut room_a, &mut board_a, 2).await;
         server.server.shutdown().await;
     }
+}
+
+/// Waits until `conn` has been sent `who`'s cursor at `at` and its presence `want` (in any
+/// order, each possibly among others).
+async fn sees(conn: &Connection, who: u16, at: (i32, i32), want: (Status, Tool)) {
+    let (mut cursor, mut presence) = (false, false);
+    while !(cursor && presence) {
+        match conn.recv_datagram().await.expect("datagram") {
+            Datagram::CursorBatch(b) => {
+                cursor |= b.cursors.iter().any(|c| c.participant == who && (c.x, c.y) == at);
+            }
+            Datagram::PresenceBatch(b) => {
+                presence |= b.entries.iter().any(|e| e.participant == who && (e.status, e.tool) == want);
+            }
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_session_resumes_over_another_transport_and_is_sent_the_room_again() {
+    // Bob sends one heartbeat only: it must stay alive for the whole test.
+    let server = TestServer::start_with(|c| c.presence_ttl = Duration::from_secs(120)).await;
+    let room = "s/c/switch";
+    let (bob, mut room_b) = server.member(Transport::Quic, "bob", "student", room).await;
+    let (bob_index, slot) = (room_b.joined().participant, room_b.joined().slot);
+    let active = (Status::Active, Tool::Pen);
+    let beat = Heartbeat { slot, seq: 1, status: active.0, tool: active.1 };
+    bob.send_datagram(&Datagram::from(beat)).expect("heartbeat");
+    bob.send_datagram(&Datagram::from(Cursor { slot, seq: 1, x: 160, y: 320 })).expect("cursor");
+
+    let (mut ada, mut room_a) = server.member(Transport::Quic, "ada", "student", room).await;
+    let ada_index = room_a.joined().participant;
+    expect_message(&mut room_b, "ada's arrival", |m| match m {
+        Message::Participants(p) => p.joined.iter().any(|j| j.index == ada_index).then_some(()),
+        _ => None,
+    })
+    .await;
+    let mut board = Board::new(1);
+    let hops = [Transport::WebSocket, Transport::WebTransport, Transport::Quic];
+    let mut from = Transport::Quic;
+    within("bob's cursor and presence", sees(&ada, bob_index, (160, 320), active)).await;
+    for (hop, to) in hops.into_iter().enumerate() {
+        let old = ada.welcome().clone();
+        ada.close(ErrorCode::Internal);
+        drop(room_a);
+        ada = resume(&server, to, "ada", room, &old.resume_token).await;
+        assert!(ada.welcome().resumed, "{from:?} → {to:?}");
+        assert_eq!(ada.welcome().session_id, old.session_id, "{from:?} → {to:?}");
+        room_a = within("rejoin", ada.join(room, Some(board.doc.oplog_vv().encode()))).await.expect("rejoin");
+        assert!(room_a.joined().resumed, "{from:?} → {to:?}");
+        assert_eq!(room_a.joined().participant, ada_index, "{from:?} → {to:?}: the same place");
+        // Bob has not moved since: what ada is sent now is the room replayed for her.
+        within("the room replayed", sees(&ada, bob_index, (160, 320), active)).await;
+        next_is_update_from(&mut room_b, &mut room_a, &mut board, hop as u64 + 1).await;
+        from = to;
+    }
+    server.server.shutdown().await;
 }
 
 #[tokio::test]

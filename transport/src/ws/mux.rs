@@ -74,6 +74,11 @@ impl Inner {
             closed.get_or_insert_with(|| Closed { code, reason: reason.to_owned(), closure });
         }
         self.done.cancel();
+        // Our streams the peer never answered on end with the session (the others' senders
+        // go with the reader's table when it stops).
+        if let Ok(mut local) = self.local.lock() {
+            local.clear();
+        }
     }
 
     /// How the session ended, once it has.
@@ -531,6 +536,19 @@ mod tests {
         server.close(CLOSE_BASE + 501, "shutting down");
         let closed = client.closed().await;
         assert_eq!(closed.easel_code(), Some(easel_proto::ErrorCode::ShuttingDown));
+    }
+
+    #[tokio::test]
+    async fn a_stream_never_answered_ends_when_the_session_does() {
+        let (client, server) = pair();
+        let (mut send, mut recv) = client.open_bi().expect("open");
+        send.write_all(b"he").await.expect("write");
+        let _half_heard = server.accept_bi().await.expect("accept");
+        server.close(CLOSE_BASE + 304, "handshake timeout");
+        let mut rest = Vec::new();
+        // Before the fix this waited for ever: the reply that would register it never came.
+        let read = tokio::time::timeout(std::time::Duration::from_secs(10), recv.read_to_end(&mut rest)).await;
+        assert!(read.is_ok(), "the stream outlived its session");
     }
 
     #[tokio::test]
