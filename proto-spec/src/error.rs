@@ -44,6 +44,9 @@ pub enum ErrorCode {
     ChatMuted = 207,
     /// The resume token is unknown or its grace window has passed; a fresh session was made.
     ResumeRejected = 208,
+    /// The token was revoked (its user's tokens up to a time, or this token by id); a new
+    /// token is needed.
+    TokenRevoked = 209,
 
     /// A rate limit was exceeded; the message was dropped.
     RateLimited = 300,
@@ -103,6 +106,7 @@ impl ErrorCode {
         Self::ReadOnly,
         Self::ChatMuted,
         Self::ResumeRejected,
+        Self::TokenRevoked,
         Self::RateLimited,
         Self::TooManyRooms,
         Self::RoomFull,
@@ -248,6 +252,7 @@ mod tests {
             (ErrorCode::ReadOnly, 206),
             (ErrorCode::ChatMuted, 207),
             (ErrorCode::ResumeRejected, 208),
+            (ErrorCode::TokenRevoked, 209),
             (ErrorCode::RateLimited, 300),
             (ErrorCode::TooManyRooms, 301),
             (ErrorCode::RoomFull, 302),
@@ -291,6 +296,7 @@ mod tests {
                 | ErrorCode::ReadOnly
                 | ErrorCode::ChatMuted
                 | ErrorCode::ResumeRejected
+                | ErrorCode::TokenRevoked
                 | ErrorCode::RateLimited
                 | ErrorCode::TooManyRooms
                 | ErrorCode::RoomFull

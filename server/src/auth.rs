@@ -14,6 +14,8 @@ use easel_proto::message::Role;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
+use crate::revoke::Revocations;
+
 /// Name of the dev-mode secret file inside the data dir.
 pub const DEV_SECRET_FILE: &str = "dev-jwt-secret";
 /// Shortest HS256 secret accepted (RFC 7518 §3.2: at least the hash size).
@@ -46,6 +48,9 @@ pub enum AuthError {
     /// The secret is too short, or no secret is configured where one is required.
     #[error("{0}")]
     Secret(String),
+    /// Revoked by an operator (SPEC §5.3).
+    #[error("token revoked")]
+    Revoked,
 }
 
 impl AuthError {
@@ -55,6 +60,7 @@ impl AuthError {
             Self::Missing => ErrorCode::Unauthenticated,
             Self::Invalid(_) | Self::Secret(_) | Self::NotYetValid { .. } => ErrorCode::InvalidToken,
             Self::Expired => ErrorCode::TokenExpired,
+            Self::Revoked => ErrorCode::TokenRevoked,
         }
     }
 }
@@ -82,6 +88,9 @@ pub struct Claims {
     /// Issuer; checked when the server is configured with one (`--jwt-issuer`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iss: Option<String>,
+    /// Token id, by which one token can be revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
     /// Audience, when minting. On verification it is checked against the configured one
     /// (`--jwt-audience`; a list in the token is fine) and not kept: always `None` here.
     #[serde(default, skip_serializing_if = "Option::is_none", skip_deserializing)]
@@ -100,6 +109,7 @@ impl Claims {
             name: None,
             nbf: None,
             iss: None,
+            jti: None,
             aud: None,
         }
     }
@@ -131,6 +141,7 @@ pub struct Verifier {
     es256: Option<DecodingKey>,
     issuer: Option<String>,
     audience: Option<String>,
+    revoked: Revocations,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -155,7 +166,13 @@ impl Verifier {
                 DecodingKey::from_ec_pem(pem).map_err(|e| AuthError::Secret(format!("ES256 public key: {e}")))
             })
             .transpose()?;
-        Ok(Self { hs256: DecodingKey::from_secret(secret), es256, issuer: None, audience: None })
+        Ok(Self {
+            hs256: DecodingKey::from_secret(secret),
+            es256,
+            issuer: None,
+            audience: None,
+            revoked: Revocations::default(),
+        })
     }
 
     /// Also requires `iss` to be `issuer` and `aud` to include `audience`, each when given; a
@@ -164,6 +181,17 @@ impl Verifier {
         self.issuer = issuer.map(str::to_owned);
         self.audience = audience.map(str::to_owned);
         self
+    }
+
+    /// Also refuses what `revoked` lists (and will list: it is shared).
+    pub fn revoking(mut self, revoked: Revocations) -> Self {
+        self.revoked = revoked;
+        self
+    }
+
+    /// The revocations this verifier honours.
+    pub fn revocations(&self) -> &Revocations {
+        &self.revoked
     }
 
     /// Verifies `token` at `now` (seconds since the epoch) and returns its claims.
@@ -213,6 +241,9 @@ impl Verifier {
         }
         easel_proto::room::validate_pattern(&claims.room)
             .map_err(|e| AuthError::Invalid(format!("room claim: {e}")))?;
+        if self.revoked.revokes(&claims) {
+            return Err(AuthError::Revoked);
+        }
         Ok(claims)
     }
 }

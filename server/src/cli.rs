@@ -31,6 +31,30 @@ pub enum Action {
     /// Print a room's attendance as CSV from the data dir (the server must be stopped; while
     /// it runs, use `GET /rooms/{id}/attendance?format=csv` with a teacher token).
     Attendance(AttendanceArgs),
+    /// Revoke tokens: every token of a user issued until now, or one token by its id. Asks a
+    /// running server (`--server`, with its admin token; live sessions are closed at once), or
+    /// writes to a stopped server's data dir (`--data-dir`).
+    Revoke(RevokeArgs),
+}
+
+/// `easel revoke`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RevokeArgs {
+    /// Revoke every token of this user (`sub`) issued until now.
+    #[arg(long, conflicts_with = "token_id", required_unless_present = "token_id")]
+    pub user: Option<String>,
+    /// Revoke the token with this id (`jti`).
+    #[arg(long)]
+    pub token_id: Option<String>,
+    /// A running server's HTTP address, e.g. `127.0.0.1:8080`.
+    #[arg(long, conflicts_with = "data_dir")]
+    pub server: Option<SocketAddr>,
+    /// The running server's admin token.
+    #[arg(long, env = "EASEL_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// A stopped server's data directory.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
 }
 
 /// `easel attendance`.
@@ -78,6 +102,10 @@ pub struct Serve {
     /// HTTP address: /ws, /healthz, /metrics, /cert-hash.
     #[arg(long, env = "EASEL_HTTP_ADDR", default_value = "127.0.0.1:8080")]
     pub http_addr: SocketAddr,
+    /// Bearer token for the admin endpoints (`POST /admin/revoke`, `GET /admin/revocations`),
+    /// at least 16 bytes; unset, those endpoints do not exist.
+    #[arg(long, env = "EASEL_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
     /// TLS certificate chain (PEM). Without --cert/--key a self-signed ECDSA P-256
     /// certificate valid for 14 days is made at start (browsers accept it by hash).
     #[arg(long, env = "EASEL_CERT", requires = "key")]
@@ -191,6 +219,7 @@ impl Serve {
             jwt_es256_public_key: self.jwt_es256_public_key.clone(),
             jwt_issuer: self.common.jwt_issuer.clone(),
             jwt_audience: self.common.jwt_audience.clone(),
+            admin_token: self.admin_token.clone(),
             wt_addr: self.wt_addr,
             quic_addr: self.quic_addr,
             http_addr: self.http_addr,

@@ -27,6 +27,9 @@ pub struct ServerConfig {
     pub jwt_issuer: Option<String>,
     /// When set, tokens must carry `aud` naming it (`--jwt-audience`).
     pub jwt_audience: Option<String>,
+    /// Bearer token of the admin endpoints (`/admin/*`); unset, they do not exist
+    /// (`--admin-token`, at least [`ADMIN_TOKEN_MIN_LEN`] bytes).
+    pub admin_token: Option<String>,
     /// WebTransport (HTTP/3) UDP address (`--wt-addr`).
     pub wt_addr: SocketAddr,
     /// Raw QUIC UDP address (`--quic-addr`).
@@ -116,6 +119,9 @@ pub struct SfuConfig {
     /// (`--sfu-students-publish`).
     pub students_publish: bool,
 }
+
+/// Shortest admin token accepted: it guards revocation, so it must not be guessable.
+pub const ADMIN_TOKEN_MIN_LEN: usize = 16;
 
 /// A configuration value out of its range, named by the flag that sets it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -246,6 +252,7 @@ impl Default for ServerConfig {
             jwt_es256_public_key: None,
             jwt_issuer: None,
             jwt_audience: None,
+            admin_token: None,
             wt_addr: loopback(defaults::WT_PORT),
             quic_addr: loopback(defaults::QUIC_PORT),
             http_addr: loopback(defaults::HTTP_PORT),
@@ -284,6 +291,11 @@ impl ServerConfig {
         let secs = |d: Duration| d.as_secs();
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         within("--tick-hz", self.tick_hz.into(), r::TICK_HZ, "")?;
+        if self.admin_token.as_ref().is_some_and(|t| t.len() < ADMIN_TOKEN_MIN_LEN) {
+            let reason =
+                format!("must be at least {ADMIN_TOKEN_MIN_LEN} bytes (it unlocks token revocation)");
+            return Err(ConfigError::Inconsistent { flag: "--admin-token", reason });
+        }
         within("--room-datagram-budget", self.room_datagram_budget.into(), r::ROOM_DATAGRAM_BUDGET, "")?;
         within("--presence-ttl-secs", secs(self.presence_ttl), r::PRESENCE_TTL_SECS, " s")?;
         within("--heartbeat-ms", ms(self.heartbeat), r::HEARTBEAT_MS, " ms")?;

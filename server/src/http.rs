@@ -34,6 +34,7 @@ struct HttpState {
 }
 
 pub(crate) fn router(prometheus: PrometheusHandle, cert_hash: String, shared: Arc<Shared>) -> axum::Router {
+    let admin = crate::admin::router(shared.clone());
     let state = HttpState { prometheus, cert_hash: cert_hash.into(), shared };
     axum::Router::new()
         .route("/ws", axum::routing::get(websocket_upgrade))
@@ -42,6 +43,7 @@ pub(crate) fn router(prometheus: PrometheusHandle, cert_hash: String, shared: Ar
         .route("/cert-hash", axum::routing::get(cert_hash_text))
         .route("/rooms/{*path}", axum::routing::get(room_resource))
         .with_state(state)
+        .merge(admin)
 }
 
 async fn websocket_upgrade(

@@ -25,12 +25,14 @@
 //! - [`config::ServerConfig`] is the validated configuration [`Server::start`] takes; the `easel`
 //!   binary builds it from its command line ([`cli`]), tests and embedders build it directly.
 
+mod admin;
 pub mod auth;
 pub mod class;
 pub mod cli;
 pub mod config;
 pub mod http;
 mod resume;
+pub mod revoke;
 pub mod room;
 pub mod server;
 mod session;

@@ -1,12 +1,12 @@
-//! `easel`: runs the server (default), mints a token with the server's secret, or prints a
-//! room's attendance.
+//! `easel`: runs the server (default), mints a token with the server's secret, prints a room's
+//! attendance, or revokes tokens.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use clap::{CommandFactory as _, Parser as _};
 use easel_server::auth::{self, Claims, Issuer, SecretSource};
-use easel_server::cli::{Action, AttendanceArgs, Cli, Serve, Token};
+use easel_server::cli::{Action, AttendanceArgs, Cli, RevokeArgs, Serve, Token};
 use easel_server::{Server, ServerConfig, telemetry};
 
 fn main() -> anyhow::Result<()> {
@@ -15,6 +15,7 @@ fn main() -> anyhow::Result<()> {
         Some(Action::Token(token)) => mint(&token),
         Some(Action::Serve(serve)) => run(*serve),
         Some(Action::Attendance(args)) => attendance(&args),
+        Some(Action::Revoke(args)) => revoke(&args),
         None => run(cli.serve),
     }
 }
@@ -117,4 +118,68 @@ fn mint(token: &Token) -> anyhow::Result<()> {
     };
     println!("{}", Issuer::hs256(&secret).mint(&claims)?);
     Ok(())
+}
+
+fn revoke(args: &RevokeArgs) -> anyhow::Result<()> {
+    use easel_server::revoke::{Revocation, Revocations};
+    let what = match (&args.user, &args.token_id) {
+        (Some(user), None) => Revocation::User(user.clone()),
+        (None, Some(id)) => Revocation::TokenId(id.clone()),
+        _ => anyhow::bail!("give exactly one of --user and --token-id"),
+    };
+    let runtime =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting tokio")?;
+    match (&args.server, &args.data_dir) {
+        (Some(server), None) => {
+            let token = args
+                .admin_token
+                .as_deref()
+                .context("--admin-token (or EASEL_ADMIN_TOKEN) is needed with --server")?;
+            let body = match &what {
+                Revocation::User(user) => serde_json::json!({ "user": user }),
+                Revocation::TokenId(id) => serde_json::json!({ "token_id": id }),
+            };
+            let (status, answer) =
+                runtime.block_on(post(*server, "/admin/revoke", token, &body.to_string()))?;
+            anyhow::ensure!(status == 200, "the server answered {status}: {}", answer.trim());
+            println!("{}", answer.trim());
+        }
+        (None, Some(dir)) => {
+            let store = easel_server::store::Store::open(dir).with_context(|| {
+                format!(
+                    "opening {} (if the server is running, use --server with its admin token)",
+                    dir.display()
+                )
+            })?;
+            let now = SystemTime::now().duration_since(UNIX_EPOCH).context("clock before 1970")?.as_secs();
+            let revoked = Revocations::load(&store)?;
+            runtime.block_on(revoked.revoke(&store, what.clone(), now))?;
+            store.close();
+            println!("{}", serde_json::json!({ "revoked": what, "at": now }));
+        }
+        _ => anyhow::bail!("give --server ADDR (a running server) or --data-dir DIR (a stopped one)"),
+    }
+    Ok(())
+}
+
+/// One HTTP/1.0 POST of JSON with a bearer token; the status and the body of the answer.
+async fn post(
+    addr: std::net::SocketAddr,
+    path: &str,
+    token: &str,
+    body: &str,
+) -> anyhow::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut tcp =
+        tokio::net::TcpStream::connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
+    let request = format!(
+        "POST {path} HTTP/1.0\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    tcp.write_all(request.as_bytes()).await?;
+    let mut answer = String::new();
+    tcp.read_to_string(&mut answer).await?;
+    let status = answer.split(' ').nth(1).and_then(|s| s.parse().ok()).context("no HTTP status line")?;
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned();
+    Ok((status, body))
 }

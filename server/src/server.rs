@@ -19,6 +19,7 @@ use wtransport::Identity;
 use crate::auth::{self, SecretSource, Verifier};
 use crate::config::{ConfigError, ServerConfig, SfuKind, TlsFiles};
 use crate::resume::Resumes;
+use crate::revoke::Revocations;
 use crate::room::{self, Command};
 use crate::shared::{Rooms, Shared};
 use crate::store::{Store, StoreError};
@@ -92,8 +93,6 @@ impl Server {
                 })?),
                 None => None,
             };
-        let verifier = Verifier::new(&secret, es256.as_deref())?
-            .expecting(config.jwt_issuer.as_deref(), config.jwt_audience.as_deref());
         let identity = identity(&config).await?;
         let cert_hash = hex::encode(identity.certificate_chain().as_slice()[0].hash().as_ref());
 
@@ -103,6 +102,9 @@ impl Server {
                 .await
                 .map_err(|e| StoreError::Database(e.to_string()))??
         };
+        let verifier = Verifier::new(&secret, es256.as_deref())?
+            .expecting(config.jwt_issuer.as_deref(), config.jwt_audience.as_deref())
+            .revoking(Revocations::load(&store)?);
         let room_config = room::Config {
             tick: config.tick(),
             datagram_budget: config.room_datagram_budget,
@@ -120,6 +122,7 @@ impl Server {
         let shared = Arc::new(Shared {
             config: config.clone(),
             verifier,
+            store: store.clone(),
             rooms: Rooms::new(store.clone(), room_config, sfu(&config)),
             resumes: Resumes::new(config.resume_grace),
             next_conn: AtomicU64::new(0),

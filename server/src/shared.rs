@@ -34,6 +34,8 @@ pub(crate) enum AttendanceError {
 pub(crate) struct Shared {
     pub(crate) config: ServerConfig,
     pub(crate) verifier: Verifier,
+    /// The server's storage (rooms hold it too; this is for server-wide records).
+    pub(crate) store: Store,
     pub(crate) rooms: Rooms,
     /// Resumable sessions by resume token.
     pub(crate) resumes: Resumes,

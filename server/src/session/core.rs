@@ -548,6 +548,13 @@ pub(crate) fn token_expired() -> (Message, Ending) {
     (Message::from(go), Ending::server(ErrorCode::TokenExpired, "token expired"))
 }
 
+/// The `GoAway` and ending of a session whose token an operator revoked (SPEC §5.3).
+pub(crate) fn token_revoked() -> (Message, Ending) {
+    let go =
+        GoAway { code: ErrorCode::TokenRevoked.to_u16(), retry_after_ms: 0, message: "token revoked".into() };
+    (Message::from(go), Ending::server(ErrorCode::TokenRevoked, "token revoked"))
+}
+
 /// The `GoAway` and ending of every session when the server shuts down.
 pub(crate) fn shutting_down() -> (Message, Ending) {
     let go = GoAway {

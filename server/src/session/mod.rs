@@ -215,6 +215,8 @@ async fn serve_control<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     ctx: &Ctx,
     (mut reader, mut send): (Reader<R>, W),
 ) -> Ending {
+    let revocations = ctx.shared.verifier.revocations();
+    let mut revoked = revocations.watch();
     loop {
         let left = ctx.core().token_left(unix_now().as_secs());
         let step = tokio::select! {
@@ -229,6 +231,14 @@ async fn serve_control<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
             () = ctx.shared.shutdown.cancelled() => {
                 let (go, ending) = core::shutting_down();
                 Control::End(Some(go), ending)
+            }
+            Ok(()) = revoked.changed() => {
+                if revocations.revokes(ctx.core().claims()) {
+                    let (go, ending) = core::token_revoked();
+                    Control::End(Some(go), ending)
+                } else {
+                    Control::Quiet
+                }
             }
         };
         match step {

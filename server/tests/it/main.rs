@@ -15,6 +15,7 @@ mod http;
 mod lecture;
 mod metrics;
 mod resume;
+mod revoke;
 mod spawned;
 mod storage;
 mod tokens;

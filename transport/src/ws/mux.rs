@@ -547,7 +547,8 @@ mod tests {
         server.close(CLOSE_BASE + 304, "handshake timeout");
         let mut rest = Vec::new();
         // Before the fix this waited for ever: the reply that would register it never came.
-        let read = tokio::time::timeout(std::time::Duration::from_secs(10), recv.read_to_end(&mut rest)).await;
+        let read =
+            tokio::time::timeout(std::time::Duration::from_secs(10), recv.read_to_end(&mut rest)).await;
         assert!(read.is_ok(), "the stream outlived its session");
     }
 
