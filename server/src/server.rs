@@ -114,6 +114,7 @@ impl Server {
             resume_grace: config.resume_grace,
             chat_per_min: config.chat_per_min,
             students_publish: config.sfu.as_ref().is_none_or(|s| s.students_publish),
+            sfu_fallback_url: config.sfu_fallback_url.clone(),
             ..room::Config::default()
         };
         let prometheus = telemetry::install();
