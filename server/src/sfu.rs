@@ -199,7 +199,9 @@ where
             None if matches!(op, SfuOp::Join { .. }) => {
                 let (tx, rx) = mpsc::unbounded_channel();
                 let waiting = Arc::new(AtomicUsize::new(0));
-                tokio::spawn(participant(sfu.clone(), room.clone(), index, rx, waiting.clone()).in_current_span());
+                tokio::spawn(
+                    participant(sfu.clone(), room.clone(), index, rx, waiting.clone()).in_current_span(),
+                );
                 participants.entry(index).insert_entry(Queue { tx, waiting }).into_mut()
             }
             None => continue,

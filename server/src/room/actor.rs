@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 use easel_proto::{ErrorCode, Kind, Message};
 use easel_sfu_bridge::Sfu;
 use futures::stream::{FuturesOrdered, StreamExt as _};
-use tracing::Instrument as _;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument as _;
 
 use super::handle::{Command, Handle, JoinRequest, Link, Outbound, Stamped};
 use super::stats::{Ingest, Stats};

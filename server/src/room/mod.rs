@@ -43,10 +43,10 @@ use self::cursors::BatchKey;
 pub use self::cursors::DatagramBatch;
 pub use self::doc::{ImportError, LoadError, Persist, SnapshotPayload, SnapshotWrite};
 pub use self::handle::{Command, DatagramInbox, Handle, JoinRequest, Link, Outbound};
-pub use self::stats::Stats;
 use self::members::Member;
 pub use self::members::{Arrival, Joined};
 use self::spotlight::Spotlight;
+pub use self::stats::Stats;
 use crate::class::{self, Class, Deliver};
 use crate::sfu::SfuOp;
 

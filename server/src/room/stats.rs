@@ -125,7 +125,10 @@ impl Stats {
         let mut by_kind = serde_json::Map::new();
         for kind in Ingest::ALL {
             let l = &self.latency[kind as usize];
-            by_kind.insert(kind.label().to_owned(), serde_json::json!({ "count": l.count(), "p95_seconds": p95(l) }));
+            by_kind.insert(
+                kind.label().to_owned(),
+                serde_json::json!({ "count": l.count(), "p95_seconds": p95(l) }),
+            );
         }
         let mut all = Latency::default();
         for l in &self.latency[1..] {

@@ -279,7 +279,9 @@ async fn accept_rooms<S: Session + Clone>(ctx: &Arc<Ctx>, session: &S) -> Ending
         match session.accept_bi().await {
             Ok((send, recv)) => {
                 let (ctx, session) = (ctx.clone(), session.clone());
-                tokio::spawn(async move { room_stream::run(ctx, session, send, recv).await }.in_current_span());
+                tokio::spawn(
+                    async move { room_stream::run(ctx, session, send, recv).await }.in_current_span(),
+                );
             }
             Err(e) => return Ending::peer(e.to_string()),
         }
