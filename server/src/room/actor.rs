@@ -72,8 +72,9 @@ pub async fn spawn(
         cursors: HashMap::new(),
         asked: None,
     };
-    // One span per room task: whatever the room logs carries its id.
-    tokio::spawn(actor.run(on_exit).instrument(tracing::info_span!("room", room = %id)));
+    // One span per room task: whatever the room logs carries its id. A root: the session
+    // whose join loaded the room is not the parent of everything the room does.
+    tokio::spawn(actor.run(on_exit).instrument(tracing::info_span!(parent: None, "room", room = %id)));
     Ok(handle)
 }
 

@@ -207,6 +207,11 @@ async fn a_refused_edit_is_logged_as_json_with_the_user_and_the_room() {
     assert_eq!(line["fields"]["user"], "vic", "{line}");
     assert_eq!(line["fields"]["code"], "Forbidden (204)", "{line}");
     assert_eq!(line["span"]["room"], ROOM, "{line}");
+    let spans = line["spans"].as_array().expect("spans");
+    assert!(
+        spans.iter().all(|s| s["name"] != "session"),
+        "a room's lines are not in a session's span: {line}"
+    );
 }
 
 #[tokio::test]
