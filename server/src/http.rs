@@ -46,6 +46,7 @@ pub(crate) fn router(prometheus: PrometheusHandle, cert_hash: String, shared: Ar
 
 async fn websocket_upgrade(
     State(state): State<HttpState>,
+    axum::extract::ConnectInfo(remote): axum::extract::ConnectInfo<std::net::SocketAddr>,
     upgrade: axum::extract::ws::WebSocketUpgrade,
 ) -> axum::response::Response {
     if state.shared.shutdown.is_cancelled() {
@@ -59,7 +60,7 @@ async fn websocket_upgrade(
         .max_frame_size(max)
         .read_buffer_size(WS_READ_BUFFER)
         .write_buffer_size(WS_WRITE_BUFFER)
-        .on_upgrade(move |socket| crate::session::run(shared, crate::websocket::accept(socket)))
+        .on_upgrade(move |socket| crate::session::run(shared, crate::websocket::accept(socket), remote))
 }
 
 async fn metrics_text(State(state): State<HttpState>) -> impl IntoResponse {

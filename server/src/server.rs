@@ -164,6 +164,8 @@ impl Server {
                     tracing::debug!("TCP_NODELAY: {e}");
                 }
             });
+            // The peer's address goes into each WebSocket session's log span.
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
             let serve = axum::serve(http, app).with_graceful_shutdown(async move { stop.cancelled().await });
             if let Err(e) = serve.await {
                 tracing::error!("http server: {e}");
@@ -305,7 +307,10 @@ async fn accept_wt(endpoint: Arc<WtEndpoint>, shared: Arc<Shared>) {
                 }
             };
             match request.accept().await {
-                Ok(conn) => session::run(shared, WtSession::new(conn)).await,
+                Ok(conn) => {
+                    let remote = conn.remote_address();
+                    session::run(shared, WtSession::new(conn), remote).await;
+                }
                 Err(e) => {
                     metrics::counter!("easel_connects_total", "transport" => "webtransport", "result" => "failed")
                         .increment(1);
@@ -326,7 +331,10 @@ async fn accept_quic(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
         let shared = shared.clone();
         tokio::spawn(async move {
             match incoming.await {
-                Ok(conn) => session::run(shared, QuicSession::new(conn)).await,
+                Ok(conn) => {
+                    let remote = conn.remote_address();
+                    session::run(shared, QuicSession::new(conn), remote).await;
+                }
                 Err(e) => {
                     metrics::counter!("easel_connects_total", "transport" => "quic", "result" => "failed")
                         .increment(1);

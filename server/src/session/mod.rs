@@ -63,11 +63,13 @@ fn unix_now() -> std::time::Duration {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default()
 }
 
-/// Runs a session to its end, in a span (transport; user, session id and connection number once
-/// the handshake knows them) that its room streams share: one user's logs can be followed.
-pub(crate) async fn run<S: Session + Clone>(shared: Arc<Shared>, session: S) {
+/// Runs a session to its end, in a span (transport, the peer's address; user, session id and
+/// connection number once the handshake knows them) that its room streams share: one user's
+/// logs can be followed.
+pub(crate) async fn run<S: Session + Clone>(shared: Arc<Shared>, session: S, remote: std::net::SocketAddr) {
     let transport = session.kind().label();
-    let span = tracing::info_span!("session", transport, user = Empty, session_id = Empty, conn = Empty);
+    let span =
+        tracing::info_span!("session", transport, %remote, user = Empty, session_id = Empty, conn = Empty);
     serve(shared, session, transport).instrument(span).await;
 }
 
@@ -100,6 +102,7 @@ async fn serve<S: Session + Clone>(shared: Arc<Shared>, session: S, transport: &
         }
     };
     metrics::counter!("easel_connects_total", "transport" => transport, "result" => "ok").increment(1);
+    tracing::debug!("session established");
     metrics::histogram!("easel_handshake_seconds").record(started.elapsed().as_secs_f64());
 
     let ctx = Arc::new(ctx);

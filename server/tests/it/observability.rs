@@ -177,7 +177,8 @@ async fn room_stats_follow_a_live_class_for_its_teacher_only() {
 async fn a_refused_edit_is_logged_as_json_with_the_user_and_the_room() {
     use tokio::io::{AsyncBufReadExt as _, BufReader};
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut server = Spawned::start_logging(dir.path(), "info", &["--log-format", "json"]).await;
+    let level = "info,easel_server::session=debug";
+    let mut server = Spawned::start_logging(dir.path(), level, &["--log-format", "json"]).await;
     let stderr = server.child.stderr.take().expect("stderr piped");
     let jwt = token(COURSE, "vic", "viewer", 3600);
     let vic = within("connect", Connection::connect(&server.options(Transport::Quic), &jwt, "vic-device"))
@@ -192,18 +193,25 @@ async fn a_refused_edit_is_logged_as_json_with_the_user_and_the_room() {
     .await;
     assert_eq!(ErrorCode::from_u16(code), Some(ErrorCode::Forbidden), "viewers do not write");
 
-    let line = within("the refusal's log line", async {
-        let mut lines = BufReader::new(stderr).lines();
+    let mut lines = BufReader::new(stderr).lines();
+    let mut next_line = async |message: &str| {
         while let Some(line) = lines.next_line().await.expect("read stderr") {
             let v: serde_json::Value =
                 serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
-            if v["fields"]["message"] == "request refused" && v["fields"]["reference"] == 41 {
+            if v["fields"]["message"] == message {
                 return v;
             }
         }
         panic!("the server's stderr ended");
-    })
-    .await;
+    };
+    // The session's own lines carry who and from where.
+    let established = within("the session's log line", next_line("session established")).await;
+    assert_eq!(established["span"]["user"], "vic", "{established}");
+    assert_eq!(established["span"]["transport"], "quic", "{established}");
+    let remote = established["span"]["remote"].as_str().unwrap_or_default();
+    assert!(remote.starts_with("127.0.0.1:"), "{established}");
+    let line = within("the refusal's log line", next_line("request refused")).await;
+    assert_eq!(line["fields"]["reference"], 41, "{line}");
     assert_eq!(line["fields"]["user"], "vic", "{line}");
     assert_eq!(line["fields"]["code"], "Forbidden (204)", "{line}");
     assert_eq!(line["span"]["room"], ROOM, "{line}");
