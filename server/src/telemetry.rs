@@ -210,10 +210,10 @@ pub const LATENCY_BUCKETS: [f64; 15] =
 /// would put every depth above 1 in the last bucket.
 const DEPTH_BUCKETS: [f64; 12] = [0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1024.0, 4096.0];
 
-/// Records how many `seconds` after its ingest a client's message of `kind` (one of
-/// [`INGEST_KINDS`]) had what it caused queued.
-pub fn ingest_to_send(kind: &'static str, seconds: f64) {
-    metrics::histogram!("easel_ingest_to_send_seconds", "kind" => kind).record(seconds);
+/// The ingest-to-send histogram of each of [`INGEST_KINDS`], in that order: a room actor
+/// holds them, so a sample (one per cursor per round) costs no registry lookup.
+pub fn ingest_to_send() -> [metrics::Histogram; 5] {
+    INGEST_KINDS.map(|kind| metrics::histogram!("easel_ingest_to_send_seconds", "kind" => kind))
 }
 
 /// Counts an SFU request that failed on the SFU's side (`kind`: one of [`SFU_ERROR_KINDS`]).

@@ -68,6 +68,7 @@ pub async fn spawn(
         idle: false,
         tick,
         stats: Stats::default(),
+        latency: crate::telemetry::ingest_to_send(),
         edits: HashMap::new(),
         cursors: HashMap::new(),
         asked: None,
@@ -137,6 +138,8 @@ struct Actor {
     tick: Duration,
     /// The room's own numbers (`Command::Stats`).
     stats: Stats,
+    /// `easel_ingest_to_send_seconds` by [`Ingest`] kind.
+    latency: [metrics::Histogram; 5],
     /// Ingest of each update of the batch being applied, until its write is queued.
     edits: HashMap<(u16, u64), Instant>,
     /// Arrival of each member's newest cursor not yet in a batch handed to the transport.
@@ -306,7 +309,7 @@ impl Actor {
     /// Records one ingest-to-send sample, fleet-wide and for this room.
     fn latency(&mut self, kind: Ingest, since: Instant) {
         let took = since.elapsed();
-        crate::telemetry::ingest_to_send(kind.label(), took.as_secs_f64());
+        self.latency[kind as usize].record(took.as_secs_f64());
         self.stats.record(kind, took);
     }
 
