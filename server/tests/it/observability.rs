@@ -163,6 +163,11 @@ async fn room_stats_follow_a_live_class_for_its_teacher_only() {
         assert!(count.is_some_and(|c| *c >= 1.0), "{kind}: {count:?}");
     }
 
+    // Latency buckets reach seconds; queue depths have count buckets, not latency ones.
+    assert!(samples.contains_key("easel_ingest_to_send_seconds_bucket{kind=\"edit\",le=\"5\"}"));
+    assert!(samples.contains_key("easel_room_queue_depth_bucket{le=\"4096\"}"));
+    assert!(samples.contains_key("easel_store_batch_ops_bucket{le=\"256\"}"));
+
     let (status, body) = get_json(http, &stats, &token(COURSE, "ada", "student", 3600)).await;
     assert_eq!((status, body["error"].is_string()), (403, true), "a student: {body}");
     let (status, body) = get_json(http, &stats, "not-a-jwt").await;
