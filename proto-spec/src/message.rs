@@ -151,6 +151,8 @@ kinds! {
     0x75 => SfuLeave(Room, ClientToServer),
     /// A participant's SFU state changed.
     0x76 => SfuEvent(Room, ServerToClient),
+    /// The room's SFU became unreachable or recovered; a fallback link while it is out.
+    0x77 => SfuStatus(Room, ServerToClient),
 }
 
 impl Fault {
@@ -792,5 +794,14 @@ wire! {
         pub feed: u64,
         /// What changed.
         pub event: SfuEventKind,
+    }
+
+    /// Room: the room's SFU became unreachable (video is out) or recovered.
+    pub struct SfuStatus {
+        /// Whether the SFU answers again.
+        pub reachable: bool,
+        /// While unreachable: where the class can meet instead (the server's fallback link,
+        /// e.g. a meeting URL), empty when none is configured or the SFU is back (≤ 1024 bytes).
+        pub fallback_url: String,
     }
 }

@@ -326,6 +326,12 @@ impl Validate for SfuGrant {
     }
 }
 
+impl Validate for SfuStatus {
+    fn validate(&self) -> Result<(), Error> {
+        Check("SfuStatus").max("fallback_url", self.fallback_url.len(), MAX_CANDIDATE_LEN)
+    }
+}
+
 impl Validate for SfuSubscribe {
     fn validate(&self) -> Result<(), Error> {
         Check("SfuSubscribe").len("feeds", self.feeds.len(), 1..=MAX_FEEDS)

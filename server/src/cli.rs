@@ -197,6 +197,10 @@ pub struct Serve {
     /// Whether students may publish video (teachers always may, viewers never).
     #[arg(long, env = "EASEL_SFU_STUDENTS_PUBLISH", default_value_t = true, action = clap::ArgAction::Set)]
     pub sfu_students_publish: bool,
+    /// Where a class meets while its SFU is unreachable (e.g. a meeting link), offered to
+    /// its members until the SFU answers again (≤ 1024 bytes).
+    #[arg(long, env = "EASEL_SFU_FALLBACK_URL", default_value = "")]
+    pub sfu_fallback_url: String,
 }
 
 impl Serve {
@@ -241,6 +245,7 @@ impl Serve {
             idle_unload: Duration::from_secs(self.idle_unload_secs),
             resume_grace: Duration::from_millis(self.resume_grace_ms.into()),
             sfu,
+            sfu_fallback_url: self.sfu_fallback_url.clone(),
         };
         config.validate()?;
         Ok(config)

@@ -77,6 +77,9 @@ pub struct ServerConfig {
     pub resume_grace: Duration,
     /// The SFU classroom video goes to, if any (`--sfu`).
     pub sfu: Option<SfuConfig>,
+    /// Where a class meets while its SFU is unreachable, e.g. a meeting link, handed to its
+    /// members in `SfuStatus` (`--sfu-fallback-url`); empty: none.
+    pub sfu_fallback_url: String,
 }
 
 /// A sustained rate with a burst (a token bucket's parameters).
@@ -188,6 +191,8 @@ pub mod ranges {
     pub const RESUME_GRACE_MS: RangeInclusive<u64> = 0..=3_600_000;
     /// `--sfu-ice-servers`, a count.
     pub const ICE_SERVERS: RangeInclusive<u64> = 0..=limits::MAX_ICE_SERVERS as u64;
+    /// `--sfu-fallback-url`, bytes (the wire limit of `SfuStatus.fallback_url`).
+    pub const FALLBACK_URL: RangeInclusive<u64> = 0..=limits::MAX_CANDIDATE_LEN as u64;
 }
 
 /// The defaults of `easel serve`, shared by [`ServerConfig::default`] and the CLI.
@@ -274,6 +279,7 @@ impl Default for ServerConfig {
             idle_unload: Duration::from_secs(defaults::IDLE_UNLOAD_SECS),
             resume_grace: Duration::from_millis(defaults::RESUME_GRACE_MS.into()),
             sfu: None,
+            sfu_fallback_url: String::new(),
         }
     }
 }
@@ -326,6 +332,7 @@ impl ServerConfig {
         if let Some(sfu) = &self.sfu {
             within("--sfu-ice-servers", sfu.ice_servers.len() as u64, r::ICE_SERVERS, " URLs")?;
         }
+        within("--sfu-fallback-url", self.sfu_fallback_url.len() as u64, r::FALLBACK_URL, " bytes")?;
         Ok(())
     }
 

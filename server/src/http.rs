@@ -1,6 +1,6 @@
 //! The HTTP port: the WebSocket fallback's upgrade (`GET /ws`), `/healthz`, Prometheus
-//! `/metrics`, `/cert-hash` for dev certificates, and room resources (attendance as JSON or
-//! CSV, for a teacher's token).
+//! `/metrics`, `/cert-hash` for dev certificates, and room resources for a teacher's token:
+//! attendance as JSON or CSV, and a loaded room's stats as JSON.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -48,6 +48,7 @@ pub(crate) fn router(prometheus: PrometheusHandle, cert_hash: String, shared: Ar
 
 async fn websocket_upgrade(
     State(state): State<HttpState>,
+    axum::extract::ConnectInfo(remote): axum::extract::ConnectInfo<std::net::SocketAddr>,
     upgrade: axum::extract::ws::WebSocketUpgrade,
 ) -> axum::response::Response {
     if state.shared.shutdown.is_cancelled() {
@@ -61,26 +62,50 @@ async fn websocket_upgrade(
         .max_frame_size(max)
         .read_buffer_size(WS_READ_BUFFER)
         .write_buffer_size(WS_WRITE_BUFFER)
-        .on_upgrade(move |socket| crate::session::run(shared, crate::websocket::accept(socket)))
+        .on_upgrade(move |socket| crate::session::run(shared, crate::websocket::accept(socket), remote))
 }
 
 async fn metrics_text(State(state): State<HttpState>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.prometheus.render())
 }
 
-/// `GET /rooms/{room id}/attendance[?format=csv]` with `Authorization: Bearer <teacher JWT
-/// granting the room>`: the room's attendance as JSON (per user: intervals and total), or CSV.
+/// Room resources, `GET /rooms/{room id}/{resource}` with `Authorization: Bearer <teacher JWT
+/// granting the room>`; the room id keeps its `/`s (SPEC §6.1), the resource is the last
+/// segment:
+/// - `attendance[?format=csv]`: the room's attendance as JSON (per user: intervals and
+///   total), or CSV; errors as text.
+/// - `stats`: a loaded room's numbers as JSON ([`room_stats`]); errors as JSON
+///   `{"error": …}`.
 async fn room_resource(
     State(state): State<HttpState>,
     axum::extract::Path(path): axum::extract::Path<String>,
-    axum::extract::Query(query): axum::extract::Query<HashMap<String, String>>,
+    query: axum::extract::Query<HashMap<String, String>>,
     headers: axum::http::HeaderMap,
 ) -> axum::response::Response {
+    if let Some(room) = path.strip_suffix("/stats") {
+        return match authorize(&state, &headers, room) {
+            Ok(_) => room_stats(&state, room).await,
+            Err((status, why)) => (status, axum::Json(serde_json::json!({ "error": why }))).into_response(),
+        };
+    }
     let Some(room) = path.strip_suffix("/attendance") else {
         return (StatusCode::NOT_FOUND, "unknown room resource\n").into_response();
     };
+    match authorize(&state, &headers, room) {
+        Ok(now) => attendance(&state, room, &query, now).await,
+        Err((status, why)) => (status, format!("{why}\n")).into_response(),
+    }
+}
+
+/// Checks the room id and that the bearer token is a valid teacher token granting it (the
+/// protocol's verification); returns the time it was checked at.
+fn authorize(
+    state: &HttpState,
+    headers: &axum::http::HeaderMap,
+    room: &str,
+) -> Result<std::time::Duration, (StatusCode, String)> {
     if let Err(e) = easel_proto::room::validate_id(room) {
-        return (StatusCode::BAD_REQUEST, format!("room id: {e}\n")).into_response();
+        return Err((StatusCode::BAD_REQUEST, format!("room id: {e}")));
     }
     let token = headers
         .get(header::AUTHORIZATION)
@@ -90,11 +115,33 @@ async fn room_resource(
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let claims = match state.shared.verifier.verify(token, now.as_secs()) {
         Ok(c) => c,
-        Err(e) => return (StatusCode::UNAUTHORIZED, format!("{e}\n")).into_response(),
+        Err(e) => return Err((StatusCode::UNAUTHORIZED, e.to_string())),
     };
     if claims.role() != easel_proto::message::Role::Teacher || !claims.grants(room) {
-        return (StatusCode::FORBIDDEN, "a teacher token granting this room is needed\n").into_response();
+        return Err((StatusCode::FORBIDDEN, "a teacher token granting this room is needed".into()));
     }
+    Ok(now)
+}
+
+/// A loaded room's connection success rate (joins let in over joins answered), reconnects
+/// (resumed joins), p95 delivery latency (overall and by kind), peak participants and SFU
+/// error rate, since it was loaded; 404 when it is not loaded.
+async fn room_stats(state: &HttpState, room: &str) -> axum::response::Response {
+    match state.shared.rooms.stats(room).await {
+        Some(stats) => axum::Json(stats.to_json(room)).into_response(),
+        None => {
+            let why = "room not loaded: stats cover a live class";
+            (StatusCode::NOT_FOUND, axum::Json(serde_json::json!({ "error": why }))).into_response()
+        }
+    }
+}
+
+async fn attendance(
+    state: &HttpState,
+    room: &str,
+    query: &HashMap<String, String>,
+    now: std::time::Duration,
+) -> axum::response::Response {
     let attendance = match state.shared.rooms.attendance(room).await {
         Ok(a) => a,
         Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),

@@ -116,6 +116,7 @@ impl Server {
             resume_grace: config.resume_grace,
             chat_per_min: config.chat_per_min,
             students_publish: config.sfu.as_ref().is_none_or(|s| s.students_publish),
+            sfu_fallback_url: config.sfu_fallback_url.clone(),
             ..room::Config::default()
         };
         let prometheus = telemetry::install();
@@ -166,6 +167,8 @@ impl Server {
                     tracing::debug!("TCP_NODELAY: {e}");
                 }
             });
+            // The peer's address goes into each WebSocket session's log span.
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
             let serve = axum::serve(http, app).with_graceful_shutdown(async move { stop.cancelled().await });
             if let Err(e) = serve.await {
                 tracing::error!("http server: {e}");
@@ -307,7 +310,10 @@ async fn accept_wt(endpoint: Arc<WtEndpoint>, shared: Arc<Shared>) {
                 }
             };
             match request.accept().await {
-                Ok(conn) => session::run(shared, WtSession::new(conn)).await,
+                Ok(conn) => {
+                    let remote = conn.remote_address();
+                    session::run(shared, WtSession::new(conn), remote).await;
+                }
                 Err(e) => {
                     metrics::counter!("easel_connects_total", "transport" => "webtransport", "result" => "failed")
                         .increment(1);
@@ -328,7 +334,10 @@ async fn accept_quic(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
         let shared = shared.clone();
         tokio::spawn(async move {
             match incoming.await {
-                Ok(conn) => session::run(shared, QuicSession::new(conn)).await,
+                Ok(conn) => {
+                    let remote = conn.remote_address();
+                    session::run(shared, QuicSession::new(conn), remote).await;
+                }
                 Err(e) => {
                     metrics::counter!("easel_connects_total", "transport" => "quic", "result" => "failed")
                         .increment(1);

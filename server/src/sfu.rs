@@ -9,18 +9,28 @@
 //! the sender the actor gives it (its own command queue), in order with everything else the
 //! room does. Nothing here knows the room's types, so the room may depend on this module and
 //! not the other way round.
+//!
+//! Failures on the SFU's side are counted (`easel_sfu_errors_total{kind}`). The first request
+//! that finds the SFU unreachable tells the room ([`SfuNews::Reachable`]`(false)`) and starts a
+//! probe that asks the SFU for the room every [`PROBE_EVERY`] until it answers, then tells
+//! the room it is back.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use easel_proto::message::{Fault, Kind, SdpKind, SfuCandidate, SfuGrant, SfuSdp};
 use easel_proto::{ErrorCode, Message};
 use easel_sfu_bridge::{Access, Candidate, Grant, PeerEvent, PeerRequest, Sfu, SfuError, SfuPeer};
 use tokio::sync::mpsc;
+use tracing::Instrument as _;
 
 /// Most SFU requests of one participant waiting for the SFU; more are refused (`RateLimited`).
 const MAX_WAITING: usize = 64;
+
+/// How often an unreachable SFU is asked again whether it is back.
+pub(crate) const PROBE_EVERY: Duration = Duration::from_secs(2);
 
 /// Work for the SFU, queued by the room.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +83,17 @@ pub enum SfuNews {
     Reply(Message),
     /// Something happened on the SFU side (camera on or off, joined, left).
     Event(PeerEvent),
+    /// The room's SFU stopped answering (`false`) or answers again (`true`); for the whole
+    /// room, whoever's request found it out.
+    Reachable(bool),
+}
+
+impl SfuNews {
+    /// Whether this is a refusal for a failure on the SFU's side (the room's error rate).
+    pub(crate) fn is_sfu_error(&self) -> bool {
+        let sfu_codes = [ErrorCode::SfuUnavailable.to_u16(), ErrorCode::SfuRejected.to_u16()];
+        matches!(self, Self::Reply(Message::Fault(f)) if sfu_codes.contains(&f.code))
+    }
 }
 
 /// Starts the driver of room `room`; the room's actor sends it the ops its room queues, and
@@ -87,25 +108,43 @@ where
     N: From<(u16, SfuNews)> + Send + 'static,
 {
     let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(drive(sfu, Room { id: room, news }, rx));
+    let room = Room { id: room, news, out: Arc::default(), sfu: sfu.clone() };
+    // The room's span (the actor's) follows the driver and its tasks into their logs.
+    tokio::spawn(drive(sfu, room, rx).in_current_span());
     tx
 }
 
-/// Where a driver reports: the room's id and its queue.
+/// Where a driver reports: the room's id and its queue; and whether the SFU is out (a probe
+/// runs while it is).
 struct Room<N> {
     id: Arc<str>,
     news: mpsc::Sender<N>,
+    out: Arc<AtomicBool>,
+    sfu: Arc<dyn Sfu>,
 }
 
 impl<N> Clone for Room<N> {
     fn clone(&self) -> Self {
-        Self { id: self.id.clone(), news: self.news.clone() }
+        Self { id: self.id.clone(), news: self.news.clone(), out: self.out.clone(), sfu: self.sfu.clone() }
     }
 }
 
-impl<N: From<(u16, SfuNews)>> Room<N> {
+impl<N: From<(u16, SfuNews)> + Send + 'static> Room<N> {
     fn id(&self) -> &str {
         &self.id
+    }
+
+    /// Counts a failure on the SFU's side; the first that finds it unreachable tells the room
+    /// and starts the probe.
+    fn failed(&self, e: &SfuError) {
+        if let Some(kind) = e.kind() {
+            crate::telemetry::sfu_error(kind);
+        }
+        if e.is_outage() && !self.out.swap(true, Ordering::AcqRel) {
+            tracing::warn!("SFU unreachable: {e}");
+            self.offer(0, SfuNews::Reachable(false));
+            tokio::spawn(probe(self.clone()).in_current_span());
+        }
     }
 
     /// Reports, waiting for queue space; false once the room has stopped.
@@ -127,6 +166,24 @@ struct Queue {
     waiting: Arc<AtomicUsize>,
 }
 
+/// Asks the SFU for the room until it answers (any answer but unreachable: a refusal comes from
+/// a live SFU), then tells the room it is back. Ends with the room.
+async fn probe<N: From<(u16, SfuNews)> + Send + 'static>(room: Room<N>) {
+    loop {
+        tokio::time::sleep(PROBE_EVERY).await;
+        if room.news.is_closed() {
+            return;
+        }
+        match room.sfu.ensure_room(room.id()).await {
+            Err(e) if e.is_outage() => tracing::debug!("SFU still unreachable: {e}"),
+            _ => break,
+        }
+    }
+    room.out.store(false, Ordering::Release);
+    tracing::info!("SFU reachable again");
+    room.tell(0, SfuNews::Reachable(true)).await;
+}
+
 async fn drive<N>(sfu: Arc<dyn Sfu>, room: Room<N>, mut ops: mpsc::UnboundedReceiver<SfuOp>)
 where
     N: From<(u16, SfuNews)> + Send + 'static,
@@ -142,7 +199,9 @@ where
             None if matches!(op, SfuOp::Join { .. }) => {
                 let (tx, rx) = mpsc::unbounded_channel();
                 let waiting = Arc::new(AtomicUsize::new(0));
-                tokio::spawn(participant(sfu.clone(), room.clone(), index, rx, waiting.clone()));
+                tokio::spawn(
+                    participant(sfu.clone(), room.clone(), index, rx, waiting.clone()).in_current_span(),
+                );
                 participants.entry(index).insert_entry(Queue { tx, waiting }).into_mut()
             }
             None => continue,
@@ -176,7 +235,7 @@ where
 }
 
 /// One participant's SFU signalling, in order; its peer's events go to the room as they come.
-async fn participant<N: From<(u16, SfuNews)>>(
+async fn participant<N: From<(u16, SfuNews)> + Send + 'static>(
     sfu: Arc<dyn Sfu>,
     room: Room<N>,
     index: u16,
@@ -216,12 +275,15 @@ async fn participant<N: From<(u16, SfuNews)>>(
                             peer = Some((p, grant));
                             vec![reply]
                         }
-                        Err(e) => vec![fault(&e, Kind::SfuJoin, 0)],
+                        Err(e) => {
+                            room.failed(&e);
+                            vec![fault(&e, Kind::SfuJoin, 0)]
+                        }
                     }
                 }
             },
             Some(SfuOp::Signal { message, .. }) => match &mut peer {
-                Some((p, _)) => signal(p.as_mut(), message).await,
+                Some((p, _)) => signal(p.as_mut(), message, |e| room.failed(e)).await,
                 None => {
                     let why = SfuError::Unavailable("not in the SFU room (send SfuJoin)".into());
                     vec![fault(&why, message.kind(), 0)]
@@ -231,7 +293,8 @@ async fn participant<N: From<(u16, SfuNews)>>(
                 if let Some((p, _)) = &mut peer
                     && let Err(e) = p.unpublish().await
                 {
-                    tracing::warn!(room = room.id(), index, "stopping media: {e}");
+                    room.failed(&e);
+                    tracing::warn!(index, "stopping media: {e}");
                 }
                 Vec::new()
             }
@@ -248,7 +311,7 @@ async fn participant<N: From<(u16, SfuNews)>>(
     if let Some((mut p, _)) = peer.take()
         && let Err(e) = p.leave().await
     {
-        tracing::debug!(room = room.id(), index, "leaving the SFU: {e}");
+        tracing::debug!(index, "leaving the SFU: {e}");
     }
     // What the leave reported (unpublished, left) still reaches the others.
     while let Ok(event) = events.try_recv() {
@@ -266,9 +329,14 @@ fn fault(e: &SfuError, kind: Kind, reference: u64) -> Message {
     Message::from(Fault::new(e.code(), kind.to_u8(), reference, e.to_string()))
 }
 
-/// Relays one signalling message; returns what goes back to the participant.
-async fn signal(peer: &mut dyn SfuPeer, message: Message) -> Vec<Message> {
+/// Relays one signalling message; returns what goes back to the participant. What the SFU
+/// failed goes to `failed` too.
+async fn signal(peer: &mut dyn SfuPeer, message: Message, failed: impl Fn(&SfuError)) -> Vec<Message> {
     let kind = message.kind();
+    let fault = |e: &SfuError, kind: Kind, feed: u64| {
+        failed(e);
+        fault(e, kind, feed)
+    };
     let refuse = |e: SfuError, feed: u64| vec![fault(&e, kind, feed)];
     match message {
         Message::SfuSdp(SfuSdp { feed: 0, kind: SdpKind::Offer, sdp }) => match peer.offer(sdp).await {

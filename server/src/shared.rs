@@ -72,6 +72,14 @@ impl Rooms {
         Ok(crate::class::attendance_of(records)?)
     }
 
+    /// A loaded room's own numbers; `None` when it is not loaded (or stopped meanwhile).
+    pub(crate) async fn stats(&self, id: &str) -> Option<room::Stats> {
+        let handle = self.loaded(id)?;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        handle.send(Command::Stats(reply)).await.ok()?;
+        answer.await.ok()
+    }
+
     pub(crate) fn new(store: Store, config: room::Config, sfu: Option<Arc<dyn Sfu>>) -> Self {
         Self { loaded: Arc::default(), loading: tokio::sync::Mutex::new(()), store, config, sfu }
     }

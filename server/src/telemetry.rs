@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use easel_proto::ErrorCode;
 use metrics::{Label, Unit};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use self::Kind::{Counter, Gauge, Histogram};
 
@@ -36,6 +36,10 @@ pub enum Labels {
     DropReason,
     /// `code`: a wire error code's name ([`code_label`]), every code but `Normal`.
     Code,
+    /// `kind`: one of [`INGEST_KINDS`].
+    IngestKind,
+    /// `kind`: one of [`SFU_ERROR_KINDS`].
+    SfuErrorKind,
 }
 
 /// One exported series.
@@ -58,6 +62,12 @@ pub const TRANSPORTS: [&str; 3] = ["quic", "webtransport", "websocket"];
 
 /// The `reason` label's values of `easel_datagrams_dropped_total`.
 pub const DATAGRAM_DROP_REASONS: [&str; 5] = ["rate", "unknown_slot", "invalid", "room_busy", "ws_backlog"];
+
+/// The `kind` label's values of `easel_ingest_to_send_seconds`: what a client sent.
+pub const INGEST_KINDS: [&str; 5] = ["cursor", "edit", "chat", "poll", "hand"];
+
+/// The `kind` label's values of `easel_sfu_errors_total` ([`easel_sfu_bridge::SfuError::kind`]).
+pub const SFU_ERROR_KINDS: [&str; 4] = ["unavailable", "timeout", "rejected", "protocol"];
 
 const fn series(name: &'static str, kind: Kind, labels: Labels, help: &'static str) -> Series {
     Series { name, kind, labels, unit: None, help }
@@ -130,10 +140,13 @@ pub const SERIES: &[Series] = &[
         Labels::None,
         "Sessions closed because a reliable queue overflowed.",
     ),
-    seconds(
-        "easel_op_ingest_to_send_seconds",
-        "From receiving an update to acking and fanning it out (includes the fsync).",
-    ),
+    Series {
+        name: "easel_ingest_to_send_seconds",
+        kind: Histogram,
+        labels: Labels::IngestKind,
+        unit: Some(Unit::Seconds),
+        help: "From reading a client's message to queueing what it caused (edits and chat: after the fsync; cursors: the batch handed to the transport), by kind.",
+    },
     series(
         "easel_room_queue_depth",
         Histogram,
@@ -149,6 +162,12 @@ pub const SERIES: &[Series] = &[
     seconds("easel_store_commit_seconds", "Durable commit (fsync) time."),
     series("easel_store_batch_ops", Histogram, Labels::None, "Operations per group commit."),
     series("easel_store_commits_total", Counter, Labels::None, "Write transactions committed."),
+    series(
+        "easel_sfu_errors_total",
+        Counter,
+        Labels::SfuErrorKind,
+        "SFU requests that failed on the SFU's side, by kind (unavailable: not reachable).",
+    ),
 ];
 
 impl Series {
@@ -171,6 +190,8 @@ impl Series {
                 .filter(|c| **c != ErrorCode::Normal)
                 .map(|c| vec![("code", code_label(*c))])
                 .collect(),
+            Labels::IngestKind => INGEST_KINDS.iter().map(|k| vec![("kind", (*k).to_owned())]).collect(),
+            Labels::SfuErrorKind => SFU_ERROR_KINDS.iter().map(|k| vec![("kind", (*k).to_owned())]).collect(),
         }
     }
 }
@@ -180,15 +201,36 @@ pub fn code_label(code: ErrorCode) -> String {
     format!("{code:?}")
 }
 
+/// Buckets of every seconds histogram: sub-millisecond to seconds, so a p95 anywhere from
+/// 0.5 ms (a cursor on loopback) to 5 s (a stalled disk) falls between two bounds.
+pub const LATENCY_BUCKETS: [f64; 15] =
+    [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+
+/// Buckets of the count histograms (queue depths, operations per commit): latency bounds
+/// would put every depth above 1 in the last bucket.
+const DEPTH_BUCKETS: [f64; 12] = [0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1024.0, 4096.0];
+
+/// The ingest-to-send histogram of each of [`INGEST_KINDS`], in that order: a room actor
+/// holds them, so a sample (one per cursor per round) costs no registry lookup.
+pub fn ingest_to_send() -> [metrics::Histogram; 5] {
+    INGEST_KINDS.map(|kind| metrics::histogram!("easel_ingest_to_send_seconds", "kind" => kind))
+}
+
+/// Counts an SFU request that failed on the SFU's side (`kind`: one of [`SFU_ERROR_KINDS`]).
+pub fn sfu_error(kind: &'static str) {
+    metrics::counter!("easel_sfu_errors_total", "kind" => kind).increment(1);
+}
+
 /// Installs the process-wide Prometheus recorder (once; later calls reuse it) and registers
 /// every series at zero.
 pub fn install() -> PrometheusHandle {
     static HANDLE: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let latency = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0];
             let recorder = PrometheusBuilder::new()
-                .set_buckets(&latency)
+                .set_buckets(&LATENCY_BUCKETS)
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_depth".into()), &DEPTH_BUCKETS))
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_ops".into()), &DEPTH_BUCKETS))
                 .map(PrometheusBuilder::build_recorder)
                 .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
             let handle = recorder.handle();

@@ -207,6 +207,25 @@ impl SfuError {
             Self::State(_) => ErrorCode::UnexpectedMessage,
         }
     }
+
+    /// What failed on the SFU's side, as a metric label (`unavailable`, `timeout`,
+    /// `rejected`, `protocol`); `None` for the client's own mistakes (forbidden, out of
+    /// state), which say nothing about the SFU's health.
+    pub fn kind(&self) -> Option<&'static str> {
+        match self {
+            Self::Unavailable(_) => Some("unavailable"),
+            Self::Timeout { .. } => Some("timeout"),
+            Self::Rejected { .. } => Some("rejected"),
+            Self::Protocol { .. } => Some("protocol"),
+            Self::Forbidden(_) | Self::State(_) => None,
+        }
+    }
+
+    /// Whether the SFU cannot be reached (down, restarting, not answering): the room is told
+    /// its video is out until a probe gets through.
+    pub fn is_outage(&self) -> bool {
+        matches!(self, Self::Unavailable(_) | Self::Timeout { .. })
+    }
 }
 
 #[cfg(test)]
@@ -227,5 +246,17 @@ mod tests {
         assert_eq!(rejected.code(), ErrorCode::SfuRejected);
         assert_eq!(SfuError::Unavailable("down".into()).code(), ErrorCode::SfuUnavailable);
         assert_eq!(SfuError::Forbidden("viewer".into()).code(), ErrorCode::Forbidden);
+    }
+
+    #[test]
+    fn only_the_sfus_own_failures_have_a_kind_and_only_unreachable_is_an_outage() {
+        let timeout = SfuError::Timeout { request: "join".into() };
+        assert_eq!(timeout.kind(), Some("timeout"));
+        assert!(timeout.is_outage());
+        let rejected = SfuError::Rejected { request: "join".into(), code: 426, reason: "no room".into() };
+        assert_eq!(rejected.kind(), Some("rejected"));
+        assert!(!rejected.is_outage());
+        assert_eq!(SfuError::State("no offer".into()).kind(), None);
+        assert_eq!(SfuError::Forbidden("viewer".into()).kind(), None);
     }
 }

@@ -263,6 +263,9 @@ fn archived_layouts_match_spec() {
     assert_eq!(offset_of!(ArchivedSfuEvent, participant), 0, "SfuEvent.participant");
     assert_eq!(offset_of!(ArchivedSfuEvent, feed), 8, "SfuEvent.feed");
     assert_eq!(offset_of!(ArchivedSfuEvent, event), 16, "SfuEvent.event");
+    assert_eq!((size_of::<ArchivedSfuStatus>(), align_of::<ArchivedSfuStatus>()), (12, 4), "SfuStatus");
+    assert_eq!(offset_of!(ArchivedSfuStatus, reachable), 0, "SfuStatus.reachable");
+    assert_eq!(offset_of!(ArchivedSfuStatus, fallback_url), 4, "SfuStatus.fallback_url");
     assert_eq!((size_of::<ArchivedStatus>(), align_of::<ArchivedStatus>()), (1, 1), "Status");
     assert_eq!((size_of::<ArchivedTool>(), align_of::<ArchivedTool>()), (1, 1), "Tool");
     assert_eq!((size_of::<ArchivedCursor>(), align_of::<ArchivedCursor>()), (12, 4), "Cursor");

@@ -176,6 +176,7 @@ pub(crate) fn messages() -> Vec<Message> {
         .into(),
         SfuLeave { feed: 0 }.into(),
         SfuEvent { participant: 0, feed: 4_829_112, event: SfuEventKind::Publishing }.into(),
+        SfuStatus { reachable: false, fallback_url: "https://meet.example.org/physics-101".into() }.into(),
     ]
 }
 

@@ -9,13 +9,15 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use easel_proto::ErrorCode;
+use easel_proto::{ErrorCode, Kind, Message};
 use easel_sfu_bridge::Sfu;
 use futures::stream::{FuturesOrdered, StreamExt as _};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument as _;
 
-use super::handle::{Command, Handle, JoinRequest, Link, Outbound};
+use super::handle::{Command, Handle, JoinRequest, Link, Outbound, Stamped};
+use super::stats::{Ingest, Stats};
 use super::{Joined, Metric, Output, Persist, Room, SnapshotWrite, Undeliverable};
 use crate::class::{Class, Deliver};
 use crate::sfu::SfuOp;
@@ -51,7 +53,7 @@ pub async fn spawn(
     let room = Room::new(id.clone(), config, snapshot, updates, class, now, now_ms)
         .map_err(|e| StoreError::Corrupt { room: id.to_string(), seq: e.seq(), reason: e.to_string() })?;
     let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
-    let handle = Handle { id, tx, datagrams: Arc::default() };
+    let handle = Handle { id: id.clone(), tx, datagrams: Arc::default() };
     metrics::gauge!("easel_rooms").increment(1.0);
     let actor = Actor {
         room,
@@ -65,8 +67,15 @@ pub async fn spawn(
         joining: None,
         idle: false,
         tick,
+        stats: Stats::default(),
+        latency: crate::telemetry::ingest_to_send(),
+        edits: HashMap::new(),
+        cursors: HashMap::new(),
+        asked: None,
     };
-    tokio::spawn(actor.run(on_exit));
+    // One span per room task: whatever the room logs carries its id. A root: the session
+    // whose join loaded the room is not the parent of everything the room does.
+    tokio::spawn(actor.run(on_exit).instrument(tracing::info_span!(parent: None, "room", room = %id)));
     Ok(handle)
 }
 
@@ -97,8 +106,9 @@ enum Committed {
         result: Result<Option<(u64, Vec<u8>)>, StoreError>,
         received: Option<Instant>,
     },
-    /// Classroom records, and what waited for them.
-    Side { result: Result<(), StoreError>, then: Vec<Deliver> },
+    /// Classroom records, and what waited for them; with the request that caused them and its
+    /// ingest, for the latency histograms.
+    Side { result: Result<(), StoreError>, then: Vec<Deliver>, asked: Option<(Ingest, Instant)> },
 }
 
 /// The SFU a room's video goes to, and its driver once a member has used it.
@@ -109,7 +119,7 @@ struct Bridge {
 
 struct Actor {
     room: Room,
-    rx: mpsc::Receiver<Command>,
+    rx: mpsc::Receiver<Stamped>,
     store: Store,
     sfu: Option<Bridge>,
     /// The actor's own handle: its id, cursor inbox, and the command queue the SFU driver
@@ -126,6 +136,17 @@ struct Actor {
     idle: bool,
     /// The longest cursors and timers wait behind edits (the presence tick).
     tick: Duration,
+    /// The room's own numbers (`Command::Stats`).
+    stats: Stats,
+    /// `easel_ingest_to_send_seconds` by [`Ingest`] kind.
+    latency: [metrics::Histogram; 5],
+    /// Ingest of each update of the batch being applied, until its write is queued.
+    edits: HashMap<(u16, u64), Instant>,
+    /// Arrival of each member's newest cursor not yet in a batch handed to the transport.
+    cursors: HashMap<u16, Instant>,
+    /// The classroom request being handled, and its ingest: what it causes is timed when
+    /// queued (or, when it writes, once the write is durable).
+    asked: Option<(Ingest, Instant)>,
 }
 
 impl Actor {
@@ -157,7 +178,7 @@ impl Actor {
                 Some(c) = self.committing.next() => self.on_committed(c).await,
                 cmd = self.rx.recv(), if shutdown.is_none() => match cmd {
                     None => break,
-                    Some(cmd) => shutdown = self.on_command(cmd).await,
+                    Some(Stamped { at, cmd }) => shutdown = self.on_command(at, cmd).await,
                 },
                 () = inbox.ready.notified(), if shutdown.is_none() => self.on_datagrams().await,
                 () = &mut sleep, if timeout.is_some() => {
@@ -206,23 +227,31 @@ impl Actor {
         for (participant, beat) in waiting.heartbeats {
             self.room.handle_heartbeat(now, participant, &beat);
         }
-        self.room.handle_cursors(now, waiting.cursors);
+        let cursors = waiting.cursors.into_iter().map(|(participant, (cursor, arrived))| {
+            self.cursors.insert(participant, arrived);
+            (participant, cursor)
+        });
+        self.room.handle_cursors(now, cursors);
         self.drain().await;
     }
 
     /// One command (with the updates queued right behind it); returns the reply of a
     /// `Shutdown`, which stops the taking of commands.
-    async fn on_command(&mut self, mut cmd: Command) -> Option<oneshot::Sender<()>> {
+    async fn on_command(&mut self, mut at: Instant, mut cmd: Command) -> Option<oneshot::Sender<()>> {
         let now = Instant::now();
         loop {
             let Command::Update { participant, op_id, data } = cmd else { break };
             // The updates queued behind this one go with it: Loro's cost per import grows
             // with the room's history, and one import of the lot pays it once.
+            self.edits.insert((participant, op_id), at);
             let mut ops = vec![(participant, op_id, data)];
             let mut next = None;
             while ops.len() < UPDATE_BATCH {
                 match self.rx.try_recv() {
-                    Ok(Command::Update { participant, op_id, data }) => ops.push((participant, op_id, data)),
+                    Ok(Stamped { at, cmd: Command::Update { participant, op_id, data } }) => {
+                        self.edits.insert((participant, op_id), at);
+                        ops.push((participant, op_id, data));
+                    }
                     Ok(other) => {
                         next = Some(other);
                         break;
@@ -232,7 +261,9 @@ impl Actor {
             }
             self.room.handle_updates(now, ops);
             self.drain().await;
-            cmd = next?;
+            // Refused or duplicate updates queued no write.
+            self.edits.clear();
+            Stamped { at, cmd } = next?;
         }
         let room = &mut self.room;
         match cmd {
@@ -251,37 +282,62 @@ impl Actor {
             }
             Command::Reply(participant, message) => room.handle_reply(now, participant, message),
             Command::Sync { participant, since } => room.handle_sync(now, participant, &since),
-            Command::Class(participant, message) => room.handle_class(now, participant, message),
+            Command::Class(participant, message) => {
+                self.asked = Ingest::of_class(message.kind()).map(|kind| (kind, at));
+                room.handle_class(now, participant, message);
+            }
             Command::Sfu(participant, message) => room.handle_sfu(now, participant, message),
-            Command::SfuNews(participant, news) => room.handle_sfu_news(participant, news),
+            Command::SfuNews(participant, news) => {
+                self.stats.sfu_errors += u64::from(news.is_sfu_error());
+                room.handle_sfu_news(participant, news);
+            }
             Command::Attendance(reply) => {
                 let _ = reply.send(room.attendance());
             }
+            Command::Stats(reply) => {
+                let _ = reply.send(self.stats.clone());
+            }
         }
         self.drain().await;
+        // Answered without a write: its replies are queued now.
+        if let Some((kind, at)) = self.asked.take() {
+            self.latency(kind, at);
+        }
         None
     }
 
+    /// Records one ingest-to-send sample, fleet-wide and for this room.
+    fn latency(&mut self, kind: Ingest, since: Instant) {
+        let took = since.elapsed();
+        self.latency[kind as usize].record(took.as_secs_f64());
+        self.stats.record(kind, took);
+    }
+
     async fn on_committed(&mut self, committed: Committed) {
+        let mut timed = None;
         match committed {
             Committed::Op { participant, op_id, result: Ok(stored), received } => {
-                if let Some(received) = received {
-                    metrics::histogram!("easel_op_ingest_to_send_seconds")
-                        .record(received.elapsed().as_secs_f64());
-                }
                 self.room.handle_committed(participant, op_id, stored);
+                timed = received.map(|at| (Ingest::Edit, at));
             }
             Committed::Op { participant, op_id, result: Err(e), .. } => {
-                tracing::error!(room = %self.room.id(), op_id, "durable write failed: {e}");
+                tracing::error!(op_id, participant, "durable write failed: {e}");
                 self.room.handle_persist_failed(participant, op_id);
             }
-            Committed::Side { result: Ok(()), then } => self.room.handle_side_committed(then),
+            Committed::Side { result: Ok(()), then, asked } => {
+                self.room.handle_side_committed(then);
+                timed = asked;
+            }
             // Nothing that waited on it is confirmed; the requesters see no echo.
             Committed::Side { result: Err(e), .. } => {
-                tracing::error!(room = %self.room.id(), "classroom write failed: {e}");
+                tracing::error!("classroom write failed: {e}");
             }
         }
         self.drain().await;
+        // The ack and echoes are queued now.
+        if let Some((kind, at)) = timed {
+            self.latency(kind, at);
+        }
     }
 
     async fn on_timeout(&mut self) {
@@ -295,7 +351,10 @@ impl Actor {
         let (mut sent, mut skipped) = (0u64, 0u64);
         while let Some(output) = self.room.poll_output() {
             match output {
-                Output::Send { to, message } => self.queue(to, Outbound::Message(Box::new(message))),
+                Output::Send { to, message } => {
+                    self.log_refusal(to, &message);
+                    self.queue(to, Outbound::Message(Box::new(message)));
+                }
                 Output::Frame { to, frame } => self.queue(to, Outbound::Frame(frame)),
                 Output::Broadcast { frame, except } => {
                     let mut failed = Vec::new();
@@ -345,6 +404,8 @@ impl Actor {
                         self.links.insert(joined.participant, link);
                         self.credit.remove(&joined.participant);
                     }
+                    let resumed = answer.as_ref().is_ok_and(|j| j.resumed);
+                    self.stats.joined(answer.is_ok(), resumed, self.links.len());
                     let _ = reply.send(answer);
                 }
                 Output::Left { member, code, reason } => {
@@ -362,12 +423,21 @@ impl Actor {
                         link.kill.cancel();
                     }
                 }
-                Output::Persist(p) => self.committing.push_back(persist(&self.store, self.room.id(), p)),
+                Output::Persist(mut p) => {
+                    // Timed from the update's ingest, not from when the room took it.
+                    if let Persist::Append { participant, op_id, received, .. } = &mut p
+                        && let Some(at) = self.edits.remove(&(*participant, *op_id))
+                    {
+                        *received = at;
+                    }
+                    self.committing.push_back(persist(&self.store, self.room.id(), p));
+                }
                 Output::SnapshotWrite(snapshot) => {
                     write_snapshot(&self.store, self.room.id(), snapshot).await
                 }
                 Output::Side { writes, then } => {
-                    self.committing.push_back(side(&self.store, self.room.id(), writes, then));
+                    let asked = self.asked.take();
+                    self.committing.push_back(side(&self.store, self.room.id(), writes, then, asked));
                 }
                 Output::Sfu(op) => self.pass(op),
                 Output::Metric(metric) => self.record(metric),
@@ -376,9 +446,30 @@ impl Actor {
         }
         if sent > 0 {
             metrics::counter!("easel_datagrams_out_total").increment(sent);
+            // A round went out: every cursor waiting was in it (or hidden by a lecture's cap).
+            for (_, arrived) in std::mem::take(&mut self.cursors) {
+                self.latency(Ingest::Cursor, arrived);
+            }
         }
         if skipped > 0 {
             metrics::counter!("easel_datagram_ticks_skipped_total").increment(skipped);
+        }
+    }
+
+    /// Logs a refused request with who made it (the room's span adds the room): one user's
+    /// trouble can be followed in the logs. Rate limits are noisy by nature: debug only.
+    fn log_refusal(&self, to: u16, message: &Message) {
+        let (kind, reference, code) = match message {
+            Message::Reject(r) => (Kind::Update.name(), r.op_id, r.code),
+            Message::Fault(f) => (Kind::from_u8(f.kind).map_or("unknown", Kind::name), f.reference, f.code),
+            _ => return,
+        };
+        let user = self.room.user_of(to).unwrap_or_default();
+        let code = ErrorCode::from_u16(code).unwrap_or(ErrorCode::Internal);
+        if code == ErrorCode::RateLimited {
+            tracing::debug!(user, participant = to, request = kind, reference, %code, "request refused");
+        } else {
+            tracing::info!(user, participant = to, request = kind, reference, %code, "request refused");
         }
     }
 
@@ -394,6 +485,7 @@ impl Actor {
     /// Hands SFU work to the room's driver, starting it on first use.
     fn pass(&mut self, op: SfuOp) {
         let Some(bridge) = &mut self.sfu else { return };
+        self.stats.sfu_requests += u64::from(matches!(op, SfuOp::Join { .. } | SfuOp::Signal { .. }));
         let driver = bridge.driver.get_or_insert_with(|| {
             crate::sfu::spawn(bridge.sfu.clone(), self.handle.id.clone(), self.handle.tx.clone())
         });
@@ -443,11 +535,17 @@ fn persist(store: &Store, room: &str, p: Persist) -> Committing {
     })
 }
 
-fn side(store: &Store, room: &str, writes: Vec<crate::class::Write>, then: Vec<Deliver>) -> Committing {
+fn side(
+    store: &Store,
+    room: &str,
+    writes: Vec<crate::class::Write>,
+    then: Vec<Deliver>,
+    asked: Option<(Ingest, Instant)>,
+) -> Committing {
     let (store, room) = (store.clone(), room.to_owned());
     Box::pin(async move {
         let result = if writes.is_empty() { Ok(()) } else { store.side(&room, writes).await };
-        Committed::Side { result, then }
+        Committed::Side { result, then, asked }
     })
 }
 

@@ -13,6 +13,7 @@ use easel_transport::DatagramSender;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use super::stats::Stats;
 use super::{Arrival, Joined, SnapshotPayload};
 use crate::class;
 use crate::sfu::SfuNews;
@@ -115,14 +116,24 @@ pub enum Command {
     SfuNews(u16, SfuNews),
     /// The room's attendance, as it is now.
     Attendance(oneshot::Sender<Vec<class::Attendance>>),
+    /// The room's own numbers since it was loaded (`GET /rooms/{id}/stats`).
+    Stats(oneshot::Sender<Stats>),
     /// Persist everything and stop (server shutdown).
     Shutdown(oneshot::Sender<()>),
 }
 
+/// A command and when it was handed to the room: its ingest, for the latency histograms (the
+/// connection reads a frame, decodes it and hands it over at once; the wait for queue space
+/// counts as latency).
+pub(super) struct Stamped {
+    pub(super) at: Instant,
+    pub(super) cmd: Command,
+}
+
 /// The room's SFU driver reports on the room's own command queue, in order with the rest.
-impl From<(u16, SfuNews)> for Command {
+impl From<(u16, SfuNews)> for Stamped {
     fn from((participant, news): (u16, SfuNews)) -> Self {
-        Self::SfuNews(participant, news)
+        Self { at: Instant::now(), cmd: Command::SfuNews(participant, news) }
     }
 }
 
@@ -130,7 +141,7 @@ impl From<(u16, SfuNews)> for Command {
 #[derive(Clone)]
 pub struct Handle {
     pub(super) id: Arc<str>,
-    pub(super) tx: mpsc::Sender<Command>,
+    pub(super) tx: mpsc::Sender<Stamped>,
     pub(super) datagrams: Arc<DatagramInbox>,
 }
 
@@ -153,7 +164,7 @@ impl Handle {
     /// Sends a command, waiting for queue space (reliable-stream messages exert backpressure on
     /// their stream). Fails if the room has stopped.
     pub async fn send(&self, cmd: Command) -> Result<(), Command> {
-        self.tx.send(cmd).await.map_err(|e| e.0)
+        self.tx.send(Stamped { at: Instant::now(), cmd }).await.map_err(|e| e.0.cmd)
     }
 
     /// Whether the actor has stopped.
@@ -180,10 +191,11 @@ pub struct DatagramInbox {
     pub(super) ready: tokio::sync::Notify,
 }
 
-/// What waits, and since when the oldest has.
+/// What waits, and since when the oldest has. A cursor keeps its arrival, for the cursor
+/// latency histogram.
 #[derive(Debug, Default)]
 pub(super) struct Waiting {
-    pub(super) cursors: HashMap<u16, Cursor>,
+    pub(super) cursors: HashMap<u16, (Cursor, Instant)>,
     pub(super) heartbeats: HashMap<u16, Heartbeat>,
     since: Option<Instant>,
 }
@@ -191,10 +203,11 @@ pub(super) struct Waiting {
 impl DatagramInbox {
     /// Keeps `cursor` unless a newer one of the participant is already waiting.
     fn cursor(&self, participant: u16, cursor: Cursor) {
-        self.keep(|w| {
-            let stale = w.cursors.get(&participant).is_some_and(|held| !is_newer(cursor.seq, held.seq));
+        let now = Instant::now();
+        self.keep(now, |w| {
+            let stale = w.cursors.get(&participant).is_some_and(|held| !is_newer(cursor.seq, held.0.seq));
             if !stale {
-                w.cursors.insert(participant, cursor);
+                w.cursors.insert(participant, (cursor, now));
             }
             !stale
         });
@@ -202,7 +215,7 @@ impl DatagramInbox {
 
     /// Keeps `beat` unless a newer one of the participant is already waiting.
     fn heartbeat(&self, participant: u16, beat: Heartbeat) {
-        self.keep(|w| {
+        self.keep(Instant::now(), |w| {
             let stale = w.heartbeats.get(&participant).is_some_and(|held| !is_newer(beat.seq, held.seq));
             if !stale {
                 w.heartbeats.insert(participant, beat);
@@ -211,13 +224,13 @@ impl DatagramInbox {
         });
     }
 
-    fn keep(&self, put: impl FnOnce(&mut Waiting) -> bool) {
+    fn keep(&self, now: Instant, put: impl FnOnce(&mut Waiting) -> bool) {
         {
             let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
             if !put(&mut waiting) {
                 return;
             }
-            waiting.since.get_or_insert_with(Instant::now);
+            waiting.since.get_or_insert(now);
         }
         self.ready.notify_one();
     }
@@ -260,7 +273,7 @@ mod tests {
         let waiting = inbox.take();
         assert_eq!(waiting.heartbeats.len(), 2000, "one per participant");
         assert_eq!(waiting.heartbeats[&7].seq, 10_007 - 2000, "a stale one changes nothing");
-        assert_eq!(waiting.cursors[&3].x, 1, "the newest cursor wins, not the latest to arrive");
+        assert_eq!(waiting.cursors[&3].0.x, 1, "the newest cursor wins, not the latest to arrive");
         assert!(inbox.take().heartbeats.is_empty(), "taken once");
     }
 }

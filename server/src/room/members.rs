@@ -260,6 +260,9 @@ impl Room {
             let event = SfuEvent { participant, feed, event: SfuEventKind::Publishing };
             self.send(index, Message::from(event));
         }
+        if let Some(outage) = self.sfu_outage() {
+            self.send(index, outage);
+        }
     }
 
     /// Connection `conn` ends a membership: others hear of it in the next membership frame,

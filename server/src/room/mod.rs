@@ -13,7 +13,7 @@
 //! `roster` (batched membership frames), `doc` (the Loro document, durable writes,
 //! snapshots), `cursors` (paced cursor batches, presence ticks), `spotlight` (a lecture's
 //! active-cursor cap), `classroom` (chat, polls, hands, moderation), `sfu` (SFU signalling),
-//! `handle` (what connections hold) and `actor` (the task).
+//! `handle` (what connections hold), `stats` (the room's own numbers) and `actor` (the task).
 
 mod actor;
 mod classroom;
@@ -25,6 +25,7 @@ mod refresh;
 mod roster;
 mod sfu;
 mod spotlight;
+mod stats;
 #[cfg(test)]
 mod testing;
 
@@ -45,6 +46,7 @@ pub use self::handle::{Command, DatagramInbox, Handle, JoinRequest, Link, Outbou
 use self::members::Member;
 pub use self::members::{Arrival, Joined};
 use self::spotlight::Spotlight;
+pub use self::stats::Stats;
 use crate::class::{self, Class, Deliver};
 use crate::sfu::SfuOp;
 
@@ -86,6 +88,8 @@ pub struct Config {
     /// While a teacher is in the room, how many other cursors are shown (the most recently
     /// started) besides every teacher's; 0: all (`--room-active-cursors`, SPEC §8.5).
     pub active_cursors: u16,
+    /// Where the class meets while its SFU is out (`--sfu-fallback-url`); empty: nowhere.
+    pub sfu_fallback_url: String,
 }
 
 impl Default for Config {
@@ -104,6 +108,7 @@ impl Default for Config {
             chat_per_min: 30,
             students_publish: true,
             active_cursors: 32,
+            sfu_fallback_url: String::new(),
         }
     }
 }
@@ -291,6 +296,8 @@ pub struct Room {
     /// after that output (see [`Room::handle_undeliverable`]).
     urgent: VecDeque<Output>,
     reacting: bool,
+    /// The room's SFU stopped answering and no probe has reached it since.
+    sfu_out: bool,
 }
 
 impl Room {
@@ -340,6 +347,7 @@ impl Room {
             out: VecDeque::new(),
             urgent: VecDeque::new(),
             reacting: false,
+            sfu_out: false,
         })
     }
 

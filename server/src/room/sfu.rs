@@ -1,12 +1,13 @@
 //! SFU signalling as the room sees it (SPEC §13): requests checked against the member's role
 //! and SFU membership before they leave as [`Output::Sfu`], and what the SFU driver reports
-//! turned into replies, `SfuEvent`s and the camera flag.
+//! turned into replies, `SfuEvent`s and the camera flag, and the SFU's outages into
+//! `SfuStatus` for everyone (with the fallback link while it is out).
 
 use std::time::Instant;
 
 use easel_proto::ErrorCode;
 use easel_proto::Message;
-use easel_proto::message::{Kind, ParticipantUpdated, SfuEvent, SfuEventKind};
+use easel_proto::message::{Kind, ParticipantUpdated, SfuEvent, SfuEventKind, SfuStatus};
 use easel_sfu_bridge::{Access, PeerEvent};
 
 use super::{Output, Room};
@@ -48,6 +49,7 @@ impl Room {
                 return self.send(member, crate::sfu::candidate_message(feed, candidate));
             }
             SfuNews::Event(event) => event,
+            SfuNews::Reachable(reachable) => return self.sfu_reachable(reachable),
         };
         let (kind, feed, camera) = match event {
             PeerEvent::Joined => (SfuEventKind::Joined, 0, None),
@@ -84,6 +86,25 @@ impl Room {
         if let Some(updated) = updated {
             self.broadcast(None, &Message::from(updated));
         }
+    }
+
+    /// The SFU stopped answering or answers again: everyone hears it once per change.
+    fn sfu_reachable(&mut self, reachable: bool) {
+        if self.sfu_out != reachable {
+            return;
+        }
+        self.sfu_out = !reachable;
+        self.broadcast(None, &Message::from(self.sfu_status()));
+    }
+
+    /// What a member joining while the SFU is out is told, after its membership.
+    pub(super) fn sfu_outage(&self) -> Option<Message> {
+        self.sfu_out.then(|| Message::from(self.sfu_status()))
+    }
+
+    fn sfu_status(&self) -> SfuStatus {
+        let fallback_url = if self.sfu_out { self.config.sfu_fallback_url.clone() } else { String::new() };
+        SfuStatus { reachable: !self.sfu_out, fallback_url }
     }
 }
 

@@ -16,6 +16,8 @@ use easel_transport::Session;
 use easel_transport::framed::{Read, Reader, write};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
+use tracing::field::Empty;
 
 use self::core::{Control, Core, DatagramRoute, Ending, Refusal};
 use crate::resume::Held;
@@ -61,9 +63,17 @@ fn unix_now() -> std::time::Duration {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default()
 }
 
-/// Runs a session to its end.
-pub(crate) async fn run<S: Session + Clone>(shared: Arc<Shared>, session: S) {
+/// Runs a session to its end, in a span (transport, the peer's address; user, session id and
+/// connection number once the handshake knows them) that its room streams share: one user's
+/// logs can be followed.
+pub(crate) async fn run<S: Session + Clone>(shared: Arc<Shared>, session: S, remote: std::net::SocketAddr) {
     let transport = session.kind().label();
+    let span =
+        tracing::info_span!("session", transport, %remote, user = Empty, session_id = Empty, conn = Empty);
+    serve(shared, session, transport).instrument(span).await;
+}
+
+async fn serve<S: Session + Clone>(shared: Arc<Shared>, session: S, transport: &'static str) {
     telemetry::session_opened(transport);
     let started = Instant::now();
     let timeout = shared.config.handshake_timeout;
@@ -92,6 +102,7 @@ pub(crate) async fn run<S: Session + Clone>(shared: Arc<Shared>, session: S) {
         }
     };
     metrics::counter!("easel_connects_total", "transport" => transport, "result" => "ok").increment(1);
+    tracing::debug!("session established");
     metrics::histogram!("easel_handshake_seconds").record(started.elapsed().as_secs_f64());
 
     let ctx = Arc::new(ctx);
@@ -143,7 +154,10 @@ async fn handshake<S: Session>(
     let mut reader = Reader::new(recv, limits::MAX_PREAUTH_FRAME_LEN);
     let now = unix_now();
     let (hello, claims) = match core::hello(reader.next().await, &shared.verifier, now.as_secs()) {
-        Ok(ok) => ok,
+        Ok(ok) => {
+            tracing::Span::current().record("user", ok.1.sub.as_str());
+            ok
+        }
         Err(refusal) => {
             if let Some(fault) = &refusal.reply {
                 end_stream(&mut send, fault).await;
@@ -195,6 +209,7 @@ async fn handshake<S: Session>(
         resume_token,
         takeover,
     };
+    tracing::Span::current().record("session_id", held.session_id).record("conn", ctx.conn);
     Ok((ctx, (reader, send)))
 }
 
@@ -277,7 +292,9 @@ async fn accept_rooms<S: Session + Clone>(ctx: &Arc<Ctx>, session: &S) -> Ending
         match session.accept_bi().await {
             Ok((send, recv)) => {
                 let (ctx, session) = (ctx.clone(), session.clone());
-                tokio::spawn(async move { room_stream::run(ctx, session, send, recv).await });
+                tokio::spawn(
+                    async move { room_stream::run(ctx, session, send, recv).await }.in_current_span(),
+                );
             }
             Err(e) => return Ending::peer(e.to_string()),
         }

@@ -12,8 +12,13 @@ mod e2e;
 mod harness;
 mod hostile;
 mod http;
+// The bridge's private-Janus helper, shared rather than copied (no restarts here).
+#[allow(dead_code)]
+#[path = "../../../sfu-bridge/tests/it/process.rs"]
+mod janus;
 mod lecture;
 mod metrics;
+mod observability;
 mod resume;
 mod revoke;
 mod spawned;

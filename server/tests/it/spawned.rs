@@ -18,7 +18,13 @@ pub struct Spawned {
 
 impl Spawned {
     pub async fn start(dir: &Path) -> Self {
-        Self::spawn(tokio::process::Command::new(env!("CARGO_BIN_EXE_easel")), dir).await
+        Self::start_logging(dir, "warn", &[]).await
+    }
+
+    /// The same with logs at `level`, `extra` flags, and stderr piped when `level` is not
+    /// `warn` (the caller then reads it: a full pipe would stall the server).
+    pub async fn start_logging(dir: &Path, level: &str, extra: &[&str]) -> Self {
+        Self::spawn(tokio::process::Command::new(env!("CARGO_BIN_EXE_easel")), dir, level, extra).await
     }
 
     /// As [`Spawned::start`], but no file the server writes may grow past `kib` KiB (its disk
@@ -31,18 +37,22 @@ impl Spawned {
             &format!("trap '' XFSZ; ulimit -f {kib}; exec \"$0\" \"$@\""),
             env!("CARGO_BIN_EXE_easel"),
         ]);
-        Self::spawn(sh, dir).await
+        Self::spawn(sh, dir, "warn", &[]).await
     }
 
-    async fn spawn(mut command: tokio::process::Command, dir: &Path) -> Self {
+    async fn spawn(mut command: tokio::process::Command, dir: &Path, level: &str, extra: &[&str]) -> Self {
         use tokio::io::{AsyncBufReadExt as _, BufReader};
+        let stderr =
+            if level == "warn" { std::process::Stdio::inherit() } else { std::process::Stdio::piped() };
         let mut child = command
             .args(["--data-dir", dir.to_str().expect("utf-8")])
             .args(["--wt-addr", "127.0.0.1:0", "--quic-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
             .args(["--ops-per-sec", "100000", "--ops-burst", "100000"])
+            .args(extra)
             .env("EASEL_JWT_SECRET", SECRET)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", level)
             .stdout(std::process::Stdio::piped())
+            .stderr(stderr)
             .kill_on_drop(true)
             .spawn()
             .expect("spawn easel");

@@ -10,6 +10,11 @@ pub struct JanusProcess {
     pub port: u16,
 }
 
+/// A loopback port nothing listens on (for now).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port()
+}
+
 fn script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/janus.sh")
 }
@@ -17,8 +22,11 @@ fn script() -> PathBuf {
 impl JanusProcess {
     /// Starts Janus; the script returns once its WebSocket port accepts (bounded inside).
     pub fn start() -> Self {
-        let port =
-            std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
+        Self::start_on(free_port())
+    }
+
+    /// Starts Janus on `port` (one a server may already be pointed at, unanswered so far).
+    pub fn start_on(port: u16) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let process = Self { dir, port };
         process.run_start();
