@@ -3,22 +3,11 @@
 //! become [`Event::Error`]s, never panics.
 
 use easel_proto::ErrorCode;
-use loro::LoroDoc;
 
+use super::doc::Document;
 use super::{Event, Link, Session};
 
-/// Why Loro bytes did not import.
-#[derive(Debug, thiserror::Error)]
-enum ImportError {
-    /// Loro refused them.
-    #[error(transparent)]
-    Loro(#[from] loro::LoroError),
-    /// Loro panicked on them.
-    #[error("update could not be decoded")]
-    Undecodable,
-}
-
-impl Session {
+impl<D: Document> Session<D> {
     /// Imports every room's waiting remote updates, one batch per room, and reports them.
     pub(super) fn flush_imports(&mut self) {
         for (id, room) in &mut self.rooms {
@@ -27,10 +16,7 @@ impl Session {
             }
             let (froms, batch): (Vec<u16>, Vec<Vec<u8>>) =
                 std::mem::take(&mut room.inbox).into_iter().unzip();
-            let doc = room.doc.clone();
-            let together =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| doc.import_batch(&batch)));
-            if matches!(together, Ok(Ok(_))) {
+            if room.doc.import_batch(&batch).is_ok() {
                 for from in froms {
                     self.events.push_back(Event::RemoteUpdate { room: id.clone(), from });
                 }
@@ -38,7 +24,7 @@ impl Session {
             }
             // One of them is bad: import them one by one to tell which.
             for (from, data) in froms.into_iter().zip(batch) {
-                match import_one(&doc, &data) {
+                match room.doc.import(&data) {
                     Ok(()) => self.events.push_back(Event::RemoteUpdate { room: id.clone(), from }),
                     Err(e) => self.events.push_back(Event::Error {
                         room: Some(id.clone()),
@@ -53,30 +39,16 @@ impl Session {
     /// A snapshot stream for `slot` arrived whole.
     pub fn handle_snapshot(&mut self, slot: u16, data: &[u8]) {
         let Link::Up { slots, .. } = &self.link else { return };
-        let Some(room) = slots.get(&slot).cloned() else { return };
-        let Some(doc) = self.rooms.get(&room).map(|r| r.doc.clone()) else { return };
-        self.import(&room, &doc, data);
-        self.events.push_back(Event::Synced { room });
-    }
-
-    fn import(&mut self, room: &str, doc: &LoroDoc, data: &[u8]) {
-        if let Err(e) = import_one(doc, data) {
+        let Some(id) = slots.get(&slot) else { return };
+        let Some(room) = self.rooms.get(id) else { return };
+        if let Err(e) = room.doc.import(data) {
             self.events.push_back(Event::Error {
-                room: Some(room.to_owned()),
+                room: Some(id.clone()),
                 code: ErrorCode::InvalidUpdate,
                 message: e.to_string(),
             });
         }
-    }
-}
-
-/// Imports Loro bytes. Loro may panic on hostile bytes; a bad update from the network must not
-/// take the app down.
-fn import_one(doc: &LoroDoc, data: &[u8]) -> Result<(), ImportError> {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| doc.import(data))) {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(e.into()),
-        Err(_) => Err(ImportError::Undecodable),
+        self.events.push_back(Event::Synced { room: id.clone() });
     }
 }
 
@@ -86,6 +58,7 @@ mod tests {
 
     use easel_proto::Message;
     use easel_proto::message::{ParticipantGone, Participants, RemoteUpdate};
+    use loro::LoroDoc;
 
     use super::*;
     use crate::session::testing::{Harness, ROOM, participant};
