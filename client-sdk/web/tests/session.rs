@@ -17,6 +17,7 @@ use wasm_bindgen_test::wasm_bindgen_test;
 
 #[wasm_bindgen(module = "loro-crdt")]
 extern "C" {
+    #[derive(Clone)]
     type LoroDoc;
     #[wasm_bindgen(constructor)]
     fn new() -> LoroDoc;
