@@ -62,9 +62,9 @@ pub(crate) fn event(event: Event) -> JsValue {
         Event::Left { room, code, reason } => {
             Obj::typed("left").set("room", room).code(code).set("reason", reason)
         }
-        Event::ParticipantJoined { room, participant } => Obj::typed("participantJoined")
-            .set("room", room)
-            .set("participant", participant_obj(participant)),
+        Event::ParticipantJoined { room, participant } => {
+            Obj::typed("participantJoined").set("room", room).set("participant", participant_obj(participant))
+        }
         Event::ParticipantLeft { room, index, code } => {
             Obj::typed("participantLeft").set("room", room).set("index", index).code(code)
         }
@@ -73,7 +73,9 @@ pub(crate) fn event(event: Event) -> JsValue {
             .set("participant", participant_obj(participant)),
         Event::Cursors { room, cursors } => Obj::typed("cursors").set("room", room).set(
             "cursors",
-            array(cursors, |c| Obj::new().set("participant", c.participant).set("x", c.x).set("y", c.y).build()),
+            array(cursors, |c| {
+                Obj::new().set("participant", c.participant).set("x", c.x).set("y", c.y).build()
+            }),
         ),
         Event::Presence { room, participant, status, tool } => Obj::typed("presence")
             .set("room", room)
@@ -92,11 +94,12 @@ pub(crate) fn event(event: Event) -> JsValue {
         Event::ChatDeleted { room, id, by } => {
             Obj::typed("chatDeleted").set("room", room).set("id", id).set("by", by)
         }
-        Event::ChatPage { room, messages, more } => Obj::typed("chatPage")
-            .set("room", room)
-            .set("messages", array(messages, chat))
-            .set("more", more),
-        Event::PollStarted { room, poll } => Obj::typed("pollStarted").set("room", room).set("poll", poll_obj(poll)),
+        Event::ChatPage { room, messages, more } => {
+            Obj::typed("chatPage").set("room", room).set("messages", array(messages, chat)).set("more", more)
+        }
+        Event::PollStarted { room, poll } => {
+            Obj::typed("pollStarted").set("room", room).set("poll", poll_obj(poll))
+        }
         Event::PollAnswered { room, poll_id, attempt_id } => {
             Obj::typed("pollAnswered").set("room", room).set("pollId", poll_id).set("attemptId", attempt_id)
         }
@@ -106,7 +109,9 @@ pub(crate) fn event(event: Event) -> JsValue {
         Event::HandQueue { room, queue } => {
             Obj::typed("handQueue").set("room", room).set("queue", array(queue, JsValue::from))
         }
-        Event::CursorCap { room, cap, by } => Obj::typed("cursorCap").set("room", room).set("cap", cap).set("by", by),
+        Event::CursorCap { room, cap, by } => {
+            Obj::typed("cursorCap").set("room", room).set("cap", cap).set("by", by)
+        }
         Event::Moderated { room, target, action, by, reason } => Obj::typed("moderated")
             .set("room", room)
             .set("target", target)

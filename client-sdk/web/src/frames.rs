@@ -158,6 +158,7 @@ impl WsMux {
 
     /// What a received message means: an array of `WsEvent`s (a stream's first bytes come as
     /// `opened` then `data`). Throws a `ProtocolError` for a violation, which ends the session.
+    #[wasm_bindgen(unchecked_return_type = "WsEvent[]")]
     pub fn receive(&mut self, message: &[u8]) -> Result<js_sys::Array, JsValue> {
         let events = self.demux.receive(message).map_err(|e| js::protocol_error(&e))?;
         Ok(events
@@ -166,9 +167,13 @@ impl WsMux {
             .map(|e| {
                 match e {
                     ws::Event::Opened { id } => Obj::typed("opened").set("id", stream_id(id)),
-                    ws::Event::Data { id, data } => Obj::typed("data").set("id", stream_id(id)).bytes("data", data),
+                    ws::Event::Data { id, data } => {
+                        Obj::typed("data").set("id", stream_id(id)).bytes("data", data)
+                    }
                     ws::Event::Fin { id } => Obj::typed("fin").set("id", stream_id(id)),
-                    ws::Event::Reset { id, code } => Obj::typed("reset").set("id", stream_id(id)).set("code", code),
+                    ws::Event::Reset { id, code } => {
+                        Obj::typed("reset").set("id", stream_id(id)).set("code", code)
+                    }
                     ws::Event::Datagram(data) => Obj::typed("datagram").bytes("data", data),
                 }
                 .build()

@@ -62,13 +62,18 @@ fn u64_field(options: &JsValue, key: &str) -> Result<Option<u64>, JsValue> {
         .map(|v| {
             u64::try_from(v.clone())
                 .or_else(|_| v.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64).ok_or(v))
-                .map_err(|_| js::error("TypeError", &format!("{key} must be a non-negative bigint or number")))
+                .map_err(|_| {
+                    js::error("TypeError", &format!("{key} must be a non-negative bigint or number"))
+                })
         })
         .transpose()
 }
 
 fn ms_field(options: &JsValue, key: &str) -> Option<Duration> {
-    field(options, key).and_then(|v| v.as_f64()).filter(|f| *f >= 0.0).map(|f| Duration::from_secs_f64(f / 1000.0))
+    field(options, key)
+        .and_then(|v| v.as_f64())
+        .filter(|f| *f >= 0.0)
+        .map(|f| Duration::from_secs_f64(f / 1000.0))
 }
 
 #[wasm_bindgen]
@@ -85,7 +90,9 @@ impl EaselSession {
         let config = Config {
             client_id,
             name: field(&options, "name").and_then(|v| v.as_string()).unwrap_or_default(),
-            cursor_hz: field(&options, "cursorHz").and_then(|v| v.as_f64()).map_or(defaults.cursor_hz, |f| f as u32),
+            cursor_hz: field(&options, "cursorHz")
+                .and_then(|v| v.as_f64())
+                .map_or(defaults.cursor_hz, |f| f as u32),
             backoff_min: ms_field(&options, "backoffMinMs").unwrap_or(defaults.backoff_min),
             backoff_max: ms_field(&options, "backoffMaxMs").unwrap_or(defaults.backoff_max),
             first_op_id: u64_field(&options, "firstOpId")?.unwrap_or(defaults.first_op_id),
@@ -126,7 +133,13 @@ impl EaselSession {
     /// ("webtransport" or "websocket"). A `Welcome` establishes the session (rooms are
     /// rejoined: see `pollTransmit`); a `Fault` (a refused token, …) or anything else ends
     /// the attempt: the session schedules the next and the driver closes the connection.
-    pub fn handshake(&mut self, now_ms: f64, transport: &str, frame: Frame) -> Result<JsValue, JsValue> {
+    #[wasm_bindgen(unchecked_return_type = "Handshake")]
+    pub fn handshake(
+        &mut self,
+        now_ms: f64,
+        #[wasm_bindgen(unchecked_param_type = "Transport")] transport: &str,
+        frame: Frame,
+    ) -> Result<JsValue, JsValue> {
         let now = self.at(now_ms);
         self.transport = Transport::from_label(transport)
             .ok_or_else(|| js::error("TypeError", &format!("unknown transport {transport:?}")))?;
@@ -182,7 +195,8 @@ impl EaselSession {
     /// The whole content of a snapshot stream (a unidirectional stream the server opens),
     /// read to its end. Throws a `ProtocolError` if it is not a snapshot stream.
     pub fn snapshot(&mut self, stream: &[u8]) -> Result<(), JsValue> {
-        let (begin, data) = frames::snapshot(stream).map_err(|e| js::error("ProtocolError", &e.to_string()))?;
+        let (begin, data) =
+            frames::snapshot(stream).map_err(|e| js::error("ProtocolError", &e.to_string()))?;
         self.session.handle_snapshot(begin.slot, &data);
         Ok(())
     }
@@ -298,7 +312,13 @@ impl EaselSession {
     }
 
     /// Sets our presence in `room` (`Status`, `Tool` names); a heartbeat goes at once.
-    pub fn presence(&mut self, now_ms: f64, room: &str, status: &str, tool: &str) -> Result<(), JsValue> {
+    pub fn presence(
+        &mut self,
+        now_ms: f64,
+        room: &str,
+        #[wasm_bindgen(unchecked_param_type = "Status")] status: &str,
+        #[wasm_bindgen(unchecked_param_type = "Tool")] tool: &str,
+    ) -> Result<(), JsValue> {
         let (status, tool) = (js::status(status)?, js::tool(tool)?);
         self.session.presence(self.at(now_ms), room, status, tool).map_err(|e| js::session_error(&e))
     }
@@ -355,7 +375,8 @@ impl EaselSession {
         live: bool,
     ) -> Result<u64, JsValue> {
         let request = self.id();
-        let start = PollStart { request, question: question.to_owned(), options, multiple, duration_ms, live };
+        let start =
+            PollStart { request, question: question.to_owned(), options, multiple, duration_ms, live };
         self.request(room, Message::from(start))?;
         Ok(request)
     }
@@ -371,7 +392,13 @@ impl EaselSession {
 
     /// Answers with an explicit attempt id: the same id again counts once.
     #[wasm_bindgen(js_name = answerPollAs)]
-    pub fn answer_poll_as(&mut self, room: &str, poll_id: u64, attempt_id: u64, choices: Vec<u8>) -> Result<(), JsValue> {
+    pub fn answer_poll_as(
+        &mut self,
+        room: &str,
+        poll_id: u64,
+        attempt_id: u64,
+        choices: Vec<u8>,
+    ) -> Result<(), JsValue> {
         self.request(room, Message::from(PollAnswer { poll_id, attempt_id, choices }))
     }
 
@@ -394,7 +421,13 @@ impl EaselSession {
     }
 
     /// A teacher's moderation of `target` (`ModAction` name).
-    pub fn moderate(&mut self, room: &str, target: u16, action: &str, reason: &str) -> Result<(), JsValue> {
+    pub fn moderate(
+        &mut self,
+        room: &str,
+        target: u16,
+        #[wasm_bindgen(unchecked_param_type = "ModAction")] action: &str,
+        reason: &str,
+    ) -> Result<(), JsValue> {
         let action = js::mod_action(action)?;
         self.request(room, Message::from(Moderate { target, action, reason: reason.to_owned() }))
     }
@@ -413,7 +446,13 @@ impl EaselSession {
 
     /// An SDP for a peer connection (`feed` 0: our publisher); `kind` "offer" or "answer".
     #[wasm_bindgen(js_name = sfuSdp)]
-    pub fn sfu_sdp(&mut self, room: &str, feed: u64, kind: &str, sdp: &str) -> Result<(), JsValue> {
+    pub fn sfu_sdp(
+        &mut self,
+        room: &str,
+        feed: u64,
+        #[wasm_bindgen(unchecked_param_type = "SdpKind")] kind: &str,
+        sdp: &str,
+    ) -> Result<(), JsValue> {
         let kind = js::sdp_kind(kind)?;
         self.request(room, Message::from(SfuSdp { feed, kind, sdp: sdp.to_owned() }))
     }
@@ -428,7 +467,8 @@ impl EaselSession {
         mid: &str,
         mline_index: u16,
     ) -> Result<(), JsValue> {
-        let candidate = SfuCandidate { feed, candidate: candidate.to_owned(), mid: mid.to_owned(), mline_index };
+        let candidate =
+            SfuCandidate { feed, candidate: candidate.to_owned(), mid: mid.to_owned(), mline_index };
         self.request(room, Message::from(candidate))
     }
 

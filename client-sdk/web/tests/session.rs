@@ -6,7 +6,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use easel_proto::message::{
-    Ack, Joined, Participant, Participants, Role, SessionLimits, SnapshotBegin, SnapshotChunk, SyncKind, Welcome,
+    Ack, Joined, Participant, Participants, Role, SessionLimits, SnapshotBegin, SnapshotChunk, SyncKind,
+    Welcome,
 };
 use easel_proto::{ErrorCode, FrameDecoder, Message, limits};
 use easel_web::document::LoroDocLike;
@@ -125,9 +126,20 @@ fn in_room(doc: &LoroDoc) -> EaselSession {
     let mut s = session();
     s.join(ROOM, doc.clone().unchecked_into::<LoroDocLike>(), None).unwrap();
     assert!(s.handshake(1000.0, "webtransport", frame(welcome(false))).is_ok());
-    let joined = Joined { slot: 0, room: ROOM.into(), participant: 3, role: Role::Student, resumed: false, sync: SyncKind::None };
+    let joined = Joined {
+        slot: 0,
+        room: ROOM.into(),
+        participant: 3,
+        role: Role::Student,
+        resumed: false,
+        sync: SyncKind::None,
+    };
     s.room_frame(1000.0, ROOM, frame(joined));
-    s.room_frame(1000.0, ROOM, frame(Participants { full: true, joined: vec![participant(3)], left: vec![] }));
+    s.room_frame(
+        1000.0,
+        ROOM,
+        frame(Participants { full: true, joined: vec![participant(3)], left: vec![] }),
+    );
     drain(|| s.poll_transmit());
     drain(|| s.poll_event());
     drain(|| s.poll_store());
@@ -183,7 +195,14 @@ fn a_join_opens_a_room_stream_and_joined_then_the_list_report_the_room() {
     let Message::Join(join) = decode(&bytes(&sent[0], "bytes")) else { panic!("not a Join") };
     assert_eq!((join.room.as_str(), join.since), (ROOM, None), "an empty document asks for everything");
     drain(|| s.poll_event());
-    let joined = Joined { slot: 0, room: ROOM.into(), participant: 3, role: Role::Student, resumed: false, sync: SyncKind::None };
+    let joined = Joined {
+        slot: 0,
+        room: ROOM.into(),
+        participant: 3,
+        role: Role::Student,
+        resumed: false,
+        sync: SyncKind::None,
+    };
     s.room_frame(1000.0, ROOM, frame(joined));
     assert!(drain(|| s.poll_event()).is_empty(), "the join is reported with its list");
     let list = Participants { full: true, joined: vec![participant(1), participant(3)], left: vec![] };
