@@ -58,7 +58,8 @@ impl FrameReader {
     /// The next complete frame, or `undefined` until more bytes come. Throws a
     /// `ProtocolError` (`code`: the wire code) for a frame that does not decode; the stream
     /// may go on after it unless the code is 102 (`frameTooLarge`: close the connection).
-    pub fn next(&mut self) -> Result<Option<Frame>, JsValue> {
+    #[wasm_bindgen(js_name = next)]
+    pub fn next_frame(&mut self) -> Result<Option<Frame>, JsValue> {
         match self.decoder.decode() {
             Ok(message) => Ok(message.map(|message| Frame { message })),
             Err(e) => Err(js::protocol_error(&e)),

@@ -63,7 +63,7 @@ fn decode(frame: &[u8]) -> Message {
 fn frame(message: impl Into<Message>) -> Frame {
     let mut reader = FrameReader::new(None);
     reader.push(&message.into().encode().unwrap());
-    reader.next().unwrap().expect("a frame")
+    reader.next_frame().unwrap().expect("a frame")
 }
 
 fn options() -> JsValue {
@@ -294,14 +294,14 @@ fn frames_come_out_whole_from_any_pieces() {
     let mut reader = FrameReader::new(None);
     for b in &bytes[..bytes.len() - 1] {
         reader.push(&[*b]);
-        assert!(reader.next().unwrap().is_none());
+        assert!(reader.next_frame().unwrap().is_none());
     }
     reader.push(&bytes[bytes.len() - 1..]);
-    assert_eq!(reader.next().unwrap().expect("whole").kind(), "ack");
+    assert_eq!(reader.next_frame().unwrap().expect("whole").kind(), "ack");
     assert!(reader.at_boundary());
     let mut small = FrameReader::new(Some(4));
     small.push(&bytes);
-    let e = small.next().expect_err("over the limit");
+    let e = small.next_frame().expect_err("over the limit");
     assert_eq!(get(&e, "code").as_f64(), Some(f64::from(ErrorCode::FrameTooLarge.to_u16())));
 }
 
