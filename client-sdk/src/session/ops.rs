@@ -232,6 +232,24 @@ mod tests {
     }
 
     #[test]
+    fn updates_handed_over_by_the_driver_are_ops_like_commits() {
+        let (mut h, _doc) = Harness::in_room();
+        let other = LoroDoc::new();
+        other.get_list("shapes").push("from js").unwrap();
+        other.commit();
+        let data = other.export(loro::ExportMode::all_updates()).unwrap();
+        assert_eq!(h.session.local_update(h.now, ROOM, data.clone()), Ok(1));
+        assert_eq!(h.store(), vec![StoreOp::Save { room: ROOM.into(), op_id: 1, data }]);
+        assert_eq!(h.updates(), vec![1]);
+        assert_eq!(h.session.pending(ROOM), vec![1]);
+        assert_eq!(
+            h.session.local_update(h.now, "school/other", vec![1]),
+            Err(SessionError::NotJoined("school/other".into()))
+        );
+        assert_eq!(h.session.next_op_id(), 2, "a refused update uses no id");
+    }
+
+    #[test]
     fn restored_ops_apply_locally_and_are_sent_after_joining() {
         let source = LoroDoc::new();
         source.get_list("shapes").push("from last run").unwrap();
