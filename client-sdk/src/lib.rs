@@ -35,28 +35,34 @@
 //! rejoins rooms with their version vectors, and resends unacked edits once, by op id. With
 //! [`ClientBuilder::offline_store`] unacked edits also survive an app restart.
 //!
-//! Modules:
-//! - [`client`]: the app-facing [`Client`] and [`Room`] (a tokio driver around the session,
+//! Modules (all but [`session`] need the default `native` feature; without it the crate is
+//! the sans-IO core alone and builds for `wasm32-unknown-unknown`, which the browser SDK in
+//! `client-sdk/web` wraps):
+//! - `client`: the app-facing [`Client`] and [`Room`] (a tokio driver around the session,
 //!   inside: the handles, the driver task, the transport race, a connection's reader tasks);
-//! - [`endpoint`]: server URLs (`easel://`, `easel+quic://`, `https://`, `ws://`);
+//! - `endpoint`: server URLs (`easel://`, `easel+quic://`, `https://`, `ws://`);
 //! - [`session`]: the sans-IO session core, one file per concern (handshake and resume, rooms
 //!   and rejoins, op ids and acks, cursor throttling and presence heartbeats, remote imports,
 //!   classroom requests, reconnect timing). No sockets, no clock.
-//! - [`store`]: the offline store (`redb`).
+//! - `store`: the offline store (`redb`).
 //!
-//! Each connection is an [`easel_transport::client::Connection`] (raw QUIC, WebTransport or
+//! Each connection is an `easel_transport::client::Connection` (raw QUIC, WebTransport or
 //! WebSocket, the protocol's channels as they are); tools and tests that want no more than
 //! that use it directly.
 //!
 //! Contract: every byte from the network is validated by `easel-proto` before use; a bad
 //! update from the network becomes an [`session::Event::Error`], never a panic.
 
+#[cfg(feature = "native")]
 pub mod client;
+#[cfg(feature = "native")]
 pub mod endpoint;
 pub mod session;
+#[cfg(feature = "native")]
 pub mod store;
 
+#[cfg(feature = "native")]
 pub use client::{Client, ClientBuilder, Error, Poll, Room};
+pub use easel_proto::TransportKind as Transport;
 pub use easel_proto::message::{ModAction, SdpKind, SfuEventKind};
-pub use easel_transport::client::Transport;
 pub use session::{Event, RemoteCursor};

@@ -57,3 +57,31 @@ pub const PROTOCOL_VERSION: u16 = 1;
 
 /// ALPN token for raw QUIC connections.
 pub const ALPN: &[u8] = b"easel/1";
+
+/// Which transport carries a session (here, below the transports, so that code without sockets
+/// — the browser SDK's core — can name it too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TransportKind {
+    /// Raw QUIC with ALPN [`ALPN`].
+    Quic,
+    /// WebTransport over HTTP/3.
+    WebTransport,
+    /// The WebSocket fallback (`ws://host:http-port/ws`, or `wss://`).
+    WebSocket,
+}
+
+impl TransportKind {
+    /// Label used in metrics and logs.
+    pub const fn label(self) -> &'static str {
+        match self {
+            Self::WebTransport => "webtransport",
+            Self::Quic => "quic",
+            Self::WebSocket => "websocket",
+        }
+    }
+
+    /// The kind a [`TransportKind::label`] names.
+    pub fn from_label(label: &str) -> Option<Self> {
+        [Self::Quic, Self::WebTransport, Self::WebSocket].into_iter().find(|k| k.label() == label)
+    }
+}

@@ -1,7 +1,12 @@
 //! Rate limits both sides keep (sans-IO: time is passed in). The server enforces the rates it
 //! announces in `Welcome`; the SDK keeps within them, so it never trips `RateLimited`.
+//!
+//! Time is a [`web_time::Instant`]: `std`'s natively, one that exists in a browser too (the
+//! SDK's core runs there).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use web_time::Instant;
 
 /// A token bucket: `rate` tokens per second, at most `burst` banked, full at first.
 ///

@@ -8,27 +8,7 @@ use bytes::Bytes;
 use easel_proto::ErrorCode;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-/// Which transport carries a session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum TransportKind {
-    /// Raw QUIC with ALPN [`easel_proto::ALPN`].
-    Quic,
-    /// WebTransport over HTTP/3.
-    WebTransport,
-    /// The WebSocket fallback (`ws://host:http-port/ws`, or `wss://`).
-    WebSocket,
-}
-
-impl TransportKind {
-    /// Label used in metrics and logs.
-    pub const fn label(self) -> &'static str {
-        match self {
-            Self::WebTransport => "webtransport",
-            Self::Quic => "quic",
-            Self::WebSocket => "websocket",
-        }
-    }
-}
+pub use easel_proto::TransportKind;
 
 /// How a connection ended. It decides what happens to the session's rooms (SPEC §5.4): a
 /// clean end leaves them at once, a lost connection keeps its places for a resume.

@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 use super::connect::{Connecting, Dialer, Outcome};
 use super::live::{Input, Live};
 use super::{Command, Error};
-use crate::session::{self, Event, Session};
+use crate::session::{self, Event, LoroDocument, Session};
 use crate::store::Store;
 
 /// Most connection inputs handled in one turn of the driver before its outputs go out.
@@ -38,7 +38,7 @@ pub(super) struct Spawned {
 }
 
 pub(super) struct Driver {
-    session: Session,
+    session: Session<LoroDocument>,
     token: String,
     dialer: Dialer,
     store: Option<Store>,
@@ -46,6 +46,8 @@ pub(super) struct Driver {
     events: mpsc::UnboundedSender<Event>,
     backlog: Arc<AtomicUsize>,
     wake: Arc<Notify>,
+    /// Wakes the driver from a room document's commit (see [`LoroDocument::new`]).
+    waker: Arc<dyn Fn() + Send + Sync>,
     live: Option<Live>,
     connecting: Option<Connecting>,
     /// Resolved with the first connection's outcome (for [`ClientBuilder::connect`]).
@@ -73,7 +75,7 @@ impl Driver {
         let (first_tx, first_rx) = oneshot::channel();
         let backlog = Arc::new(AtomicUsize::new(0));
         let driver = Self {
-            session: Session::new(config, Instant::now(), waker),
+            session: Session::new(config, Instant::now()),
             token,
             dialer,
             store,
@@ -81,6 +83,7 @@ impl Driver {
             events: event_tx,
             backlog: backlog.clone(),
             wake,
+            waker,
             live: None,
             connecting: None,
             first: Some(first_tx),
@@ -147,12 +150,14 @@ impl Driver {
                         return;
                     }
                 };
-                match self.session.join(&room, restored) {
-                    Ok(doc) if self.session.is_connected() => {
+                let doc = LoroDoc::new();
+                let document = LoroDocument::new(doc.clone(), self.waker.clone());
+                match self.session.join(&room, document, restored) {
+                    Ok(()) if self.session.is_connected() => {
                         // Answer when the server does (Joined or a refusal).
                         self.join_waiters.insert(room, (reply, doc));
                     }
-                    Ok(doc) => {
+                    Ok(()) => {
                         let _ = reply.send(Ok(doc));
                     }
                     Err(e) => {

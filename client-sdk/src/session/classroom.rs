@@ -4,10 +4,11 @@
 
 use easel_proto::{ErrorCode, Message};
 
+use super::doc::Document;
 use super::rooms::Phase;
 use super::{Event, Session, SessionError, Transmit};
 
-impl Session {
+impl<D: Document> Session<D> {
     /// Sends a classroom or SFU request (chat, polls, hands, moderation, SFU signalling) on
     /// `room`'s stream. These are live actions: while the room is not joined on a live
     /// connection they are refused rather than queued.

@@ -3,11 +3,13 @@
 //! batches others send (SPEC §8.2).
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use easel_proto::Datagram;
 use easel_proto::datagram::{Cursor, Heartbeat, Status, Tool, dequantise, is_newer, quantise};
+use web_time::Instant;
 
+use super::doc::Document;
 use super::{Event, Link, RemoteCursor, Session, SessionError, Transmit};
 
 pub(super) struct OutCursor {
@@ -74,7 +76,7 @@ impl Seen {
     }
 }
 
-impl Session {
+impl<D: Document> Session<D> {
     /// Sets our cursor in `room` (board pixels). Sent at once if the throttle allows, else the
     /// newest position goes out when it does.
     pub fn cursor(&mut self, now: Instant, room: &str, x: f64, y: f64) -> Result<(), SessionError> {

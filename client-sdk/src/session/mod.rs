@@ -8,7 +8,8 @@
 //!
 //! What it owns:
 //! - the handshake's inputs and outputs (the `Hello` with the last resume token; the `Welcome`);
-//! - per room a local [`LoroDoc`](loro::LoroDoc): local commits become `Update`s with op ids
+//! - per room a [`Document`] (a Rust `LoroDoc` natively, the app's `loro-crdt` `LoroDoc` in
+//!   the browser; the core only moves bytes): local commits become `Update`s with op ids
 //!   that stay pending until acked, are resent after every reconnect (the server acks
 //!   duplicates without applying them twice) and go to the offline store; remote updates and
 //!   snapshots are imported;
@@ -20,7 +21,10 @@
 mod backoff;
 mod classroom;
 mod cursors;
+mod doc;
 mod event;
+#[cfg(any(feature = "native", test))]
+mod loro;
 mod ops;
 mod rooms;
 mod sync;
@@ -28,16 +32,18 @@ mod sync;
 mod testing;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use easel_proto::message::{Hello, Join, Welcome};
 use easel_proto::rate::TokenBucket;
 use easel_proto::{Datagram, ErrorCode, Message, PROTOCOL_VERSION};
-use loro::VersionVector;
+use web_time::Instant;
 
 use self::backoff::Backoff;
+pub use self::doc::{Document, ImportError};
 pub use self::event::{Event, RemoteCursor};
+#[cfg(any(feature = "native", test))]
+pub use self::loro::LoroDocument;
 use self::rooms::RoomState;
 use crate::Transport;
 
@@ -152,8 +158,8 @@ enum Link {
     },
 }
 
-/// The client session state machine. See the module docs.
-pub struct Session {
+/// The client session state machine, its rooms' documents of type `D`. See the module docs.
+pub struct Session<D> {
     config: Config,
     link: Link,
     backoff: Backoff,
@@ -161,14 +167,13 @@ pub struct Session {
     /// The last `GoAway` of the current connection: why it ends and when to come back.
     go_away: Option<(ErrorCode, Duration)>,
     next_op_id: u64,
-    rooms: BTreeMap<String, RoomState>,
-    waker: Arc<dyn Fn() + Send + Sync>,
+    rooms: BTreeMap<String, RoomState<D>>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     store: VecDeque<StoreOp>,
 }
 
-impl std::fmt::Debug for Session {
+impl<D: Document> std::fmt::Debug for Session<D> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Session")
             .field("client_id", &self.config.client_id)
@@ -178,10 +183,9 @@ impl std::fmt::Debug for Session {
     }
 }
 
-impl Session {
-    /// A disconnected session that may connect at once. `waker` is called (from whatever thread
-    /// commits to a room's document) when local edits are waiting for [`Session::flush_local`].
-    pub fn new(config: Config, now: Instant, waker: Arc<dyn Fn() + Send + Sync>) -> Self {
+impl<D: Document> Session<D> {
+    /// A disconnected session that may connect at once.
+    pub fn new(config: Config, now: Instant) -> Self {
         Self {
             backoff: Backoff::new(&config),
             next_op_id: config.first_op_id.max(1),
@@ -190,7 +194,6 @@ impl Session {
             resume_token: None,
             go_away: None,
             rooms: BTreeMap::new(),
-            waker,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             store: VecDeque::new(),
@@ -329,9 +332,9 @@ impl Session {
         self.store.pop_front()
     }
 
-    /// The version vector of `room`'s local document.
-    pub fn version(&self, room: &str) -> Option<VersionVector> {
-        self.rooms.get(room).map(|r| r.doc.oplog_vv())
+    /// The document of `room`.
+    pub fn document(&self, room: &str) -> Option<&D> {
+        self.rooms.get(room).map(|r| &r.doc)
     }
 }
 
@@ -347,7 +350,7 @@ mod tests {
         let mut h = Harness::new();
         assert!(h.session.should_connect(h.now), "a new session connects at once");
         assert_eq!(h.session.hello("jwt").resume, None);
-        h.session.join(ROOM, Vec::new()).unwrap();
+        h.join(ROOM, Vec::new()).unwrap();
         assert!(h.transmits().is_empty(), "nothing is sent while offline");
         h.session.connected(h.now, Transport::Quic, &welcome(false, 9));
         let sent = h.transmits();

@@ -4,50 +4,21 @@
 //! twice) and is sent again when refused for a passing reason.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use easel_proto::message::Update;
 use easel_proto::{ErrorCode, Message};
-use loro::{LoroDoc, Subscription};
+use web_time::Instant;
 
+use super::doc::Document;
 use super::rooms::{Phase, RoomState};
-use super::{Event, Link, Session, StoreOp, Transmit};
+use super::{Event, Link, Session, SessionError, StoreOp, Transmit};
 
 pub(super) struct Pending {
     data: Vec<u8>,
     sent: bool,
 }
 
-/// A room document's local commits not yet made ops. The document's subscription queues them
-/// from whatever thread commits, and wakes the driver.
-pub(super) struct LocalUpdates {
-    queue: Arc<Mutex<Vec<Vec<u8>>>>,
-    _subscription: Subscription,
-}
-
-impl LocalUpdates {
-    pub(super) fn new(doc: &LoroDoc, waker: Arc<dyn Fn() + Send + Sync>) -> Self {
-        let queue: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
-        let subscription = {
-            let queue = queue.clone();
-            doc.subscribe_local_update(Box::new(move |bytes| {
-                if let Ok(mut q) = queue.lock() {
-                    q.push(bytes.clone());
-                }
-                waker();
-                true
-            }))
-        };
-        Self { queue, _subscription: subscription }
-    }
-
-    fn take(&self) -> Vec<Vec<u8>> {
-        self.queue.lock().map(|mut q| std::mem::take(&mut *q)).unwrap_or_default()
-    }
-}
-
-impl RoomState {
+impl<D> RoomState<D> {
     /// Whether ops wait to be sent (for the op rate to allow them).
     pub(super) fn has_unsent(&self) -> bool {
         self.phase == Phase::Joined && self.pending.values().any(|p| !p.sent)
@@ -61,13 +32,13 @@ impl RoomState {
     }
 }
 
-impl Session {
+impl<D: Document> Session<D> {
     /// Applies ops restored from the offline store to `doc` and returns them as pending; new
     /// ops never reuse their ids.
     pub(super) fn restore(
         &mut self,
         room: &str,
-        doc: &LoroDoc,
+        doc: &D,
         restored: Vec<(u64, Vec<u8>)>,
     ) -> BTreeMap<u64, Pending> {
         let mut pending = BTreeMap::new();
@@ -96,17 +67,37 @@ impl Session {
         self.next_op_id
     }
 
-    /// Turns committed local edits into ops: numbered, stored, and sent when the rate allows.
+    /// Turns local edits the room documents queued themselves ([`Document::take_local`]) into
+    /// ops: numbered, stored, and sent when the rate allows.
     pub fn flush_local(&mut self, now: Instant) {
-        for (id, room) in &mut self.rooms {
-            for data in room.local.take() {
-                let op_id = self.next_op_id;
-                self.next_op_id += 1;
-                self.store.push_back(StoreOp::Save { room: id.clone(), op_id, data: data.clone() });
-                room.pending.insert(op_id, Pending { data, sent: false });
-            }
+        let local: Vec<(String, Vec<u8>)> = self
+            .rooms
+            .iter()
+            .flat_map(|(id, room)| room.doc.take_local().into_iter().map(move |data| (id.clone(), data)))
+            .collect();
+        for (room, data) in local {
+            self.new_op(&room, data);
         }
         self.pump(now);
+    }
+
+    /// A local commit of `room`'s document (its update bytes), handed over by a driver whose
+    /// document does not queue its own: it becomes an op like those of
+    /// [`Session::flush_local`]. Returns the op id.
+    pub fn local_update(&mut self, now: Instant, room: &str, data: Vec<u8>) -> Result<u64, SessionError> {
+        let op_id = self.new_op(room, data).ok_or_else(|| SessionError::NotJoined(room.to_owned()))?;
+        self.pump(now);
+        Ok(op_id)
+    }
+
+    /// Numbers a local update of `room` and stores it; `None` if not in the room.
+    fn new_op(&mut self, room: &str, data: Vec<u8>) -> Option<u64> {
+        let state = self.rooms.get_mut(room)?;
+        let op_id = self.next_op_id;
+        self.next_op_id += 1;
+        self.store.push_back(StoreOp::Save { room: room.to_owned(), op_id, data: data.clone() });
+        state.pending.insert(op_id, Pending { data, sent: false });
+        Some(op_id)
     }
 
     /// Sends unsent pending ops of joined rooms, oldest first, within the op rate.
@@ -167,7 +158,7 @@ mod tests {
     use std::time::Duration;
 
     use easel_proto::message::{Ack, Reject};
-    use loro::VersionVector;
+    use loro::{LoroDoc, VersionVector};
 
     use super::*;
     use crate::Transport;
@@ -241,13 +232,31 @@ mod tests {
     }
 
     #[test]
+    fn updates_handed_over_by_the_driver_are_ops_like_commits() {
+        let (mut h, _doc) = Harness::in_room();
+        let other = LoroDoc::new();
+        other.get_list("shapes").push("from js").unwrap();
+        other.commit();
+        let data = other.export(loro::ExportMode::all_updates()).unwrap();
+        assert_eq!(h.session.local_update(h.now, ROOM, data.clone()), Ok(1));
+        assert_eq!(h.store(), vec![StoreOp::Save { room: ROOM.into(), op_id: 1, data }]);
+        assert_eq!(h.updates(), vec![1]);
+        assert_eq!(h.session.pending(ROOM), vec![1]);
+        assert_eq!(
+            h.session.local_update(h.now, "school/other", vec![1]),
+            Err(SessionError::NotJoined("school/other".into()))
+        );
+        assert_eq!(h.session.next_op_id(), 2, "a refused update uses no id");
+    }
+
+    #[test]
     fn restored_ops_apply_locally_and_are_sent_after_joining() {
         let source = LoroDoc::new();
         source.get_list("shapes").push("from last run").unwrap();
         source.commit();
         let data = source.export(loro::ExportMode::all_updates()).unwrap();
         let mut h = Harness::new();
-        let doc = h.session.join(ROOM, vec![(41, data)]).unwrap();
+        let doc = h.join(ROOM, vec![(41, data)]).unwrap();
         assert_eq!(doc.get_list("shapes").len(), 1, "the stored edit shows at once");
         h.session.connected(h.now, Transport::Quic, &welcome(false, 1));
         h.session.handle_room(h.now, ROOM, joined(0, false));

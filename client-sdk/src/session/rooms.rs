@@ -4,14 +4,14 @@
 //! frames of a room stream.
 
 use std::collections::BTreeMap;
-use std::time::Instant;
 
 use easel_proto::message::{Join, Joined, Leave, Participant, Participants};
 use easel_proto::{ErrorCode, Message};
-use loro::LoroDoc;
+use web_time::Instant;
 
 use super::cursors::{OutCursor, OutPresence, Seen};
-use super::ops::{LocalUpdates, Pending};
+use super::doc::Document;
+use super::ops::Pending;
 use super::{Event, Link, Session, SessionError, StoreOp, Transmit};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,9 +25,8 @@ pub(super) enum Phase {
     Leaving,
 }
 
-pub(super) struct RoomState {
-    pub(super) doc: LoroDoc,
-    pub(super) local: LocalUpdates,
+pub(super) struct RoomState<D> {
+    pub(super) doc: D,
     pub(super) phase: Phase,
     pub(super) slot: Option<u16>,
     pub(super) me: Option<u16>,
@@ -52,11 +51,10 @@ pub(super) struct Unlisted {
     held: Vec<Event>,
 }
 
-impl RoomState {
-    fn new(doc: LoroDoc, local: LocalUpdates, pending: BTreeMap<u64, Pending>) -> Self {
+impl<D> RoomState<D> {
+    fn new(doc: D, pending: BTreeMap<u64, Pending>) -> Self {
         Self {
             doc,
-            local,
             phase: Phase::Joining { sent: false },
             slot: None,
             me: None,
@@ -71,24 +69,23 @@ impl RoomState {
     }
 }
 
-impl Session {
-    /// Joins `room` (now, or when connected). Returns the room's local document, shared with
-    /// the session: edit it and `commit()`; the session sends what was committed. `restored`
+impl<D: Document> Session<D> {
+    /// Joins `room` (now, or when connected) with `doc` as its document: remote edits are
+    /// imported into it, its version vector names what we hold on every rejoin, and its local
+    /// commits ([`Document::take_local`] or [`Session::local_update`]) are sent. `restored`
     /// are unacked ops from the offline store: they are applied to the document and resent.
-    pub fn join(&mut self, room: &str, restored: Vec<(u64, Vec<u8>)>) -> Result<LoroDoc, SessionError> {
+    pub fn join(&mut self, room: &str, doc: D, restored: Vec<(u64, Vec<u8>)>) -> Result<(), SessionError> {
         easel_proto::room::validate_id(room)
             .map_err(|reason| SessionError::InvalidRoom { room: room.to_owned(), reason })?;
         if self.rooms.contains_key(room) {
             return Err(SessionError::AlreadyJoined(room.to_owned()));
         }
-        let doc = LoroDoc::new();
-        let local = LocalUpdates::new(&doc, self.waker.clone());
         let pending = self.restore(room, &doc, restored);
-        self.rooms.insert(room.to_owned(), RoomState::new(doc.clone(), local, pending));
+        self.rooms.insert(room.to_owned(), RoomState::new(doc, pending));
         if self.is_connected() {
             self.send_join(room);
         }
-        Ok(doc)
+        Ok(())
     }
 
     pub(super) fn send_join(&mut self, id: &str) {
@@ -96,8 +93,7 @@ impl Session {
         if room.phase == Phase::Leaving {
             return;
         }
-        let vv = room.doc.oplog_vv();
-        let since = (!vv.is_empty()).then(|| vv.encode());
+        let since = room.doc.version();
         room.phase = Phase::Joining { sent: true };
         self.transmits.push_back(Transmit::Join(Join {
             room: id.to_owned(),
@@ -316,7 +312,7 @@ mod tests {
     #[test]
     fn a_join_is_reported_with_its_list_and_the_rooms_events_wait_for_it() {
         let mut h = Harness::new();
-        h.session.join(ROOM, Vec::new()).unwrap();
+        h.join(ROOM, Vec::new()).unwrap();
         h.session.connected(h.now, Transport::Quic, &welcome(false, 1));
         h.events();
         h.session.handle_room(h.now, ROOM, joined(3, false));
@@ -364,7 +360,7 @@ mod tests {
     #[test]
     fn a_refused_join_is_reported_and_forgotten() {
         let mut h = Harness::new();
-        h.session.join(ROOM, Vec::new()).unwrap();
+        h.join(ROOM, Vec::new()).unwrap();
         h.session.connected(h.now, Transport::Quic, &welcome(false, 1));
         let fault = Fault {
             code: ErrorCode::RoomNotAllowed.to_u16(),
@@ -377,6 +373,6 @@ mod tests {
             h.events().iter().any(|e| matches!(e, Event::JoinFailed { code: ErrorCode::RoomNotAllowed, .. }))
         );
         assert_eq!(h.session.rooms().count(), 0);
-        assert!(h.session.join("../bad", Vec::new()).is_err(), "ids are validated locally");
+        assert!(h.join("../bad", Vec::new()).is_err(), "ids are validated locally");
     }
 }

@@ -3,26 +3,15 @@
 //! become [`Event::Error`]s, never panics.
 
 use easel_proto::ErrorCode;
-use loro::LoroDoc;
 
+use super::doc::Document;
 use super::{Event, Link, Session};
 
 /// Snapshots kept for slots whose `Joined` has not come yet: the server sends one per join,
 /// right after `Joined`, so more than a few waiting means they are stale.
 pub(super) const EARLY_SNAPSHOTS: usize = 4;
 
-/// Why Loro bytes did not import.
-#[derive(Debug, thiserror::Error)]
-enum ImportError {
-    /// Loro refused them.
-    #[error(transparent)]
-    Loro(#[from] loro::LoroError),
-    /// Loro panicked on them.
-    #[error("update could not be decoded")]
-    Undecodable,
-}
-
-impl Session {
+impl<D: Document> Session<D> {
     /// Imports every room's waiting remote updates, one batch per room, and reports them.
     pub(super) fn flush_imports(&mut self) {
         for (id, room) in &mut self.rooms {
@@ -31,10 +20,7 @@ impl Session {
             }
             let (froms, batch): (Vec<u16>, Vec<Vec<u8>>) =
                 std::mem::take(&mut room.inbox).into_iter().unzip();
-            let doc = room.doc.clone();
-            let together =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| doc.import_batch(&batch)));
-            if matches!(together, Ok(Ok(_))) {
+            if room.doc.import_batch(&batch).is_ok() {
                 for from in froms {
                     self.events.push_back(Event::RemoteUpdate { room: id.clone(), from });
                 }
@@ -42,7 +28,7 @@ impl Session {
             }
             // One of them is bad: import them one by one to tell which.
             for (from, data) in froms.into_iter().zip(batch) {
-                match import_one(&doc, &data) {
+                match room.doc.import(&data) {
                     Ok(()) => self.events.push_back(Event::RemoteUpdate { room: id.clone(), from }),
                     Err(e) => self.events.push_back(Event::Error {
                         room: Some(id.clone()),
@@ -76,30 +62,16 @@ impl Session {
         self.synced(room, &data);
     }
 
-    fn synced(&mut self, room: &str, data: &[u8]) {
-        let Some(doc) = self.rooms.get(room).map(|r| r.doc.clone()) else { return };
-        self.import(room, &doc, data);
-        self.events.push_back(Event::Synced { room: room.to_owned() });
-    }
-
-    fn import(&mut self, room: &str, doc: &LoroDoc, data: &[u8]) {
-        if let Err(e) = import_one(doc, data) {
+    fn synced(&mut self, id: &str, data: &[u8]) {
+        let Some(room) = self.rooms.get(id) else { return };
+        if let Err(e) = room.doc.import(data) {
             self.events.push_back(Event::Error {
-                room: Some(room.to_owned()),
+                room: Some(id.to_owned()),
                 code: ErrorCode::InvalidUpdate,
                 message: e.to_string(),
             });
         }
-    }
-}
-
-/// Imports Loro bytes. Loro may panic on hostile bytes; a bad update from the network must not
-/// take the app down.
-fn import_one(doc: &LoroDoc, data: &[u8]) -> Result<(), ImportError> {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| doc.import(data))) {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(e.into()),
-        Err(_) => Err(ImportError::Undecodable),
+        self.events.push_back(Event::Synced { room: id.to_owned() });
     }
 }
 
@@ -109,6 +81,7 @@ mod tests {
 
     use easel_proto::Message;
     use easel_proto::message::{ParticipantGone, Participants, RemoteUpdate};
+    use loro::LoroDoc;
 
     use super::*;
     use crate::Transport;
@@ -148,7 +121,7 @@ mod tests {
     #[test]
     fn a_snapshot_that_comes_before_its_joined_is_imported_once_joined() {
         let mut h = Harness::new();
-        let doc = h.session.join(ROOM, Vec::new()).unwrap();
+        let doc = h.join(ROOM, Vec::new()).unwrap();
         h.session.connected(h.now, Transport::Quic, &welcome(false, 1));
         let theirs = LoroDoc::new();
         theirs.get_list("shapes").push("drawn before we came").unwrap();

@@ -3,13 +3,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use easel_proto::message::{Joined, Participant, Participants, Role, SessionLimits, SyncKind, Welcome};
 use easel_proto::{Datagram, Message};
 use loro::LoroDoc;
+use web_time::Instant;
 
-use super::{Config, Event, Session, StoreOp, Transmit};
+use super::{Config, Event, LoroDocument, Session, SessionError, StoreOp, Transmit};
 use crate::Transport;
 
 pub(super) const ROOM: &str = "school/math/monday";
@@ -76,7 +77,7 @@ pub(super) fn list(everyone: &[u16]) -> Message {
 }
 
 pub(super) struct Harness {
-    pub(super) session: Session,
+    pub(super) session: Session<LoroDocument>,
     pub(super) now: Instant,
 }
 
@@ -84,7 +85,18 @@ impl Harness {
     pub(super) fn new() -> Self {
         let now = Instant::now();
         let config = Config { client_id: "test".into(), seed: 42, ..Config::default() };
-        Self { session: Session::new(config, now, Arc::new(|| {})), now }
+        Self { session: Session::new(config, now), now }
+    }
+
+    /// Joins `room` with a fresh document, as the native driver does.
+    pub(super) fn join(
+        &mut self,
+        room: &str,
+        restored: Vec<(u64, Vec<u8>)>,
+    ) -> Result<LoroDoc, SessionError> {
+        let doc = LoroDoc::new();
+        self.session.join(room, LoroDocument::new(doc.clone(), Arc::new(|| {})), restored)?;
+        Ok(doc)
     }
 
     pub(super) fn advance(&mut self, by: Duration) {
@@ -127,7 +139,7 @@ impl Harness {
     /// Connected and joined as participant 3; outputs drained.
     pub(super) fn in_room() -> (Self, LoroDoc) {
         let mut h = Self::new();
-        let doc = h.session.join(ROOM, Vec::new()).unwrap();
+        let doc = h.join(ROOM, Vec::new()).unwrap();
         h.session.connected(h.now, Transport::Quic, &welcome(false, 1));
         h.session.handle_room(h.now, ROOM, joined(3, false));
         h.session.handle_room(h.now, ROOM, list(&[3]));

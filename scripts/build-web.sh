@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Builds the browser SDK's wasm core (crate easel-web, client-sdk/web) into client-sdk/web/pkg/,
+# which is committed (the server embeds it). Installs what is missing first: the wasm32 target,
+# and wasm-bindgen-cli at exactly the Cargo.lock version of wasm-bindgen into .tools/.
+#
+#   scripts/build-web.sh            rebuild client-sdk/web/pkg/
+#   scripts/build-web.sh --check    rebuild into a temp dir; fail if the committed pkg differs
+#   scripts/build-web.sh --test     run the wasm tests in Node (wasm-bindgen-test, real loro-crdt)
+#
+# --check and --test may be given together. The bytes depend on the Rust toolchain: the check
+# compares against a pkg built with the same rustc (the one CI has).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n==> %s\n' "$*"; }
+
+check=false
+test=false
+for arg in "$@"; do
+  case "$arg" in
+    --check) check=true ;;
+    --test) test=true ;;
+    *) echo "usage: $0 [--check] [--test]" >&2; exit 2 ;;
+  esac
+done
+
+pkg=client-sdk/web/pkg
+tools="$PWD/.tools"
+version=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/"/, "", $3); print $3; exit }' Cargo.lock)
+[ -n "$version" ] || { echo "wasm-bindgen is not in Cargo.lock" >&2; exit 1; }
+
+rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+if ! "$tools/bin/wasm-bindgen" --version 2>/dev/null | grep -qx "wasm-bindgen $version"; then
+  log "installing wasm-bindgen-cli $version into .tools/"
+  # Not --locked: the CLI's own lockfile pins a webpki-roots the registry here lacks; the CLI's
+  # version (which must equal the library's) is pinned by --version.
+  cargo install wasm-bindgen-cli --version "$version" --root "$tools" --force
+fi
+
+# Compiles easel-web for the browser and generates the ES module (`--target web`) into $1.
+build() {
+  local out=$1
+  log "building easel-web (wasm32, profile wasm-release) into $out"
+  # Registry sources are named by a path without this machine's cargo home, so the bytes do not
+  # depend on where cargo lives (workspace sources are already named relative to the workspace).
+  RUSTFLAGS="--remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}=/cargo" \
+    cargo build -p easel-web --target wasm32-unknown-unknown --profile wasm-release --locked
+  rm -rf "$out"
+  "$tools/bin/wasm-bindgen" --target web --remove-name-section --remove-producers-section \
+    --out-dir "$out" target/wasm32-unknown-unknown/wasm-release/easel_web.wasm
+  local wasm="$out/easel_web_bg.wasm"
+  echo "easel_web_bg.wasm: $(stat -c %s "$wasm") bytes, $(gzip -9 -c "$wasm" | wc -c) gzipped (budget: 307200 gzipped)"
+  if [ "$(gzip -9 -c "$wasm" | wc -c)" -gt 307200 ]; then
+    echo "over the budget of 300 KB gzipped" >&2
+    exit 1
+  fi
+}
+
+if $check; then
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  build "$tmp/pkg"
+  if ! diff -r "$pkg" "$tmp/pkg"; then
+    echo "client-sdk/web/pkg is stale: run scripts/build-web.sh and commit it" >&2
+    exit 1
+  fi
+  log "client-sdk/web/pkg is up to date"
+elif ! $test; then
+  build "$pkg"
+fi
+
+if $test; then
+  log "wasm tests (Node)"
+  # The tests use the loro-crdt npm package, at the committed package-lock.json's version.
+  if [ ! -d client-sdk/web/node_modules/loro-crdt ]; then
+    (cd client-sdk/web && npm ci --no-audit --no-fund)
+  fi
+  # The runner (.cargo/config.toml) loads the tests with require(); loro-crdt is found here.
+  NODE_PATH="$PWD/client-sdk/web/node_modules" \
+    cargo test -p easel-web --target wasm32-unknown-unknown --locked
+fi
