@@ -49,6 +49,9 @@ impl<D: Document> Session<D> {
                 mid: c.mid,
                 mline_index: c.mline_index,
             },
+            Message::SfuStatus(s) => {
+                Event::SfuStatus { room, reachable: s.reachable, fallback_url: s.fallback_url }
+            }
             Message::SfuEvent(e) => {
                 Event::SfuEvent { room, participant: e.participant, feed: e.feed, event: e.event }
             }

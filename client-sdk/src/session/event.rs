@@ -258,6 +258,16 @@ pub enum Event {
         /// What changed.
         event: SfuEventKind,
     },
+    /// The room's video provider became unreachable (with the server's fallback link, if it
+    /// has one, e.g. a meeting URL) or reachable again (SPEC §13).
+    SfuStatus {
+        /// Room id.
+        room: String,
+        /// Whether the SFU answers.
+        reachable: bool,
+        /// Where to meet while it does not; empty when none is configured or it is back.
+        fallback_url: String,
+    },
     /// The server refused a request in a room (`Fault`): `kind` is the refused message's kind
     /// byte, `reference` its own id (chat `client_msg_id`, poll `request`, `attempt_id`, …).
     Refused {

@@ -136,6 +136,10 @@ pub(crate) fn event(event: Event) -> JsValue {
             .set("participant", participant)
             .set("feed", feed)
             .set("event", name(event)),
+        Event::SfuStatus { room, reachable, fallback_url } => Obj::typed("sfuStatus")
+            .set("room", room)
+            .set("reachable", reachable)
+            .set("fallbackUrl", fallback_url),
         Event::Refused { room, code, kind, reference, message } => Obj::typed("refused")
             .set("room", room)
             .code(code)

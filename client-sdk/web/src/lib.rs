@@ -137,6 +137,7 @@ export type EaselEvent =
   | { type: "sfuSdp"; room: string; feed: bigint; kind: SdpKind; sdp: string }
   | { type: "sfuCandidate"; room: string; feed: bigint; candidate: string; mid: string; mlineIndex: number }
   | { type: "sfuEvent"; room: string; participant: number; feed: bigint; event: SfuEventKind }
+  | { type: "sfuStatus"; room: string; reachable: boolean; fallbackUrl: string }
   | { type: "refused"; room: string; code: number; codeName: string; kind: number; reference: bigint; message: string }
   | { type: "error"; room?: string; code: number; codeName: string; message: string };
 
