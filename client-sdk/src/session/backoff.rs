@@ -90,4 +90,24 @@ mod tests {
         assert_eq!(code, Some(ErrorCode::ShuttingDown));
         assert!((Duration::from_secs(1)..=Duration::from_secs(2)).contains(&retry_in), "{retry_in:?}");
     }
+
+    /// A server over its session cap answers the handshake with `GoAway { Overloaded,
+    /// retry_after_ms }` (SPEC §5.1); the driver passes the hint in with the failed attempt.
+    #[test]
+    fn an_overloaded_refusal_waits_at_least_the_hint_plus_full_jitter() {
+        let mut h = Harness::new();
+        let hint = Duration::from_secs(3);
+        let mut waits = Vec::new();
+        for _ in 0..16 {
+            h.session.disconnected(h.now, Some(ErrorCode::Overloaded), "go away", Some(hint));
+            let Some(Event::Disconnected { retry_in, code, .. }) = h.events().pop() else { panic!() };
+            assert_eq!(code, Some(ErrorCode::Overloaded));
+            assert!((hint..=hint * 2).contains(&retry_in), "{retry_in:?}: the hint plus [0, hint]");
+            assert!(!h.session.should_connect(h.now + retry_in - Duration::from_nanos(1)));
+            assert!(h.session.should_connect(h.now + retry_in));
+            assert_eq!(h.session.poll_timeout(), Some(h.now + retry_in), "the driver wakes for it");
+            waits.push(retry_in);
+        }
+        assert!(waits.windows(2).any(|w| w[0] != w[1]), "jittered: {waits:?}");
+    }
 }

@@ -18,6 +18,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
 use tokio_util::sync::CancellationToken;
 
 use self::core::{Control, Core, DatagramRoute, Ending, Refusal};
+use crate::admission::Entry;
 use crate::resume::Held;
 use crate::room;
 use crate::shared::Shared;
@@ -61,8 +62,44 @@ fn unix_now() -> std::time::Duration {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default()
 }
 
+/// Serves a connection as the admission gate decided: an admitted one runs to its end and then
+/// frees its slot; one over a session cap is told `Overloaded` with the hint.
+pub(crate) async fn enter<S: Session + Clone>(shared: Arc<Shared>, session: S, entry: Entry) {
+    match entry {
+        Entry::Admitted(ticket) => {
+            run(shared, session).await;
+            drop(ticket);
+        }
+        // The accept loops drop shed attempts before this; should one get here, it is told.
+        Entry::Overloaded(retry_after) | Entry::Shed(retry_after) => {
+            overloaded(&shared, &session, retry_after).await;
+        }
+    }
+}
+
+/// Answers the client's control stream with `GoAway { Overloaded, retry_after_ms }` without
+/// reading its `Hello` (no JWT is verified), waits for it to close, and closes.
+async fn overloaded<S: Session>(shared: &Shared, session: &S, retry_after: Duration) {
+    let transport = session.kind().label();
+    telemetry::session_opened(transport);
+    metrics::counter!("easel_connects_total", "transport" => transport, "result" => "failed").increment(1);
+    telemetry::refused(ErrorCode::Overloaded);
+    let answer = async {
+        let Ok((mut send, recv)) = session.accept_bi().await else { return };
+        let mut reader = Reader::new(recv, limits::MAX_PREAUTH_FRAME_LEN);
+        if write(&mut send, &core::overloaded(retry_after)).await.is_ok() {
+            let _ = send.shutdown().await;
+            farewell(&mut reader).await;
+        }
+    };
+    let _ = tokio::time::timeout(shared.config.handshake_timeout, answer).await;
+    tracing::debug!(transport, ?retry_after, "refused: overloaded");
+    session.close(ErrorCode::Overloaded, "server overloaded");
+    telemetry::session_closed(transport);
+}
+
 /// Runs a session to its end.
-pub(crate) async fn run<S: Session + Clone>(shared: Arc<Shared>, session: S) {
+async fn run<S: Session + Clone>(shared: Arc<Shared>, session: S) {
     let transport = session.kind().label();
     telemetry::session_opened(transport);
     let started = Instant::now();
@@ -147,6 +184,8 @@ async fn handshake<S: Session>(
         Err(refusal) => {
             if let Some(fault) = &refusal.reply {
                 end_stream(&mut send, fault).await;
+                // As after any last word: closing at once would discard the Fault.
+                farewell(&mut reader).await;
             }
             return Err(refusal);
         }
