@@ -1,4 +1,14 @@
 //! Reconnect timing: how long to wait before the next connection attempt.
+//!
+//! What every Easel SDK must do (the browser SDK too, when it exists; SPEC §5.1, §5.5):
+//! - after a failed attempt or a lost connection, wait a uniform random time in
+//!   `[0, bound]`, the bound doubling per failure from a floor to a ceiling (full jitter), so a
+//!   class that lost its Wi-Fi does not come back in one instant;
+//! - when the server gave a hint — `GoAway { retry_after_ms }` on an established session or
+//!   in place of `Welcome` (`Overloaded`), or a WebSocket upgrade answered `503` with
+//!   `Retry-After` (seconds) — wait the hint `h` plus uniform `[0, h]` instead, never less
+//!   than `h`; a refusal for overload is not final (keep trying, honouring each hint), and it
+//!   applies to every transport (do not race another transport in its place).
 
 use std::time::Duration;
 
