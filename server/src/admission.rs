@@ -63,7 +63,9 @@ impl Limits {
     /// How long an address's bucket takes to refill from empty: an entry with no session
     /// idle this long is full again, and forgetting it changes nothing.
     fn refill(&self) -> Duration {
-        Duration::from_secs_f64(f64::from(self.handshakes_burst.max(1)) / f64::from(self.handshakes_per_sec.max(1)))
+        Duration::from_secs_f64(
+            f64::from(self.handshakes_burst.max(1)) / f64::from(self.handshakes_per_sec.max(1)),
+        )
     }
 }
 

@@ -63,7 +63,8 @@ async fn websocket_upgrade(
             crate::telemetry::shed("websocket");
             let secs = retry_after.as_millis().div_ceil(1000).max(1);
             let headers = [(header::RETRY_AFTER, secs.to_string())];
-            return (StatusCode::SERVICE_UNAVAILABLE, headers, "too many connection attempts\n").into_response();
+            return (StatusCode::SERVICE_UNAVAILABLE, headers, "too many connection attempts\n")
+                .into_response();
         }
         entry => entry,
     };

@@ -130,7 +130,10 @@ async fn handshakes_over_the_per_ip_rate_are_shed_before_tls() {
         assert!(!shed.is_empty(), "{transport:?}: five at once from an address allowed 1/s");
         for e in &shed {
             match (transport, e) {
-                (Transport::WebSocket, ClientError::GoAway { code: ErrorCode::Overloaded, retry_after, .. }) => {
+                (
+                    Transport::WebSocket,
+                    ClientError::GoAway { code: ErrorCode::Overloaded, retry_after, .. },
+                ) => {
                     assert!(*retry_after >= Duration::from_secs(1), "Retry-After in whole seconds");
                 }
                 (Transport::WebSocket, other) => panic!("expected 503 with Retry-After, got {other}"),

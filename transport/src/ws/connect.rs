@@ -39,12 +39,12 @@ pub async fn connect(
     let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| connect_err(&e))?;
     tcp.set_nodelay(true).map_err(|e| connect_err(&e))?;
     let (socket, _response) =
-        tokio_tungstenite::client_async_tls_with_config(request, tcp, None, Some(connector))
-            .await
-            .map_err(|e| match retry_after(&e) {
+        tokio_tungstenite::client_async_tls_with_config(request, tcp, None, Some(connector)).await.map_err(
+            |e| match retry_after(&e) {
                 Some(wait) => TransportError::RetryAfter(wait),
                 None => connect_err(&e),
-            })?;
+            },
+        )?;
     let (sink, stream) = socket.split();
     let sink = sink.with(|frame: Frame| async move { Ok::<_, WsError>(to_message(frame)) });
     let stream = stream.map(|m| m.map(to_frame));
