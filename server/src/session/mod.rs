@@ -244,10 +244,20 @@ async fn handshake<S: Session>(
 const FAREWELL: Duration = Duration::from_millis(250);
 
 /// Waits, at most [`FAREWELL`], for the peer to end the control stream (it closes on reading
-/// the server's last word), reading and ignoring anything it still sends.
+/// the server's last word), reading and ignoring anything it still sends. A stream that cannot
+/// be read on (a frame over the limit stays undecodable: `next` would answer at once, forever,
+/// and the timeout never get its turn) is waited out instead.
 async fn farewell<R: AsyncRead + Unpin>(reader: &mut Reader<R>) {
-    let _ =
-        tokio::time::timeout(FAREWELL, async { while !matches!(reader.next().await, Read::End) {} }).await;
+    let drain = async {
+        loop {
+            match reader.next().await {
+                Read::End => return,
+                Read::Message(_) => {}
+                Read::Bad(_) => std::future::pending::<()>().await,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(FAREWELL, drain).await;
 }
 
 async fn serve_control<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
