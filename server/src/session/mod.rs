@@ -107,12 +107,10 @@ async fn run<S: Session + Clone>(shared: Arc<Shared>, session: S) {
     let handshake = tokio::time::timeout(timeout, handshake(&shared, &session)).await;
     let (ctx, control) = match handshake {
         Ok(Ok(ok)) => ok,
-        Ok(Err(Refusal { code, why, .. })) => {
-            metrics::counter!("easel_connects_total", "transport" => transport, "result" => "failed")
-                .increment(1);
-            // `Normal`: the peer went away mid-handshake; nothing was refused.
-            if code != ErrorCode::Normal {
-                telemetry::refused(code);
+        Ok(Err(Refusal { code, why, reply })) => {
+            // One answered with a Fault was counted before it (see `handshake`).
+            if reply.is_none() {
+                handshake_failed(transport, code);
             }
             tracing::info!(transport, %code, "handshake refused: {why}");
             session.close(code, &why);
@@ -142,6 +140,14 @@ async fn run<S: Session + Clone>(shared: Arc<Shared>, session: S) {
     let (code, why) = settle(&ctx, &session, ending).await;
     session.close(code, &why);
     telemetry::session_closed(transport);
+}
+
+/// Counts a failed handshake. `Normal`: the peer went away mid-handshake; nothing was refused.
+fn handshake_failed(transport: &'static str, code: ErrorCode) {
+    metrics::counter!("easel_connects_total", "transport" => transport, "result" => "failed").increment(1);
+    if code != ErrorCode::Normal {
+        telemetry::refused(code);
+    }
 }
 
 /// Settles the session's rooms as its end decides; returns the code and reason to close the
@@ -183,6 +189,8 @@ async fn handshake<S: Session>(
         Ok(ok) => ok,
         Err(refusal) => {
             if let Some(fault) = &refusal.reply {
+                // Counted first: whoever reads the Fault sees the count.
+                handshake_failed(session.kind().label(), refusal.code);
                 end_stream(&mut send, fault).await;
                 // As after any last word: closing at once would discard the Fault.
                 farewell(&mut reader).await;
