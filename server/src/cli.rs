@@ -178,6 +178,30 @@ pub struct Serve {
     /// 3600000).
     #[arg(long, env = "EASEL_RESUME_GRACE_MS", default_value_t = defaults::RESUME_GRACE_MS)]
     pub resume_grace_ms: u32,
+    /// Most sessions at once (handshaking or established, all transports; 1 to 10000000);
+    /// more are answered `Overloaded` with the --overload-retry-ms hint, before their token
+    /// is verified.
+    #[arg(long, env = "EASEL_MAX_SESSIONS", default_value_t = defaults::MAX_SESSIONS)]
+    pub max_sessions: u32,
+    /// Most sessions at once from one IP address (1 to 10000000); more are answered
+    /// `Overloaded`. Loopback is exempt unless --limit-loopback.
+    #[arg(long, env = "EASEL_MAX_SESSIONS_PER_IP", default_value_t = defaults::MAX_SESSIONS_PER_IP)]
+    pub max_sessions_per_ip: u32,
+    /// Connection attempts per second from one IP address (1 to 1000000); more are dropped
+    /// before TLS (QUIC, WebTransport) or answered HTTP 503 with Retry-After (WebSocket).
+    #[arg(long, env = "EASEL_HANDSHAKES_PER_IP", default_value_t = defaults::HANDSHAKES_PER_IP)]
+    pub handshakes_per_ip: u32,
+    /// Connection attempts one IP address may make at once after a quiet spell (1 to 1000000).
+    #[arg(long, env = "EASEL_HANDSHAKES_PER_IP_BURST", default_value_t = defaults::HANDSHAKES_PER_IP_BURST)]
+    pub handshakes_per_ip_burst: u32,
+    /// Hold loopback addresses (127.0.0.1, ::1) to the per-IP limits too; by default they
+    /// are exempt, so local load tests and a reverse proxy on the same host are not limited.
+    #[arg(long, env = "EASEL_LIMIT_LOOPBACK")]
+    pub limit_loopback: bool,
+    /// Milliseconds an `Overloaded` client is told to wait before reconnecting (100 to
+    /// 600000); clients add up to as much again as jitter.
+    #[arg(long, env = "EASEL_OVERLOAD_RETRY_MS", default_value_t = defaults::OVERLOAD_RETRY_MS)]
+    pub overload_retry_ms: u32,
     /// Log format.
     #[arg(long, env = "EASEL_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -246,6 +270,11 @@ impl Serve {
             resume_grace: Duration::from_millis(self.resume_grace_ms.into()),
             sfu,
             sfu_fallback_url: self.sfu_fallback_url.clone(),
+            max_sessions: self.max_sessions,
+            max_sessions_per_ip: self.max_sessions_per_ip,
+            handshakes_per_ip: Rate { per_sec: self.handshakes_per_ip, burst: self.handshakes_per_ip_burst },
+            limit_loopback: self.limit_loopback,
+            overload_retry_after: Duration::from_millis(self.overload_retry_ms.into()),
         };
         config.validate()?;
         Ok(config)
@@ -305,6 +334,17 @@ mod tests {
             "https://idp.example",
             "--jwt-audience",
             "easel",
+            "--max-sessions",
+            "50",
+            "--max-sessions-per-ip",
+            "5",
+            "--handshakes-per-ip",
+            "2",
+            "--handshakes-per-ip-burst",
+            "4",
+            "--limit-loopback",
+            "--overload-retry-ms",
+            "1500",
         ])
         .to_config()
         .expect("valid");
@@ -313,6 +353,10 @@ mod tests {
         assert_eq!(config.resume_grace, Duration::from_millis(300));
         assert_eq!(config.jwt_issuer.as_deref(), Some("https://idp.example"));
         assert_eq!(config.jwt_audience.as_deref(), Some("easel"));
+        assert_eq!((config.max_sessions, config.max_sessions_per_ip), (50, 5));
+        assert_eq!(config.handshakes_per_ip, Rate { per_sec: 2, burst: 4 });
+        assert!(config.limit_loopback);
+        assert_eq!(config.overload_retry_after, Duration::from_millis(1500));
     }
 
     #[test]
@@ -339,6 +383,11 @@ mod tests {
             ("--snapshot-every", "0"),
             ("--idle-unload-secs", "0"),
             ("--resume-grace-ms", "3600001"),
+            ("--max-sessions", "0"),
+            ("--max-sessions-per-ip", "0"),
+            ("--handshakes-per-ip", "0"),
+            ("--handshakes-per-ip-burst", "0"),
+            ("--overload-retry-ms", "99"),
         ] {
             let e = parse(&[flag, bad]).to_config().expect_err(flag);
             assert!(e.to_string().starts_with(&format!("{flag} {bad}")), "{flag} {bad}: {e}");

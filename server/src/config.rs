@@ -80,6 +80,19 @@ pub struct ServerConfig {
     /// Where a class meets while its SFU is unreachable, e.g. a meeting link, handed to its
     /// members in `SfuStatus` (`--sfu-fallback-url`); empty: none.
     pub sfu_fallback_url: String,
+    /// Most sessions at once, handshaking or established, on all transports
+    /// (`--max-sessions`); more are answered `Overloaded`.
+    pub max_sessions: u32,
+    /// Most sessions at once from one IP address (`--max-sessions-per-ip`).
+    pub max_sessions_per_ip: u32,
+    /// Connection attempts per second from one IP address, with a burst
+    /// (`--handshakes-per-ip`, `--handshakes-per-ip-burst`); more are dropped before TLS.
+    pub handshakes_per_ip: Rate,
+    /// Whether loopback addresses are held to the per-IP limits (`--limit-loopback`); off,
+    /// local load generators and tests open thousands of sessions from 127.0.0.1.
+    pub limit_loopback: bool,
+    /// The reconnect hint an `Overloaded` refusal carries (`--overload-retry-ms`).
+    pub overload_retry_after: Duration,
 }
 
 /// A sustained rate with a burst (a token bucket's parameters).
@@ -189,6 +202,14 @@ pub mod ranges {
     pub const IDLE_UNLOAD_SECS: RangeInclusive<u64> = 1..=86_400;
     /// `--resume-grace-ms`: 0 turns resuming off.
     pub const RESUME_GRACE_MS: RangeInclusive<u64> = 0..=3_600_000;
+    /// `--max-sessions`.
+    pub const MAX_SESSIONS: RangeInclusive<u64> = 1..=10_000_000;
+    /// `--max-sessions-per-ip`.
+    pub const MAX_SESSIONS_PER_IP: RangeInclusive<u64> = 1..=10_000_000;
+    /// `--handshakes-per-ip` and `--handshakes-per-ip-burst`.
+    pub const HANDSHAKES_PER_IP: RangeInclusive<u64> = 1..=1_000_000;
+    /// `--overload-retry-ms`.
+    pub const OVERLOAD_RETRY_MS: RangeInclusive<u64> = 100..=600_000;
     /// `--sfu-ice-servers`, a count.
     pub const ICE_SERVERS: RangeInclusive<u64> = 0..=limits::MAX_ICE_SERVERS as u64;
     /// `--sfu-fallback-url`, bytes (the wire limit of `SfuStatus.fallback_url`).
@@ -244,6 +265,18 @@ pub mod defaults {
     pub const IDLE_UNLOAD_SECS: u64 = 60;
     /// `--resume-grace-ms`.
     pub const RESUME_GRACE_MS: u32 = 30_000;
+    /// `--max-sessions`: twice the 10,000 idle sessions measured on two cores (BENCHMARKS.md),
+    /// so the idle and lecture benches are never refused; size it to the host's memory.
+    pub const MAX_SESSIONS: u32 = 20_000;
+    /// `--max-sessions-per-ip`: a school behind one NAT address.
+    pub const MAX_SESSIONS_PER_IP: u32 = 1000;
+    /// `--handshakes-per-ip`: that school reconnecting after a Wi-Fi blink gets in within
+    /// seconds; one host retrying in a loop does not get far.
+    pub const HANDSHAKES_PER_IP: u32 = 100;
+    /// `--handshakes-per-ip-burst`.
+    pub const HANDSHAKES_PER_IP_BURST: u32 = 1000;
+    /// `--overload-retry-ms`: clients wait this plus up to as much again (full jitter).
+    pub const OVERLOAD_RETRY_MS: u32 = 2000;
     /// `--janus-url`.
     pub const JANUS_URL: &str = "ws://127.0.0.1:8188";
 }
@@ -280,6 +313,14 @@ impl Default for ServerConfig {
             resume_grace: Duration::from_millis(defaults::RESUME_GRACE_MS.into()),
             sfu: None,
             sfu_fallback_url: String::new(),
+            max_sessions: defaults::MAX_SESSIONS,
+            max_sessions_per_ip: defaults::MAX_SESSIONS_PER_IP,
+            handshakes_per_ip: Rate {
+                per_sec: defaults::HANDSHAKES_PER_IP,
+                burst: defaults::HANDSHAKES_PER_IP_BURST,
+            },
+            limit_loopback: false,
+            overload_retry_after: Duration::from_millis(defaults::OVERLOAD_RETRY_MS.into()),
         }
     }
 }
@@ -318,6 +359,11 @@ impl ServerConfig {
         within("--snapshot-every", self.snapshot_every, r::SNAPSHOT_EVERY, "")?;
         within("--idle-unload-secs", secs(self.idle_unload), r::IDLE_UNLOAD_SECS, " s")?;
         within("--resume-grace-ms", ms(self.resume_grace), r::RESUME_GRACE_MS, " ms")?;
+        within("--max-sessions", self.max_sessions.into(), r::MAX_SESSIONS, "")?;
+        within("--max-sessions-per-ip", self.max_sessions_per_ip.into(), r::MAX_SESSIONS_PER_IP, "")?;
+        within("--handshakes-per-ip", self.handshakes_per_ip.per_sec.into(), r::HANDSHAKES_PER_IP, "")?;
+        within("--handshakes-per-ip-burst", self.handshakes_per_ip.burst.into(), r::HANDSHAKES_PER_IP, "")?;
+        within("--overload-retry-ms", ms(self.overload_retry_after), r::OVERLOAD_RETRY_MS, " ms")?;
         if self.heartbeat >= self.presence_ttl {
             return Err(ConfigError::Inconsistent {
                 flag: "--heartbeat-ms",

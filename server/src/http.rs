@@ -5,11 +5,14 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::State;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use crate::admission::Entry;
 use crate::class::Attendance;
 use crate::shared::Shared;
 
@@ -46,14 +49,27 @@ pub(crate) fn router(prometheus: PrometheusHandle, cert_hash: String, shared: Ar
         .merge(admin)
 }
 
+/// Admission is decided before the upgrade: an attempt over its address's handshake rate gets
+/// `503` with `Retry-After` (whole seconds, rounded up), the cheapest answer; one over a session
+/// cap is upgraded and told `GoAway { Overloaded }` like on QUIC (SPEC §5.1).
 async fn websocket_upgrade(
     State(state): State<HttpState>,
-    axum::extract::ConnectInfo(remote): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     upgrade: axum::extract::ws::WebSocketUpgrade,
 ) -> axum::response::Response {
     if state.shared.shutdown.is_cancelled() {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
+    let entry = match state.shared.admission.arrive(peer.ip()) {
+        Entry::Shed(retry_after) => {
+            crate::telemetry::shed("websocket");
+            let secs = retry_after.as_millis().div_ceil(1000).max(1);
+            let headers = [(header::RETRY_AFTER, secs.to_string())];
+            return (StatusCode::SERVICE_UNAVAILABLE, headers, "too many connection attempts\n")
+                .into_response();
+        }
+        entry => entry,
+    };
     let shared = state.shared.clone();
     let max = shared.config.max_frame as usize + 16;
     upgrade
@@ -62,7 +78,9 @@ async fn websocket_upgrade(
         .max_frame_size(max)
         .read_buffer_size(WS_READ_BUFFER)
         .write_buffer_size(WS_WRITE_BUFFER)
-        .on_upgrade(move |socket| crate::session::run(shared, crate::websocket::accept(socket), remote))
+        .on_upgrade(move |socket| {
+            crate::session::enter(shared, crate::websocket::accept(socket), entry, peer)
+        })
 }
 
 async fn metrics_text(State(state): State<HttpState>) -> impl IntoResponse {

@@ -20,12 +20,15 @@
 //!   the classroom, drained through [`room::Output`]) and the actor that drives it.
 //! - `session`: one client session's core (handshake decision, control replies, slot table,
 //!   routing of frames and datagrams, what its end means for its rooms) and its driver.
+//! - `admission` decides, from the source address and before TLS or the token, whether a
+//!   connection attempt may become a session (session caps, per-IP handshake rate).
 //! - [`server`] binds, serves TLS, accepts and shuts down; [`http`] is the HTTP port (WebSocket
 //!   upgrade, metrics, attendance); `shared` holds what every session shares.
 //! - [`config::ServerConfig`] is the validated configuration [`Server::start`] takes; the `easel`
 //!   binary builds it from its command line ([`cli`]), tests and embedders build it directly.
 
 mod admin;
+mod admission;
 pub mod auth;
 pub mod class;
 pub mod cli;

@@ -16,6 +16,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use wtransport::Identity;
 
+use crate::admission::{Admission, Entry, Limits};
 use crate::auth::{self, SecretSource, Verifier};
 use crate::config::{ConfigError, ServerConfig, SfuKind, TlsFiles};
 use crate::resume::Resumes;
@@ -127,6 +128,7 @@ impl Server {
             rooms: Rooms::new(store.clone(), room_config, sfu(&config)),
             resumes: Resumes::new(config.resume_grace),
             next_conn: AtomicU64::new(0),
+            admission: Admission::new(Limits::of(&config)),
             shutdown: CancellationToken::new(),
         });
 
@@ -167,7 +169,8 @@ impl Server {
                     tracing::debug!("TCP_NODELAY: {e}");
                 }
             });
-            // The peer's address goes into each WebSocket session's log span.
+            // The WebSocket upgrade asks the admission gate by the peer's address, which also
+            // goes into the session's log span.
             let app = app.into_make_service_with_connect_info::<SocketAddr>();
             let serve = axum::serve(http, app).with_graceful_shutdown(async move { stop.cancelled().await });
             if let Err(e) = serve.await {
@@ -298,6 +301,13 @@ async fn accept_wt(endpoint: Arc<WtEndpoint>, shared: Arc<Shared>) {
             incoming = endpoint.accept() => incoming,
             () = shared.shutdown.cancelled() => return,
         };
+        // Decided before the TLS handshake: an attempt over its address's rate costs one packet.
+        let entry = shared.admission.arrive(incoming.remote_address().ip());
+        if let Entry::Shed(_) = entry {
+            telemetry::shed("webtransport");
+            incoming.refuse();
+            continue;
+        }
         let shared = shared.clone();
         tokio::spawn(async move {
             let request = match incoming.await {
@@ -312,7 +322,7 @@ async fn accept_wt(endpoint: Arc<WtEndpoint>, shared: Arc<Shared>) {
             match request.accept().await {
                 Ok(conn) => {
                     let remote = conn.remote_address();
-                    session::run(shared, WtSession::new(conn), remote).await;
+                    session::enter(shared, WtSession::new(conn), entry, remote).await;
                 }
                 Err(e) => {
                     metrics::counter!("easel_connects_total", "transport" => "webtransport", "result" => "failed")
@@ -331,12 +341,19 @@ async fn accept_quic(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
             () = shared.shutdown.cancelled() => return,
         };
         let Some(incoming) = incoming else { return };
+        // Decided before the TLS handshake: an attempt over its address's rate costs one packet.
+        let entry = shared.admission.arrive(incoming.remote_address().ip());
+        if let Entry::Shed(_) = entry {
+            telemetry::shed("quic");
+            incoming.refuse();
+            continue;
+        }
         let shared = shared.clone();
         tokio::spawn(async move {
             match incoming.await {
                 Ok(conn) => {
                     let remote = conn.remote_address();
-                    session::run(shared, QuicSession::new(conn), remote).await;
+                    session::enter(shared, QuicSession::new(conn), entry, remote).await;
                 }
                 Err(e) => {
                     metrics::counter!("easel_connects_total", "transport" => "quic", "result" => "failed")

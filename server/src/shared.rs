@@ -1,5 +1,5 @@
 //! What every session shares: the validated configuration, the token verifier, the registry
-//! of loaded rooms ([`Rooms`]), resumable sessions and the shutdown signal.
+//! of loaded rooms ([`Rooms`]), resumable sessions, admission control and the shutdown signal.
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
@@ -9,6 +9,7 @@ use easel_proto::ErrorCode;
 use easel_sfu_bridge::Sfu;
 use tokio_util::sync::CancellationToken;
 
+use crate::admission::Admission;
 use crate::auth::Verifier;
 use crate::class::{Attendance, RecordError};
 use crate::config::ServerConfig;
@@ -41,6 +42,8 @@ pub(crate) struct Shared {
     pub(crate) resumes: Resumes,
     /// Numbers connections, so rooms can tell a resumed member's old connection from its new.
     pub(crate) next_conn: AtomicU64,
+    /// Who may connect (session caps, per-IP handshake rate).
+    pub(crate) admission: Admission,
     pub(crate) shutdown: CancellationToken,
 }
 

@@ -100,6 +100,12 @@ pub const SERIES: &[Series] = &[
         "Handshakes and joins refused, by wire error code.",
     ),
     series(
+        "easel_admission_shed_total",
+        Counter,
+        Labels::Transport,
+        "Connection attempts dropped before TLS or the WebSocket upgrade: over their IP's handshake rate.",
+    ),
+    series(
         "easel_resume_attempts_total",
         Counter,
         Labels::None,
@@ -316,6 +322,11 @@ pub fn session_closed(transport: &'static str) {
 /// Counts a handshake or join the server refused with `code`.
 pub fn refused(code: ErrorCode) {
     metrics::counter!("easel_refusals_total", "code" => code_label(code)).increment(1);
+}
+
+/// Counts a connection attempt shed at accept (see `admission`).
+pub fn shed(transport: &'static str) {
+    metrics::counter!("easel_admission_shed_total", "transport" => transport).increment(1);
 }
 
 /// Log output format.

@@ -16,6 +16,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use easel_proto::message::{Hello, Join, Joined, SyncKind, Welcome};
@@ -37,6 +38,18 @@ pub enum ClientError {
     Refused {
         /// The code.
         code: ErrorCode,
+        /// The server's explanation.
+        message: String,
+    },
+    /// The server will not take the session now and said when to come back: `GoAway` in place
+    /// of `Welcome` (`Overloaded`, SPEC §5.1), or an attempt shed with HTTP `503` and
+    /// `Retry-After` before the WebSocket upgrade. Wait at least `retry_after` (plus jitter).
+    #[error("go away ({code}): {message}; retry after {retry_after:?}")]
+    GoAway {
+        /// Why (`Overloaded`).
+        code: ErrorCode,
+        /// The server's hint.
+        retry_after: Duration,
         /// The server's explanation.
         message: String,
     },
@@ -64,6 +77,11 @@ impl From<TransportError> for ClientError {
         match e {
             TransportError::Closed(why) => Self::Closed { code: why.code, reason: why.reason },
             TransportError::Connect(why) => Self::Connect(why),
+            TransportError::RetryAfter(retry_after) => Self::GoAway {
+                code: ErrorCode::Overloaded,
+                retry_after,
+                message: "connection attempt shed".into(),
+            },
             other => Self::Closed { code: None, reason: other.to_string() },
         }
     }
@@ -210,6 +228,15 @@ impl Connection {
         let welcome = match reader.next().await {
             Ok(Some(Message::Welcome(w))) => w,
             Ok(Some(Message::Fault(f))) => return Err(refused(f.code, f.message)),
+            Ok(Some(Message::GoAway(g))) => {
+                // Closed at once, as a client reading a GoAway should (SPEC §5.5).
+                session.close(ErrorCode::Normal, "");
+                return Err(ClientError::GoAway {
+                    code: ErrorCode::from_u16(g.code).unwrap_or(ErrorCode::Overloaded),
+                    retry_after: Duration::from_millis(u64::from(g.retry_after_ms)),
+                    message: g.message,
+                });
+            }
             Ok(Some(other)) => return Err(ClientError::Unexpected(other.kind())),
             Ok(None) | Err(ClientError::Closed { .. }) => return Err(close_reason(&session).await),
             Err(e) => return Err(e),

@@ -64,6 +64,10 @@ pub enum TransportError {
     /// transport's cargo feature.
     #[error("connect: {0}")]
     Connect(String),
+    /// The server shed the attempt before any session began and said when to try again (the
+    /// WebSocket upgrade answered `503` with `Retry-After`, SPEC §5.1).
+    #[error("server busy: retry after {0:?}")]
+    RetryAfter(std::time::Duration),
 }
 
 impl TransportError {

@@ -78,8 +78,9 @@ async fn race(
         tokio::select! {
             Some((endpoint, result)) = running.next() => match result {
                 Ok(conn) => return Ok((conn, endpoint.transport)),
-                // A refusal (bad token) will not change on another transport.
-                Err(e @ ClientError::Refused { .. }) => {
+                // A refusal (bad token) or an overloaded server's answer will not change on
+                // another transport.
+                Err(e @ (ClientError::Refused { .. } | ClientError::GoAway { .. })) => {
                     errors.push((endpoint, e));
                     return Err(errors);
                 }

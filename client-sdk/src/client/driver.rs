@@ -281,6 +281,17 @@ impl Driver {
         let (conn, transport) = match result {
             Ok(ok) => ok,
             Err(errors) => {
+                // An overloaded server's hint times the next attempt; `connect` waits through
+                // it (the server is there and asked us to come back).
+                let go_away = errors.iter().find_map(|(_, e)| match e {
+                    ClientError::GoAway { code, retry_after, .. } => Some((*code, *retry_after)),
+                    _ => None,
+                });
+                if let Some((code, retry_after)) = go_away {
+                    let why = errors.iter().map(|(_, e)| e.to_string()).collect::<Vec<_>>().join("; ");
+                    self.session.disconnected(now, Some(code), &why, Some(retry_after));
+                    return;
+                }
                 let refusal = errors.iter().find_map(|(_, e)| match e {
                     ClientError::Refused { code, message } => Some((*code, message.clone())),
                     _ => None,

@@ -151,7 +151,8 @@ impl ClientBuilder {
     }
 
     /// Connects to `url` (see [`crate::endpoint`]) and returns once the session is established;
-    /// fails if no transport connects or the server refuses the token.
+    /// fails if no transport connects or the server refuses the token. A server that answers
+    /// `Overloaded` is tried again after its hint plus jitter, and this keeps waiting.
     pub async fn connect(self, url: &str) -> Result<Client, Error> {
         let (client, first) = self.start(url)?;
         match first.await {

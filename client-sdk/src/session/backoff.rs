@@ -1,4 +1,14 @@
 //! Reconnect timing: how long to wait before the next connection attempt.
+//!
+//! What every Easel SDK must do (the browser SDK too, when it exists; SPEC §5.1, §5.5):
+//! - after a failed attempt or a lost connection, wait a uniform random time in
+//!   `[0, bound]`, the bound doubling per failure from a floor to a ceiling (full jitter), so a
+//!   class that lost its Wi-Fi does not come back in one instant;
+//! - when the server gave a hint — `GoAway { retry_after_ms }` on an established session or
+//!   in place of `Welcome` (`Overloaded`), or a WebSocket upgrade answered `503` with
+//!   `Retry-After` (seconds) — wait the hint `h` plus uniform `[0, h]` instead, never less
+//!   than `h`; a refusal for overload is not final (keep trying, honouring each hint), and it
+//!   applies to every transport (do not race another transport in its place).
 
 use std::time::Duration;
 
@@ -89,5 +99,25 @@ mod tests {
         let Some(Event::Disconnected { retry_in, code, .. }) = h.events().pop() else { panic!() };
         assert_eq!(code, Some(ErrorCode::ShuttingDown));
         assert!((Duration::from_secs(1)..=Duration::from_secs(2)).contains(&retry_in), "{retry_in:?}");
+    }
+
+    /// A server over its session cap answers the handshake with `GoAway { Overloaded,
+    /// retry_after_ms }` (SPEC §5.1); the driver passes the hint in with the failed attempt.
+    #[test]
+    fn an_overloaded_refusal_waits_at_least_the_hint_plus_full_jitter() {
+        let mut h = Harness::new();
+        let hint = Duration::from_secs(3);
+        let mut waits = Vec::new();
+        for _ in 0..16 {
+            h.session.disconnected(h.now, Some(ErrorCode::Overloaded), "go away", Some(hint));
+            let Some(Event::Disconnected { retry_in, code, .. }) = h.events().pop() else { panic!() };
+            assert_eq!(code, Some(ErrorCode::Overloaded));
+            assert!((hint..=hint * 2).contains(&retry_in), "{retry_in:?}: the hint plus [0, hint]");
+            assert!(!h.session.should_connect(h.now + retry_in - Duration::from_nanos(1)));
+            assert!(h.session.should_connect(h.now + retry_in));
+            assert_eq!(h.session.poll_timeout(), Some(h.now + retry_in), "the driver wakes for it");
+            waits.push(retry_in);
+        }
+        assert!(waits.windows(2).any(|w| w[0] != w[1]), "jittered: {waits:?}");
     }
 }

@@ -14,5 +14,6 @@ mod harness;
 #[allow(dead_code)]
 #[path = "../../../sfu-bridge/tests/it/process.rs"]
 mod janus;
+mod overload;
 mod sdk;
 mod sfu;

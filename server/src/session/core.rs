@@ -555,6 +555,18 @@ pub(crate) fn token_revoked() -> (Message, Ending) {
     (Message::from(go), Ending::server(ErrorCode::TokenRevoked, "token revoked"))
 }
 
+/// The answer to a connection the admission gate refused for capacity, sent in place of
+/// `Welcome` before its `Hello` is read (no token is verified).
+pub(crate) fn overloaded(retry_after: Duration) -> Message {
+    let retry_after_ms = u32::try_from(retry_after.as_millis()).unwrap_or(u32::MAX);
+    let go = GoAway {
+        code: ErrorCode::Overloaded.to_u16(),
+        retry_after_ms,
+        message: "server overloaded: reconnect after the hint".into(),
+    };
+    Message::from(go)
+}
+
 /// The `GoAway` and ending of every session when the server shuts down.
 pub(crate) fn shutting_down() -> (Message, Ending) {
     let go = GoAway {

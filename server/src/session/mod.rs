@@ -20,6 +20,7 @@ use tracing::Instrument as _;
 use tracing::field::Empty;
 
 use self::core::{Control, Core, DatagramRoute, Ending, Refusal};
+use crate::admission::Entry;
 use crate::resume::Held;
 use crate::room;
 use crate::shared::Shared;
@@ -63,10 +64,51 @@ fn unix_now() -> std::time::Duration {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default()
 }
 
+/// Serves a connection as the admission gate decided: an admitted one runs to its end and then
+/// frees its slot; one over a session cap is told `Overloaded` with the hint.
+pub(crate) async fn enter<S: Session + Clone>(
+    shared: Arc<Shared>,
+    session: S,
+    entry: Entry,
+    remote: std::net::SocketAddr,
+) {
+    match entry {
+        Entry::Admitted(ticket) => {
+            run(shared, session, remote).await;
+            drop(ticket);
+        }
+        // The accept loops drop shed attempts before this; should one get here, it is told.
+        Entry::Overloaded(retry_after) | Entry::Shed(retry_after) => {
+            overloaded(&shared, &session, retry_after).await;
+        }
+    }
+}
+
+/// Answers the client's control stream with `GoAway { Overloaded, retry_after_ms }` without
+/// reading its `Hello` (no JWT is verified), waits for it to close, and closes.
+async fn overloaded<S: Session>(shared: &Shared, session: &S, retry_after: Duration) {
+    let transport = session.kind().label();
+    telemetry::session_opened(transport);
+    metrics::counter!("easel_connects_total", "transport" => transport, "result" => "failed").increment(1);
+    telemetry::refused(ErrorCode::Overloaded);
+    let answer = async {
+        let Ok((mut send, recv)) = session.accept_bi().await else { return };
+        let mut reader = Reader::new(recv, limits::MAX_PREAUTH_FRAME_LEN);
+        if write(&mut send, &core::overloaded(retry_after)).await.is_ok() {
+            let _ = send.shutdown().await;
+            farewell(&mut reader).await;
+        }
+    };
+    let _ = tokio::time::timeout(shared.config.handshake_timeout, answer).await;
+    tracing::debug!(transport, ?retry_after, "refused: overloaded");
+    session.close(ErrorCode::Overloaded, "server overloaded");
+    telemetry::session_closed(transport);
+}
+
 /// Runs a session to its end, in a span (transport, the peer's address; user, session id and
 /// connection number once the handshake knows them) that its room streams share: one user's
 /// logs can be followed.
-pub(crate) async fn run<S: Session + Clone>(shared: Arc<Shared>, session: S, remote: std::net::SocketAddr) {
+async fn run<S: Session + Clone>(shared: Arc<Shared>, session: S, remote: std::net::SocketAddr) {
     let transport = session.kind().label();
     let span =
         tracing::info_span!("session", transport, %remote, user = Empty, session_id = Empty, conn = Empty);
@@ -80,12 +122,10 @@ async fn serve<S: Session + Clone>(shared: Arc<Shared>, session: S, transport: &
     let handshake = tokio::time::timeout(timeout, handshake(&shared, &session)).await;
     let (ctx, control) = match handshake {
         Ok(Ok(ok)) => ok,
-        Ok(Err(Refusal { code, why, .. })) => {
-            metrics::counter!("easel_connects_total", "transport" => transport, "result" => "failed")
-                .increment(1);
-            // `Normal`: the peer went away mid-handshake; nothing was refused.
-            if code != ErrorCode::Normal {
-                telemetry::refused(code);
+        Ok(Err(Refusal { code, why, reply })) => {
+            // One answered with a Fault was counted before it (see `handshake`).
+            if reply.is_none() {
+                handshake_failed(transport, code);
             }
             tracing::info!(transport, %code, "handshake refused: {why}");
             session.close(code, &why);
@@ -116,6 +156,14 @@ async fn serve<S: Session + Clone>(shared: Arc<Shared>, session: S, transport: &
     let (code, why) = settle(&ctx, &session, ending).await;
     session.close(code, &why);
     telemetry::session_closed(transport);
+}
+
+/// Counts a failed handshake. `Normal`: the peer went away mid-handshake; nothing was refused.
+fn handshake_failed(transport: &'static str, code: ErrorCode) {
+    metrics::counter!("easel_connects_total", "transport" => transport, "result" => "failed").increment(1);
+    if code != ErrorCode::Normal {
+        telemetry::refused(code);
+    }
 }
 
 /// Settles the session's rooms as its end decides; returns the code and reason to close the
@@ -160,7 +208,11 @@ async fn handshake<S: Session>(
         }
         Err(refusal) => {
             if let Some(fault) = &refusal.reply {
+                // Counted first: whoever reads the Fault sees the count.
+                handshake_failed(session.kind().label(), refusal.code);
                 end_stream(&mut send, fault).await;
+                // As after any last word: closing at once would discard the Fault.
+                farewell(&mut reader).await;
             }
             return Err(refusal);
         }
@@ -220,10 +272,20 @@ async fn handshake<S: Session>(
 const FAREWELL: Duration = Duration::from_millis(250);
 
 /// Waits, at most [`FAREWELL`], for the peer to end the control stream (it closes on reading
-/// the server's last word), reading and ignoring anything it still sends.
+/// the server's last word), reading and ignoring anything it still sends. A stream that cannot
+/// be read on (a frame over the limit stays undecodable: `next` would answer at once, forever,
+/// and the timeout never get its turn) is waited out instead.
 async fn farewell<R: AsyncRead + Unpin>(reader: &mut Reader<R>) {
-    let _ =
-        tokio::time::timeout(FAREWELL, async { while !matches!(reader.next().await, Read::End) {} }).await;
+    let drain = async {
+        loop {
+            match reader.next().await {
+                Read::End => return,
+                Read::Message(_) => {}
+                Read::Bad(_) => std::future::pending::<()>().await,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(FAREWELL, drain).await;
 }
 
 async fn serve_control<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(

@@ -3,6 +3,7 @@
 //! it against this server), real redb files, the real binary where a process must die.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
+mod admission;
 mod auth;
 mod away;
 mod browser;

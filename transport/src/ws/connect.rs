@@ -39,13 +39,32 @@ pub async fn connect(
     let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| connect_err(&e))?;
     tcp.set_nodelay(true).map_err(|e| connect_err(&e))?;
     let (socket, _response) =
-        tokio_tungstenite::client_async_tls_with_config(request, tcp, None, Some(connector))
-            .await
-            .map_err(|e| connect_err(&e))?;
+        tokio_tungstenite::client_async_tls_with_config(request, tcp, None, Some(connector)).await.map_err(
+            |e| match retry_after(&e) {
+                Some(wait) => TransportError::RetryAfter(wait),
+                None => connect_err(&e),
+            },
+        )?;
     let (sink, stream) = socket.split();
     let sink = sink.with(|frame: Frame| async move { Ok::<_, WsError>(to_message(frame)) });
     let stream = stream.map(|m| m.map(to_frame));
     Ok(WsSession::new(Mux::spawn(Side::Client, Box::pin(sink), stream)))
+}
+
+/// The wait a `503 Service Unavailable` upgrade answer asks for: its `Retry-After` in seconds
+/// (the HTTP-date form is not used by Easel servers; without a usable header, one second).
+fn retry_after(e: &WsError) -> Option<std::time::Duration> {
+    let WsError::Http(response) = e else { return None };
+    if response.status() != tokio_tungstenite::tungstenite::http::StatusCode::SERVICE_UNAVAILABLE {
+        return None;
+    }
+    let secs = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(1);
+    Some(std::time::Duration::from_secs(secs))
 }
 
 fn to_message(frame: Frame) -> WsMessage {
