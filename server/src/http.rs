@@ -1,6 +1,6 @@
 //! The HTTP port: the WebSocket fallback's upgrade (`GET /ws`), `/healthz`, Prometheus
 //! `/metrics`, `/cert-hash` for dev certificates, and room resources (attendance as JSON or
-//! CSV, for a teacher's token).
+//! CSV, for a teacher's token), and the demo whiteboard ([`crate::demo`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -34,6 +34,7 @@ struct HttpState {
 }
 
 pub(crate) fn router(prometheus: PrometheusHandle, cert_hash: String, shared: Arc<Shared>) -> axum::Router {
+    let demo = crate::demo::router(shared.clone());
     let state = HttpState { prometheus, cert_hash: cert_hash.into(), shared };
     axum::Router::new()
         .route("/ws", axum::routing::get(websocket_upgrade))
@@ -41,6 +42,7 @@ pub(crate) fn router(prometheus: PrometheusHandle, cert_hash: String, shared: Ar
         .route("/metrics", axum::routing::get(metrics_text))
         .route("/cert-hash", axum::routing::get(cert_hash_text))
         .route("/rooms/{*path}", axum::routing::get(room_resource))
+        .merge(demo)
         .with_state(state)
 }
 

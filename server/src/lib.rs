@@ -21,7 +21,8 @@
 //! - `session`: one client session's core (handshake decision, control replies, slot table,
 //!   routing of frames and datagrams, what its end means for its rooms) and its driver.
 //! - [`server`] binds, serves TLS, accepts and shuts down; [`http`] is the HTTP port (WebSocket
-//!   upgrade, metrics, attendance); `shared` holds what every session shares.
+//!   upgrade, metrics, attendance, the demo page of [`demo`]); `shared` holds what every
+//!   session shares.
 //! - [`config::ServerConfig`] is the validated configuration [`Server::start`] takes; the `easel`
 //!   binary builds it from its command line ([`cli`]), tests and embedders build it directly.
 
@@ -29,6 +30,7 @@ pub mod auth;
 pub mod class;
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod http;
 mod resume;
 pub mod room;

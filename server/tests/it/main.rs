@@ -13,6 +13,7 @@ mod hostile;
 mod http;
 mod lecture;
 mod metrics;
+mod page;
 mod resume;
 mod spawned;
 mod storage;
