@@ -144,12 +144,8 @@ async fn get_bytes(addr: SocketAddr, path: &str) -> (String, Vec<u8>) {
 async fn two_pages_share_strokes_and_cursors_over_webtransport() {
     let server = TestServer::start().await;
     let mut pages = Pages::start().await;
-    let t = std::env::var("PAIR_T").unwrap_or_default();
-    pages.open(&format!("{}{t}", query(&server, "pair", "ada", "student")));
-    pages.open(&format!("{}{t}", query(&server, "pair", "bob", "student")));
-    let r = pages.results.recv().await.unwrap();
-    let (_, m) = http_get(server.server.http_addr(), "/metrics").await;
-    eprintln!("DEBUG {r}\n{}", m.lines().filter(|l| l.contains("datagram") || l.contains("cursor")).collect::<Vec<_>>().join("\n"));
+    pages.open(&query(&server, "pair", "ada", "teacher"));
+    pages.open(&query(&server, "pair", "bob", "student"));
     let (a, b) = (pages.result().await, pages.result().await);
     for (page, other) in [(&a, &b), (&b, &a)] {
         assert_eq!(page["transport"], "webtransport", "{page}");
@@ -235,7 +231,11 @@ async fn the_demo_is_served_and_dev_tokens_exist_only_in_dev_mode() {
     let addr = server.server.http_addr();
     for asset in ASSETS {
         let (head, body) = get_bytes(addr, asset.path).await;
-        assert!(head.starts_with("http/1.0 200 ") || head.starts_with("http/1.1 200 "), "{}: {head}", asset.path);
+        assert!(
+            head.starts_with("http/1.0 200 ") || head.starts_with("http/1.1 200 "),
+            "{}: {head}",
+            asset.path
+        );
         assert!(head.contains(&format!("content-type: {}", asset.content_type)), "{}: {head}", asset.path);
         assert!(body == asset.bytes, "{}: body differs", asset.path);
     }
