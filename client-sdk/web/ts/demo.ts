@@ -3,7 +3,8 @@
 //
 // URL parameters: `room` (default demo/board), `user`, `name`, `role` (teacher, student,
 // viewer), `token` (else a dev-mode `/demo-token`, else a prompt), `wt` (WebTransport port,
-// default 4433), `transport` (`websocket` or `webtransport` only).
+// default 4433), `transport` (`websocket` or `webtransport` only), `report` (a URL the page
+// posts its transport and room to once joined: for the browser tests).
 
 import { connect } from "./easel.js";
 import type { ClientEvent, TransportName } from "./easel.js";
@@ -203,6 +204,13 @@ async function main(): Promise<void> {
     );
   });
 
+  const reportTo = params.get("report");
+  if (reportTo) {
+    room.on("joined", (e) => {
+      const body = JSON.stringify({ ok: true, label: user, transport: client.transport, participant: e.participant, role });
+      void fetch(reportTo, { method: "POST", mode: "no-cors", body });
+    });
+  }
   (window as unknown as { demo: unknown }).demo = { client, room, doc };
   status();
 }

@@ -59,6 +59,11 @@ impl Pages {
 
     /// Opens the test page with `query` in a fresh headless Chromium.
     fn open(&mut self, query: &str) {
+        self.open_url(&format!("http://{}/test.html?{query}", self.addr));
+    }
+
+    /// Opens `url` in a fresh headless Chromium.
+    fn open_url(&mut self, url: &str) {
         assert!(
             std::path::Path::new(CHROMIUM).exists(),
             "{CHROMIUM} is missing: install Debian's chromium (scripts/test.sh does)"
@@ -76,7 +81,7 @@ impl Pages {
                 "--disable-dev-shm-usage",
             ])
             .arg(format!("--user-data-dir={}", profile.path().display()))
-            .arg(format!("http://{}/test.html?{query}", self.addr))
+            .arg(url)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .kill_on_drop(true)
@@ -255,5 +260,25 @@ async fn the_demo_is_served_and_dev_tokens_exist_only_in_dev_mode() {
     let (status, _) =
         http_get(dev.server.http_addr(), "/demo-token?room=demo/board&user=ada&role=king").await;
     assert_eq!(status, 400);
+    dev.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_demo_page_joins_with_a_dev_token() {
+    let dev = TestServer::start_with(|c| c.jwt_secret = None).await;
+    let mut pages = Pages::start().await;
+    let report = encode(&format!("http://{}/result", pages.addr));
+    let url = format!(
+        "http://{}/?user=ada&role=teacher&wt={}&report={report}",
+        dev.server.http_addr(),
+        dev.server.wt_addr().port()
+    );
+    pages.open_url(&url);
+    let result = pages.result().await;
+    assert_eq!(
+        (result["transport"].as_str(), result["role"].as_str()),
+        (Some("webtransport"), Some("teacher")),
+        "{result}"
+    );
     dev.server.shutdown().await;
 }
