@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# Builds the browser SDK's wasm core (crate easel-web, client-sdk/web) into client-sdk/web/pkg/,
-# which is committed (the server embeds it). Installs what is missing first: the wasm32 target,
-# and wasm-bindgen-cli at exactly the Cargo.lock version of wasm-bindgen into .tools/.
+# Builds the browser SDK: the wasm core (crate easel-web, client-sdk/web) into client-sdk/web/pkg/,
+# then the TypeScript driver, the demo page and loro-crdt's module into client-sdk/web/dist/
+# (esbuild and tsc from the committed package-lock.json). Both are committed: the server embeds
+# dist/. Installs what is missing first: the wasm32 target, wasm-bindgen-cli at exactly the
+# Cargo.lock version of wasm-bindgen into .tools/, and the npm packages (npm ci).
 #
-#   scripts/build-web.sh            rebuild client-sdk/web/pkg/
-#   scripts/build-web.sh --check    rebuild into a temp dir; fail if the committed pkg differs
-#   scripts/build-web.sh --test     run the wasm tests in Node (wasm-bindgen-test, real loro-crdt)
+#   scripts/build-web.sh                 rebuild client-sdk/web/pkg/ and client-sdk/web/dist/
+#   scripts/build-web.sh --check         rebuild both into a temp dir; fail if a committed one differs
+#   scripts/build-web.sh --check-bundle  only dist/, from the committed pkg/ (no Rust; seconds)
+#   scripts/build-web.sh --test          run the wasm tests in Node (wasm-bindgen-test, real loro-crdt)
 #
-# --check and --test may be given together. The bytes depend on the Rust toolchain: the check
-# compares against a pkg built with the same rustc (the one CI has).
+# --check and --test may be given together. The wasm bytes depend on the Rust toolchain: the
+# check compares against a pkg built with the same rustc (the one CI has).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,9 +23,54 @@ for arg in "$@"; do
   case "$arg" in
     --check) check=true ;;
     --test) test=true ;;
-    *) echo "usage: $0 [--check] [--test]" >&2; exit 2 ;;
+    --check-bundle) check_bundle=true ;;
+    *) echo "usage: $0 [--check] [--check-bundle] [--test]" >&2; exit 2 ;;
   esac
 done
+
+web=client-sdk/web
+
+# The npm packages of the committed lockfile (esbuild, typescript, loro-crdt).
+npm_ci() {
+  if ! (cd "$web" && npm ls --depth=0 >/dev/null 2>&1); then
+    log "npm ci (client-sdk/web)"
+    (cd "$web" && npm ci --no-audit --no-fund)
+  fi
+}
+
+# Bundles the TypeScript and copies the wasm files into $1 (from the pkg in $2).
+bundle() {
+  local out=$1 from=$2
+  npm_ci
+  log "bundling the TypeScript SDK and the demo into $out"
+  if [ "$from" != "$web/pkg" ]; then
+    # The build reads ../pkg: build a copy of the sources against the fresh pkg.
+    local src
+    src=$(mktemp -d)
+    cp -r "$web/ts" "$web/tsconfig.json" "$web/package.json" "$src/"
+    ln -s "$PWD/$web/node_modules" "$src/node_modules"
+    cp -r "$from" "$src/pkg"
+    node "$src/ts/build.mjs" "$(realpath -m "$out")"
+    rm -rf "$src"
+  else
+    node "$web/ts/build.mjs" "$(realpath -m "$out")"
+  fi
+  for f in "$out"/*.js "$out"/*.wasm; do
+    echo "$(basename "$f"): $(stat -c %s "$f") bytes, $(gzip -9 -c "$f" | wc -c) gzipped"
+  done
+}
+
+if ${check_bundle:-false}; then
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  bundle "$tmp/dist" "$web/pkg"
+  if ! diff -rq "$web/dist" "$tmp/dist"; then
+    echo "client-sdk/web/dist is stale: run scripts/build-web.sh and commit it" >&2
+    exit 1
+  fi
+  log "client-sdk/web/dist is up to date"
+  exit 0
+fi
 
 pkg=client-sdk/web/pkg
 tools="$PWD/.tools"
@@ -65,16 +113,21 @@ if $check; then
     exit 1
   fi
   log "client-sdk/web/pkg is up to date"
+  bundle "$tmp/dist" "$tmp/pkg"
+  if ! diff -rq "$web/dist" "$tmp/dist"; then
+    echo "client-sdk/web/dist is stale: run scripts/build-web.sh and commit it" >&2
+    exit 1
+  fi
+  log "client-sdk/web/dist is up to date"
 elif ! $test; then
   build "$pkg"
+  bundle "$web/dist" "$pkg"
 fi
 
 if $test; then
   log "wasm tests (Node)"
   # The tests use the loro-crdt npm package, at the committed package-lock.json's version.
-  if [ ! -d client-sdk/web/node_modules/loro-crdt ]; then
-    (cd client-sdk/web && npm ci --no-audit --no-fund)
-  fi
+  npm_ci
   # The runner (.cargo/config.toml) loads the tests with require(); loro-crdt is found here.
   NODE_PATH="$PWD/client-sdk/web/node_modules" \
     cargo test -p easel-web --target wasm32-unknown-unknown --locked

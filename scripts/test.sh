@@ -6,15 +6,16 @@ cd "$(dirname "$0")/.."
 
 log() { printf '\n==> %s\n' "$*"; }
 
-# System packages the tests need: a C compiler, Debian's Chromium for the browser
-# WebTransport test, and Janus with iproute2 for the SFU tests (scripts/janus.sh starts a
-# private Janus per test; its veth needs root). Installed only when missing, so a warm machine
+# System packages the tests need: a C compiler, Debian's Chromium for the browser tests,
+# npm to check the committed browser bundle, and Janus with iproute2 for the SFU tests
+# (scripts/janus.sh starts a private Janus per test; its veth needs root). Installed only when missing, so a warm machine
 # pays nothing.
 need_apt=()
 command -v cc >/dev/null || need_apt+=(gcc)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 command -v janus >/dev/null || need_apt+=(janus)
 command -v ip >/dev/null || need_apt+=(iproute2)
+command -v npm >/dev/null || need_apt+=(npm)
 if ((${#need_apt[@]})); then
   log "installing ${need_apt[*]}"
   sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
@@ -40,6 +41,9 @@ done
 
 log "easel-proto builds for wasm32 (proof the core does no IO)"
 cargo build -p easel-proto --target wasm32-unknown-unknown --locked
+
+log "the committed browser bundle matches its sources (client-sdk/web/dist)"
+scripts/build-web.sh --check-bundle
 
 log "fuzz targets compile"
 cargo check --manifest-path fuzz/Cargo.toml --locked

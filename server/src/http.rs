@@ -1,6 +1,7 @@
 //! The HTTP port: the WebSocket fallback's upgrade (`GET /ws`), `/healthz`, Prometheus
-//! `/metrics`, `/cert-hash` for dev certificates, and room resources for a teacher's token:
-//! attendance as JSON or CSV, and a loaded room's stats as JSON.
+//! `/metrics`, `/cert-hash` for dev certificates, room resources for a teacher's token
+//! (attendance as JSON or CSV, a loaded room's stats as JSON), the admin endpoints
+//! (`admin`) and the demo whiteboard ([`crate::demo`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -38,6 +39,7 @@ struct HttpState {
 
 pub(crate) fn router(prometheus: PrometheusHandle, cert_hash: String, shared: Arc<Shared>) -> axum::Router {
     let admin = crate::admin::router(shared.clone());
+    let demo = crate::demo::router(shared.clone());
     let state = HttpState { prometheus, cert_hash: cert_hash.into(), shared };
     axum::Router::new()
         .route("/ws", axum::routing::get(websocket_upgrade))
@@ -45,6 +47,7 @@ pub(crate) fn router(prometheus: PrometheusHandle, cert_hash: String, shared: Ar
         .route("/metrics", axum::routing::get(metrics_text))
         .route("/cert-hash", axum::routing::get(cert_hash_text))
         .route("/rooms/{*path}", axum::routing::get(room_resource))
+        .merge(demo)
         .with_state(state)
         .merge(admin)
 }

@@ -23,7 +23,8 @@
 //! - `admission` decides, from the source address and before TLS or the token, whether a
 //!   connection attempt may become a session (session caps, per-IP handshake rate).
 //! - [`server`] binds, serves TLS, accepts and shuts down; [`http`] is the HTTP port (WebSocket
-//!   upgrade, metrics, attendance); `shared` holds what every session shares.
+//!   upgrade, metrics, attendance, the demo page of [`demo`]); `shared` holds what every
+//!   session shares.
 //! - [`config::ServerConfig`] is the validated configuration [`Server::start`] takes; the `easel`
 //!   binary builds it from its command line ([`cli`]), tests and embedders build it directly.
 
@@ -33,6 +34,7 @@ pub mod auth;
 pub mod class;
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod http;
 mod resume;
 pub mod revoke;

@@ -20,6 +20,7 @@ mod janus;
 mod lecture;
 mod metrics;
 mod observability;
+mod page;
 mod resume;
 mod revoke;
 mod spawned;

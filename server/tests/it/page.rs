@@ -1,0 +1,284 @@
+//! The browser SDK for real: headless Chromium (Debian's `chromium`) loads a test page that
+//! imports the server's embedded `easel.js` and `loro.js` (the same bytes `/` serves) and runs
+//! one scenario of `page.html`, posting what it saw to the test. Also the demo's routes.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use easel_proto::Message;
+use easel_server::demo::ASSETS;
+use easel_transport::client::Transport;
+use tokio::sync::mpsc;
+
+use crate::harness::{Board, TestServer, expect_message, http_get, send_acked, token, within};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const PAGE: &str = include_str!("page.html");
+const ROOM: &str = "web/sdk/board";
+
+/// A page server (the SDK's assets and the test page) and the results its pages post.
+struct Pages {
+    addr: SocketAddr,
+    results: mpsc::Receiver<serde_json::Value>,
+    browsers: Vec<(tokio::process::Child, tempfile::TempDir)>,
+}
+
+impl Pages {
+    async fn start() -> Self {
+        let (tx, results) = mpsc::channel(8);
+        let mut app = axum::Router::new()
+            .route("/test.html", axum::routing::get(|| async { axum::response::Html(PAGE) }))
+            .route(
+                "/result",
+                axum::routing::post(
+                    |State(tx): State<mpsc::Sender<serde_json::Value>>, body: String| async move {
+                        let value = serde_json::from_str(&body).unwrap_or_else(
+                            |e| serde_json::json!({"ok": false, "error": format!("{e}: {body}")}),
+                        );
+                        let _ = tx.send(value).await;
+                    },
+                ),
+            )
+            .with_state(tx);
+        for asset in ASSETS.into_iter().filter(|a| a.path != "/") {
+            app = app.route(
+                asset.path,
+                axum::routing::get(move || async move {
+                    ([(header::CONTENT_TYPE, asset.content_type)], asset.bytes).into_response()
+                }),
+            );
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { addr, results, browsers: Vec::new() }
+    }
+
+    /// Opens the test page with `query` in a fresh headless Chromium.
+    fn open(&mut self, query: &str) {
+        self.open_url(&format!("http://{}/test.html?{query}", self.addr));
+    }
+
+    /// Opens `url` in a fresh headless Chromium.
+    fn open_url(&mut self, url: &str) {
+        assert!(
+            std::path::Path::new(CHROMIUM).exists(),
+            "{CHROMIUM} is missing: install Debian's chromium (scripts/test.sh does)"
+        );
+        let profile = tempfile::tempdir().expect("profile dir");
+        let child = tokio::process::Command::new(CHROMIUM)
+            .args([
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--disable-dev-shm-usage",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg(url)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start chromium");
+        self.browsers.push((child, profile));
+    }
+
+    /// The next page's result; a page that failed fails the test with its error.
+    async fn result(&mut self) -> serde_json::Value {
+        // A browser cold start is slow on a busy 2-core machine: a generous, bounded wait.
+        let result = tokio::time::timeout(Duration::from_secs(90), self.results.recv())
+            .await
+            .expect("a page reported within 90 s")
+            .expect("result");
+        assert_eq!(result["ok"], true, "page {}: {}", result["label"], result["error"]);
+        result
+    }
+}
+
+/// The query of a page as `user` (`role`) in the test room of `server`.
+fn query(server: &TestServer, scenario: &str, user: &str, role: &str) -> String {
+    let s = &server.server;
+    [
+        ("scenario", scenario.to_owned()),
+        ("label", user.to_owned()),
+        ("server", format!("http://{}", s.http_addr())),
+        ("wt", format!("https://127.0.0.1:{}/", s.wt_addr().port())),
+        ("hash", s.cert_hash().to_owned()),
+        ("token", token(ROOM, user, role, 600)),
+        ("room", ROOM.to_owned()),
+    ]
+    .iter()
+    .map(|(k, v)| format!("{k}={}", encode(v)))
+    .collect::<Vec<_>>()
+    .join("&")
+}
+
+/// Percent-encodes all but RFC 3986's unreserved characters.
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn labels(result: &serde_json::Value) -> Vec<&str> {
+    result["labels"].as_array().expect("labels").iter().filter_map(|l| l.as_str()).collect()
+}
+
+/// A GET over HTTP/1.0 returning the head (lowercase) and the body as bytes (wasm is binary).
+async fn get_bytes(addr: SocketAddr, path: &str) -> (String, Vec<u8>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect http");
+    tcp.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes()).await.expect("write");
+    let mut response = Vec::new();
+    within("http response", tcp.read_to_end(&mut response)).await.expect("read");
+    let end = response.windows(4).position(|w| w == b"\r\n\r\n").expect("end of head");
+    (String::from_utf8_lossy(&response[..end]).to_lowercase(), response[end + 4..].to_vec())
+}
+
+#[tokio::test]
+async fn two_pages_share_strokes_and_cursors_over_webtransport() {
+    let server = TestServer::start().await;
+    let mut pages = Pages::start().await;
+    pages.open(&query(&server, "pair", "ada", "teacher"));
+    pages.open(&query(&server, "pair", "bob", "student"));
+    let (a, b) = (pages.result().await, pages.result().await);
+    for (page, other) in [(&a, &b), (&b, &a)] {
+        assert_eq!(page["transport"], "webtransport", "{page}");
+        assert_eq!(labels(page), ["ada", "bob"], "{page}");
+        assert_eq!(page["cursorFrom"], other["label"], "{page}");
+    }
+    let (status, metrics) = http_get(server.server.http_addr(), "/metrics").await;
+    assert_eq!(status, 200);
+    assert!(metrics.contains("easel_sessions{transport=\"webtransport\"} 2"), "{metrics}");
+    server.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_page_without_webtransport_works_over_websocket() {
+    let server = TestServer::start().await;
+    let mut pages = Pages::start().await;
+    // Nothing listens on this UDP port: the WebTransport attempt fails and /ws takes over.
+    let dead = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
+    let dead_port = dead.local_addr().expect("addr").port();
+    drop(dead);
+    let q = query(&server, "edit", "ada", "student")
+        .replace(&format!("%3A{}%2F", server.server.wt_addr().port()), &format!("%3A{dead_port}%2F"));
+    assert!(q.contains(&dead_port.to_string()), "{q}");
+    pages.open(&q);
+    assert_eq!(pages.result().await["transport"], "websocket");
+    server.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_page_and_a_rust_client_see_each_others_edits() {
+    let server = TestServer::start().await;
+    let (_conn, mut stream) = server.member(Transport::WebSocket, "rustacean", "student", ROOM).await;
+    let mut pages = Pages::start().await;
+    pages.open(&query(&server, "rust", "page", "student"));
+    let mut board = Board::new(7);
+    let data = expect_message(&mut stream, "the page's stroke", |m| match m {
+        Message::RemoteUpdate(u) => Some(u.data),
+        _ => None,
+    })
+    .await;
+    board.import(&data);
+    let shapes = board.doc.get_list("shapes");
+    assert_eq!(shapes.len(), 1);
+    let shape = format!("{:?}", shapes.get_deep_value());
+    assert!(shape.contains("\"page\""), "{shape}");
+    send_acked(&mut stream, board.put(1, "rust", 7)).await;
+    assert_eq!(pages.result().await["rust"], 7);
+    server.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_viewers_edit_is_refused_as_a_typed_event() {
+    let server = TestServer::start().await;
+    let mut pages = Pages::start().await;
+    pages.open(&query(&server, "viewer", "val", "viewer"));
+    let result = pages.result().await;
+    assert_eq!(
+        (result["event"].as_str(), result["codeName"].as_str()),
+        (Some("rejected"), Some("forbidden")),
+        "{result}"
+    );
+    server.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_offline_edit_is_sent_and_acked_after_a_reload() {
+    let server = TestServer::start().await;
+    let mut pages = Pages::start().await;
+    let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let dead_addr = dead.local_addr().expect("addr");
+    drop(dead);
+    pages.open(&format!("{}&dead=http%3A%2F%2F{dead_addr}", query(&server, "reload", "ada", "student")));
+    let result = pages.result().await;
+    assert_eq!(result["pending"], serde_json::json!(["1"]), "{result}");
+    assert_eq!(result["acked"], serde_json::json!(["1"]), "{result}");
+    assert_eq!(labels(&result), ["ada"], "{result}");
+    server.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_demo_is_served_and_dev_tokens_exist_only_in_dev_mode() {
+    let server = TestServer::start().await;
+    let addr = server.server.http_addr();
+    for asset in ASSETS {
+        let (head, body) = get_bytes(addr, asset.path).await;
+        assert!(
+            head.starts_with("http/1.0 200 ") || head.starts_with("http/1.1 200 "),
+            "{}: {head}",
+            asset.path
+        );
+        assert!(head.contains(&format!("content-type: {}", asset.content_type)), "{}: {head}", asset.path);
+        assert!(body == asset.bytes, "{}: body differs", asset.path);
+    }
+    let (status, _) = http_get(addr, "/demo-token?room=demo/board&user=ada&role=teacher").await;
+    assert_eq!(status, 404, "a configured secret has no demo tokens");
+    server.server.shutdown().await;
+
+    let dev = TestServer::start_with(|c| c.jwt_secret = None).await;
+    let (status, token) =
+        http_get(dev.server.http_addr(), "/demo-token?room=demo/board&user=ada&role=teacher").await;
+    assert_eq!(status, 200, "{token}");
+    let secret = std::fs::read_to_string(dev.dir.path().join(easel_server::auth::DEV_SECRET_FILE))
+        .expect("dev secret");
+    let verifier = easel_server::auth::Verifier::new(secret.trim().as_bytes(), None).expect("verifier");
+    let claims = verifier.verify(token.trim(), crate::harness::now_secs()).expect("a valid token");
+    assert!(claims.grants("demo/board"));
+    let (status, _) =
+        http_get(dev.server.http_addr(), "/demo-token?room=demo/board&user=ada&role=king").await;
+    assert_eq!(status, 400);
+    dev.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_demo_page_joins_with_a_dev_token() {
+    let dev = TestServer::start_with(|c| c.jwt_secret = None).await;
+    let mut pages = Pages::start().await;
+    let report = encode(&format!("http://{}/result", pages.addr));
+    let url = format!(
+        "http://{}/?user=ada&role=teacher&wt={}&report={report}",
+        dev.server.http_addr(),
+        dev.server.wt_addr().port()
+    );
+    pages.open_url(&url);
+    let result = pages.result().await;
+    assert_eq!(
+        (result["transport"].as_str(), result["role"].as_str()),
+        (Some("webtransport"), Some("teacher")),
+        "{result}"
+    );
+    dev.server.shutdown().await;
+}
