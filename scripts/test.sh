@@ -28,12 +28,6 @@ rustup component add rustfmt clippy >/dev/null 2>&1 || true
 rustup target add wasm32-unknown-unknown >/dev/null
 command -v cargo-nextest >/dev/null || cargo install cargo-nextest --locked
 
-# The browser core's tools (wasm-bindgen-cli takes minutes to compile, in its own target dir)
-# are built in the background while the checks and tests run; the browser step waits for them.
-web_tools_log=$(mktemp)
-scripts/build-web.sh --tools >"$web_tools_log" 2>&1 &
-web_tools=$!
-
 log "cargo fmt --check"
 cargo fmt --all --check
 
@@ -45,18 +39,14 @@ for features in quic webtransport websocket ""; do
   cargo check -p easel-transport --no-default-features --features "$features" --locked
 done
 
+log "the session core in the browser: wasm32 without Loro or IO, the committed pkg/ and dist/ match their sources, its tests pass in Node"
+scripts/build-web.sh --check --test
+
 log "fuzz targets compile"
 cargo check --manifest-path fuzz/Cargo.toml --locked
 
 log "tests"
 cargo nextest run --workspace --all-features --locked --no-fail-fast
 cargo test --workspace --all-features --locked --doc
-
-log "the session core in the browser: wasm32 without Loro or IO, the committed pkg/ and dist/ match their sources, its tests pass in Node"
-if ! wait "$web_tools"; then
-  cat "$web_tools_log"
-  exit 1
-fi
-scripts/build-web.sh --check --test
 
 log "all green"
