@@ -96,25 +96,7 @@ async fn headless_chromium_gets_a_welcome_over_webtransport() {
     let page_addr = listener.local_addr().expect("addr");
     tokio::spawn(async move { axum::serve(listener, app).await });
 
-    let profile = tempfile::tempdir().expect("profile dir");
-    let _browser = tokio::process::Command::new(CHROMIUM)
-        .args([
-            "--headless=new",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-dev-shm-usage",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(format!("http://{page_addr}/"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start chromium");
+    let _browser = chromium(&format!("http://{page_addr}/"));
 
     // A browser cold start is slow on a busy 2-core machine: a generous, bounded wait.
     let body = tokio::time::timeout(Duration::from_secs(60), received.recv())
@@ -131,4 +113,33 @@ async fn headless_chromium_gets_a_welcome_over_webtransport() {
         other => panic!("expected Welcome, got {other:?}"),
     }
     server.server.shutdown().await;
+}
+
+/// Opens `url` in a fresh headless Chromium (Debian's, with its own profile); the browser lives
+/// as long as what is returned.
+pub fn chromium(url: &str) -> (tokio::process::Child, tempfile::TempDir) {
+    assert!(
+        std::path::Path::new(CHROMIUM).exists(),
+        "{CHROMIUM} is missing: install Debian's chromium (scripts/test.sh does)"
+    );
+    let profile = tempfile::tempdir().expect("profile dir");
+    let child = tokio::process::Command::new(CHROMIUM)
+        .args([
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(url)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start chromium");
+    (child, profile)
 }

@@ -15,7 +15,6 @@ use tokio::sync::mpsc;
 
 use crate::harness::{Board, TestServer, expect_message, http_get, send_acked, token, within};
 
-const CHROMIUM: &str = "/usr/bin/chromium";
 const PAGE: &str = include_str!("page.html");
 const ROOM: &str = "web/sdk/board";
 
@@ -64,29 +63,7 @@ impl Pages {
 
     /// Opens `url` in a fresh headless Chromium.
     fn open_url(&mut self, url: &str) {
-        assert!(
-            std::path::Path::new(CHROMIUM).exists(),
-            "{CHROMIUM} is missing: install Debian's chromium (scripts/test.sh does)"
-        );
-        let profile = tempfile::tempdir().expect("profile dir");
-        let child = tokio::process::Command::new(CHROMIUM)
-            .args([
-                "--headless=new",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--disable-dev-shm-usage",
-            ])
-            .arg(format!("--user-data-dir={}", profile.path().display()))
-            .arg(url)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start chromium");
+        let (child, profile) = crate::browser::chromium(url);
         self.browsers.push((child, profile));
     }
 
