@@ -51,6 +51,17 @@ struct Lists {
     tokens: HashMap<String, u64>,
 }
 
+impl Lists {
+    /// The list a stored record kind belongs to.
+    fn of(&mut self, kind: &str) -> Option<&mut HashMap<String, u64>> {
+        match kind {
+            USER => Some(&mut self.users),
+            TOKEN => Some(&mut self.tokens),
+            _ => None,
+        }
+    }
+}
+
 impl Default for Revocations {
     fn default() -> Self {
         Self { lists: Arc::default(), changed: Arc::new(watch::channel(0).0) }
@@ -68,11 +79,9 @@ impl Revocations {
                     tracing::warn!(kind, key, "an unreadable revocation record was skipped");
                     continue;
                 };
-                match kind.as_str() {
-                    USER => lists.users.insert(key, record.at),
-                    TOKEN => lists.tokens.insert(key, record.at),
-                    _ => None,
-                };
+                if let Some(list) = lists.of(&kind) {
+                    list.insert(key, record.at);
+                }
             }
         }
         Ok(this)
@@ -98,9 +107,10 @@ impl Revocations {
         store.side(SERVER_WIDE, vec![Write { kind, key: key.clone(), value }]).await?;
         {
             let mut lists = self.write();
-            let list = if kind == USER { &mut lists.users } else { &mut lists.tokens };
-            let at = list.entry(key).or_insert(now_secs);
-            *at = (*at).max(now_secs);
+            if let Some(list) = lists.of(kind) {
+                let at = list.entry(key).or_insert(now_secs);
+                *at = (*at).max(now_secs);
+            }
         }
         self.changed.send_modify(|n| *n += 1);
         tracing::info!(?what, "token revocation");
