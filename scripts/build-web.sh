@@ -82,7 +82,10 @@ if ! "$tools/bin/wasm-bindgen" --version 2>/dev/null | grep -qx "wasm-bindgen $v
   log "installing wasm-bindgen-cli $version into .tools/"
   # Not --locked: the CLI's own lockfile pins a webpki-roots the registry here lacks; the CLI's
   # version (which must equal the library's) is pinned by --version.
-  cargo install wasm-bindgen-cli --version "$version" --root "$tools" --force
+  # Unoptimized: the CLI only rewrites one small wasm file (under a second either way, same
+  # bytes), and skipping LLVM's optimizations is most of its build time on a fresh CI machine.
+  CARGO_PROFILE_RELEASE_OPT_LEVEL=0 CARGO_PROFILE_RELEASE_CODEGEN_UNITS=256 \
+    cargo install wasm-bindgen-cli --version "$version" --root "$tools" --force
 fi
 
 # Compiles easel-web for the browser and generates the ES module (`--target web`) into $1.
