@@ -16,6 +16,7 @@ command -v cc >/dev/null || need_apt+=(gcc)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 command -v janus >/dev/null || need_apt+=(janus)
 command -v ip >/dev/null || need_apt+=(iproute2)
+command -v prlimit >/dev/null || need_apt+=(util-linux)
 command -v npm >/dev/null || need_apt+=(npm)
 if ((${#need_apt[@]})); then
   log "installing ${need_apt[*]}"

@@ -6,6 +6,11 @@
 //! Writes go through one committer thread that batches whatever is queued into a single write
 //! transaction with an fsync (group commit). [`Store::append`] resolves only after the commit
 //! that covers it, so an ack sent after it is never lost, even to `kill -9`.
+//!
+//! A failed write (a full disk, a failing fsync) fails only the requests of its batch. After an
+//! I/O error redb refuses every later write until the database is opened again, so the
+//! committer reopens it before the next batch: once the disk has room again, writes succeed
+//! without a restart. Whether storage is failing is logged once per change, not per request.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -112,16 +117,65 @@ pub struct Store {
 }
 
 struct Inner {
-    /// `None` once closed; the committer holds its own reference until it stops.
-    db: std::sync::RwLock<Option<Arc<Database>>>,
-    path: PathBuf,
+    /// Shared with the committer, which replaces the database when it reopens it.
+    slot: Arc<Slot>,
     tx: Mutex<Option<mpsc::Sender<Request>>>,
     committer: Mutex<Option<JoinHandle<()>>>,
 }
 
+/// The open database, and how to open it again.
+struct Slot {
+    db: std::sync::RwLock<Db>,
+    path: PathBuf,
+}
+
+enum Db {
+    Open(Arc<Database>),
+    /// Closing it to reopen worked, opening it again did not (yet): the reason.
+    Reopening(String),
+    Closed,
+}
+
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("path", &self.inner.path).finish_non_exhaustive()
+        f.debug_struct("Store").field("path", &self.inner.slot.path).finish_non_exhaustive()
+    }
+}
+
+impl Slot {
+    fn current(&self) -> Result<Arc<Database>, StoreError> {
+        match &*self.db.read().map_err(|_| StoreError::Closed)? {
+            Db::Open(db) => Ok(db.clone()),
+            Db::Reopening(reason) => Err(db_err(format!("storage is failing: {reason}"))),
+            Db::Closed => Err(StoreError::Closed),
+        }
+    }
+
+    /// Closes the database and opens it again (redb refuses writes after an I/O error until
+    /// then). Gives up for now, keeping the open one, while a reader still holds it.
+    fn reopen(&self) -> Result<(), StoreError> {
+        let mut guard = self.db.write().map_err(|_| StoreError::Closed)?;
+        match std::mem::replace(&mut *guard, Db::Closed) {
+            Db::Open(db) => match Arc::try_unwrap(db) {
+                Ok(db) => drop(db),
+                Err(db) => {
+                    *guard = Db::Open(db);
+                    return Err(db_err("the database is in use by a reader; reopening it later"));
+                }
+            },
+            Db::Reopening(_) => {}
+            Db::Closed => return Err(StoreError::Closed),
+        }
+        match open_database(&self.path) {
+            Ok(db) => {
+                *guard = Db::Open(Arc::new(db));
+                Ok(())
+            }
+            Err(e) => {
+                *guard = Db::Reopening(e.to_string());
+                Err(e)
+            }
+        }
     }
 }
 
@@ -130,17 +184,7 @@ impl Store {
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| db_err(format!("{}: {e}", dir.display())))?;
         let path = dir.join("easel.redb");
-        let db = Database::create(&path).map_err(|e| match e {
-            redb::DatabaseError::Storage(redb::StorageError::Corrupted(reason)) => {
-                StoreError::Unreadable { path: path.clone(), reason }
-            }
-            redb::DatabaseError::Storage(redb::StorageError::Io(io))
-                if io.kind() == std::io::ErrorKind::InvalidData =>
-            {
-                StoreError::Unreadable { path: path.clone(), reason: io.to_string() }
-            }
-            other => db_err(format!("{}: {other}", path.display())),
-        })?;
+        let db = open_database(&path)?;
         let txn = db.begin_write().map_err(db_err)?;
         {
             // A redb file of another program may hold tables of these names with other types.
@@ -152,28 +196,23 @@ impl Store {
             txn.open_table(ROOMS).map_err(foreign)?;
         }
         txn.commit().map_err(db_err)?;
-        let db = Arc::new(db);
+        let slot = Arc::new(Slot { db: std::sync::RwLock::new(Db::Open(Arc::new(db))), path });
         let (tx, rx) = mpsc::channel();
         let committer = {
-            let db = db.clone();
+            let slot = slot.clone();
             std::thread::Builder::new()
                 .name("easel-store".into())
-                .spawn(move || commit_loop(&db, &rx))
+                .spawn(move || commit_loop(&slot, &rx))
                 .map_err(db_err_io)?
         };
         Ok(Self {
-            inner: Arc::new(Inner {
-                db: std::sync::RwLock::new(Some(db)),
-                path,
-                tx: Mutex::new(Some(tx)),
-                committer: Mutex::new(Some(committer)),
-            }),
+            inner: Arc::new(Inner { slot, tx: Mutex::new(Some(tx)), committer: Mutex::new(Some(committer)) }),
         })
     }
 
     /// The database file.
     pub fn path(&self) -> &Path {
-        &self.inner.path
+        &self.inner.slot.path
     }
 
     fn submit(&self, request: Request) -> Result<(), StoreError> {
@@ -225,7 +264,7 @@ impl Store {
     }
 
     fn db(&self) -> Result<Arc<Database>, StoreError> {
-        self.inner.db.read().ok().and_then(|db| db.clone()).ok_or(StoreError::Closed)
+        self.inner.slot.current()
     }
 
     /// Reads a room's snapshot and the updates after it (blocking; call off the runtime).
@@ -274,10 +313,25 @@ impl Store {
         if let Some(handle) = handle {
             let _ = handle.join();
         }
-        if let Ok(mut db) = self.inner.db.write() {
-            db.take();
+        if let Ok(mut db) = self.inner.slot.db.write() {
+            *db = Db::Closed;
         }
     }
+}
+
+/// Opens (or creates) the data file, telling a file that is not ours from other failures.
+fn open_database(path: &Path) -> Result<Database, StoreError> {
+    Database::create(path).map_err(|e| match e {
+        redb::DatabaseError::Storage(redb::StorageError::Corrupted(reason)) => {
+            StoreError::Unreadable { path: path.to_owned(), reason }
+        }
+        redb::DatabaseError::Storage(redb::StorageError::Io(io))
+            if io.kind() == std::io::ErrorKind::InvalidData =>
+        {
+            StoreError::Unreadable { path: path.to_owned(), reason: io.to_string() }
+        }
+        other => db_err(format!("{}: {other}", path.display())),
+    })
 }
 
 fn db_err_io(e: std::io::Error) -> StoreError {
@@ -296,8 +350,9 @@ fn decode_record(bytes: &[u8]) -> Result<UpdateRecord, rkyv::rancor::Error> {
 }
 
 /// The committer: waits for a request, takes everything else queued, commits once, replies.
-fn commit_loop(db: &Database, rx: &mpsc::Receiver<Request>) {
+fn commit_loop(slot: &Slot, rx: &mpsc::Receiver<Request>) {
     let mut last_seq: HashMap<String, u64> = HashMap::new();
+    let mut health = Health::default();
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -308,8 +363,10 @@ fn commit_loop(db: &Database, rx: &mpsc::Receiver<Request>) {
         }
         let started = Instant::now();
         let size = batch.len();
-        match write_batch(db, &batch, &mut last_seq) {
+        let result = health.ready(slot).and_then(|db| write_batch(&db, &batch, &mut last_seq));
+        match result {
             Ok(seqs) => {
+                health.succeeded();
                 metrics::histogram!("easel_store_commit_seconds").record(started.elapsed().as_secs_f64());
                 metrics::histogram!("easel_store_batch_ops").record(size as f64);
                 metrics::counter!("easel_store_commits_total").increment(1);
@@ -327,7 +384,7 @@ fn commit_loop(db: &Database, rx: &mpsc::Receiver<Request>) {
                 }
             }
             Err(e) => {
-                tracing::error!("group commit of {size} requests failed: {e}");
+                health.failed(&e, size);
                 // Sequence numbers handed out in the failed transaction were not stored.
                 last_seq.clear();
                 for request in batch {
@@ -348,55 +405,121 @@ fn commit_loop(db: &Database, rx: &mpsc::Receiver<Request>) {
     }
 }
 
+/// Whether writes are failing, so the log says it once when it starts and once when it ends
+/// (a full disk fails every write of every room; one line each would bury everything else).
+#[derive(Default)]
+struct Health {
+    /// Since when, and how many batches failed.
+    failing: Option<(Instant, u64)>,
+    /// The last failure was an I/O error: the database must be reopened before it writes.
+    reopen: bool,
+}
+
+impl Health {
+    /// The database to write the next batch with, reopened first if an I/O error poisoned it.
+    fn ready(&mut self, slot: &Slot) -> Result<Arc<Database>, BatchError> {
+        if self.reopen {
+            slot.reopen()
+                .map_err(|e| BatchError { io: true, message: format!("reopening the database: {e}") })?;
+            self.reopen = false;
+        }
+        slot.current().map_err(|e| BatchError { io: false, message: e.to_string() })
+    }
+
+    fn succeeded(&mut self) {
+        if let Some((since, batches)) = self.failing.take() {
+            tracing::info!(
+                "storage recovered: writes succeed again after {batches} failed commits over {:.1} s",
+                since.elapsed().as_secs_f64()
+            );
+            metrics::gauge!("easel_store_failing").set(0.0);
+        }
+    }
+
+    fn failed(&mut self, e: &BatchError, size: usize) {
+        metrics::counter!("easel_store_errors_total").increment(1);
+        self.reopen |= e.io;
+        match &mut self.failing {
+            Some((_, batches)) => {
+                *batches += 1;
+                tracing::debug!("group commit of {size} requests failed: {e}");
+            }
+            None => {
+                tracing::error!(
+                    "storage failing: group commit of {size} requests failed: {e}; writes are refused \
+                     with StorageUnavailable until one succeeds (logged again when it does)"
+                );
+                metrics::gauge!("easel_store_failing").set(1.0);
+                self.failing = Some((Instant::now(), 1));
+            }
+        }
+    }
+}
+
+/// Why a batch was not committed; `io` when redb must be reopened before the next write.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+struct BatchError {
+    io: bool,
+    message: String,
+}
+
+impl<E: Into<redb::Error>> From<E> for BatchError {
+    fn from(e: E) -> Self {
+        let e: redb::Error = e.into();
+        Self { io: matches!(e, redb::Error::Io(_) | redb::Error::PreviousIo), message: e.to_string() }
+    }
+}
+
 /// Writes one batch in one fsynced transaction; returns each request's sequence number (0 for
 /// requests that have none).
 fn write_batch(
     db: &Database,
     batch: &[Request],
     last_seq: &mut HashMap<String, u64>,
-) -> Result<Vec<u64>, StoreError> {
+) -> Result<Vec<u64>, BatchError> {
     let mut seqs = Vec::with_capacity(batch.len());
     let needs_write = batch.iter().any(|r| !matches!(r, Request::Flush { .. }));
     if !needs_write {
         // Everything before a flush was committed by an earlier batch.
         return Ok(vec![0; batch.len()]);
     }
-    let mut txn = db.begin_write().map_err(db_err)?;
+    let mut txn = db.begin_write()?;
     txn.set_durability(Durability::Immediate);
     {
-        let mut updates = txn.open_table(UPDATES).map_err(db_err)?;
-        let mut snapshots = txn.open_table(SNAPSHOTS).map_err(db_err)?;
-        let mut rooms = txn.open_table(ROOMS).map_err(db_err)?;
-        let mut side = txn.open_table(SIDE).map_err(db_err)?;
+        let mut updates = txn.open_table(UPDATES)?;
+        let mut snapshots = txn.open_table(SNAPSHOTS)?;
+        let mut rooms = txn.open_table(ROOMS)?;
+        let mut side = txn.open_table(SIDE)?;
         for request in batch {
             match request {
                 Request::Append { room, record, .. } => {
                     let last = match last_seq.get(room.as_str()) {
                         Some(s) => *s,
-                        None => rooms.get(room.as_str()).map_err(db_err)?.map_or(0, |v| v.value()),
+                        None => rooms.get(room.as_str())?.map_or(0, |v| v.value()),
                     };
                     let seq = last + 1;
-                    updates
-                        .insert((room.as_str(), seq), encode_record(record)?.as_slice())
-                        .map_err(db_err)?;
-                    rooms.insert(room.as_str(), seq).map_err(db_err)?;
+                    updates.insert(
+                        (room.as_str(), seq),
+                        encode_record(record)
+                            .map_err(|e| BatchError { io: false, message: e.to_string() })?
+                            .as_slice(),
+                    )?;
+                    rooms.insert(room.as_str(), seq)?;
                     last_seq.insert(room.clone(), seq);
                     seqs.push(seq);
                 }
                 Request::Snapshot { room, upto_seq, data, .. } => {
-                    snapshots.insert(room.as_str(), (*upto_seq, data.as_slice())).map_err(db_err)?;
-                    if rooms.get(room.as_str()).map_err(db_err)?.is_none() {
-                        rooms.insert(room.as_str(), *upto_seq).map_err(db_err)?;
+                    snapshots.insert(room.as_str(), (*upto_seq, data.as_slice()))?;
+                    if rooms.get(room.as_str())?.is_none() {
+                        rooms.insert(room.as_str(), *upto_seq)?;
                     }
-                    updates
-                        .retain_in((room.as_str(), 0)..=(room.as_str(), *upto_seq), |_, _| false)
-                        .map_err(db_err)?;
+                    updates.retain_in((room.as_str(), 0)..=(room.as_str(), *upto_seq), |_, _| false)?;
                     seqs.push(0);
                 }
                 Request::Side { room, writes, .. } => {
                     for w in writes {
-                        side.insert((room.as_str(), w.kind, w.key.as_str()), w.value.as_slice())
-                            .map_err(db_err)?;
+                        side.insert((room.as_str(), w.kind, w.key.as_str()), w.value.as_slice())?;
                     }
                     seqs.push(0);
                 }
@@ -404,7 +527,7 @@ fn write_batch(
             }
         }
     }
-    txn.commit().map_err(db_err)?;
+    txn.commit()?;
     Ok(seqs)
 }
 

@@ -169,6 +169,18 @@ pub const SERIES: &[Series] = &[
     series("easel_store_batch_ops", Histogram, Labels::None, "Operations per group commit."),
     series("easel_store_commits_total", Counter, Labels::None, "Write transactions committed."),
     series(
+        "easel_store_errors_total",
+        Counter,
+        Labels::None,
+        "Group commits that failed (full disk, failing fsync): their writes were refused, not acked.",
+    ),
+    series(
+        "easel_store_failing",
+        Gauge,
+        Labels::None,
+        "1 while writes fail (from the first failed commit until one succeeds), else 0.",
+    ),
+    series(
         "easel_sfu_errors_total",
         Counter,
         Labels::SfuErrorKind,

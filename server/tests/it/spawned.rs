@@ -31,10 +31,11 @@ impl Spawned {
     /// is full there: writes fail with `EFBIG`, the signal for it ignored).
     pub async fn start_with_disk_of(dir: &Path, kib: u64) -> Self {
         let mut sh = tokio::process::Command::new("sh");
-        // `ulimit -f` counts 1 KiB blocks in dash and bash.
+        // `ulimit -f` counts 1 KiB blocks in dash and bash. Only the soft limit, so a test can
+        // give the disk room again (`prlimit --fsize=unlimited:`) without privileges.
         sh.args([
             "-c",
-            &format!("trap '' XFSZ; ulimit -f {kib}; exec \"$0\" \"$@\""),
+            &format!("trap '' XFSZ; ulimit -S -f {kib}; exec \"$0\" \"$@\""),
             env!("CARGO_BIN_EXE_easel"),
         ]);
         Self::spawn(sh, dir, "warn", &[]).await
