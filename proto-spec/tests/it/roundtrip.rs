@@ -38,18 +38,6 @@ proptest! {
         }
     }
 
-    /// Several frames, cut at arbitrary points, decode to the same messages in order.
-    #[test]
-    fn split_stream_decodes_in_order(msgs in prop::collection::vec(any::<Message>(), 1..8), cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..12)) {
-        let msgs: Vec<Message> = msgs.into_iter().filter(|m| m.validate().is_ok()).collect();
-        let wire: Vec<u8> = msgs.iter().flat_map(|m| m.encode().expect("encode")).collect();
-        let mut points: Vec<usize> = cuts.iter().map(|i| i.index(wire.len() + 1)).collect();
-        points.extend([0, wire.len()]);
-        points.sort_unstable();
-        let pieces: Vec<&[u8]> = points.windows(2).map(|w| &wire[w[0]..w[1]]).collect();
-        prop_assert_eq!(decode_all(&pieces), msgs);
-    }
-
     #[test]
     fn datagram_round_trips(d in any::<Datagram>()) {
         match d.encode() {
@@ -67,5 +55,23 @@ proptest! {
             let bytes = e.encode();
             prop_assert_eq!(Envelope::decode(&bytes).expect("decode"), e);
         }
+    }
+}
+
+proptest! {
+    // Each case is up to 8 messages, so fewer cases than above: the CI fuzz run
+    // (scripts/fuzz.sh, target stream_decoder) pushes the decoder through far more splits.
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// Several frames, cut at arbitrary points, decode to the same messages in order.
+    #[test]
+    fn split_stream_decodes_in_order(msgs in prop::collection::vec(any::<Message>(), 1..8), cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..12)) {
+        let msgs: Vec<Message> = msgs.into_iter().filter(|m| m.validate().is_ok()).collect();
+        let wire: Vec<u8> = msgs.iter().flat_map(|m| m.encode().expect("encode")).collect();
+        let mut points: Vec<usize> = cuts.iter().map(|i| i.index(wire.len() + 1)).collect();
+        points.extend([0, wire.len()]);
+        points.sort_unstable();
+        let pieces: Vec<&[u8]> = points.windows(2).map(|w| &wire[w[0]..w[1]]).collect();
+        prop_assert_eq!(decode_all(&pieces), msgs);
     }
 }
