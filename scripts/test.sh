@@ -7,13 +7,15 @@ cd "$(dirname "$0")/.."
 # Each step says when it started (seconds since the script began), so a slow CI run shows where.
 log() { printf '\n==> [%ss] %s\n' "$SECONDS" "$*"; }
 
-# System packages the tests need: a C compiler, Debian's Chromium for the browser tests,
-# npm to check the committed browser bundle, and Janus with iproute2 for the SFU tests
-# (scripts/janus.sh starts a private Janus per test; its veth needs root). Installed only when missing, so a warm machine
-# pays nothing.
+# System packages the tests need: a C compiler, Debian's Chromium and its ChromeDriver (the browser
+# tests drive it over WebDriver), npm to check the committed browser bundle, Janus with iproute2
+# for the SFU tests (scripts/janus.sh starts a private Janus per test; its veth needs root), and
+# prlimit (util-linux) for the full-disk test. Installed only when missing, so a warm machine pays
+# nothing.
 need_apt=()
 command -v cc >/dev/null || need_apt+=(gcc)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
+[ -x /usr/bin/chromedriver ] || need_apt+=(chromium-driver)
 command -v janus >/dev/null || need_apt+=(janus)
 command -v ip >/dev/null || need_apt+=(iproute2)
 command -v prlimit >/dev/null || need_apt+=(util-linux)

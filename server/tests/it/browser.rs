@@ -1,6 +1,7 @@
 //! Proof that browsers can connect: headless Chromium (Debian's `chromium`, installed by
 //! `scripts/test.sh`) opens a WebTransport session with `serverCertificateHashes` from
-//! `/cert-hash`, sends a Hello and reports the server's answer.
+//! `/cert-hash`, sends a Hello and reports the server's answer. Also [`Browser`]: Chromium
+//! driven over WebDriver by Debian's ChromeDriver, which every browser test uses.
 
 use std::time::Duration;
 
@@ -61,10 +62,6 @@ struct Probe {
 
 #[tokio::test]
 async fn headless_chromium_gets_a_welcome_over_webtransport() {
-    assert!(
-        std::path::Path::new(CHROMIUM).exists(),
-        "{CHROMIUM} is missing: install Debian's chromium (scripts/test.sh does)"
-    );
     let server = TestServer::start().await;
     let (status, _) = http_get(server.server.http_addr(), "/cert-hash").await;
     assert_eq!(status, 200);
@@ -96,7 +93,7 @@ async fn headless_chromium_gets_a_welcome_over_webtransport() {
     let page_addr = listener.local_addr().expect("addr");
     tokio::spawn(async move { axum::serve(listener, app).await });
 
-    let _browser = chromium(&format!("http://{page_addr}/"));
+    let browser = Browser::open(&format!("http://{page_addr}/")).await;
 
     // A browser cold start is slow on a busy 2-core machine: a generous, bounded wait.
     let body = tokio::time::timeout(Duration::from_secs(60), received.recv())
@@ -112,34 +109,123 @@ async fn headless_chromium_gets_a_welcome_over_webtransport() {
         Some(Message::Welcome(w)) => assert_eq!((w.version, w.user.as_str()), (PROTOCOL_VERSION, "browser")),
         other => panic!("expected Welcome, got {other:?}"),
     }
+    assert_eq!(browser.console_errors().await, Vec::<String>::new(), "the page logged errors");
     server.server.shutdown().await;
 }
 
-/// Opens `url` in a fresh headless Chromium (Debian's, with its own profile); the browser lives
-/// as long as what is returned.
-pub fn chromium(url: &str) -> (tokio::process::Child, tempfile::TempDir) {
-    assert!(
-        std::path::Path::new(CHROMIUM).exists(),
-        "{CHROMIUM} is missing: install Debian's chromium (scripts/test.sh does)"
-    );
-    let profile = tempfile::tempdir().expect("profile dir");
-    let child = tokio::process::Command::new(CHROMIUM)
-        .args([
-            "--headless=new",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-dev-shm-usage",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(url)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start chromium");
-    (child, profile)
+/// Debian's ChromeDriver (`chromium-driver`), the W3C WebDriver server for its Chromium.
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+/// A browser cold start is slow on a busy 2-core machine: a generous, bounded wait.
+const COLD_START: Duration = Duration::from_secs(90);
+
+/// A fresh headless Chromium (Debian's, its own profile) driven over WebDriver by its own
+/// ChromeDriver. Dropping it ends both: ChromeDriver runs in a process group of its own, and the
+/// whole group is killed (killing ChromeDriver alone leaves its Chromium running).
+pub struct Browser {
+    client: fantoccini::Client,
+    driver: tokio::process::Child,
+}
+
+impl Browser {
+    /// Starts a browser and opens `url` in it (returns once the page has loaded).
+    pub async fn open(url: &str) -> Self {
+        use tokio::io::{AsyncBufReadExt as _, BufReader};
+        for (path, package) in [(CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")] {
+            assert!(
+                std::path::Path::new(path).exists(),
+                "{path} is missing: install Debian's {package} (scripts/test.sh does)"
+            );
+        }
+        let mut driver = tokio::process::Command::new(CHROMEDRIVER)
+            .arg("--port=0")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start chromedriver");
+        let mut lines = BufReader::new(driver.stdout.take().expect("stdout")).lines();
+        let port = tokio::time::timeout(COLD_START, async {
+            while let Some(line) = lines.next_line().await.expect("read chromedriver") {
+                if let Some(port) = line.strip_prefix("ChromeDriver was started successfully on port ") {
+                    return port.trim_end_matches('.').parse::<u16>().expect("chromedriver's port");
+                }
+            }
+            panic!("chromedriver exited before it listened");
+        })
+        .await
+        .expect("chromedriver listened");
+        // Keep reading what it says, so a later line never meets a closed pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let capabilities = serde_json::json!({
+            "goog:chromeOptions": {
+                "binary": CHROMIUM,
+                "args": [
+                    "--headless=new",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--no-first-run",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--disable-dev-shm-usage",
+                ],
+            },
+            // The page's console, read back by `console_errors`.
+            "goog:loggingPrefs": { "browser": "ALL" },
+        });
+        let serde_json::Value::Object(capabilities) = capabilities else { unreachable!("an object") };
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let client = tokio::time::timeout(
+            COLD_START,
+            fantoccini::ClientBuilder::new(connector)
+                .capabilities(capabilities)
+                .connect(&format!("http://127.0.0.1:{port}")),
+        )
+        .await
+        .expect("a WebDriver session within 90 s")
+        .expect("a WebDriver session");
+        tokio::time::timeout(COLD_START, client.goto(url))
+            .await
+            .expect("the page loaded within 90 s")
+            .expect("open the page");
+        Self { client, driver }
+    }
+
+    /// What the page logged as errors since the last call: `console.error` and uncaught
+    /// exceptions. The browser's own network lines (a WebTransport handshake the SDK falls back
+    /// from) are not the page's errors.
+    pub async fn console_errors(&self) -> Vec<String> {
+        let entries = self.client.issue_cmd(BrowserLog).await.expect("read the browser log");
+        entries
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["level"] == "SEVERE" && e["source"] != "network")
+            .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if let Some(pid) = self.driver.id() {
+            // `kill -KILL -- -PGID`: ChromeDriver and every Chromium process it started.
+            let _ = std::process::Command::new("kill").args(["-KILL", "--", &format!("-{pid}")]).status();
+        }
+    }
+}
+
+/// ChromeDriver's log endpoint (outside W3C WebDriver, so fantoccini has no method for it).
+#[derive(Debug)]
+struct BrowserLog;
+
+impl fantoccini::wd::WebDriverCompatibleCommand for BrowserLog {
+    fn endpoint(&self, base_url: &url::Url, session_id: Option<&str>) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!("session/{}/se/log", session_id.unwrap_or_default()))
+    }
+
+    fn method_and_body(&self, _request_url: &url::Url) -> (axum::http::Method, Option<String>) {
+        (axum::http::Method::POST, Some(r#"{"type":"browser"}"#.to_owned()))
+    }
 }

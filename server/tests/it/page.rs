@@ -22,7 +22,7 @@ const ROOM: &str = "web/sdk/board";
 struct Pages {
     addr: SocketAddr,
     results: mpsc::Receiver<serde_json::Value>,
-    browsers: Vec<(tokio::process::Child, tempfile::TempDir)>,
+    browsers: Vec<crate::browser::Browser>,
 }
 
 impl Pages {
@@ -57,17 +57,17 @@ impl Pages {
     }
 
     /// Opens the test page with `query` in a fresh headless Chromium.
-    fn open(&mut self, query: &str) {
-        self.open_url(&format!("http://{}/test.html?{query}", self.addr));
+    async fn open(&mut self, query: &str) {
+        self.open_url(&format!("http://{}/test.html?{query}", self.addr)).await;
     }
 
     /// Opens `url` in a fresh headless Chromium.
-    fn open_url(&mut self, url: &str) {
-        let (child, profile) = crate::browser::chromium(url);
-        self.browsers.push((child, profile));
+    async fn open_url(&mut self, url: &str) {
+        self.browsers.push(crate::browser::Browser::open(url).await);
     }
 
-    /// The next page's result; a page that failed fails the test with its error.
+    /// The next page's result; a page that failed, or any page that logged an error to its
+    /// console (the SDK reports through typed events, never the console), fails the test.
     async fn result(&mut self) -> serde_json::Value {
         // A browser cold start is slow on a busy 2-core machine: a generous, bounded wait.
         let result = tokio::time::timeout(Duration::from_secs(90), self.results.recv())
@@ -75,6 +75,10 @@ impl Pages {
             .expect("a page reported within 90 s")
             .expect("result");
         assert_eq!(result["ok"], true, "page {}: {}", result["label"], result["error"]);
+        for browser in &self.browsers {
+            let errors = browser.console_errors().await;
+            assert!(errors.is_empty(), "a page logged errors to its console: {errors:?}");
+        }
         result
     }
 }
@@ -126,8 +130,8 @@ async fn get_bytes(addr: SocketAddr, path: &str) -> (String, Vec<u8>) {
 async fn two_pages_share_strokes_and_cursors_over_webtransport() {
     let server = TestServer::start().await;
     let mut pages = Pages::start().await;
-    pages.open(&query(&server, "pair", "ada", "teacher"));
-    pages.open(&query(&server, "pair", "bob", "student"));
+    pages.open(&query(&server, "pair", "ada", "teacher")).await;
+    pages.open(&query(&server, "pair", "bob", "student")).await;
     let (a, b) = (pages.result().await, pages.result().await);
     for (page, other) in [(&a, &b), (&b, &a)] {
         assert_eq!(page["transport"], "webtransport", "{page}");
@@ -151,7 +155,7 @@ async fn a_page_without_webtransport_works_over_websocket() {
     let q = query(&server, "edit", "ada", "student")
         .replace(&format!("%3A{}%2F", server.server.wt_addr().port()), &format!("%3A{dead_port}%2F"));
     assert!(q.contains(&dead_port.to_string()), "{q}");
-    pages.open(&q);
+    pages.open(&q).await;
     assert_eq!(pages.result().await["transport"], "websocket");
     server.server.shutdown().await;
 }
@@ -161,7 +165,7 @@ async fn a_page_and_a_rust_client_see_each_others_edits() {
     let server = TestServer::start().await;
     let (_conn, mut stream) = server.member(Transport::WebSocket, "rustacean", "student", ROOM).await;
     let mut pages = Pages::start().await;
-    pages.open(&query(&server, "rust", "page", "student"));
+    pages.open(&query(&server, "rust", "page", "student")).await;
     let mut board = Board::new(7);
     let data = expect_message(&mut stream, "the page's stroke", |m| match m {
         Message::RemoteUpdate(u) => Some(u.data),
@@ -182,7 +186,7 @@ async fn a_page_and_a_rust_client_see_each_others_edits() {
 async fn a_viewers_edit_is_refused_as_a_typed_event() {
     let server = TestServer::start().await;
     let mut pages = Pages::start().await;
-    pages.open(&query(&server, "viewer", "val", "viewer"));
+    pages.open(&query(&server, "viewer", "val", "viewer")).await;
     let result = pages.result().await;
     assert_eq!(
         (result["event"].as_str(), result["codeName"].as_str()),
@@ -199,7 +203,9 @@ async fn an_offline_edit_is_sent_and_acked_after_a_reload() {
     let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let dead_addr = dead.local_addr().expect("addr");
     drop(dead);
-    pages.open(&format!("{}&dead=http%3A%2F%2F{dead_addr}", query(&server, "reload", "ada", "student")));
+    pages
+        .open(&format!("{}&dead=http%3A%2F%2F{dead_addr}", query(&server, "reload", "ada", "student")))
+        .await;
     let result = pages.result().await;
     assert_eq!(result["pending"], serde_json::json!(["1"]), "{result}");
     assert_eq!(result["acked"], serde_json::json!(["1"]), "{result}");
@@ -250,7 +256,7 @@ async fn the_demo_page_joins_with_a_dev_token() {
         dev.server.http_addr(),
         dev.server.wt_addr().port()
     );
-    pages.open_url(&url);
+    pages.open_url(&url).await;
     let result = pages.result().await;
     assert_eq!(
         (result["transport"].as_str(), result["role"].as_str()),
