@@ -46,7 +46,7 @@ pub enum StartError {
     #[error(transparent)]
     Store(#[from] StoreError),
     /// Cluster mode: NATS is not reachable.
-    #[error("cluster: {0}")]
+    #[error(transparent)]
     Cluster(#[from] cluster::ConnectError),
     /// The TLS certificate could not be made or loaded.
     #[error("certificate: {0}")]

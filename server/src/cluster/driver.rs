@@ -28,7 +28,7 @@ pub(crate) struct Nats {
 
 /// Why NATS could not be reached at start.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot reach NATS at {url}: {reason}")]
+#[error("cluster: cannot reach NATS at {url}: {reason}")]
 pub struct ConnectError {
     url: String,
     reason: String,
