@@ -316,7 +316,7 @@ pub mod defaults {
     pub const OVERLOAD_RETRY_MS: u32 = 2000;
     /// `--janus-url`.
     pub const JANUS_URL: &str = "ws://127.0.0.1:8188";
-    /// `--cluster-heartbeat-ms`: a stopped node is counted out within 3 to 4 s.
+    /// `--cluster-heartbeat-ms`: a dead node is counted out 2 to 4 s after its death.
     pub const CLUSTER_HEARTBEAT_MS: u32 = 1000;
 }
 

@@ -172,7 +172,7 @@ impl Server {
         let cluster = nats.map(|(nats, c)| {
             let me = NodeInfo {
                 // Derived from the port actually bound (the flag may say 0).
-                id: c.node_id.unwrap_or_else(|| cluster::default_node_id(quic_addr.port())),
+                id: c.node_id.clone().unwrap_or_else(|| cluster::default_node_id(quic_addr.port())),
                 quic: quic_addr.to_string(),
                 wt: wt_addr.to_string(),
                 http: http_addr.to_string(),
@@ -181,7 +181,7 @@ impl Server {
             };
             tracing::info!(node = me.id, "cluster: joining");
             let view = Arc::new(Cluster::new(me.clone()));
-            tasks.spawn(cluster::run(nats, view.clone(), me, c.heartbeat, shared.shutdown.clone()));
+            tasks.spawn(cluster::run(nats, view.clone(), me, c, shared.shutdown.clone()));
             view
         });
         tasks.spawn(accept_wt(wt.clone(), shared.clone()));

@@ -26,17 +26,19 @@ pub(crate) struct Nats {
     events: mpsc::UnboundedReceiver<async_nats::Event>,
 }
 
-/// Why NATS could not be reached at start.
+/// Why the cluster's NATS could not be used at start.
 #[derive(Debug, thiserror::Error)]
-#[error("cluster: cannot reach NATS at {url}: {reason}")]
+#[error("cluster: NATS at {url}: {reason}")]
 pub struct ConnectError {
     url: String,
     reason: String,
 }
 
-/// Connects to NATS, failing at once if it is not reachable: a node that starts without its
-/// cluster would serve rooms the others cannot see, and an operator sees a refusal to start
-/// sooner than a log line. Once connected, the client reconnects by itself for ever.
+/// Connects to NATS and opens the bucket once, failing at once if NATS is not reachable or
+/// has no usable JetStream (started without `-js`, or too old for key-value buckets): a node
+/// that starts without its cluster would serve rooms the others cannot see, and an operator
+/// sees a refusal to start sooner than a log line. Once connected, the client reconnects by
+/// itself for ever.
 pub(crate) async fn connect(config: &ClusterConfig) -> Result<Nats, ConnectError> {
     let fail = |reason: String| {
         error("connect");
@@ -47,7 +49,7 @@ pub(crate) async fn connect(config: &ClusterConfig) -> Result<Nats, ConnectError
         .split(',')
         .map(|a| a.trim().parse::<async_nats::ServerAddr>())
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| fail(e.to_string()))?;
+        .map_err(|e| fail(format!("not a NATS URL: {e}")))?;
     let (tx, events) = mpsc::unbounded_channel();
     let client = async_nats::ConnectOptions::new()
         .name("easel")
@@ -60,7 +62,10 @@ pub(crate) async fn connect(config: &ClusterConfig) -> Result<Nats, ConnectError
         })
         .connect(addrs)
         .await
-        .map_err(|e| fail(e.to_string()))?;
+        .map_err(|e| fail(format!("cannot connect: {e}")))?;
+    open(&context(&client, config.heartbeat), config.node_ttl())
+        .await
+        .map_err(|e| fail(format!("no usable JetStream key-value bucket {BUCKET}: {e}")))?;
     Ok(Nats { client, events })
 }
 
@@ -70,15 +75,12 @@ pub(crate) async fn run(
     nats: Nats,
     cluster: Arc<Cluster>,
     me: NodeInfo,
-    heartbeat: Duration,
+    config: ClusterConfig,
     stop: CancellationToken,
 ) {
     let Nats { client, mut events } = nats;
-    let ttl = heartbeat * 3;
-    // An answer later than a heartbeat would be stale anyway; at least 500 ms for slow disks.
-    let js = jetstream::context::ContextBuilder::new()
-        .timeout(heartbeat.max(Duration::from_millis(500)))
-        .build(client);
+    let (heartbeat, ttl) = (config.heartbeat, config.node_ttl());
+    let js = context(&client, heartbeat);
     let announcement: bytes::Bytes = serde_json::to_vec(&me).unwrap_or_default().into();
     let mut members = Membership::new(me, ttl);
     cluster.set_connected(true);
@@ -163,6 +165,13 @@ pub(crate) async fn run(
             }
         }
     }
+}
+
+fn context(client: &async_nats::Client, heartbeat: Duration) -> jetstream::Context {
+    // An answer later than a heartbeat would be stale anyway; at least 500 ms for slow disks.
+    jetstream::context::ContextBuilder::new()
+        .timeout(heartbeat.max(Duration::from_millis(500)))
+        .build(client.clone())
 }
 
 /// Opens the bucket (making it if it is missing) and a watch of every key, starting with the

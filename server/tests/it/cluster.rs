@@ -26,8 +26,13 @@ pub struct Nats {
 
 impl Nats {
     pub async fn start() -> Self {
+        Self::start_with(&["-js"]).await
+    }
+
+    /// With `flags` instead of `-js`.
+    async fn start_with(flags: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (child, url) = spawn(dir.path(), "-1").await;
+        let (child, url) = spawn(dir.path(), "-1", flags).await;
         Self { child: Some(child), dir, url }
     }
 
@@ -43,7 +48,7 @@ impl Nats {
     pub async fn restart(&mut self) {
         self.kill();
         let port = self.url.rsplit(':').next().expect("port").to_owned();
-        let (child, url) = spawn(self.dir.path(), &port).await;
+        let (child, url) = spawn(self.dir.path(), &port, &["-js"]).await;
         assert_eq!(url, self.url);
         self.child = Some(child);
     }
@@ -66,11 +71,12 @@ fn binary() -> &'static Path {
     })
 }
 
-/// Runs nats-server on 127.0.0.1 (`port` -1: any) with JetStream in `dir`; returns once its
-/// client port accepts (on a single server that is after JetStream is up).
-async fn spawn(dir: &Path, port: &str) -> (std::process::Child, String) {
+/// Runs nats-server on 127.0.0.1 (`port` -1: any) with `flags` (`-js`: JetStream in `dir`);
+/// returns once its client port accepts (on a single server that is after JetStream is up).
+async fn spawn(dir: &Path, port: &str, flags: &[&str]) -> (std::process::Child, String) {
     let child = std::process::Command::new(binary())
-        .args(["-js", "-sd"])
+        .args(flags)
+        .arg("-sd")
         .arg(dir)
         .args(["-a", "127.0.0.1", "-p", port, "--ports_file_dir"])
         .arg(dir)
@@ -254,5 +260,19 @@ async fn an_unreachable_nats_stops_the_start_with_a_clear_error() {
     };
     let e = Server::start(config).await.expect_err("no NATS, no start");
     assert!(matches!(e, StartError::Cluster(_)), "{e:?}");
-    assert!(e.to_string().starts_with(&format!("cluster: cannot reach NATS at {url}")), "{e}");
+    assert!(e.to_string().starts_with(&format!("cluster: NATS at {url}: cannot connect")), "{e}");
+}
+
+#[tokio::test]
+async fn a_nats_without_jetstream_stops_the_start_with_a_clear_error() {
+    let nats = Nats::start_with(&[]).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = easel_server::ServerConfig {
+        cluster: Some(cluster(&nats, "a")),
+        ..crate::harness::server_config(dir.path())
+    };
+    let e = Server::start(config).await.expect_err("no JetStream, no start");
+    let text = e.to_string();
+    let expected = format!("cluster: NATS at {}: no usable JetStream key-value bucket easel_nodes", nats.url);
+    assert!(text.starts_with(&expected), "{text}");
 }
