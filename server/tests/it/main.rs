@@ -8,6 +8,7 @@ mod auth;
 mod away;
 mod browser;
 mod classroom;
+mod cluster;
 mod crash;
 mod e2e;
 mod harness;

@@ -1,0 +1,278 @@
+//! Cluster mode's membership against a real nats-server with JetStream (the binary
+//! `scripts/nats.sh` installs, run here on an OS-chosen loopback port), real servers in process
+//! and, where one must die, the `easel` binary.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use easel_server::config::ClusterConfig;
+use easel_server::{Server, StartError};
+
+use crate::harness::{TestServer, http_get, within};
+use crate::spawned::Spawned;
+
+/// Heartbeat of the nodes in these tests: a silent node is counted out after three.
+const HEARTBEAT: Duration = Duration::from_millis(100);
+
+/// A private nats-server with JetStream, data in its own temp dir; killed when dropped.
+pub struct Nats {
+    child: Option<std::process::Child>,
+    dir: tempfile::TempDir,
+    pub url: String,
+}
+
+impl Nats {
+    pub async fn start() -> Self {
+        Self::start_with(&["-js"]).await
+    }
+
+    /// With `flags` instead of `-js`.
+    async fn start_with(flags: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (child, url) = spawn(dir.path(), "-1", flags).await;
+        Self { child: Some(child), dir, url }
+    }
+
+    /// `kill -9`, and waits for it to be gone.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port and data dir.
+    pub async fn restart(&mut self) {
+        self.kill();
+        let port = self.url.rsplit(':').next().expect("port").to_owned();
+        let (child, url) = spawn(self.dir.path(), &port, &["-js"]).await;
+        assert_eq!(url, self.url);
+        self.child = Some(child);
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The pinned nats-server, installed by the project's script if missing.
+fn binary() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/nats.sh");
+        let out = std::process::Command::new(script).arg("bin").output().expect("run scripts/nats.sh bin");
+        assert!(out.status.success(), "scripts/nats.sh bin: {}", String::from_utf8_lossy(&out.stderr));
+        PathBuf::from(String::from_utf8(out.stdout).expect("utf-8").trim())
+    })
+}
+
+/// Runs nats-server on 127.0.0.1 (`port` -1: any) with `flags` (`-js`: JetStream in `dir`);
+/// returns once its client port accepts (on a single server that is after JetStream is up).
+async fn spawn(dir: &Path, port: &str, flags: &[&str]) -> (std::process::Child, String) {
+    let child = std::process::Command::new(binary())
+        .args(flags)
+        .arg("-sd")
+        .arg(dir)
+        .args(["-a", "127.0.0.1", "-p", port, "--ports_file_dir"])
+        .arg(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn nats-server");
+    let ports = dir.join(format!("nats-server_{}.ports", child.id()));
+    let url = within("nats-server's ports file", async {
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&ports)
+                && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
+                && let Some(url) = v["nats"][0].as_str()
+            {
+                return url.to_owned();
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    let addr: SocketAddr = url.trim_start_matches("nats://").parse().expect("nats address");
+    within("nats-server accepting", async {
+        while tokio::net::TcpStream::connect(addr).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    (child, url)
+}
+
+fn cluster(nats: &Nats, id: &str) -> ClusterConfig {
+    ClusterConfig { node_id: Some(id.into()), heartbeat: HEARTBEAT, ..ClusterConfig::new(&nats.url) }
+}
+
+async fn node(nats: &Nats, id: &str) -> TestServer {
+    node_beating(nats, id, HEARTBEAT).await
+}
+
+async fn node_beating(nats: &Nats, id: &str, heartbeat: Duration) -> TestServer {
+    let config = ClusterConfig { heartbeat, ..cluster(nats, id) };
+    TestServer::start_with(move |c| c.cluster = Some(config)).await
+}
+
+async fn health(http: SocketAddr) -> serde_json::Value {
+    let (status, body) = http_get(http, "/healthz").await;
+    assert_eq!(status, 200);
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("/healthz is not JSON ({e}): {body}"))
+}
+
+fn ids(health: &serde_json::Value) -> Vec<String> {
+    let nodes = health["cluster"]["nodes"].as_array().expect("nodes");
+    nodes.iter().map(|n| n["id"].as_str().expect("id").to_owned()).collect()
+}
+
+/// Waits (bounded) until the node's `/healthz` satisfies `ok`; returns that answer.
+async fn until(http: SocketAddr, what: &str, ok: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    within(what, async {
+        loop {
+            let h = health(http).await;
+            if ok(&h) {
+                return h;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+}
+
+async fn metrics(http: SocketAddr) -> HashMap<String, f64> {
+    let (status, text) = http_get(http, "/metrics").await;
+    assert_eq!(status, 200);
+    text.lines()
+        .filter(|l| l.starts_with("easel_cluster"))
+        .filter_map(|l| l.rsplit_once(' ').map(|(k, v)| (k.to_owned(), v.parse().expect("number"))))
+        .collect()
+}
+
+#[tokio::test]
+async fn two_nodes_see_each_other_and_one_that_stops_leaves_at_once() {
+    let nats = Nats::start().await;
+    // Heartbeats far apart: b's ttl (30 s) outlasts every wait here, so a sees b go only if
+    // b withdraws (a node announces itself at once when it starts).
+    let slow = Duration::from_secs(10);
+    let a = node_beating(&nats, "a", slow).await;
+    let b = node_beating(&nats, "b", slow).await;
+    let seen = until(a.server.http_addr(), "a sees b", |h| ids(h) == ["a", "b"]).await;
+    assert_eq!(seen["status"], "ok");
+    assert_eq!(seen["cluster"]["node_id"], "a");
+    assert_eq!(seen["cluster"]["nats_connected"], true);
+    let entry_b = &seen["cluster"]["nodes"][1];
+    assert_eq!(entry_b["quic"], b.server.quic_addr().to_string(), "b's announced address");
+    assert_eq!(entry_b["self"], false);
+    until(b.server.http_addr(), "b sees a", |h| ids(h) == ["a", "b"]).await;
+    let m = metrics(a.server.http_addr()).await;
+    assert_eq!(m["easel_cluster_nats_connected"], 1.0);
+
+    // A graceful stop withdraws b's entry: a sees it go without waiting out the ttl (the
+    // ttl's path is the next test's).
+    b.server.shutdown().await;
+    until(a.server.http_addr(), "a sees b leave", |h| ids(h) == ["a"]).await;
+    assert_eq!(a.server.cluster().expect("cluster mode").nodes().len(), 1);
+}
+
+#[tokio::test]
+async fn a_killed_node_is_counted_out_and_rejoins_on_its_own() {
+    let nats = Nats::start().await;
+    let a = node(&nats, "a").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let flags = ["--cluster", &nats.url, "--node-id", "b", "--cluster-heartbeat-ms", "100"];
+    let mut b = Spawned::start_logging(dir.path(), "warn", &flags).await;
+    until(a.server.http_addr(), "a sees b", |h| ids(h) == ["a", "b"]).await;
+
+    b.child.kill().await.expect("kill -9 b");
+    until(a.server.http_addr(), "b expires from a's view", |h| ids(h) == ["a"]).await;
+
+    let b = Spawned::start_logging(dir.path(), "warn", &flags).await;
+    until(a.server.http_addr(), "b is back", |h| ids(h) == ["a", "b"]).await;
+    let h = until(b.http_addr(), "b sees a", |h| ids(h) == ["a", "b"]).await;
+    assert_eq!(h["status"], "ok");
+}
+
+#[tokio::test]
+async fn losing_nats_is_reported_and_the_node_recovers_when_it_returns() {
+    let mut nats = Nats::start().await;
+    let a = node(&nats, "a").await;
+    let http = a.server.http_addr();
+    until(http, "a announced", |h| h["status"] == "ok").await;
+
+    nats.kill();
+    let h = until(http, "a reports NATS lost", |h| h["cluster"]["nats_connected"] == false).await;
+    assert_eq!(h["status"], "degraded");
+    let m = metrics(http).await;
+    assert_eq!(m["easel_cluster_nats_connected"], 0.0);
+    assert!(m["easel_cluster_nats_errors_total{kind=\"disconnected\"}"] >= 1.0, "{m:?}");
+
+    // A restarted NATS has lost the in-memory bucket: a makes it again and watches it anew,
+    // so a node that starts now is seen.
+    nats.restart().await;
+    until(http, "a recovers", |h| h["status"] == "ok" && h["cluster"]["nats_connected"] == true).await;
+    assert_eq!(metrics(http).await["easel_cluster_nats_connected"], 1.0);
+    let _b = node(&nats, "b").await;
+    until(http, "a sees b after the restart", |h| ids(h) == ["a", "b"]).await;
+}
+
+#[tokio::test]
+async fn a_malformed_entry_is_ignored_and_counted() {
+    let nats = Nats::start().await;
+    let a = node(&nats, "a").await;
+    let http = a.server.http_addr();
+    until(http, "a announced", |h| h["status"] == "ok").await;
+
+    let client = async_nats::connect(&nats.url).await.expect("connect");
+    let js = async_nats::jetstream::new(client);
+    let bucket = js.get_key_value("easel_nodes").await.expect("a made the bucket");
+    bucket.put("junk", "not json".into()).await.expect("put");
+    let liar = serde_json::json!({"id": "someone-else", "quic": "", "wt": "", "http": "",
+        "started_at_ms": 1, "version": "x"});
+    bucket.put("liar", liar.to_string().into()).await.expect("put");
+    // A well-formed entry after them: once a lists it, a has read the two before.
+    let probe = serde_json::json!({"id": "probe", "quic": "127.0.0.1:1", "wt": "", "http": "",
+        "started_at_ms": 1, "version": "x"});
+    bucket.put("probe", probe.to_string().into()).await.expect("put");
+    until(http, "a sees the probe", |h| ids(h) == ["a", "probe"]).await;
+    let m = metrics(http).await;
+    assert_eq!(m["easel_cluster_nats_errors_total{kind=\"malformed\"}"], 2.0, "{m:?}");
+    assert_eq!(m["easel_cluster_nodes"], 2.0);
+
+    bucket.delete("probe").await.expect("delete");
+    until(http, "the probe withdrew", |h| ids(h) == ["a"]).await;
+}
+
+#[tokio::test]
+async fn an_unreachable_nats_stops_the_start_with_a_clear_error() {
+    // A port nothing listens on: bound, then released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("nats://127.0.0.1:{port}");
+    let config = easel_server::ServerConfig {
+        cluster: Some(ClusterConfig::new(&url)),
+        ..crate::harness::server_config(dir.path())
+    };
+    let e = Server::start(config).await.expect_err("no NATS, no start");
+    assert!(matches!(e, StartError::Cluster(_)), "{e:?}");
+    assert!(e.to_string().starts_with(&format!("cluster: NATS at {url}: cannot connect")), "{e}");
+}
+
+#[tokio::test]
+async fn a_nats_without_jetstream_stops_the_start_with_a_clear_error() {
+    let nats = Nats::start_with(&[]).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = easel_server::ServerConfig {
+        cluster: Some(cluster(&nats, "a")),
+        ..crate::harness::server_config(dir.path())
+    };
+    let e = Server::start(config).await.expect_err("no JetStream, no start");
+    let text = e.to_string();
+    let expected = format!("cluster: NATS at {}: no usable JetStream key-value bucket easel_nodes", nats.url);
+    assert!(text.starts_with(&expected), "{text}");
+}
