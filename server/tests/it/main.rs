@@ -21,6 +21,7 @@ mod lecture;
 mod metrics;
 mod observability;
 mod page;
+mod page_bench;
 mod resume;
 mod revoke;
 mod spawned;
