@@ -143,7 +143,13 @@ async fn get_bytes(addr: SocketAddr, path: &str) -> (String, Vec<u8>) {
 
 #[tokio::test]
 async fn two_pages_share_strokes_and_cursors_over_webtransport() {
-    let server = TestServer::start().await;
+    // One heartbeat per page (at the join) in the test's time: the datagram count below is
+    // then the cursors plus two.
+    let server = TestServer::start_with(|c| {
+        c.heartbeat = Duration::from_secs(60);
+        c.presence_ttl = Duration::from_secs(120);
+    })
+    .await;
     let mut pages = Pages::start().await;
     pages.open(&query(&server, "pair", "ada", "teacher"));
     pages.open(&query(&server, "pair", "bob", "student"));
@@ -156,7 +162,26 @@ async fn two_pages_share_strokes_and_cursors_over_webtransport() {
     let (status, metrics) = http_get(server.server.http_addr(), "/metrics").await;
     assert_eq!(status, 200);
     assert!(metrics.contains("easel_sessions{transport=\"webtransport\"} 2"), "{metrics}");
+    // Every move was sent as a datagram (none throttled, see page.html) and reached the server
+    // (the two heartbeats count too, so at least as many); loss on loopback would be a finding.
+    let moves = [&a, &b].map(|p| p["moves"].as_u64().expect("moves")).iter().sum::<u64>();
+    let counted = async {
+        while metric(&server, "easel_datagrams_in_total").await < moves {
+            tokio::task::yield_now().await;
+        }
+    };
+    if tokio::time::timeout(Duration::from_secs(15), counted).await.is_err() {
+        let n = metric(&server, "easel_datagrams_in_total").await;
+        panic!("the server counted {n} datagrams for {moves} cursor moves");
+    }
     server.server.shutdown().await;
+}
+
+/// A counter of the server's `/metrics` (0 before its first increment).
+pub async fn metric(server: &TestServer, name: &str) -> u64 {
+    let (_, metrics) = http_get(server.server.http_addr(), "/metrics").await;
+    let prefix = format!("{name} ");
+    metrics.lines().find_map(|l| l.strip_prefix(&prefix)?.trim().parse::<f64>().ok()).map_or(0, |v| v as u64)
 }
 
 #[tokio::test]

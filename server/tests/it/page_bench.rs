@@ -18,7 +18,7 @@ use std::time::Duration;
 use easel_netsim::proxy::{Tcp, Udp};
 use easel_netsim::scenario::Scenario;
 
-use crate::harness::{TestServer, http_get, token};
+use crate::harness::{TestServer, token};
 use crate::page::{Pages, query_of};
 
 const ROOM: &str = "bench/cursor/board";
@@ -121,11 +121,7 @@ async fn run_cell(net: &str, transport: &str, count: u32) -> Cell {
 }
 
 async fn datagrams_in(server: &TestServer) -> u64 {
-    let (_, metrics) = http_get(server.server.http_addr(), "/metrics").await;
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("easel_datagrams_in_total ")?.trim().parse::<f64>().ok())
-        .map_or(0, |v| v as u64)
+    crate::page::metric(server, "easel_datagrams_in_total").await
 }
 
 /// The `q` quantile of sorted `values` (nearest rank); NaN when there are none.
