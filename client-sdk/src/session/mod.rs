@@ -372,7 +372,9 @@ mod tests {
         let mut h = Harness::new();
         h.session.connected(h.now, Transport::Quic, &welcome(false, 1));
         h.session.refresh_token("jwt2");
-        assert!(matches!(&h.transmits()[..], [Transmit::Control(Message::RefreshToken(r))] if r.token == "jwt2"));
+        assert!(
+            matches!(&h.transmits()[..], [Transmit::Control(Message::RefreshToken(r))] if r.token == "jwt2")
+        );
         h.events();
         let refreshed = easel_proto::message::TokenRefreshed { expires_ms: 1_234_000 };
         h.session.handle_control(Message::from(refreshed));

@@ -279,8 +279,10 @@ async fn a_dropped_connection_reconnects_and_edits_made_meanwhile_arrive() {
     let mut pages = Pages::start().await;
     pages.open(&query(&server, "watch", "bob", "student"));
     // WebSocket through the relay: cutting it is the network going away.
-    let through_relay = query(&server, "drop", "ada", "student")
-        .replace(&encode(&format!("http://{}", server.server.http_addr())), &encode(&format!("http://{}", relay.addr)));
+    let through_relay = query(&server, "drop", "ada", "student").replace(
+        &encode(&format!("http://{}", server.server.http_addr())),
+        &encode(&format!("http://{}", relay.addr)),
+    );
     pages.open(&format!("{through_relay}&transports=websocket"));
     let ask = pages.result().await;
     assert_eq!((ask["label"].as_str(), ask["phase"].as_str()), (Some("ada"), Some("cut me")), "{ask}");
@@ -291,7 +293,8 @@ async fn a_dropped_connection_reconnects_and_edits_made_meanwhile_arrive() {
         if r["label"] == "ada" { ada = Some(r) } else { bob = Some(r) }
     }
     let (ada, bob) = (ada.expect("ada"), bob.expect("bob"));
-    let states: Vec<&str> = ada["states"].as_array().expect("states").iter().filter_map(|s| s.as_str()).collect();
+    let states: Vec<&str> =
+        ada["states"].as_array().expect("states").iter().filter_map(|s| s.as_str()).collect();
     assert_eq!(states, ["disconnected", "connecting", "connected"], "{ada}");
     assert_eq!((&ada["resumed"], &ada["transport"]), (&json!(true), &json!("websocket")), "{ada}");
     assert_eq!(labels(&bob), ["offline"], "{bob}");
