@@ -1,6 +1,7 @@
 //! The HTTP port: the WebSocket fallback's upgrade (`GET /ws`), `/healthz` (with the cluster
-//! view in cluster mode), Prometheus
-//! `/metrics`, `/cert-hash` for dev certificates, room resources for a teacher's token
+//! view in cluster mode), Prometheus `/metrics`, `/cert-hash` for dev certificates,
+//! `/connect-info` (the WebTransport port and certificate hash, for pages served from here),
+//! room resources for a teacher's token
 //! (attendance as JSON or CSV, a loaded room's stats as JSON), the admin endpoints
 //! (`admin`) and the demo whiteboard ([`crate::demo`]).
 
@@ -36,6 +37,8 @@ const WS_WRITE_BUFFER: usize = 16 * 1024;
 struct HttpState {
     prometheus: PrometheusHandle,
     cert_hash: Arc<str>,
+    /// The bound WebTransport port, which a page cannot guess when it is not the default.
+    wt_port: u16,
     shared: Arc<Shared>,
     /// Cluster mode's view; `None`: one node alone.
     cluster: Option<Arc<Cluster>>,
@@ -44,17 +47,19 @@ struct HttpState {
 pub(crate) fn router(
     prometheus: PrometheusHandle,
     cert_hash: String,
+    wt_port: u16,
     shared: Arc<Shared>,
     cluster: Option<Arc<Cluster>>,
 ) -> axum::Router {
     let admin = crate::admin::router(shared.clone());
     let demo = crate::demo::router(shared.clone());
-    let state = HttpState { prometheus, cert_hash: cert_hash.into(), shared, cluster };
+    let state = HttpState { prometheus, cert_hash: cert_hash.into(), wt_port, shared, cluster };
     axum::Router::new()
         .route("/ws", axum::routing::get(websocket_upgrade))
         .route("/healthz", axum::routing::get(healthz))
         .route("/metrics", axum::routing::get(metrics_text))
         .route("/cert-hash", axum::routing::get(cert_hash_text))
+        .route("/connect-info", axum::routing::get(connect_info))
         .route("/rooms/{*path}", axum::routing::get(room_resource))
         .merge(demo)
         .with_state(state)
@@ -212,6 +217,13 @@ async fn cert_hash_text(State(state): State<HttpState>) -> impl IntoResponse {
         [(header::CONTENT_TYPE, "text/plain"), (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")],
         state.cert_hash.to_string(),
     )
+}
+
+/// `{"webTransportPort": 4433, "certHash": "…"}`: what a page served from this port needs to
+/// open WebTransport to this server (the port as bound, the hash as `/cert-hash` serves it).
+async fn connect_info(State(state): State<HttpState>) -> impl IntoResponse {
+    let info = serde_json::json!({ "webTransportPort": state.wt_port, "certHash": &*state.cert_hash });
+    ([(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")], axum::Json(info))
 }
 
 /// Attendance as CSV: a header, then one row per interval (`left_ms` empty while present)

@@ -186,7 +186,8 @@ impl Server {
         });
         tasks.spawn(accept_wt(wt.clone(), shared.clone()));
         tasks.spawn(accept_quic(quic.clone(), shared.clone()));
-        let app = http::router(prometheus, cert_hash.clone(), shared.clone(), cluster.clone());
+        let app =
+            http::router(prometheus, cert_hash.clone(), wt_addr.port(), shared.clone(), cluster.clone());
         let stop = shared.shutdown.clone();
         tasks.spawn(async move {
             use axum::serve::ListenerExt as _;

@@ -31,6 +31,12 @@ pub enum Event {
         /// When the next attempt starts.
         retry_in: Duration,
     },
+    /// The server accepted a refreshed token (`refresh_token`): the session now lasts until
+    /// the new token expires.
+    TokenRefreshed {
+        /// When the new token expires, ms since the Unix epoch.
+        expires_ms: u64,
+    },
     /// The room is joined (again, after a reconnect).
     Joined {
         /// Room id.

@@ -256,7 +256,10 @@ impl<D: Document> Session<D> {
                 let code = ErrorCode::from_u16(f.code).unwrap_or(ErrorCode::Internal);
                 self.events.push_back(Event::Error { room: None, code, message: f.message });
             }
-            Message::TokenRefreshed(_) | Message::Pong(_) => {}
+            Message::TokenRefreshed(t) => {
+                self.events.push_back(Event::TokenRefreshed { expires_ms: t.expires_ms });
+            }
+            Message::Pong(_) => {}
             other => self.events.push_back(Event::Error {
                 room: None,
                 code: ErrorCode::UnexpectedMessage,
@@ -361,5 +364,20 @@ mod tests {
         let events = h.events();
         assert!(events.contains(&Event::Connected { transport: Transport::Quic, resumed: false }));
         assert!(events.iter().any(|e| matches!(e, Event::Joined { participant: 3, .. })));
+    }
+
+    /// The app (the browser SDK's refresh timer) times the next refresh by the new expiry.
+    #[test]
+    fn a_refreshed_token_reports_its_expiry() {
+        let mut h = Harness::new();
+        h.session.connected(h.now, Transport::Quic, &welcome(false, 1));
+        h.session.refresh_token("jwt2");
+        assert!(
+            matches!(&h.transmits()[..], [Transmit::Control(Message::RefreshToken(r))] if r.token == "jwt2")
+        );
+        h.events();
+        let refreshed = easel_proto::message::TokenRefreshed { expires_ms: 1_234_000 };
+        h.session.handle_control(Message::from(refreshed));
+        assert_eq!(h.events(), [Event::TokenRefreshed { expires_ms: 1_234_000 }]);
     }
 }

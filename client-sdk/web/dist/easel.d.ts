@@ -109,6 +109,8 @@ export declare class Client {
     private tick;
     private attempt;
     private handshake;
+    /** Asks `getToken()` for a new token before the one in use expires (ms since the epoch). */
+    private scheduleRefresh;
 }
 /** A joined room: its document and everything said in it. */
 export declare class Room {

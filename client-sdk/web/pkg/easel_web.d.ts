@@ -73,6 +73,7 @@ export interface RemoteCursor { participant: number; x: number; y: number }
 export type EaselEvent =
 | { type: "connected"; transport: Transport; resumed: boolean }
 | { type: "disconnected"; code?: number; codeName?: string; reason: string; retryInMs: number }
+| { type: "tokenRefreshed"; expiresMs: bigint }
 | { type: "joined"; room: string; participant: number; resumed: boolean; participants: Participant[] }
 | { type: "joinFailed"; room: string; code: number; codeName: string; message: string }
 | { type: "left"; room: string; code: number; codeName: string; reason: string }

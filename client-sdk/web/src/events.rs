@@ -51,6 +51,7 @@ pub(crate) fn event(event: Event) -> JsValue {
                 None => o,
             }
         }
+        Event::TokenRefreshed { expires_ms } => Obj::typed("tokenRefreshed").set("expiresMs", expires_ms),
         Event::Joined { room, participant, resumed, participants } => Obj::typed("joined")
             .set("room", room)
             .set("participant", participant)

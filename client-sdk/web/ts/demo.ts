@@ -3,8 +3,8 @@
 //
 // URL parameters: `room` (default demo/board), `user`, `name`, `role` (teacher, student,
 // viewer), `token` (else a dev-mode `/demo-token`, else a prompt), `wt` (WebTransport port,
-// default 4433), `transport` (`websocket` or `webtransport` only), `report` (a URL the page
-// posts its transport and room to once joined: for the browser tests).
+// default the one `/connect-info` names), `transport` (`websocket` or `webtransport` only),
+// `report` (a URL the page posts its transport and room to once joined: for the browser tests).
 
 import { connect } from "./easel.js";
 import type { ClientEvent, TransportName } from "./easel.js";
@@ -43,7 +43,9 @@ async function main(): Promise<void> {
   await initLoro();
   const doc = new LoroDoc();
   const shapes = doc.getList("shapes");
-  const certHash = (await (await fetch("/cert-hash")).text()).trim();
+  // The server says where its WebTransport listens: no URL parameter for a non-default port.
+  const info = (await (await fetch("/connect-info")).json()) as { webTransportPort: number; certHash: string };
+  const certHash = info.certHash;
   const forced = params.get("transport") as TransportName | null;
   const first = await token();
   let used = false;
@@ -51,7 +53,7 @@ async function main(): Promise<void> {
     getToken: () => (used ? token() : ((used = true), first)),
     certHash,
     name: params.get("name") ?? user,
-    webTransportUrl: `https://${location.hostname}:${params.get("wt") ?? "4433"}/`,
+    webTransportUrl: `https://${location.hostname}:${params.get("wt") ?? info.webTransportPort}/`,
     transports: forced ? [forced] : undefined,
   });
   const room = client.join(roomId, doc);

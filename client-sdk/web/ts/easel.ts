@@ -283,7 +283,10 @@ export class Client {
       }
     }
     if ("room" in e && e.room !== undefined) this.rooms.get(e.room)?.observe(e);
-    if (e.type === "connected") {
+    if (e.type === "tokenRefreshed") {
+      // The next refresh, before the new token expires.
+      if (this.conn) this.scheduleRefresh(e.expiresMs);
+    } else if (e.type === "connected") {
       this.transport = e.transport;
       this.emit({ type: "connection", state: "connected", transport: e.transport, resumed: e.resumed });
     } else if (e.type === "disconnected") {
@@ -378,20 +381,24 @@ export class Client {
     } catch {
       // Storage may be unavailable (private mode): nothing to remember.
     }
+    this.scheduleRefresh(h.tokenExpiresMs);
+  }
+
+  /** Asks `getToken()` for a new token before the one in use expires (ms since the epoch). */
+  private scheduleRefresh(expiresMs: bigint): void {
     clearTimeout(this.refreshTimer);
     const getToken = this.options.getToken;
-    if (getToken) {
-      const inMs = Number(h.tokenExpiresMs) - Date.now() - REFRESH_BEFORE_MS;
-      this.refreshTimer = setTimeout(
-        () => {
-          Promise.resolve(getToken()).then(
-            (t) => this.call((s) => s.refreshToken(t)),
-            (e: unknown) => this.emit({ type: "error", code: 0, codeName: "token", message: String(e) }),
-          );
-        },
-        Math.max(1000, Math.min(inMs, 2 ** 31 - 1)),
-      );
-    }
+    if (!getToken) return;
+    const inMs = Number(expiresMs) - Date.now() - REFRESH_BEFORE_MS;
+    this.refreshTimer = setTimeout(
+      () => {
+        Promise.resolve(getToken()).then(
+          (t) => this.call((s) => s.refreshToken(t)),
+          (e: unknown) => this.emit({ type: "error", code: 0, codeName: "token", message: String(e) }),
+        );
+      },
+      Math.max(1000, Math.min(inMs, 2 ** 31 - 1)),
+    );
   }
 }
 

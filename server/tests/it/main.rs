@@ -22,6 +22,7 @@ mod lecture;
 mod metrics;
 mod observability;
 mod page;
+mod page_bench;
 mod resume;
 mod revoke;
 mod spawned;

@@ -2,34 +2,45 @@
 //! imports the server's embedded `easel.js` and `loro.js` (the same bytes `/` serves) and runs
 //! one scenario of `page.html`, posting what it saw to the test. Also the demo's routes.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::IntoResponse;
 use easel_proto::Message;
+use easel_server::auth::{Claims, Issuer};
 use easel_server::demo::ASSETS;
 use easel_transport::client::Transport;
+use serde_json::json;
 use tokio::sync::mpsc;
 
-use crate::harness::{Board, TestServer, expect_message, http_get, send_acked, token, within};
+use crate::harness::{Board, Relay, TestServer, expect_message, http_get, send_acked, token, within};
 
 const PAGE: &str = include_str!("page.html");
 const ROOM: &str = "web/sdk/board";
 
 /// A page server (the SDK's assets and the test page) and the results its pages post.
-struct Pages {
-    addr: SocketAddr,
+pub struct Pages {
+    pub addr: SocketAddr,
     results: mpsc::Receiver<serde_json::Value>,
     browsers: Vec<crate::browser::Browser>,
 }
 
 impl Pages {
-    async fn start() -> Self {
+    pub async fn start() -> Self {
         let (tx, results) = mpsc::channel(8);
         let mut app = axum::Router::new()
             .route("/test.html", axum::routing::get(|| async { axum::response::Html(PAGE) }))
+            // `getToken()` of the refresh scenario: a student token for ROOM lasting `secs`.
+            .route(
+                "/token",
+                axum::routing::get(|Query(q): Query<HashMap<String, String>>| async move {
+                    let secs = q.get("secs").and_then(|s| s.parse().ok()).unwrap_or(600);
+                    token(ROOM, q.get("user").map_or("page", String::as_str), "student", secs)
+                }),
+            )
             .route(
                 "/result",
                 axum::routing::post(
@@ -57,18 +68,18 @@ impl Pages {
     }
 
     /// Opens the test page with `query` in a fresh headless Chromium.
-    async fn open(&mut self, query: &str) {
+    pub async fn open(&mut self, query: &str) {
         self.open_url(&format!("http://{}/test.html?{query}", self.addr)).await;
     }
 
     /// Opens `url` in a fresh headless Chromium.
-    async fn open_url(&mut self, url: &str) {
+    pub async fn open_url(&mut self, url: &str) {
         self.browsers.push(crate::browser::Browser::open(url).await);
     }
 
     /// The next page's result; a page that failed, or any page that logged an error to its
     /// console (the SDK reports through typed events, never the console), fails the test.
-    async fn result(&mut self) -> serde_json::Value {
+    pub async fn result(&mut self) -> serde_json::Value {
         // A browser cold start is slow on a busy 2-core machine: a generous, bounded wait.
         let result = tokio::time::timeout(Duration::from_secs(90), self.results.recv())
             .await
@@ -85,20 +96,28 @@ impl Pages {
 
 /// The query of a page as `user` (`role`) in the test room of `server`.
 fn query(server: &TestServer, scenario: &str, user: &str, role: &str) -> String {
+    query_with_token(server, scenario, user, &token(ROOM, user, role, 600))
+}
+
+/// The query of a page as `user` with `token` in the test room of `server`.
+fn query_with_token(server: &TestServer, scenario: &str, user: &str, token: &str) -> String {
     let s = &server.server;
-    [
-        ("scenario", scenario.to_owned()),
-        ("label", user.to_owned()),
-        ("server", format!("http://{}", s.http_addr())),
-        ("wt", format!("https://127.0.0.1:{}/", s.wt_addr().port())),
-        ("hash", s.cert_hash().to_owned()),
-        ("token", token(ROOM, user, role, 600)),
-        ("room", ROOM.to_owned()),
-    ]
-    .iter()
-    .map(|(k, v)| format!("{k}={}", encode(v)))
-    .collect::<Vec<_>>()
-    .join("&")
+    let wt = format!("https://127.0.0.1:{}/", s.wt_addr().port());
+    let origin = format!("http://{}", s.http_addr());
+    query_of(&[
+        ("scenario", scenario),
+        ("label", user),
+        ("server", &origin),
+        ("wt", &wt),
+        ("hash", s.cert_hash()),
+        ("token", token),
+        ("room", ROOM),
+    ])
+}
+
+/// A query string of `pairs`, percent-encoded.
+pub fn query_of(pairs: &[(&str, &str)]) -> String {
+    pairs.iter().map(|(k, v)| format!("{k}={}", encode(v))).collect::<Vec<_>>().join("&")
 }
 
 /// Percent-encodes all but RFC 3986's unreserved characters.
@@ -128,7 +147,13 @@ async fn get_bytes(addr: SocketAddr, path: &str) -> (String, Vec<u8>) {
 
 #[tokio::test]
 async fn two_pages_share_strokes_and_cursors_over_webtransport() {
-    let server = TestServer::start().await;
+    // One heartbeat per page (at the join) in the test's time: the datagram count below is
+    // then the cursors plus two.
+    let server = TestServer::start_with(|c| {
+        c.heartbeat = Duration::from_secs(60);
+        c.presence_ttl = Duration::from_secs(120);
+    })
+    .await;
     let mut pages = Pages::start().await;
     pages.open(&query(&server, "pair", "ada", "teacher")).await;
     pages.open(&query(&server, "pair", "bob", "student")).await;
@@ -141,7 +166,26 @@ async fn two_pages_share_strokes_and_cursors_over_webtransport() {
     let (status, metrics) = http_get(server.server.http_addr(), "/metrics").await;
     assert_eq!(status, 200);
     assert!(metrics.contains("easel_sessions{transport=\"webtransport\"} 2"), "{metrics}");
+    // Every move was sent as a datagram (none throttled, see page.html) and reached the server
+    // (the two heartbeats count too, so at least as many); loss on loopback would be a finding.
+    let moves = [&a, &b].map(|p| p["moves"].as_u64().expect("moves")).iter().sum::<u64>();
+    let counted = async {
+        while metric(&server, "easel_datagrams_in_total").await < moves {
+            tokio::task::yield_now().await;
+        }
+    };
+    if tokio::time::timeout(Duration::from_secs(15), counted).await.is_err() {
+        let n = metric(&server, "easel_datagrams_in_total").await;
+        panic!("the server counted {n} datagrams for {moves} cursor moves");
+    }
     server.server.shutdown().await;
+}
+
+/// A counter of the server's `/metrics` (0 before its first increment).
+pub async fn metric(server: &TestServer, name: &str) -> u64 {
+    let (_, metrics) = http_get(server.server.http_addr(), "/metrics").await;
+    let prefix = format!("{name} ");
+    metrics.lines().find_map(|l| l.strip_prefix(&prefix)?.trim().parse::<f64>().ok()).map_or(0, |v| v as u64)
 }
 
 #[tokio::test]
@@ -214,6 +258,68 @@ async fn an_offline_edit_is_sent_and_acked_after_a_reload() {
 }
 
 #[tokio::test]
+async fn a_refused_token_is_a_typed_event() {
+    let server = TestServer::start().await;
+    let mut pages = Pages::start().await;
+    let claims = Claims::new("mallory", ROOM, "student", crate::harness::now_secs() + 600);
+    let forged = Issuer::hs256(b"not-the-server-secret-0123456789abcdef").mint(&claims).expect("mint");
+    pages.open(&query_with_token(&server, "refused", "mallory", &forged)).await;
+    pages.open(&query_with_token(&server, "refused", "late", &token(ROOM, "late", "student", -5))).await;
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let r = pages.result().await;
+        assert_eq!((&r["state"], &r["connected"]), (&json!("disconnected"), &json!(false)), "{r}");
+        seen.push((r["label"].as_str().map(str::to_owned), r["codeName"].as_str().map(str::to_owned)));
+    }
+    seen.sort();
+    let expected = [("late", "tokenExpired"), ("mallory", "invalidToken")]
+        .map(|(l, c)| (Some(l.to_owned()), Some(c.to_owned())));
+    assert_eq!(seen, expected);
+    server.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_dropped_connection_reconnects_and_edits_made_meanwhile_arrive() {
+    let server = TestServer::start().await;
+    let relay = Relay::start(server.server.http_addr()).await;
+    let mut pages = Pages::start().await;
+    pages.open(&query(&server, "watch", "bob", "student")).await;
+    // WebSocket through the relay: cutting it is the network going away.
+    let through_relay = query(&server, "drop", "ada", "student").replace(
+        &encode(&format!("http://{}", server.server.http_addr())),
+        &encode(&format!("http://{}", relay.addr)),
+    );
+    pages.open(&format!("{through_relay}&transports=websocket")).await;
+    let ask = pages.result().await;
+    assert_eq!((ask["label"].as_str(), ask["phase"].as_str()), (Some("ada"), Some("cut me")), "{ask}");
+    relay.cut(false);
+    let (mut ada, mut bob) = (None, None);
+    for _ in 0..2 {
+        let r = pages.result().await;
+        if r["label"] == "ada" { ada = Some(r) } else { bob = Some(r) }
+    }
+    let (ada, bob) = (ada.expect("ada"), bob.expect("bob"));
+    let states: Vec<&str> =
+        ada["states"].as_array().expect("states").iter().filter_map(|s| s.as_str()).collect();
+    assert_eq!(states, ["disconnected", "connecting", "connected"], "{ada}");
+    assert_eq!((&ada["resumed"], &ada["transport"]), (&json!(true), &json!("websocket")), "{ada}");
+    assert_eq!(labels(&bob), ["offline"], "{bob}");
+    server.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_token_is_refreshed_before_it_expires() {
+    let server = TestServer::start().await;
+    let mut pages = Pages::start().await;
+    pages.open(&format!("{}&short=5", query(&server, "refresh", "ada", "student"))).await;
+    let r = pages.result().await;
+    // One token to connect, two fetched by the refresh timer (the second timed by the first
+    // refresh's answer); no reconnect at either expiry.
+    assert_eq!((&r["tokens"], &r["states"]), (&json!(3), &json!(["connected"])), "{r}");
+    server.server.shutdown().await;
+}
+
+#[tokio::test]
 async fn the_demo_is_served_and_dev_tokens_exist_only_in_dev_mode() {
     let server = TestServer::start().await;
     let addr = server.server.http_addr();
@@ -229,6 +335,13 @@ async fn the_demo_is_served_and_dev_tokens_exist_only_in_dev_mode() {
     }
     let (status, _) = http_get(addr, "/demo-token?room=demo/board&user=ada&role=teacher").await;
     assert_eq!(status, 404, "a configured secret has no demo tokens");
+    let (status, info) = http_get(addr, "/connect-info").await;
+    assert_eq!(status, 200, "{info}");
+    let info: serde_json::Value = serde_json::from_str(&info).expect("json");
+    assert_eq!(
+        info,
+        json!({"webTransportPort": server.server.wt_addr().port(), "certHash": server.server.cert_hash()})
+    );
     server.server.shutdown().await;
 
     let dev = TestServer::start_with(|c| c.jwt_secret = None).await;
@@ -251,11 +364,8 @@ async fn the_demo_page_joins_with_a_dev_token() {
     let dev = TestServer::start_with(|c| c.jwt_secret = None).await;
     let mut pages = Pages::start().await;
     let report = encode(&format!("http://{}/result", pages.addr));
-    let url = format!(
-        "http://{}/?user=ada&role=teacher&wt={}&report={report}",
-        dev.server.http_addr(),
-        dev.server.wt_addr().port()
-    );
+    // No `wt=`: the page learns the (ephemeral) WebTransport port from /connect-info.
+    let url = format!("http://{}/?user=ada&role=teacher&report={report}", dev.server.http_addr());
     pages.open_url(&url).await;
     let result = pages.result().await;
     assert_eq!(
