@@ -16,6 +16,8 @@ here="$(cd "$(dirname "$0")/.." && pwd)"
 templates="$here/sfu-bridge/janus"
 
 die() { printf 'janus.sh: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=daemon.sh
+. "$(dirname "$0")/daemon.sh"
 
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo -n "$@"; fi
@@ -90,17 +92,7 @@ start() {
 }
 
 stop() {
-  local dir="$1" pid
-  [ -f "$dir/janus.pid" ] || return 0
-  pid="$(cat "$dir/janus.pid")"
-  rm -f "$dir/janus.pid"
-  kill -TERM "$pid" 2>/dev/null || return 0
-  # Janus tears its sessions down on SIGTERM; bounded to 5 s, then it is killed.
-  for _ in $(seq 100); do
-    kill -0 "$pid" 2>/dev/null || return 0
-    sleep 0.05
-  done
-  kill -KILL "$pid" 2>/dev/null || true
+  stop_pidfile "$1/janus.pid"
 }
 
 case "${1:-}" in

@@ -24,6 +24,8 @@ here="$(cd "$(dirname "$0")/.." && pwd)"
 tools="$here/.tools/nats-server-$VERSION"
 
 die() { printf 'nats.sh: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=daemon.sh
+. "$(dirname "$0")/daemon.sh"
 
 # Prints the binary's path, installing it first if needed.
 binary() {
@@ -102,17 +104,7 @@ start() {
 }
 
 stop() {
-  local dir="$1" pid
-  [ -f "$dir/nats.pid" ] || return 0
-  pid="$(cat "$dir/nats.pid")"
-  rm -f "$dir/nats.pid"
-  kill -TERM "$pid" 2>/dev/null || return 0
-  # nats-server flushes JetStream on SIGTERM: bounded to 5 s, then it is killed.
-  for _ in $(seq 100); do
-    kill -0 "$pid" 2>/dev/null || return 0
-    sleep 0.05
-  done
-  kill -KILL "$pid" 2>/dev/null || true
+  stop_pidfile "$1/nats.pid"
 }
 
 case "${1:-}" in
