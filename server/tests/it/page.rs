@@ -135,10 +135,12 @@ fn labels(result: &serde_json::Value) -> Vec<&str> {
 }
 
 /// A GET over HTTP/1.0 returning the head (lowercase) and the body as bytes (wasm is binary).
-async fn get_bytes(addr: SocketAddr, path: &str) -> (String, Vec<u8>) {
+async fn get_bytes(addr: SocketAddr, path: &str, accept_encoding: &str) -> (String, Vec<u8>) {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect http");
-    tcp.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes()).await.expect("write");
+    let request =
+        format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept-Encoding: {accept_encoding}\r\n\r\n");
+    tcp.write_all(request.as_bytes()).await.expect("write");
     let mut response = Vec::new();
     within("http response", tcp.read_to_end(&mut response)).await.expect("read");
     let end = response.windows(4).position(|w| w == b"\r\n\r\n").expect("end of head");
@@ -324,14 +326,28 @@ async fn the_demo_is_served_and_dev_tokens_exist_only_in_dev_mode() {
     let server = TestServer::start().await;
     let addr = server.server.http_addr();
     for asset in ASSETS {
-        let (head, body) = get_bytes(addr, asset.path).await;
+        let (head, body) = get_bytes(addr, asset.path, "identity").await;
         assert!(
             head.starts_with("http/1.0 200 ") || head.starts_with("http/1.1 200 "),
             "{}: {head}",
             asset.path
         );
         assert!(head.contains(&format!("content-type: {}", asset.content_type)), "{}: {head}", asset.path);
+        assert!(!head.contains("content-encoding"), "{}: {head}", asset.path);
         assert!(body == asset.bytes, "{}: body differs", asset.path);
+        // A browser gets the larger files gzipped, the same bytes once inflated.
+        let (head, body) = get_bytes(addr, asset.path, "gzip, deflate, br, zstd").await;
+        let mut inflated = Vec::new();
+        if asset.bytes.len() > 1024 {
+            assert!(head.contains("content-encoding: gzip"), "{}: {head}", asset.path);
+            assert!(body.len() < asset.bytes.len(), "{}: gzip made it larger", asset.path);
+            std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(body.as_slice()), &mut inflated)
+                .expect("valid gzip");
+        } else {
+            assert!(!head.contains("content-encoding"), "{}: {head}", asset.path);
+            inflated = body;
+        }
+        assert!(inflated == asset.bytes, "{}: body differs once inflated", asset.path);
     }
     let (status, _) = http_get(addr, "/demo-token?room=demo/board&user=ada&role=teacher").await;
     assert_eq!(status, 404, "a configured secret has no demo tokens");
