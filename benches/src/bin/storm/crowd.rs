@@ -48,6 +48,7 @@ pub(crate) struct Conduct {
     pub(crate) edit_every: Duration,
     pub(crate) idle_timeout: Option<Duration>,
     pub(crate) backoff_max: Option<Duration>,
+    pub(crate) attempt_timeout: Option<Duration>,
     /// How long one client may take to get into its room at the start.
     pub(crate) join_wait: Duration,
 }
@@ -56,12 +57,16 @@ pub(crate) struct Conduct {
 #[derive(Debug, Default)]
 pub(crate) struct Record {
     pub(crate) member: Option<Member>,
-    /// Clock ms when it was back after the cut.
+    /// Clock ms when it was back after the cut (its connection lost and the room joined again,
+    /// or its connection outlived the cut), and for an editor an edit made since acked.
     pub(crate) back_at: Option<f64>,
-    /// Whether its first join after the cut kept its place (a resume).
+    /// Whether its first join after the cut kept its place (a resume); `None`: its connection
+    /// outlived the cut, or it never rejoined.
     pub(crate) resumed: Option<bool>,
     /// Connection ends and failed attempts after the cut (the first is the cut itself).
     pub(crate) disconnects: u32,
+    /// Why, the first of each kind.
+    pub(crate) reasons: BTreeSet<String>,
     /// Of those, refusals with `Overloaded`.
     pub(crate) overloaded: u32,
     /// Why it stopped trying, if it did (its room forgotten, its client ended).
@@ -85,6 +90,9 @@ pub(crate) async fn connect(conduct: &Conduct, member: &Member) -> anyhow::Resul
         .cert_hash(&conduct.cert_hash)?;
     if let Some(idle) = conduct.idle_timeout {
         builder = builder.idle_timeout(idle);
+    }
+    if let Some(limit) = conduct.attempt_timeout {
+        builder = builder.attempt_timeout(limit);
     }
     if let Some(max) = conduct.backoff_max {
         builder = builder.backoff(Duration::from_millis(250).min(max), max);
@@ -113,6 +121,8 @@ pub(crate) async fn connect(conduct: &Conduct, member: &Member) -> anyhow::Resul
 pub(crate) struct Signals {
     /// The cut's clock ms, once it happened.
     pub(crate) cut: watch::Receiver<Option<f64>>,
+    /// When the path healed (clock ms), once it has.
+    pub(crate) healed_at: watch::Receiver<Option<f64>>,
     /// True: stop and report.
     pub(crate) stop: watch::Receiver<bool>,
     /// Each client's index once it is back.
@@ -140,7 +150,8 @@ pub(crate) async fn drive(
     cursor_every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     edit_every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut cut_at: Option<f64> = None;
-    // The op id whose ack says this editor is back.
+    // An editor is back once an op made after the cut (and after its rejoin, if it lost its
+    // connection) is acked: the first with an id above this.
     let mut probe: Option<u64> = None;
     let edit = |record: &mut Record| {
         record.edits += 1;
@@ -157,6 +168,7 @@ pub(crate) async fn drive(
             changed = signals.cut.changed(), if cut_at.is_none() => {
                 if changed.is_ok() {
                     cut_at = *signals.cut.borrow();
+                    probe = Some(record.edits);
                 }
             }
             _ = cursor_every.tick() => room.cursor(clock.ms() % 1000.0, f64::from(member.index)),
@@ -172,8 +184,11 @@ pub(crate) async fn drive(
                 };
                 let after_cut = cut_at.is_some();
                 match event {
-                    Event::Disconnected { code, .. } if after_cut => {
+                    Event::Disconnected { code, reason, .. } if after_cut => {
+                        // Only what is made after the rejoin proves it.
+                        probe = None;
                         record.disconnects += 1;
+                        record.reasons.insert(reason);
                         if code == Some(ErrorCode::Overloaded) {
                             record.overloaded += 1;
                         }
@@ -181,11 +196,9 @@ pub(crate) async fn drive(
                     Event::Joined { resumed, .. } if after_cut && record.resumed.is_none() => {
                         record.resumed = Some(resumed);
                         if member.editor {
-                            match edit(&mut record) {
-                                Ok(k) => probe = Some(k),
-                                Err(e) => {
-                                    record.gave_up.get_or_insert(format!("edit failed: {e}"));
-                                }
+                            probe = Some(record.edits);
+                            if let Err(e) = edit(&mut record) {
+                                record.gave_up.get_or_insert(format!("edit failed: {e}"));
                             }
                         } else {
                             back(&mut record, &signals, member.index, clock.ms());
@@ -195,9 +208,19 @@ pub(crate) async fn drive(
                         let now = clock.ms();
                         for id in op_ids {
                             record.acked.insert(id);
-                            if probe == Some(id) {
+                            if probe.is_some_and(|p| id > p) {
                                 back(&mut record, &signals, member.index, now);
                             }
+                        }
+                    }
+                    // A non-editor whose connection outlived the cut is back when the room is
+                    // heard from again after the cut has healed.
+                    Event::Cursors { .. } | Event::RemoteUpdate { .. }
+                        if !member.editor && record.disconnects == 0 =>
+                    {
+                        let now = clock.ms();
+                        if signals.healed_at.borrow().is_some_and(|h| now > h) {
+                            back(&mut record, &signals, member.index, now);
                         }
                     }
                     Event::Rejected { .. } => record.rejected += 1,

@@ -96,6 +96,9 @@ struct Args {
     /// The SDK's largest reconnect backoff bound, ms (default: the SDK's, 10 s).
     #[arg(long)]
     backoff_max_ms: Option<u64>,
+    /// The SDK's limit on one connection attempt, ms (default: the SDK's, 10 s).
+    #[arg(long)]
+    attempt_timeout_ms: Option<u64>,
     /// Also write the JSON report here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -152,6 +155,7 @@ async fn main() -> anyhow::Result<()> {
         idle_timeout: args.idle_timeout_ms.map(Duration::from_millis),
         backoff_max: args.backoff_max_ms.map(Duration::from_millis),
         join_wait: Duration::from_secs_f64(args.join_wait),
+        attempt_timeout: args.attempt_timeout_ms.map(Duration::from_millis),
     };
 
     // Everyone arrives.
@@ -168,8 +172,9 @@ async fn main() -> anyhow::Result<()> {
     let join_s = joining.elapsed().as_secs_f64();
     let (cut_tx, cut_rx) = watch::channel(None);
     let (stop_tx, stop_rx) = watch::channel(false);
+    let (healed_tx, healed_rx) = watch::channel(None);
     let (back_tx, mut back_rx) = mpsc::unbounded_channel();
-    let signals = Signals { cut: cut_rx, stop: stop_rx, back: back_tx };
+    let signals = Signals { cut: cut_rx, healed_at: healed_rx, stop: stop_rx, back: back_tx };
     let mut tasks = tokio::task::JoinSet::new();
     let mut join_failures = Vec::new();
     for (result, m) in joined {
@@ -200,12 +205,14 @@ async fn main() -> anyhow::Result<()> {
             proxy.cut(true);
             tokio::time::sleep(Duration::from_secs_f64(args.cut_for)).await;
             proxy.cut(false);
+            let _ = healed_tx.send(Some(clock.ms()));
         }
         None => {
             let started = Instant::now();
             server.restart().await.context("restarting the server")?;
             restart_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
             pid.store(server.pid().unwrap_or(0), Ordering::Relaxed);
+            let _ = healed_tx.send(Some(clock.ms()));
         }
     }
 
@@ -329,6 +336,21 @@ async fn server_metrics(http: std::net::SocketAddr) -> serde_json::Value {
     serde_json::Value::Object(out)
 }
 
+/// How many clients saw each kind of disconnect (numbers and addresses blanked), most first.
+fn reasons(records: &[Record]) -> serde_json::Value {
+    let mut counts: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+    for r in records {
+        let kinds: std::collections::BTreeSet<String> =
+            r.reasons.iter().map(|s| s.chars().map(|c| if c.is_ascii_digit() { '#' } else { c }).collect()).collect();
+        for k in kinds {
+            *counts.entry(k).or_default() += 1;
+        }
+    }
+    let mut sorted: Vec<_> = counts.into_iter().collect();
+    sorted.sort_by(|a, b| b.1.cmp(&a.1));
+    json!(sorted.into_iter().take(8).map(|(k, n)| json!({ "reason": k, "clients": n })).collect::<Vec<_>>())
+}
+
 /// What the run found besides the records.
 struct Outcome {
     in_crowd: u32,
@@ -380,10 +402,12 @@ fn report(args: &Args, records: &[Record], o: Outcome) -> serde_json::Value {
         "time_to_back": summary(Some(&to_back)),
         "resumed": count(&|r| r.resumed == Some(true)),
         "rejoined": count(&|r| r.resumed == Some(false)),
+        "survived": count(&|r| r.disconnects == 0 && r.back_at.is_some()),
         "overloaded": { "clients": count(&|r| r.overloaded > 0), "refusals": records.iter().map(|r| u64::from(r.overloaded)).sum::<u64>() },
         "disconnects": records.iter().map(|r| u64::from(r.disconnects)).sum::<u64>(),
+        "disconnect_reasons": reasons(records),
         "gave_up": { "count": gave_up.len(), "first": gave_up.iter().take(10).collect::<Vec<_>>() },
-        "missing": { "count": missing.len(), "first": missing.iter().take(20).collect::<Vec<_>>() },
+        "missing": { "count": missing.len(), "first": missing.iter().take(20).collect::<Vec<_>>(), "states": records.iter().filter(|r| r.back_at.is_none()).take(5).map(|r| json!({ "user": user(r), "disconnects": r.disconnects, "reasons": r.reasons, "rejoined": r.resumed.map(|x| if x { "resumed" } else { "rejoined" }), "edits": r.edits, "acked": r.acked.len(), "last_acked": r.acked.last() })).collect::<Vec<_>>() },
         "recovery_s": ((o.recovered_at - o.cut_at) / 100.0).round() / 10.0,
         "server": {
             "process": if o.child { "child" } else { "in-process (includes the clients)" },

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use easel_server::config::TlsFiles;
-use easel_server::{Server, ServerConfig};
+use easel_server::{Server, ServerConfig, StartError};
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::Child;
 
@@ -140,7 +140,18 @@ impl Running {
                     tls: Some(self.tls.clone()),
                     ..ServerConfig::ephemeral(&data)
                 };
-                let server = Server::start(config).await.context("starting the server")?;
+                // The last run lets go of its ports and database as its tasks end (a room
+                // still loading holds the database a moment after `shutdown` returns).
+                let mut tries = 0;
+                let server = loop {
+                    match Server::start(config.clone()).await {
+                        Err(StartError::Bind { .. } | StartError::Store(_)) if tries < 100 => {
+                            tries += 1;
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                        other => break other.context("starting the server")?,
+                    }
+                };
                 self.cert_hash = server.cert_hash().to_owned();
                 self.inner = Inner::InProcess(server);
             }
