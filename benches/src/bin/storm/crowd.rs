@@ -193,8 +193,10 @@ pub(crate) async fn drive(
                             record.overloaded += 1;
                         }
                     }
-                    Event::Joined { resumed, .. } if after_cut && record.resumed.is_none() => {
-                        record.resumed = Some(resumed);
+                    // The first join after the cut says resumed or rejoined; any join while
+                    // not back yet (a connection can be lost again on the way) starts the proof.
+                    Event::Joined { resumed, .. } if after_cut && record.back_at.is_none() => {
+                        record.resumed.get_or_insert(resumed);
                         if member.editor {
                             probe = Some(record.edits);
                             if let Err(e) = edit(&mut record) {
