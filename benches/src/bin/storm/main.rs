@@ -243,26 +243,31 @@ async fn main() -> anyhow::Result<()> {
         proxy.shutdown().await;
     }
 
-    let report = report(&args, &records, Outcome {
-        in_crowd,
-        join_s,
-        join_failures,
-        cut_at,
-        restart_ms,
-        recovered_at,
-        rss_before,
-        usage,
-        child: server.is_child(),
-        verdict,
-        metrics,
-    });
+    let report = report(
+        &args,
+        &records,
+        Outcome {
+            in_crowd,
+            join_s,
+            join_failures,
+            cut_at,
+            restart_ms,
+            recovered_at,
+            rss_before,
+            usage,
+            child: server.is_child(),
+            verdict,
+            metrics,
+        },
+    );
     let text = serde_json::to_string_pretty(&report)?;
     println!("{text}");
     if let Some(path) = &args.json {
         std::fs::write(path, &text).with_context(|| format!("writing {}", path.display()))?;
     }
     let _ = std::io::stdout().flush();
-    let ok = report["missing"]["count"] == 0 && report["gave_up"]["count"] == 0 && report["edits"]["lost"] == 0;
+    let ok =
+        report["missing"]["count"] == 0 && report["gave_up"]["count"] == 0 && report["edits"]["lost"] == 0;
     if !ok {
         std::process::exit(1);
     }
@@ -340,8 +345,11 @@ async fn server_metrics(http: std::net::SocketAddr) -> serde_json::Value {
 fn reasons(records: &[Record]) -> serde_json::Value {
     let mut counts: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
     for r in records {
-        let kinds: std::collections::BTreeSet<String> =
-            r.reasons.iter().map(|s| s.chars().map(|c| if c.is_ascii_digit() { '#' } else { c }).collect()).collect();
+        let kinds: std::collections::BTreeSet<String> = r
+            .reasons
+            .iter()
+            .map(|s| s.chars().map(|c| if c.is_ascii_digit() { '#' } else { c }).collect())
+            .collect();
         for k in kinds {
             *counts.entry(k).or_default() += 1;
         }
@@ -368,7 +376,8 @@ struct Outcome {
 
 fn report(args: &Args, records: &[Record], o: Outcome) -> serde_json::Value {
     // µs, up to ten minutes (past any deadline).
-    let mut to_back = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).unwrap_or_else(|_| histogram());
+    let mut to_back =
+        hdrhistogram::Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).unwrap_or_else(|_| histogram());
     let mut last_back: Option<f64> = None;
     for at in records.iter().filter_map(|r| r.back_at) {
         let _ = to_back.record(((at - o.cut_at).max(0.001) * 1000.0) as u64);

@@ -50,8 +50,7 @@ impl Running {
         std::fs::create_dir_all(&plan.dir).with_context(|| format!("creating {}", plan.dir.display()))?;
         let tls = certificate(&plan.dir)?;
         let ports = free_ports()?;
-        let mut running =
-            Self { plan, ports, tls, cert_hash: String::new(), inner: Inner::Stopped };
+        let mut running = Self { plan, ports, tls, cert_hash: String::new(), inner: Inner::Stopped };
         running.launch().await?;
         Ok(running)
     }

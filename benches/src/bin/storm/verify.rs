@@ -23,7 +23,12 @@ pub(crate) struct Verdict {
 }
 
 /// Reads every room the records name from the server at `url` and compares.
-pub(crate) async fn check(url: &str, cert_hash: &str, secret: &str, records: &[Record]) -> anyhow::Result<Verdict> {
+pub(crate) async fn check(
+    url: &str,
+    cert_hash: &str,
+    secret: &str,
+    records: &[Record],
+) -> anyhow::Result<Verdict> {
     let mut by_room: BTreeMap<&str, Vec<&Record>> = BTreeMap::new();
     for r in records {
         if let Some(m) = &r.member {
@@ -49,7 +54,8 @@ pub(crate) async fn check(url: &str, cert_hash: &str, secret: &str, records: &[R
 
 /// The room's document as the server has it.
 async fn read(url: &str, cert_hash: &str, secret: &str, room: &str) -> anyhow::Result<LoroDoc> {
-    let client = Client::builder(token(secret, room, "storm-checker")?).cert_hash(cert_hash)?.connect(url).await?;
+    let client =
+        Client::builder(token(secret, room, "storm-checker")?).cert_hash(cert_hash)?.connect(url).await?;
     let board = client.join(room).await?;
     let synced = async {
         while let Some(event) = client.next_event().await {
