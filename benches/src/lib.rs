@@ -18,6 +18,10 @@
 //!   clients, in one or several processes); cursor, op ack and op delivery latency, delivered
 //!   ratios, server and generator CPU, server RSS; or a lecture (`--scenario lecture`): join
 //!   storm, teacher cursor, chat, poll and hand-raise latency. `netsim bench` drives it.
+//! - `easel-storm` (`src/bin/storm/`): a reconnect storm — SDK clients in many rooms lose their
+//!   connections at once (the server restarted, or a netsim proxy cutting every packet) and the
+//!   time until all are back, resumed against rejoined, refusals, the server's CPU and RSS, and
+//!   that no acked edit was lost.
 //!
 //! This library holds what the measurement binaries share.
 
