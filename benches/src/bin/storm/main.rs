@@ -36,7 +36,7 @@ use anyhow::Context as _;
 use clap::Parser as _;
 use easel_benches::{TICKS_PER_SEC, cpu_ticks, histogram, metric, rss_kib, summary};
 use easel_netsim::Scenario;
-use easel_netsim::proxy::Udp;
+use easel_netsim::proxy::{Udp, UdpOptions};
 use futures::stream::{self, StreamExt as _};
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
@@ -141,7 +141,14 @@ async fn main() -> anyhow::Result<()> {
     let proxy = match args.cut {
         Cut::Netsim => {
             let loopback = Scenario::builtin("loopback")?;
-            Some(Udp::start(([127, 0, 0, 1], 0).into(), server.quic_addr(), &loopback, 1).await?)
+            // Every connection attempt is a new client socket, and lost ones linger until idle:
+            // room for several per client, so that the proxy never refuses one itself.
+            let mut options = UdpOptions::default();
+            options.max_clients = (args.clients as usize).saturating_mul(8).max(4096);
+            Some(
+                Udp::start_with(([127, 0, 0, 1], 0).into(), server.quic_addr(), &loopback, 1, options)
+                    .await?,
+            )
         }
         Cut::Restart => None,
     };
@@ -239,6 +246,10 @@ async fn main() -> anyhow::Result<()> {
     let verdict = verify::check(&direct, server.cert_hash(), SECRET, &records).await?;
     let metrics = server_metrics(server.http_addr()).await;
     server.stop().await;
+    let proxy_stats = proxy.as_ref().map(|p| {
+        let s = p.stats();
+        json!({ "clients": s.clients, "dropped_while_cut": s.cut, "refused_mappings": s.rejected, "queue_overflow": s.overflow })
+    });
     if let Some(proxy) = proxy {
         proxy.shutdown().await;
     }
@@ -258,6 +269,7 @@ async fn main() -> anyhow::Result<()> {
             child: server.is_child(),
             verdict,
             metrics,
+            proxy: proxy_stats,
         },
     );
     let text = serde_json::to_string_pretty(&report)?;
@@ -269,6 +281,8 @@ async fn main() -> anyhow::Result<()> {
     let ok =
         report["missing"]["count"] == 0 && report["gave_up"]["count"] == 0 && report["edits"]["lost"] == 0;
     if !ok {
+        // `exit` runs no destructors: the temporary data dir goes first.
+        drop(temp);
         std::process::exit(1);
     }
     Ok(())
@@ -355,7 +369,7 @@ fn reasons(records: &[Record]) -> serde_json::Value {
         }
     }
     let mut sorted: Vec<_> = counts.into_iter().collect();
-    sorted.sort_by(|a, b| b.1.cmp(&a.1));
+    sorted.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
     json!(sorted.into_iter().take(8).map(|(k, n)| json!({ "reason": k, "clients": n })).collect::<Vec<_>>())
 }
 
@@ -372,6 +386,7 @@ struct Outcome {
     child: bool,
     verdict: verify::Verdict,
     metrics: serde_json::Value,
+    proxy: Option<serde_json::Value>,
 }
 
 fn report(args: &Args, records: &[Record], o: Outcome) -> serde_json::Value {
@@ -397,7 +412,7 @@ fn report(args: &Args, records: &[Record], o: Outcome) -> serde_json::Value {
     json!({
         "cut": format!("{:?}", args.cut).to_lowercase(),
         "cut_for_s": (args.cut == Cut::Netsim).then_some(args.cut_for),
-        "restart": (args.cut == Cut::Restart).then(|| if o.child { "SIGKILL, then started again" } else { "graceful shutdown, then started again (in-process)" }),
+        "restart": (args.cut == Cut::Restart).then_some(if o.child { "SIGKILL, then started again" } else { "graceful shutdown, then started again (in-process)" }),
         "restart_ms": o.restart_ms.map(|m| m.round()),
         "clients": args.clients,
         "rooms": args.rooms,
@@ -425,6 +440,7 @@ fn report(args: &Args, records: &[Record], o: Outcome) -> serde_json::Value {
             "cpu_percent_recovery": cpu_percent,
             "metrics_after": o.metrics,
         },
+        "proxy": o.proxy,
         "edits": {
             "made": records.iter().map(|r| r.edits).sum::<u64>(),
             "acked": o.verdict.acked,
