@@ -115,12 +115,22 @@ pub struct Options {
     /// WebSocket only: speak TLS (`wss://`, e.g. to a TLS-terminating proxy in front of the
     /// HTTP port), verified like QUIC (`cert_hash` or the system's roots).
     pub tls: bool,
+    /// QUIC and WebTransport: give a silent path up after this long (`None`: `quic`'s
+    /// `CLIENT_IDLE_TIMEOUT`, 12 s); keep-alives then go at least three times as often.
+    pub idle_timeout: Option<Duration>,
 }
 
 impl Options {
     /// Options for `addr` over `transport`, verified against system roots.
     pub fn new(addr: SocketAddr, transport: Transport) -> Self {
-        Self { addr, transport, server_name: "localhost".into(), cert_hash: None, tls: false }
+        Self {
+            addr,
+            transport,
+            server_name: "localhost".into(),
+            cert_hash: None,
+            tls: false,
+            idle_timeout: None,
+        }
     }
 
     /// Pins the server certificate by its SHA-256, as lowercase or uppercase hex.
@@ -139,9 +149,15 @@ async fn open(options: &Options) -> Result<BoxSession, TransportError> {
     let (addr, name, hash) = (options.addr, options.server_name.as_str(), options.cert_hash);
     match options.transport {
         #[cfg(feature = "quic")]
-        Transport::Quic => crate::quic::connect(addr, name, hash).await.map(BoxSession::new),
+        Transport::Quic => {
+            let idle = options.idle_timeout.unwrap_or(crate::quic::CLIENT_IDLE_TIMEOUT);
+            crate::quic::connect_with(addr, name, hash, idle).await.map(BoxSession::new)
+        }
         #[cfg(feature = "webtransport")]
-        Transport::WebTransport => crate::webtransport::connect(addr, name, hash).await.map(BoxSession::new),
+        Transport::WebTransport => {
+            let idle = options.idle_timeout.unwrap_or(crate::quic::CLIENT_IDLE_TIMEOUT);
+            crate::webtransport::connect_with(addr, name, hash, idle).await.map(BoxSession::new)
+        }
         #[cfg(feature = "websocket")]
         Transport::WebSocket => crate::ws::connect(addr, name, options.tls, hash).await.map(BoxSession::new),
         #[cfg(not(all(feature = "quic", feature = "webtransport", feature = "websocket")))]

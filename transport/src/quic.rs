@@ -65,13 +65,26 @@ pub fn transport_config(side: Side) -> quinn::TransportConfig {
             t.max_concurrent_bidi_streams(quinn::VarInt::from_u32(32));
             t.max_concurrent_uni_streams(quinn::VarInt::from_u32(8));
         }
-        Side::Client => {
-            t.max_idle_timeout(quinn::IdleTimeout::try_from(CLIENT_IDLE_TIMEOUT).ok());
-            // A busy app should lose stale cursor batches, not read a backlog.
-            t.datagram_receive_buffer_size(Some(DATAGRAM_BUFFER));
-        }
+        Side::Client => return client_transport_config(CLIENT_IDLE_TIMEOUT),
     }
     t
+}
+
+/// A client's QUIC transport settings when it gives a silent path up after `idle_timeout`
+/// (QUIC uses the smaller of both ends' timeouts, so the server's side follows it).
+pub fn client_transport_config(idle_timeout: Duration) -> quinn::TransportConfig {
+    let mut t = quinn::TransportConfig::default();
+    t.keep_alive_interval(Some(client_keep_alive(idle_timeout)));
+    t.max_idle_timeout(quinn::IdleTimeout::try_from(idle_timeout).ok());
+    // A busy app should lose stale cursor batches, not read a backlog.
+    t.datagram_receive_buffer_size(Some(DATAGRAM_BUFFER));
+    t
+}
+
+/// The keep-alive interval of a client with `idle_timeout`: [`KEEP_ALIVE`], or a third of a
+/// shorter timeout, so that a quiet but healthy path is never taken for a dead one.
+pub fn client_keep_alive(idle_timeout: Duration) -> Duration {
+    KEEP_ALIVE.min(idle_timeout / 3)
 }
 
 /// Classifies a QUIC connection's end.
@@ -144,11 +157,23 @@ pub async fn connect(
     server_name: &str,
     cert_hash: Option<[u8; 32]>,
 ) -> Result<QuicSession, TransportError> {
+    connect_with(addr, server_name, cert_hash, CLIENT_IDLE_TIMEOUT).await
+}
+
+/// [`connect`], giving a silent path up after `idle_timeout` instead of
+/// [`CLIENT_IDLE_TIMEOUT`].
+#[cfg(feature = "quic")]
+pub async fn connect_with(
+    addr: SocketAddr,
+    server_name: &str,
+    cert_hash: Option<[u8; 32]>,
+    idle_timeout: Duration,
+) -> Result<QuicSession, TransportError> {
     let connect_err = |e: &dyn std::fmt::Display| TransportError::Connect(e.to_string());
     let tls = crate::tls::client_config(cert_hash, easel_proto::ALPN)?;
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|e| connect_err(&e))?;
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-    config.transport_config(Arc::new(transport_config(Side::Client)));
+    config.transport_config(Arc::new(client_transport_config(idle_timeout)));
     let mut endpoint = quinn::Endpoint::client(unspecified(addr)).map_err(|e| connect_err(&e))?;
     endpoint.set_default_client_config(config);
     let connecting = endpoint.connect(addr, server_name).map_err(|e| connect_err(&e))?;

@@ -2,13 +2,14 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use easel_proto::ErrorCode;
 use wtransport::endpoint::endpoint_side;
 use wtransport::error::{ConnectionError, SendDatagramError};
 
-use crate::quic::{self, CLIENT_IDLE_TIMEOUT, KEEP_ALIVE};
+use crate::quic::{self, CLIENT_IDLE_TIMEOUT};
 use crate::{CloseReason, Closure, DatagramSender, Session, TransportError, TransportKind};
 
 type ClientEndpoint = wtransport::Endpoint<endpoint_side::Client>;
@@ -46,14 +47,25 @@ pub async fn connect(
     server_name: &str,
     cert_hash: Option<[u8; 32]>,
 ) -> Result<WtSession, TransportError> {
+    connect_with(addr, server_name, cert_hash, CLIENT_IDLE_TIMEOUT).await
+}
+
+/// [`connect`], giving a silent path up after `idle_timeout` instead of
+/// [`CLIENT_IDLE_TIMEOUT`].
+pub async fn connect_with(
+    addr: SocketAddr,
+    server_name: &str,
+    cert_hash: Option<[u8; 32]>,
+    idle_timeout: Duration,
+) -> Result<WtSession, TransportError> {
     let builder = wtransport::ClientConfig::builder().with_bind_address(quic::unspecified(addr));
     let builder = match cert_hash {
         Some(hash) => builder.with_server_certificate_hashes([wtransport::tls::Sha256Digest::new(hash)]),
         None => builder.with_native_certs(),
     };
     let config = builder
-        .keep_alive_interval(Some(KEEP_ALIVE))
-        .max_idle_timeout(Some(CLIENT_IDLE_TIMEOUT))
+        .keep_alive_interval(Some(quic::client_keep_alive(idle_timeout)))
+        .max_idle_timeout(Some(idle_timeout))
         .map_err(|e| TransportError::Connect(format!("idle timeout: {e}")))?
         .build();
     let endpoint =

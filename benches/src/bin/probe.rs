@@ -140,19 +140,7 @@ async fn start(args: &Args, transport: Transport, dir: &std::path::Path) -> anyh
 
 /// One gauge from the server's `/metrics`, summed over its labelled series.
 async fn gauge(server: &Server, name: &str) -> anyhow::Result<f64> {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let mut tcp = tokio::net::TcpStream::connect(server.http).await?;
-    tcp.write_all(format!("GET /metrics HTTP/1.0\r\nHost: {}\r\n\r\n", server.http).as_bytes()).await?;
-    let mut text = String::new();
-    tcp.read_to_string(&mut text).await?;
-    let mut series = text.lines().filter_map(|l| {
-        let mut words = l.split_whitespace();
-        let series = words.next()?;
-        let named = series.split('{').next() == Some(name);
-        named.then(|| words.next().and_then(|v| v.parse::<f64>().ok())).flatten()
-    });
-    let first = series.next().context("gauge missing")?;
-    Ok(first + series.sum::<f64>())
+    easel_benches::metric(server.http, name).await?.context("gauge missing")
 }
 
 fn summary(h: &Histogram<u64>) -> serde_json::Value {

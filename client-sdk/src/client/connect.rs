@@ -25,12 +25,20 @@ pub(super) struct Dialer {
     pub(super) cert_hash: Option<[u8; 32]>,
     pub(super) head_start: Duration,
     pub(super) attempt_timeout: Duration,
+    /// QUIC and WebTransport's dead-path timeout (`None`: the transport's default).
+    pub(super) idle_timeout: Option<Duration>,
 }
 
 impl Dialer {
     /// Starts a race that presents `hello`.
     pub(super) fn dial(&self, hello: Hello) -> Connecting {
-        race(self.endpoints.clone(), hello, self.cert_hash, self.head_start, self.attempt_timeout).boxed()
+        let tuning = Tuning {
+            cert_hash: self.cert_hash,
+            head_start: self.head_start,
+            timeout: self.attempt_timeout,
+            idle_timeout: self.idle_timeout,
+        };
+        race(self.endpoints.clone(), hello, tuning).boxed()
     }
 
     /// Prefer the winner next time.
@@ -42,22 +50,26 @@ impl Dialer {
     }
 }
 
-/// Tries `endpoints` in order, each starting `head_start` after the previous one (or at once
-/// when every earlier attempt has failed); the first to finish the handshake wins.
-async fn race(
-    endpoints: Vec<Endpoint>,
-    hello: Hello,
+/// How a race's attempts run.
+#[derive(Clone, Copy)]
+struct Tuning {
     cert_hash: Option<[u8; 32]>,
     head_start: Duration,
     timeout: Duration,
-) -> Outcome {
+    idle_timeout: Option<Duration>,
+}
+
+/// Tries `endpoints` in order, each starting `head_start` after the previous one (or at once
+/// when every earlier attempt has failed); the first to finish the handshake wins.
+async fn race(endpoints: Vec<Endpoint>, hello: Hello, tuning: Tuning) -> Outcome {
+    let Tuning { head_start, timeout, .. } = tuning;
     let mut waiting = endpoints.into_iter();
     let mut running: FuturesUnordered<Attempt> = FuturesUnordered::new();
     let mut errors = Vec::new();
     let start = |endpoint: Endpoint| {
         let hello = hello.clone();
         async move {
-            let result = match tokio::time::timeout(timeout, attempt(&endpoint, hello, cert_hash)).await {
+            let result = match tokio::time::timeout(timeout, attempt(&endpoint, hello, tuning)).await {
                 Ok(r) => r,
                 Err(_) => Err(ClientError::Connect(format!("no answer within {timeout:?}"))),
             };
@@ -95,16 +107,13 @@ async fn race(
     }
 }
 
-async fn attempt(
-    endpoint: &Endpoint,
-    hello: Hello,
-    cert_hash: Option<[u8; 32]>,
-) -> Result<Connection, ClientError> {
+async fn attempt(endpoint: &Endpoint, hello: Hello, tuning: Tuning) -> Result<Connection, ClientError> {
     let addr =
         endpoint.resolve().await.map_err(|e| ClientError::Connect(format!("{}: {e}", endpoint.host)))?;
     let mut options = Options::new(addr, endpoint.transport);
     options.server_name = endpoint.host.trim_start_matches('[').trim_end_matches(']').to_owned();
-    options.cert_hash = cert_hash;
+    options.cert_hash = tuning.cert_hash;
+    options.idle_timeout = tuning.idle_timeout;
     options.tls = endpoint.tls;
     Connection::handshake(&options, hello).await
 }

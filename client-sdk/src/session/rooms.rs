@@ -169,10 +169,18 @@ impl<D: Document> Session<D> {
             }
             Message::Left(l) => {
                 let code = ErrorCode::from_u16(l.code).unwrap_or(ErrorCode::Internal);
-                // A shutdown ends the membership with the connection; the reconnect rejoins.
-                if code != ErrorCode::ShuttingDown {
-                    self.forget(room);
-                    self.events.push_back(Event::Left { room: room.to_owned(), code, reason: l.message });
+                let leaving = self.rooms.get(room).is_some_and(|r| r.phase == Phase::Leaving);
+                match code {
+                    // A shutdown ends the membership with the connection; the reconnect rejoins.
+                    ErrorCode::ShuttingDown => {}
+                    // Evicted for silence (heartbeats lost, or a path that stalled past the
+                    // presence TTL but not the idle timeout) while we are evidently here: the
+                    // app never asked to leave, so join again by version, as after a reconnect.
+                    ErrorCode::PresenceTimeout if !leaving => self.rejoin(room),
+                    _ => {
+                        self.forget(room);
+                        self.events.push_back(Event::Left { room: room.to_owned(), code, reason: l.message });
+                    }
                 }
             }
             Message::Ack(a) => self.acked(now, room, a.op_ids),
@@ -257,6 +265,17 @@ impl<D: Document> Session<D> {
         }
     }
 
+    /// The server ended our membership for a passing reason: its slot is gone, unacked ops go
+    /// again (the server acks duplicates without applying them twice) after a new `Join`.
+    fn rejoin(&mut self, id: &str) {
+        let Some(room) = self.rooms.get_mut(id) else { return };
+        if let (Link::Up { slots, .. }, Some(slot)) = (&mut self.link, room.slot.take()) {
+            slots.remove(&slot);
+        }
+        room.unsend_all();
+        self.send_join(id);
+    }
+
     /// The server ended our membership: the room and its unacked ops are gone.
     fn forget(&mut self, room: &str) {
         if let Some(state) = self.rooms.remove(room) {
@@ -294,7 +313,7 @@ impl<D: Document> Session<D> {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-    use easel_proto::message::{Fault, HandQueue, ParticipantGone};
+    use easel_proto::message::{Fault, HandQueue, Left, ParticipantGone};
 
     use super::*;
     use crate::Transport;
@@ -355,6 +374,38 @@ mod tests {
         assert_eq!(h.events(), [], "a later list replaces quietly");
         let held: Vec<u16> = h.session.rooms.get(ROOM).unwrap().participants.keys().copied().collect();
         assert_eq!(held, [3, 5]);
+    }
+
+    /// Seen in the reconnect storm (`easel-storm`): members whose heartbeats did not get
+    /// through for the presence TTL were evicted on a live connection, and the SDK forgot
+    /// their rooms for good — they never came back.
+    #[test]
+    fn an_eviction_for_silence_rejoins_by_version_and_resends_unacked_ops() {
+        let (mut h, doc) = Harness::in_room();
+        h.edit(&doc, "unacked");
+        let sent = h.updates();
+        assert_eq!(sent.len(), 1);
+        h.transmits();
+        let left = Left { code: ErrorCode::PresenceTimeout.to_u16(), message: String::new() };
+        h.session.handle_room(h.now, ROOM, Message::from(left));
+        assert!(!h.events().iter().any(|e| matches!(e, Event::Left { .. })), "not gone for the app");
+        let out = h.transmits();
+        let since = doc.oplog_vv().encode();
+        assert!(
+            matches!(&out[..], [Transmit::Join(j)] if j.room == ROOM && j.since.as_deref() == Some(&since[..])),
+            "{out:?}"
+        );
+        h.session.handle_room(h.now, ROOM, joined(7, false));
+        h.session.handle_room(h.now, ROOM, list(&[7]));
+        assert!(h.events().iter().any(|e| matches!(e, Event::Joined { participant: 7, .. })));
+        assert_eq!(h.updates(), sent, "the unacked op goes again");
+
+        // Leaving meanwhile: the eviction completes the leave.
+        h.session.leave(ROOM).unwrap();
+        let left = Left { code: ErrorCode::PresenceTimeout.to_u16(), message: String::new() };
+        h.session.handle_room(h.now, ROOM, Message::from(left));
+        assert!(h.events().iter().any(|e| matches!(e, Event::Left { .. })));
+        assert_eq!(h.session.rooms().count(), 0);
     }
 
     #[test]

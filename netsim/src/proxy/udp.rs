@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -51,6 +52,8 @@ pub struct UdpStats {
     pub rejected: u64,
     /// Packets dropped because a client's mapping task lagged `client_queue` packets behind.
     pub overflow: u64,
+    /// Packets dropped, either way, while the path was cut ([`Udp::cut`]).
+    pub cut: u64,
     /// Every client's client → server link, summed.
     pub up: LinkStats,
     /// Every client's server → client link, summed.
@@ -68,6 +71,7 @@ pub struct Udp {
     cancel: CancellationToken,
     task: JoinHandle<()>,
     stats: Arc<Mutex<UdpStats>>,
+    cut: Arc<AtomicBool>,
 }
 
 impl Udp {
@@ -95,7 +99,9 @@ impl Udp {
         let local_addr = socket.local_addr().map_err(|source| ProxyError::Bind { addr: listen, source })?;
         let cancel = CancellationToken::new();
         let stats = Arc::new(Mutex::new(UdpStats::default()));
+        let cut = Arc::new(AtomicBool::new(false));
         let front = Front {
+            cut: Arc::clone(&cut),
             socket: Arc::new(socket),
             upstream,
             links: Arc::new((scenario.up.clone(), scenario.down.clone())),
@@ -106,7 +112,14 @@ impl Udp {
         };
         let task = tokio::spawn(front.run());
         tracing::debug!(%local_addr, %upstream, scenario = %scenario.name, "udp proxy listening");
-        Ok(Self { local_addr, cancel, task, stats })
+        Ok(Self { local_addr, cancel, task, stats, cut })
+    }
+
+    /// Cuts the path (`true`: every packet either way is dropped, as when a campus Wi-Fi
+    /// goes down; endpoints notice only by their timeouts) or heals it (`false`). Client
+    /// mappings are kept, so a connection that outlived the cut carries on.
+    pub fn cut(&self, cut: bool) {
+        self.cut.store(cut, Ordering::Relaxed);
     }
 
     /// The address clients send to.
@@ -142,6 +155,7 @@ struct Front {
     options: UdpOptions,
     cancel: CancellationToken,
     stats: Arc<Mutex<UdpStats>>,
+    cut: Arc<AtomicBool>,
 }
 
 type Inbox = mpsc::Sender<(Instant, Bytes)>;
@@ -172,6 +186,10 @@ impl Front {
                             continue;
                         }
                     };
+                    if self.cut.load(Ordering::Relaxed) {
+                        self.lock().cut += 1;
+                        continue;
+                    }
                     let packet = (Instant::now(), Bytes::copy_from_slice(&buf[..len]));
                     let packet = match clients.get(&client) {
                         None => packet,
@@ -235,6 +253,7 @@ impl Front {
             idle_timeout: self.options.idle_timeout,
             cancel: self.cancel.clone(),
             stats: Arc::clone(&self.stats),
+            cut: Arc::clone(&self.cut),
         })
     }
 
@@ -253,6 +272,7 @@ struct Mapping {
     idle_timeout: Duration,
     cancel: CancellationToken,
     stats: Arc<Mutex<UdpStats>>,
+    cut: Arc<AtomicBool>,
 }
 
 impl Mapping {
@@ -279,7 +299,7 @@ impl Mapping {
                     Ok(len) => {
                         let now = Instant::now();
                         last_active = now;
-                        self.down.send(now, Bytes::copy_from_slice(&buf[..len]));
+                        self.down_send(now, &buf[..len]);
                     }
                     // A connected socket reports the server's ICMP "port unreachable" here.
                     Err(error) => tracing::trace!(client = %self.client, %error, "upstream receive failed"),
@@ -299,7 +319,7 @@ impl Mapping {
             while let Ok(len) = self.upstream.try_recv(&mut buf) {
                 let now = Instant::now();
                 last_active = now;
-                self.down.send(now, Bytes::copy_from_slice(&buf[..len]));
+                self.down_send(now, &buf[..len]);
             }
             let now = Instant::now();
             while let Some(packet) = self.up.poll_transmit(now) {
@@ -316,6 +336,15 @@ impl Mapping {
         }
         self.report(&mut reported);
         self.client
+    }
+
+    /// A packet from the server into the down link, unless the path is cut.
+    fn down_send(&mut self, now: Instant, packet: &[u8]) {
+        if self.cut.load(Ordering::Relaxed) {
+            self.stats.lock().unwrap_or_else(PoisonError::into_inner).cut += 1;
+        } else {
+            self.down.send(now, Bytes::copy_from_slice(packet));
+        }
     }
 
     /// Adds what the links did since the last report to the proxy's stats.

@@ -56,6 +56,41 @@ async fn fixed_delay_adds_it_once_each_way() {
     proxy.shutdown().await;
 }
 
+/// A cut drops what is in the way either way (a reply already on its way back included) and
+/// keeps the mapping: after healing, the same client's next ping is echoed, and nothing from
+/// during the cut arrives late.
+#[tokio::test]
+async fn a_cut_drops_both_ways_until_healed() {
+    let (echo, seen) = echo_server().await;
+    let slow_up = scenario(
+        r#"
+        [up]
+        delay_ms = 100
+        "#,
+    );
+    let proxy = Udp::start("127.0.0.1:0".parse().expect("addr"), echo, &slow_up, 3).await.expect("starts");
+    let socket = client().await;
+    socket.connect(proxy.local_addr()).await.expect("connect");
+    socket.send(&1u32.to_be_bytes()).await.expect("send");
+    // The ping is in the up link once its mapping exists; cut before it reaches the server.
+    eventually("the mapping", || proxy.stats().clients == 1).await;
+    proxy.cut(true);
+    eventually("the echo dropped on its way back", || proxy.stats().cut == 1).await;
+    assert_eq!(seen.load(Ordering::Relaxed), 1, "the ping sent before the cut went through");
+    socket.send(&2u32.to_be_bytes()).await.expect("send");
+    eventually("the ping dropped on its way out", || proxy.stats().cut == 2).await;
+    assert_eq!(seen.load(Ordering::Relaxed), 1, "nothing passes while cut");
+
+    proxy.cut(false);
+    socket.send(&3u32.to_be_bytes()).await.expect("send");
+    let mut buf = [0u8; 64];
+    let len = within("echo after healing", socket.recv(&mut buf)).await.expect("recv");
+    assert_eq!(&buf[..len], &3u32.to_be_bytes(), "the first echo is the one after healing");
+    let stats = proxy.stats();
+    assert_eq!((stats.clients, stats.cut, seen.load(Ordering::Relaxed)), (1, 2, 2), "{stats:?}");
+    proxy.shutdown().await;
+}
+
 #[tokio::test]
 async fn loss_drops_about_the_configured_fraction() {
     const N: u64 = 2_000;

@@ -10,6 +10,7 @@ use anyhow::Context as _;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use easel_benches::histogram;
+pub(crate) use easel_benches::{TICKS_PER_SEC, cpu_ticks, summary};
 use hdrhistogram::Histogram;
 use hdrhistogram::serialization::{Deserializer, Serializer as _, V2Serializer};
 use serde_json::{Value, json};
@@ -178,37 +179,6 @@ impl Tally {
     }
 }
 
-/// Percentiles and a CDF of a latency histogram (µs) in ms.
-pub(crate) fn summary(h: Option<&Histogram<u64>>) -> Value {
-    let Some(h) = h.filter(|h| !h.is_empty()) else { return json!({ "samples": 0 }) };
-    let ms = |v: u64| (v as f64).round() / 1000.0;
-    let cdf: Vec<Value> = (0..=100)
-        .map(|p| {
-            let q = f64::from(p) / 100.0;
-            json!([ms(h.value_at_quantile(q)), q])
-        })
-        .collect();
-    json!({
-        "samples": h.len(),
-        "p50_ms": ms(h.value_at_quantile(0.50)),
-        "p95_ms": ms(h.value_at_quantile(0.95)),
-        "p99_ms": ms(h.value_at_quantile(0.99)),
-        "max_ms": ms(h.max()),
-        "cdf": cdf,
-    })
-}
-
-/// CPU ticks (user + system) of a process, from `/proc/<pid>/stat` (`self` for this one).
-pub(crate) fn cpu_ticks(pid: &str) -> anyhow::Result<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the command name (which may hold spaces) start after the last ')'.
-    let rest = stat.rsplit_once(')').context("stat format")?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: u64 = fields.get(11).context("utime")?.parse()?;
-    let stime: u64 = fields.get(12).context("stime")?.parse()?;
-    Ok(utime + stime)
-}
-
 /// Time a process's threads ran and waited runnable for a CPU, ns, summed from
 /// `/proc/<pid>/task/*/schedstat`: the wait says how much other work (another agent's build)
 /// kept it from running, which CPU time alone cannot tell.
@@ -230,9 +200,6 @@ pub(crate) fn wait_ratio(before: Option<(u64, u64)>, after: Option<(u64, u64)>) 
     let ran = r1.saturating_sub(r0);
     (ran > 0).then(|| (w1.saturating_sub(w0) as f64 / ran as f64 * 100.0).round() / 100.0)
 }
-
-/// Linux's USER_HZ: `/proc` CPU times are in these ticks.
-pub(crate) const TICKS_PER_SEC: f64 = 100.0;
 
 /// This process's CPU (user + system) over the window, as `generator_cpu_ticks`.
 pub(crate) async fn own_cpu(clock: Clock, window: Window) -> Tally {

@@ -1,16 +1,9 @@
 //! `easel-load --scenario lecture` against a real in-process server: a small lecture in two
 //! generator processes, everyone joined and the chat, poll and hands seen end to end.
-#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
-
-// The server tests' harness (an in-process server on ephemeral loopback ports), shared rather
-// than copied.
-#[allow(dead_code)]
-#[path = "../../server/tests/it/harness.rs"]
-mod harness;
 
 use std::time::Duration;
 
-use harness::{SECRET, TestServer};
+use crate::harness::{SECRET, TestServer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_small_lecture_joins_everyone_and_sees_chat_poll_and_hands() {
