@@ -98,6 +98,7 @@ impl Driver {
             self.drain();
             let now = Instant::now();
             if self.live.is_none() && self.connecting.is_none() && self.session.should_connect(now) {
+                self.session.connecting();
                 self.connecting = Some(self.dialer.dial(self.session.hello(&self.token)));
             }
             let deadline = self.session.poll_timeout().map(tokio::time::Instant::from_std);

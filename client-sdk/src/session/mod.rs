@@ -144,9 +144,8 @@ pub enum SessionError {
 }
 
 enum Link {
-    Down {
-        next_at: Instant,
-    },
+    /// `dialing`: an attempt is under way (the driver bounds it); nothing is due until it ends.
+    Down { next_at: Instant, dialing: bool },
     /// `ops` is the op rate the server announced in `Welcome`.
     Up {
         slots: HashMap<u16, String>,
@@ -190,7 +189,7 @@ impl<D: Document> Session<D> {
             backoff: Backoff::new(&config),
             next_op_id: config.first_op_id.max(1),
             config,
-            link: Link::Down { next_at: now },
+            link: Link::Down { next_at: now, dialing: false },
             resume_token: None,
             go_away: None,
             rooms: BTreeMap::new(),
@@ -207,7 +206,17 @@ impl<D: Document> Session<D> {
 
     /// Whether the driver should start a connection attempt now.
     pub fn should_connect(&self, now: Instant) -> bool {
-        matches!(self.link, Link::Down { next_at, .. } if now >= next_at)
+        matches!(self.link, Link::Down { next_at, dialing: false } if now >= next_at)
+    }
+
+    /// The driver started a connection attempt. Until it ends ([`Session::connected`] or
+    /// [`Session::disconnected`]) no timeout is due: the attempt's due time has passed, and a
+    /// driver waiting on it would wake at once, again and again, for as long as the attempt
+    /// takes (a core per client while the network is down).
+    pub fn connecting(&mut self) {
+        if let Link::Down { dialing, .. } = &mut self.link {
+            *dialing = true;
+        }
     }
 
     /// The `Hello` for the next connection: it asks to resume the last session, if any.
@@ -283,7 +292,7 @@ impl<D: Document> Session<D> {
         let retry_after = retry_after.or(go_away.map(|g| g.1));
         self.rooms_lost();
         let retry_in = self.backoff.next(retry_after);
-        self.link = Link::Down { next_at: now + retry_in };
+        self.link = Link::Down { next_at: now + retry_in, dialing: false };
         self.events.push_back(Event::Disconnected { code, reason: reason.to_owned(), retry_in });
     }
 
@@ -304,6 +313,7 @@ impl<D: Document> Session<D> {
     /// When [`Session::handle_timeout`] (or a connection attempt) is next due.
     pub fn poll_timeout(&self) -> Option<Instant> {
         match &self.link {
+            Link::Down { dialing: true, .. } => None,
             Link::Down { next_at, .. } => Some(*next_at),
             Link::Up { ops, .. } => {
                 let interval = self.cursor_interval();
@@ -347,6 +357,22 @@ mod tests {
 
     use super::testing::{Harness, ROOM, joined, list, welcome};
     use super::*;
+
+    #[test]
+    fn nothing_is_due_while_an_attempt_is_under_way() {
+        let mut h = Harness::new();
+        let due = h.session.poll_timeout().expect("the first attempt is due");
+        assert!(h.session.should_connect(h.now) && due <= h.now);
+        // The attempt hangs (the network is down): a past due time would wake the driver at
+        // once, again and again, until the attempt gives up.
+        h.session.connecting();
+        assert_eq!(h.session.poll_timeout(), None);
+        assert!(!h.session.should_connect(h.now + Duration::from_secs(5)), "one attempt at a time");
+        h.session.disconnected(h.now + Duration::from_secs(10), None, "no answer", None);
+        let next = h.session.poll_timeout().expect("the next attempt is scheduled");
+        assert!(next > h.now + Duration::from_secs(10), "after a backoff");
+        assert!(h.session.should_connect(next));
+    }
 
     #[test]
     fn joins_on_connect_and_asks_to_resume_on_the_next() {

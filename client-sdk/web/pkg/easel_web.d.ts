@@ -143,6 +143,11 @@ export class EaselSession {
      */
     closePoll(room: string, poll_id: bigint): void;
     /**
+     * A connection attempt started: until it ends (`handshake` or `disconnected`) no timeout is
+     * due, so `pollTimeout` gives `undefined` instead of a time already past.
+     */
+    connecting(): void;
+    /**
      * A frame on the control stream after the handshake (`GoAway`, `Fault`, token answers).
      */
     controlFrame(frame: Frame): void;
@@ -387,6 +392,7 @@ export interface InitOutput {
     readonly easelsession_chat: (a: number, b: number, c: number, d: number, e: number) => [bigint, number, number];
     readonly easelsession_chatHistory: (a: number, b: number, c: number, d: bigint, e: number) => [number, number];
     readonly easelsession_closePoll: (a: number, b: number, c: number, d: bigint) => [number, number];
+    readonly easelsession_connecting: (a: number) => void;
     readonly easelsession_controlFrame: (a: number, b: number) => void;
     readonly easelsession_cursor: (a: number, b: number, c: number, d: number, e: number, f: number) => [number, number];
     readonly easelsession_datagram: (a: number, b: number, c: number) => number;

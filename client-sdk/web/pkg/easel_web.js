@@ -123,6 +123,13 @@ export class EaselSession {
         }
     }
     /**
+     * A connection attempt started: until it ends (`handshake` or `disconnected`) no timeout is
+     * due, so `pollTimeout` gives `undefined` instead of a time already past.
+     */
+    connecting() {
+        wasm.easelsession_connecting(this.__wbg_ptr);
+    }
+    /**
      * A frame on the control stream after the handshake (`GoAway`, `Fault`, token answers).
      * @param {Frame} frame
      */

@@ -10,6 +10,7 @@ export const easelsession_answerPollAs: (a: number, b: number, c: number, d: big
 export const easelsession_chat: (a: number, b: number, c: number, d: number, e: number) => [bigint, number, number];
 export const easelsession_chatHistory: (a: number, b: number, c: number, d: bigint, e: number) => [number, number];
 export const easelsession_closePoll: (a: number, b: number, c: number, d: bigint) => [number, number];
+export const easelsession_connecting: (a: number) => void;
 export const easelsession_controlFrame: (a: number, b: number) => void;
 export const easelsession_cursor: (a: number, b: number, c: number, d: number, e: number, f: number) => [number, number];
 export const easelsession_datagram: (a: number, b: number, c: number) => number;

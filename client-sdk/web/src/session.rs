@@ -123,6 +123,12 @@ impl EaselSession {
         self.session.should_connect(self.at(now_ms))
     }
 
+    /// A connection attempt started: until it ends (`handshake` or `disconnected`) no timeout is
+    /// due, so `pollTimeout` gives `undefined` instead of a time already past.
+    pub fn connecting(&mut self) {
+        self.session.connecting();
+    }
+
     /// The `Hello` frame to write first on a new connection's control stream (the client's
     /// first bidirectional stream); it asks to resume the last session.
     pub fn hello(&self, token: &str) -> Result<Vec<u8>, JsValue> {

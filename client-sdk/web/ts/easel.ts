@@ -306,6 +306,7 @@ export class Client {
 
   private async attempt(): Promise<void> {
     this.connecting = true;
+    this.session.connecting();
     this.emit({ type: "connection", state: "connecting" });
     let conn: Connection | undefined;
     let handshaken = false;
