@@ -3,8 +3,6 @@
 # lints, builds the protocol core for wasm, and runs every test. CI runs exactly this (.ci/run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# One build from scratch on CI: incremental compilation's bookkeeping only costs there.
-export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 # Each step says when it started (seconds since the script began), so a slow CI run shows where.
 log() { printf '\n==> [%ss] %s\n' "$SECONDS" "$*"; }
