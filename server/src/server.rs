@@ -176,7 +176,7 @@ impl Server {
                 quic: quic_addr.to_string(),
                 wt: wt_addr.to_string(),
                 http: http_addr.to_string(),
-                started_at_ms: cluster::unix_ms(),
+                started_at_ms: crate::shared::unix_ms(),
                 version: env!("CARGO_PKG_VERSION").to_owned(),
             };
             tracing::info!(node = me.id, "cluster: joining");

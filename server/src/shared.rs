@@ -152,3 +152,8 @@ impl Rooms {
         self.loaded.lock().map(|m| m.values().cloned().collect()).unwrap_or_default()
     }
 }
+
+/// Milliseconds since the Unix epoch, by this host's clock (0 if it reads before 1970).
+pub(crate) fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}

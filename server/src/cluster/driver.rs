@@ -9,7 +9,7 @@
 //! in memory, as announcements are worth nothing once a time-to-live old).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, kv};
 use futures::StreamExt as _;
@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use super::members::{Event, Membership};
 use super::{BUCKET, Cluster, NodeInfo, error};
 use crate::config::ClusterConfig;
+use crate::shared::unix_ms;
 
 /// A connection to NATS and the connection events its client reports.
 pub(crate) struct Nats {
@@ -280,9 +281,4 @@ fn log(event: &Event) {
         }
         Event::Left { id, why } => tracing::info!(node = id, ?why, "cluster: node left"),
     }
-}
-
-/// Milliseconds since the Unix epoch, by this host's clock.
-pub(crate) fn unix_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde::{Deserialize, Serialize};
 
 pub use driver::ConnectError;
-pub(crate) use driver::{connect, run, unix_ms};
+pub(crate) use driver::{connect, run};
 
 /// The JetStream key-value bucket nodes announce themselves in.
 pub const BUCKET: &str = "easel_nodes";

@@ -47,7 +47,7 @@ pub async fn spawn(
     };
     let snapshot = log.snapshot.map(|s| (s.upto_seq, s.data));
     let updates = log.updates.into_iter().map(|(seq, r)| (seq, r.data)).collect();
-    let (now, now_ms) = (Instant::now(), unix_ms());
+    let (now, now_ms) = (Instant::now(), crate::shared::unix_ms());
     let class = Class::load(side, config.chat_per_min, now, now_ms);
     let tick = config.tick;
     let room = Room::new(id.clone(), config, snapshot, updates, class, now, now_ms)
@@ -89,10 +89,6 @@ pub enum SpawnError {
     /// The blocking load task failed (panicked or was cancelled).
     #[error("loading task: {0}")]
     Task(#[from] tokio::task::JoinError),
-}
-
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 type Committing = Pin<Box<dyn Future<Output = Committed> + Send>>;
