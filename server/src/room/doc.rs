@@ -15,6 +15,10 @@ use super::{Metric, Output, Room};
 use crate::store::UpdateRecord;
 use easel_proto::message::clip_reason;
 
+/// The `from` of an update whose author is connected to another node (cluster mode): its
+/// participant numbers are that node's own.
+pub const REMOTE_AUTHOR: u16 = u16::MAX;
+
 /// A room's state for a joining client (sent on a snapshot stream).
 #[derive(Debug, Clone)]
 pub struct SnapshotPayload {
@@ -319,6 +323,22 @@ impl Room {
         {
             self.push(Output::SnapshotWrite(snapshot));
         }
+    }
+
+    /// Cluster mode: an update another node made durable, at its stream sequence: imported and
+    /// sent to every member, authored by [`REMOTE_AUTHOR`]. One the document already held (it
+    /// came back another way) is not sent again. Bytes Loro refuses are an error and change
+    /// nothing (the origin checked them: only a hostile or broken publisher sends such).
+    pub fn handle_remote(&mut self, seq: u64, data: Vec<u8>) -> Result<(), ImportError> {
+        let before = self.doc.oplog_vv();
+        let pending = import(&self.doc, &data)?;
+        self.last_seq = self.last_seq.max(seq);
+        // While loading nobody is there: no frame to encode per update of the history.
+        if (pending || self.doc.oplog_vv() != before) && !self.members.is_empty() {
+            self.metric(Metric::OpsOut(self.members.len() as u64));
+            self.broadcast(None, &Message::from(RemoteUpdate { from: REMOTE_AUTHOR, data }));
+        }
+        Ok(())
     }
 
     /// A durable write failed: its author is told (and will send it again: the code is
