@@ -38,7 +38,9 @@ impl Board {
                     .map_err(|e| StoreError::Database(format!("loading task: {e}")))??;
                 Ok(Loaded { stored, remote: None })
             }
-            Self::Cluster(log) => Ok(Loaded { stored: Stored::default(), remote: Some(log.follow(room).await?) }),
+            Self::Cluster(log) => {
+                Ok(Loaded { stored: Stored::default(), remote: Some(log.follow(room).await?) })
+            }
         }
     }
 

@@ -118,13 +118,12 @@ impl Rooms {
             }
         };
         let (store, board) = (self.store.clone(), self.board.clone());
-        let handle =
-            room::spawn(Arc::from(id), self.config.clone(), store, board, self.sfu.clone(), on_exit)
-                .await
-                .map_err(|e| {
-                    tracing::error!(room = id, "cannot load room: {e}");
-                    ErrorCode::StorageUnavailable
-                })?;
+        let handle = room::spawn(Arc::from(id), self.config.clone(), store, board, self.sfu.clone(), on_exit)
+            .await
+            .map_err(|e| {
+                tracing::error!(room = id, "cannot load room: {e}");
+                ErrorCode::StorageUnavailable
+            })?;
         if let Ok(mut map) = self.loaded.lock() {
             map.insert(id.to_owned(), handle.clone());
         }

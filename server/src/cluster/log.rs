@@ -27,6 +27,8 @@ pub const ORIGIN: &str = "Easel-Origin";
 const ACK_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long loading a room waits for each message of its history.
 const REPLAY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often a follower checks whether NATS came back.
+const CONNECTION_CHECK: Duration = Duration::from_millis(250);
 /// Messages read ahead of the room actor.
 const TAIL_QUEUE: usize = 1024;
 
@@ -87,6 +89,7 @@ pub enum Remote {
 /// The room log of this node: publishes writes and follows rooms. Cheap to clone.
 #[derive(Clone)]
 pub struct RoomLog {
+    client: async_nats::Client,
     js: jetstream::Context,
     /// This node's [`ORIGIN`]: its id and start, so a restarted node replays its own writes.
     origin: Arc<str>,
@@ -113,8 +116,8 @@ pub(super) async fn open_stream(js: &jetstream::Context) -> Result<(), String> {
 
 impl RoomLog {
     pub(super) fn new(client: async_nats::Client, origin: String) -> Self {
-        let js = jetstream::context::ContextBuilder::new().timeout(ACK_TIMEOUT).build(client);
-        Self { js, origin: origin.into() }
+        let js = jetstream::context::ContextBuilder::new().timeout(ACK_TIMEOUT).build(client.clone());
+        Self { client, js, origin: origin.into() }
     }
 
     /// Publishes an update; resolves with its stream sequence once the stream has it. An
@@ -181,6 +184,10 @@ struct Follower {
 
 impl Follower {
     async fn run(mut self, mut messages: consumer::pull::Ordered, mut pending: u64) {
+        // The ordered consumer notices a restarted NATS lost it only after missed heartbeats
+        // (seconds, or a minute), so a connection that comes back reopens it at once.
+        let mut check = tokio::time::interval(CONNECTION_CHECK);
+        let mut was_down = false;
         loop {
             if self.replaying && pending == 0 {
                 self.replaying = false;
@@ -191,6 +198,18 @@ impl Follower {
             let item = tokio::select! {
                 () = self.tx.closed() => return,
                 item = messages.next() => item,
+                _ = check.tick() => {
+                    let up = self.log.client.connection_state() == async_nats::connection::State::Connected;
+                    if up && std::mem::take(&mut was_down) {
+                        tracing::debug!(subject = self.subject, seq = self.next, "cluster: NATS is back; reopening the room log");
+                        match self.reopen().await {
+                            Some((again, left)) => (messages, pending) = (again, left),
+                            None => return,
+                        }
+                    }
+                    was_down |= !up;
+                    continue;
+                }
             };
             match item {
                 Some(Ok(message)) => {
@@ -215,7 +234,10 @@ impl Follower {
     /// (`pending` if it does not say), or `None` once the actor is gone.
     async fn take(&mut self, message: &jetstream::Message, pending: u64) -> Option<u64> {
         let Ok(info) = message.info() else {
-            tracing::warn!(subject = self.subject, "cluster: dropping a room log message without stream info");
+            tracing::warn!(
+                subject = self.subject,
+                "cluster: dropping a room log message without stream info"
+            );
             error("malformed");
             return Some(pending);
         };
@@ -228,7 +250,11 @@ impl Follower {
             }
             Classified::Own => {}
             Classified::Malformed(why) => {
-                tracing::warn!(subject = self.subject, seq, "cluster: dropping a malformed room log message: {why}");
+                tracing::warn!(
+                    subject = self.subject,
+                    seq,
+                    "cluster: dropping a malformed room log message: {why}"
+                );
                 error("malformed");
             }
         }
