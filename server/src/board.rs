@@ -3,6 +3,8 @@
 //! actor talks to a [`Board`] and does not know which; classroom records stay in the node's
 //! store either way (node-local in cluster mode so far).
 
+use std::sync::Arc;
+
 use tokio::sync::mpsc;
 
 use crate::cluster::RoomLog;
@@ -15,7 +17,7 @@ pub enum Board {
     /// This node's redb store: its log and snapshots are the room.
     Local(Store),
     /// The cluster's stream: the room is its subject, shared by every node holding the room.
-    Cluster(RoomLog),
+    Cluster(Arc<RoomLog>),
 }
 
 /// A room's board as loaded: what is stored here, and (cluster mode) the room's subject,

@@ -172,7 +172,9 @@ impl Server {
         });
         let board = match &node {
             // The origin names this start: a restarted node replays its own earlier writes.
-            Some((nats, _, me)) => Board::Cluster(nats.room_log(format!("{}@{}", me.id, me.started_at_ms))),
+            Some((nats, _, me)) => {
+                Board::Cluster(Arc::new(nats.room_log(format!("{}@{}", me.id, me.started_at_ms))))
+            }
             None => Board::Local(store.clone()),
         };
         let shared = Arc::new(Shared {
