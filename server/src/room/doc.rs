@@ -539,6 +539,31 @@ mod tests {
     }
 
     #[test]
+    fn another_nodes_update_reaches_every_member_once_and_garbage_none() {
+        let t0 = Instant::now();
+        let mut sim = Sim::new(room(Config::default(), t0));
+        let a = sim.join(t0, "ada");
+        let b = sim.join(t0, "bob");
+        sim.messages(a);
+        sim.messages(b);
+        let remote = |m: &Message| matches!(m, Message::RemoteUpdate(u) if u.from == REMOTE_AUTHOR);
+        let data = edit("from elsewhere");
+        sim.room.handle_remote(5, data.clone()).expect("imported");
+        sim.drain();
+        assert!(sim.messages(a).iter().any(remote), "a gets it");
+        assert!(sim.messages(b).iter().any(remote), "b too: its author is on no local member");
+        // Held already (it came back another way): nobody is sent it again.
+        sim.room.handle_remote(6, data).expect("a no-op");
+        sim.drain();
+        assert!(!sim.messages(a).iter().any(remote));
+        let before = sim.room.version();
+        assert!(sim.room.handle_remote(7, b"garbage".to_vec()).is_err());
+        sim.drain();
+        assert!(!sim.messages(a).iter().any(remote));
+        assert_eq!(sim.room.version(), before, "the document is untouched");
+    }
+
+    #[test]
     fn compaction_asks_for_a_snapshot_every_so_many_commits() {
         let t0 = Instant::now();
         let mut sim = Sim::new(room(Config { snapshot_every: 2, ..Config::default() }, t0));
