@@ -27,13 +27,17 @@
 //!   session shares.
 //! - [`cluster`]: cluster mode (`--cluster nats://…`): membership through a NATS JetStream
 //!   key-value bucket (sans-IO [`cluster::members`], NATS driver), shown in `/healthz` and
-//!   the metrics. Without `--cluster`, one node alone, as before.
+//!   the metrics; rooms' board updates through the JetStream room log ([`cluster::log`]).
+//!   Without `--cluster`, one node alone, as before.
+//! - [`board`]: where a room's board updates are made durable, the redb [`store`] or the
+//!   cluster's room log; the room actor talks to it and not to either.
 //! - [`config::ServerConfig`] is the validated configuration [`Server::start`] takes; the `easel`
 //!   binary builds it from its command line ([`cli`]), tests and embedders build it directly.
 
 mod admin;
 mod admission;
 pub mod auth;
+pub mod board;
 pub mod class;
 pub mod cli;
 pub mod cluster;

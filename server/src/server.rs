@@ -18,6 +18,7 @@ use wtransport::Identity;
 
 use crate::admission::{Admission, Entry, Limits};
 use crate::auth::{self, SecretSource, Verifier};
+use crate::board::Board;
 use crate::cluster::{self, Cluster, NodeInfo};
 use crate::config::{ConfigError, ServerConfig, SfuKind, TlsFiles};
 use crate::resume::Resumes;
@@ -133,17 +134,6 @@ impl Server {
                 None
             }
         };
-        let shared = Arc::new(Shared {
-            config: config.clone(),
-            verifier,
-            store: store.clone(),
-            rooms: Rooms::new(store.clone(), room_config, sfu(&config)),
-            resumes: Resumes::new(config.resume_grace),
-            next_conn: AtomicU64::new(0),
-            admission: Admission::new(Limits::of(&config)),
-            shutdown: CancellationToken::new(),
-        });
-
         let wt_config = wtransport::ServerConfig::builder()
             .with_bind_address(config.wt_addr)
             .with_custom_transport(identity.clone_identity(), transport_config(Side::Server))
@@ -168,8 +158,7 @@ impl Server {
         let http_addr =
             http.local_addr().map_err(|source| StartError::Bind { addr: config.http_addr, source })?;
 
-        let mut tasks = JoinSet::new();
-        let cluster = nats.map(|(nats, c)| {
+        let node = nats.map(|(nats, c)| {
             let me = NodeInfo {
                 // Derived from the port actually bound (the flag may say 0).
                 id: c.node_id.clone().unwrap_or_else(|| cluster::default_node_id(quic_addr.port())),
@@ -179,6 +168,28 @@ impl Server {
                 started_at_ms: crate::shared::unix_ms(),
                 version: env!("CARGO_PKG_VERSION").to_owned(),
             };
+            (nats, c, me)
+        });
+        let board = match &node {
+            // The origin names this start: a restarted node replays its own earlier writes.
+            Some((nats, _, me)) => {
+                Board::Cluster(Arc::new(nats.room_log(format!("{}@{}", me.id, me.started_at_ms))))
+            }
+            None => Board::Local(store.clone()),
+        };
+        let shared = Arc::new(Shared {
+            config: config.clone(),
+            verifier,
+            store: store.clone(),
+            rooms: Rooms::new(store.clone(), board, room_config, sfu(&config)),
+            resumes: Resumes::new(config.resume_grace),
+            next_conn: AtomicU64::new(0),
+            admission: Admission::new(Limits::of(&config)),
+            shutdown: CancellationToken::new(),
+        });
+
+        let mut tasks = JoinSet::new();
+        let cluster = node.map(|(nats, c, me)| {
             tracing::info!(node = me.id, "cluster: joining");
             let view = Arc::new(Cluster::new(me.clone()));
             tasks.spawn(cluster::run(nats, view.clone(), me, c, shared.shutdown.clone()));

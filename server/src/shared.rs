@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admission::Admission;
 use crate::auth::Verifier;
+use crate::board::Board;
 use crate::class::{Attendance, RecordError};
 use crate::config::ServerConfig;
 use crate::resume::Resumes;
@@ -52,7 +53,10 @@ pub(crate) struct Rooms {
     loaded: Arc<Mutex<HashMap<String, Handle>>>,
     /// Serialises loading so two first joins do not load one room twice.
     loading: tokio::sync::Mutex<()>,
+    /// Classroom records.
     store: Store,
+    /// Board updates.
+    board: Board,
     config: room::Config,
     /// Where members' video goes, if an SFU is configured.
     sfu: Option<Arc<dyn Sfu>>,
@@ -83,8 +87,8 @@ impl Rooms {
         answer.await.ok()
     }
 
-    pub(crate) fn new(store: Store, config: room::Config, sfu: Option<Arc<dyn Sfu>>) -> Self {
-        Self { loaded: Arc::default(), loading: tokio::sync::Mutex::new(()), store, config, sfu }
+    pub(crate) fn new(store: Store, board: Board, config: room::Config, sfu: Option<Arc<dyn Sfu>>) -> Self {
+        Self { loaded: Arc::default(), loading: tokio::sync::Mutex::new(()), store, board, config, sfu }
     }
 
     /// Whether SFU signalling goes anywhere.
@@ -113,13 +117,13 @@ impl Rooms {
                 map.remove(gone.id());
             }
         };
-        let handle =
-            room::spawn(Arc::from(id), self.config.clone(), self.store.clone(), self.sfu.clone(), on_exit)
-                .await
-                .map_err(|e| {
-                    tracing::error!(room = id, "cannot load room: {e}");
-                    ErrorCode::StorageUnavailable
-                })?;
+        let (store, board) = (self.store.clone(), self.board.clone());
+        let handle = room::spawn(Arc::from(id), self.config.clone(), store, board, self.sfu.clone(), on_exit)
+            .await
+            .map_err(|e| {
+                tracing::error!(room = id, "cannot load room: {e}");
+                ErrorCode::StorageUnavailable
+            })?;
         if let Ok(mut map) = self.loaded.lock() {
             map.insert(id.to_owned(), handle.clone());
         }

@@ -66,6 +66,9 @@ pub enum StoreError {
     /// The store has been closed.
     #[error("store closed")]
     Closed,
+    /// Cluster mode: the room log (JetStream) did not take the write, or could not be read.
+    #[error("cluster room log: {0}")]
+    Log(String),
 }
 
 fn db_err(e: impl std::fmt::Display) -> StoreError {
@@ -338,11 +341,11 @@ fn db_err_io(e: std::io::Error) -> StoreError {
     db_err(format!("starting the committer: {e}"))
 }
 
-fn encode_record(record: &UpdateRecord) -> Result<Vec<u8>, StoreError> {
+pub(crate) fn encode_record(record: &UpdateRecord) -> Result<Vec<u8>, StoreError> {
     rkyv::to_bytes::<rkyv::rancor::Error>(record).map(|b| b.to_vec()).map_err(db_err)
 }
 
-fn decode_record(bytes: &[u8]) -> Result<UpdateRecord, rkyv::rancor::Error> {
+pub(crate) fn decode_record(bytes: &[u8]) -> Result<UpdateRecord, rkyv::rancor::Error> {
     // Stored bytes may be unaligned in redb pages; copy into an aligned buffer first.
     let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(bytes.len());
     aligned.extend_from_slice(bytes);

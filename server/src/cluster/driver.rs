@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::members::{Event, Membership};
-use super::{BUCKET, Cluster, NodeInfo, error};
+use super::{BUCKET, Cluster, NodeInfo, RoomLog, error, log};
 use crate::config::ClusterConfig;
 use crate::shared::unix_ms;
 
@@ -64,10 +64,21 @@ pub(crate) async fn connect(config: &ClusterConfig) -> Result<Nats, ConnectError
         .connect(addrs)
         .await
         .map_err(|e| fail(format!("cannot connect: {e}")))?;
-    open(&context(&client, config.heartbeat), config.node_ttl())
+    let js = context(&client, config.heartbeat);
+    open(&js, config.node_ttl())
         .await
         .map_err(|e| fail(format!("no usable JetStream key-value bucket {BUCKET}: {e}")))?;
+    log::open_stream(&js)
+        .await
+        .map_err(|e| fail(format!("no usable JetStream stream {}: {e}", log::STREAM)))?;
     Ok(Nats { client, events })
+}
+
+impl Nats {
+    /// The room log on this connection; `origin` names this node and its start.
+    pub(crate) fn room_log(&self, origin: String) -> RoomLog {
+        RoomLog::new(self.client.clone(), origin)
+    }
 }
 
 /// Runs membership until `stop`, then withdraws this node's entry (bounded to a second, so a
@@ -97,8 +108,13 @@ pub(crate) async fn run(
                 () = stop.cancelled() => return,
             }
         }
+        // A NATS that lost its data lost the stream too: made again with the bucket.
+        let reopen = async {
+            log::open_stream(&js).await?;
+            open(&js, ttl).await
+        };
         let opened = tokio::select! {
-            opened = open(&js, ttl) => opened,
+            opened = reopen => opened,
             () = stop.cancelled() => return,
         };
         let (bucket, mut watch) = match opened {

@@ -7,10 +7,14 @@
 //!
 //! [`Cluster`] is what the rest of the server reads: this node's id, the nodes it sees, and
 //! whether NATS is reachable (`/healthz`, the `easel_cluster_*` metrics). The driver
-//! ([`driver`]) does the IO. Room placement and the relay of room traffic across nodes build
-//! on this (`docs/cluster.md`).
+//! ([`driver`]) does the IO.
+//!
+//! Rooms: every node with members in a room holds a replica of it; board updates go through
+//! the JetStream stream of [`log`], and every replica imports them from there. Classroom
+//! state, cursors and presence are still node-local (`docs/cluster.md`).
 
 mod driver;
+pub mod log;
 pub mod members;
 
 use std::sync::Mutex;
@@ -20,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 pub use driver::ConnectError;
 pub(crate) use driver::{connect, run};
+pub use log::RoomLog;
 
 /// The JetStream key-value bucket nodes announce themselves in.
 pub const BUCKET: &str = "easel_nodes";
@@ -147,7 +152,7 @@ impl Cluster {
 }
 
 /// Counts a NATS failure (`kind`: one of [`ERROR_KINDS`]).
-fn error(kind: &'static str) {
+pub(crate) fn error(kind: &'static str) {
     metrics::counter!("easel_cluster_nats_errors_total", "kind" => kind).increment(1);
 }
 

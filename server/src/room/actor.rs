@@ -1,6 +1,7 @@
 //! The task that drives one [`Room`]: it takes [`Command`]s and cursors from connections,
-//! holds each member's [`Link`], runs durable writes through the [`Store`] in order, sleeps
-//! until the room's next timer, and feeds the SFU driver. Every event is one input to the
+//! holds each member's [`Link`], runs durable writes through the [`Board`] (board updates)
+//! and the [`Store`] (classroom records) in order, imports the other nodes' updates (cluster
+//! mode), sleeps until the room's next timer, and feeds the SFU driver. Every event is one input to the
 //! room followed by one [`Actor::drain`], the only place where outputs become IO.
 
 use std::collections::{BTreeMap, HashMap};
@@ -19,7 +20,9 @@ use tracing::Instrument as _;
 use super::handle::{Command, Handle, JoinRequest, Link, Outbound, Stamped};
 use super::stats::{Ingest, Stats};
 use super::{Joined, Metric, Output, Persist, Room, SnapshotWrite, Undeliverable};
+use crate::board::{Board, Loaded};
 use crate::class::{Class, Deliver};
+use crate::cluster::log::Remote;
 use crate::sfu::SfuOp;
 use crate::store::{Store, StoreError};
 
@@ -27,31 +30,38 @@ use crate::store::{Store, StoreError};
 const UPDATE_BATCH: usize = 256;
 /// Commands waiting for a room.
 const COMMAND_QUEUE: usize = 4096;
+/// Longest wait for the next message of a room's history while loading it (cluster mode).
+const REPLAY_WAIT: Duration = Duration::from_secs(10);
 
 /// Loads a room from the store and starts its actor, with the SFU its members' video goes to,
 /// if any. `on_exit` runs when the actor stops (idle unload or shutdown), before its channel
 /// closes for good.
 pub async fn spawn(
     id: Arc<str>,
-    config: super::Config,
+    mut config: super::Config,
     store: Store,
+    board: Board,
     sfu: Option<Arc<dyn Sfu>>,
     on_exit: impl FnOnce(&Handle) + Send + 'static,
 ) -> Result<Handle, SpawnError> {
-    let (log, side) = {
+    let Loaded { stored, mut remote } = board.load(&id).await?;
+    let side = {
         let (store, room) = (store.clone(), id.clone());
-        tokio::task::spawn_blocking(move || {
-            Ok::<_, StoreError>((store.load(&room)?, store.load_side(&room)?))
-        })
-        .await??
+        tokio::task::spawn_blocking(move || store.load_side(&room)).await??
     };
-    let snapshot = log.snapshot.map(|s| (s.upto_seq, s.data));
-    let updates = log.updates.into_iter().map(|(seq, r)| (seq, r.data)).collect();
+    let snapshot = stored.snapshot.map(|s| (s.upto_seq, s.data));
+    let updates = stored.updates.into_iter().map(|(seq, r)| (seq, r.data)).collect();
     let (now, now_ms) = (Instant::now(), crate::shared::unix_ms());
     let class = Class::load(side, config.chat_per_min, now, now_ms);
     let tick = config.tick;
-    let room = Room::new(id.clone(), config, snapshot, updates, class, now, now_ms)
+    if !board.snapshots() {
+        config.snapshot_every = u64::MAX;
+    }
+    let mut room = Room::new(id.clone(), config, snapshot, updates, class, now, now_ms)
         .map_err(|e| StoreError::Corrupt { room: id.to_string(), seq: e.seq(), reason: e.to_string() })?;
+    if let Some(remote) = &mut remote {
+        replay(&mut room, remote).await?;
+    }
     let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
     let handle = Handle { id: id.clone(), tx, datagrams: Arc::default() };
     metrics::gauge!("easel_rooms").increment(1.0);
@@ -59,6 +69,8 @@ pub async fn spawn(
         room,
         rx,
         store,
+        board,
+        remote,
         sfu: sfu.map(|sfu| Bridge { sfu, driver: None }),
         handle: handle.clone(),
         links: BTreeMap::new(),
@@ -79,11 +91,34 @@ pub async fn spawn(
     Ok(handle)
 }
 
+/// Cluster mode: imports the room's history from its subject, up to what was stored when the
+/// room was loaded; the room serves nobody before it has it all.
+async fn replay(room: &mut Room, remote: &mut mpsc::Receiver<Remote>) -> Result<(), StoreError> {
+    loop {
+        let next = tokio::time::timeout(REPLAY_WAIT, remote.recv()).await;
+        match next {
+            Ok(Some(Remote::Update { seq, data })) => import_remote(room, seq, data),
+            Ok(Some(Remote::CaughtUp)) => return Ok(()),
+            Ok(None) => return Err(StoreError::Log("the room log ended while loading".into())),
+            Err(_) => return Err(StoreError::Log("the room log stalled while loading".into())),
+        }
+    }
+}
+
+/// Imports another node's update; one Loro refuses is dropped and counted.
+fn import_remote(room: &mut Room, seq: u64, data: Vec<u8>) {
+    if let Err(e) = room.handle_remote(seq, data) {
+        tracing::warn!(seq, "cluster: dropping an update from the room log: {e}");
+        crate::cluster::error("malformed");
+    }
+}
+
 /// Why a room could not be loaded.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SpawnError {
-    /// The store could not read it, or what it read does not make a room.
+    /// The store (or the cluster's room log) could not read it, or what it read does not
+    /// make a room.
     #[error(transparent)]
     Store(#[from] StoreError),
     /// The blocking load task failed (panicked or was cancelled).
@@ -116,7 +151,12 @@ struct Bridge {
 struct Actor {
     room: Room,
     rx: mpsc::Receiver<Stamped>,
+    /// Classroom records.
     store: Store,
+    /// Board updates.
+    board: Board,
+    /// Cluster mode: the other nodes' updates to this room.
+    remote: Option<mpsc::Receiver<Remote>>,
     sfu: Option<Bridge>,
     /// The actor's own handle: its id, cursor inbox, and the command queue the SFU driver
     /// reports on.
@@ -176,6 +216,7 @@ impl Actor {
                     None => break,
                     Some(Stamped { at, cmd }) => shutdown = self.on_command(at, cmd).await,
                 },
+                remote = next_remote(&mut self.remote), if shutdown.is_none() => self.on_remote(remote).await,
                 () = inbox.ready.notified(), if shutdown.is_none() => self.on_datagrams().await,
                 () = &mut sleep, if timeout.is_some() => {
                     self.on_timeout().await;
@@ -214,6 +255,20 @@ impl Actor {
     async fn settle(&mut self) {
         while let Some(c) = self.committing.next().await {
             self.on_committed(c).await;
+        }
+    }
+
+    async fn on_remote(&mut self, remote: Option<Remote>) {
+        match remote {
+            Some(Remote::Update { seq, data }) => {
+                import_remote(&mut self.room, seq, data);
+                self.drain().await;
+            }
+            Some(Remote::CaughtUp) => {}
+            None => {
+                tracing::error!("cluster: the room log stopped; other nodes' edits no longer arrive");
+                self.remote = None;
+            }
         }
     }
 
@@ -427,10 +482,10 @@ impl Actor {
                     {
                         *received = at;
                     }
-                    self.committing.push_back(persist(&self.store, self.room.id(), p));
+                    self.committing.push_back(persist(&self.board, self.room.id(), p));
                 }
                 Output::SnapshotWrite(snapshot) => {
-                    write_snapshot(&self.store, self.room.id(), snapshot).await
+                    write_snapshot(&self.board, self.room.id(), snapshot).await
                 }
                 Output::Side { writes, then } => {
                     let asked = self.asked.take();
@@ -515,17 +570,25 @@ fn refusal(e: &TrySendError<Outbound>) -> Undeliverable {
     }
 }
 
-fn persist(store: &Store, room: &str, p: Persist) -> Committing {
-    let (store, room) = (store.clone(), room.to_owned());
+/// The other nodes' next update; never, outside cluster mode.
+async fn next_remote(remote: &mut Option<mpsc::Receiver<Remote>>) -> Option<Remote> {
+    match remote {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn persist(board: &Board, room: &str, p: Persist) -> Committing {
+    let (board, room) = (board.clone(), room.to_owned());
     Box::pin(async move {
         match p {
             Persist::Append { participant, op_id, record, received } => {
                 let data = record.data.clone();
-                let result = store.append(&room, record).await.map(|seq| Some((seq, data)));
+                let result = board.append(&room, record).await.map(|seq| Some((seq, data)));
                 Committed::Op { participant, op_id, result, received: Some(received) }
             }
             Persist::Barrier { participant, op_id } => {
-                let result = store.flush().await.map(|()| None);
+                let result = board.flush().await.map(|()| None);
                 Committed::Op { participant, op_id, result, received: None }
             }
         }
@@ -546,8 +609,8 @@ fn side(
     })
 }
 
-async fn write_snapshot(store: &Store, room: &str, snapshot: SnapshotWrite) {
-    if let Err(e) = store.snapshot(room, snapshot.upto_seq, snapshot.data).await {
+async fn write_snapshot(board: &Board, room: &str, snapshot: SnapshotWrite) {
+    if let Err(e) = board.snapshot(room, snapshot.upto_seq, snapshot.data).await {
         tracing::error!(room, "snapshot write failed: {e}");
     }
 }

@@ -15,6 +15,10 @@ use super::{Metric, Output, Room};
 use crate::store::UpdateRecord;
 use easel_proto::message::clip_reason;
 
+/// The `from` of an update whose author is connected to another node (cluster mode): its
+/// participant numbers are that node's own.
+pub const REMOTE_AUTHOR: u16 = u16::MAX;
+
 /// A room's state for a joining client (sent on a snapshot stream).
 #[derive(Debug, Clone)]
 pub struct SnapshotPayload {
@@ -321,6 +325,22 @@ impl Room {
         }
     }
 
+    /// Cluster mode: an update another node made durable, at its stream sequence: imported and
+    /// sent to every member, authored by [`REMOTE_AUTHOR`]. One the document already held (it
+    /// came back another way) is not sent again. Bytes Loro refuses are an error and change
+    /// nothing (the origin checked them: only a hostile or broken publisher sends such).
+    pub fn handle_remote(&mut self, seq: u64, data: Vec<u8>) -> Result<(), ImportError> {
+        let before = self.doc.oplog_vv();
+        let pending = import(&self.doc, &data)?;
+        self.last_seq = self.last_seq.max(seq);
+        // While loading nobody is there: no frame to encode per update of the history.
+        if (pending || self.doc.oplog_vv() != before) && !self.members.is_empty() {
+            self.metric(Metric::OpsOut(self.members.len() as u64));
+            self.broadcast(None, &Message::from(RemoteUpdate { from: REMOTE_AUTHOR, data }));
+        }
+        Ok(())
+    }
+
     /// A durable write failed: its author is told (and will send it again: the code is
     /// retryable), nobody else hears of it. The document holds it all the same, so from now on
     /// an update it holds is stored again instead of acked on a barrier: the resend must not be
@@ -516,6 +536,31 @@ mod tests {
         });
         assert!(refused);
         assert!(sim.messages(b).is_empty());
+    }
+
+    #[test]
+    fn another_nodes_update_reaches_every_member_once_and_garbage_none() {
+        let t0 = Instant::now();
+        let mut sim = Sim::new(room(Config::default(), t0));
+        let a = sim.join(t0, "ada");
+        let b = sim.join(t0, "bob");
+        sim.messages(a);
+        sim.messages(b);
+        let remote = |m: &Message| matches!(m, Message::RemoteUpdate(u) if u.from == REMOTE_AUTHOR);
+        let data = edit("from elsewhere");
+        sim.room.handle_remote(5, data.clone()).expect("imported");
+        sim.drain();
+        assert!(sim.messages(a).iter().any(remote), "a gets it");
+        assert!(sim.messages(b).iter().any(remote), "b too: its author is on no local member");
+        // Held already (it came back another way): nobody is sent it again.
+        sim.room.handle_remote(6, data).expect("a no-op");
+        sim.drain();
+        assert!(!sim.messages(a).iter().any(remote));
+        let before = sim.room.version();
+        assert!(sim.room.handle_remote(7, b"garbage".to_vec()).is_err());
+        sim.drain();
+        assert!(!sim.messages(a).iter().any(remote));
+        assert_eq!(sim.room.version(), before, "the document is untouched");
     }
 
     #[test]

@@ -233,7 +233,8 @@ impl Room {
         for _ in 0..=u16::MAX {
             let index = self.next_index;
             self.next_index = self.next_index.wrapping_add(1);
-            if !self.members.contains_key(&index) {
+            // The last number names another node's members (cluster mode).
+            if index != super::doc::REMOTE_AUTHOR && !self.members.contains_key(&index) {
                 return Some(index);
             }
         }

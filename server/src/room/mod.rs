@@ -41,7 +41,7 @@ use loro::LoroDoc;
 pub use self::actor::{SpawnError, spawn};
 use self::cursors::BatchKey;
 pub use self::cursors::DatagramBatch;
-pub use self::doc::{ImportError, LoadError, Persist, SnapshotPayload, SnapshotWrite};
+pub use self::doc::{ImportError, LoadError, Persist, REMOTE_AUTHOR, SnapshotPayload, SnapshotWrite};
 pub use self::handle::{Command, DatagramInbox, Handle, JoinRequest, Link, Outbound};
 use self::members::Member;
 pub use self::members::{Arrival, Joined};

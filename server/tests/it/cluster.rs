@@ -111,7 +111,7 @@ fn cluster(nats: &Nats, id: &str) -> ClusterConfig {
     ClusterConfig { node_id: Some(id.into()), heartbeat: HEARTBEAT, ..ClusterConfig::new(&nats.url) }
 }
 
-async fn node(nats: &Nats, id: &str) -> TestServer {
+pub async fn node(nats: &Nats, id: &str) -> TestServer {
     node_beating(nats, id, HEARTBEAT).await
 }
 
@@ -145,7 +145,7 @@ async fn until(http: SocketAddr, what: &str, ok: impl Fn(&serde_json::Value) -> 
     .await
 }
 
-async fn metrics(http: SocketAddr) -> HashMap<String, f64> {
+pub async fn metrics(http: SocketAddr) -> HashMap<String, f64> {
     let (status, text) = http_get(http, "/metrics").await;
     assert_eq!(status, 200);
     text.lines()

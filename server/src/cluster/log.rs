@@ -1,0 +1,313 @@
+//! The rooms' board log on JetStream (cluster mode): one stream, [`STREAM`], a subject per
+//! room ([`subject`]). A node publishes each board update it is about to ack and acks it only
+//! once the stream has it (the PubAck); every node with the room loaded follows the room's
+//! subject with an ordered consumer and imports what the other nodes published.
+//!
+//! A message is one [`UpdateRecord`], encoded as in the redb log, with two headers:
+//! `Nats-Msg-Id` ([`msg_id`]: the same write sent again after a lost ack is stored once) and
+//! [`ORIGIN`], the node and its start that published it (a node skips its own, which it
+//! applied before publishing). What to do with a message is decided by [`classify`], sans IO.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, stream};
+use base64::Engine as _;
+use futures::StreamExt as _;
+use tokio::sync::mpsc;
+
+use super::error;
+use crate::store::{StoreError, UpdateRecord, decode_record, encode_record};
+
+/// The stream holding every room's log.
+pub const STREAM: &str = "EASEL_ROOMS";
+/// The header naming the node (and its start) that published a message.
+pub const ORIGIN: &str = "Easel-Origin";
+/// How long a write waits for the stream's ack before it is refused as not durable.
+const ACK_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long loading a room waits for each message of its history.
+const REPLAY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often a follower checks whether NATS came back.
+const CONNECTION_CHECK: Duration = Duration::from_millis(250);
+/// Messages read ahead of the room actor.
+const TAIL_QUEUE: usize = 1024;
+
+/// A room's subject: its id in base64url without padding (ids hold `.`, NATS's separator).
+pub fn subject(room: &str) -> String {
+    format!("easel.room.{}.ops", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(room))
+}
+
+/// The id JetStream deduplicates a write by (within the stream's duplicate window): the same
+/// update of the same author's installation, however often it is sent and to whichever node.
+pub fn msg_id(room: &str, record: &UpdateRecord) -> String {
+    format!("{}:{}:{}:{}", subject(room), record.user, record.client_id, record.op_id)
+}
+
+/// What one message on a room's subject is to a node.
+#[derive(Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Classified {
+    /// An update to import.
+    Import(UpdateRecord),
+    /// This node's own write, already in its document.
+    Own,
+    /// Not a room log message: dropped.
+    Malformed(&'static str),
+}
+
+/// Sorts a message by its [`ORIGIN`] header and payload. `replaying`: the room is being
+/// loaded, when this node's own earlier writes are imported too (it may have unloaded the
+/// room since).
+pub fn classify(origin: Option<&str>, payload: &[u8], me: &str, replaying: bool) -> Classified {
+    let Some(origin) = origin.filter(|o| !o.is_empty()) else {
+        return Classified::Malformed("no Easel-Origin header");
+    };
+    if origin == me && !replaying {
+        return Classified::Own;
+    }
+    match decode_record(payload) {
+        Ok(record) => Classified::Import(record),
+        Err(_) => Classified::Malformed("not an update record"),
+    }
+}
+
+/// What a room's consumer hands its actor.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Remote {
+    /// An update.
+    Update {
+        /// Its stream sequence.
+        seq: u64,
+        /// Loro update bytes.
+        data: Vec<u8>,
+    },
+    /// Everything stored when the room was loaded has been handed over.
+    CaughtUp,
+}
+
+/// The room log of this node: publishes writes and follows rooms. Cheap to clone.
+#[derive(Clone)]
+pub struct RoomLog {
+    client: async_nats::Client,
+    js: jetstream::Context,
+    /// This node's [`ORIGIN`]: its id and start, so a restarted node replays its own writes.
+    origin: Arc<str>,
+}
+
+impl std::fmt::Debug for RoomLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RoomLog").field("origin", &self.origin).finish_non_exhaustive()
+    }
+}
+
+/// Makes the stream if it is missing (file storage: it outlives a NATS restart).
+pub(super) async fn open_stream(js: &jetstream::Context) -> Result<(), String> {
+    let config = stream::Config {
+        name: STREAM.to_owned(),
+        description: Some("Easel rooms: each room's board updates, one subject per room".into()),
+        subjects: vec!["easel.room.*.ops".to_owned()],
+        storage: stream::StorageType::File,
+        duplicate_window: Duration::from_secs(120),
+        ..Default::default()
+    };
+    js.get_or_create_stream(config).await.map(drop).map_err(|e| e.to_string())
+}
+
+impl RoomLog {
+    pub(super) fn new(client: async_nats::Client, origin: String) -> Self {
+        let js = jetstream::context::ContextBuilder::new().timeout(ACK_TIMEOUT).build(client.clone());
+        Self { client, js, origin: origin.into() }
+    }
+
+    /// Publishes an update; resolves with its stream sequence once the stream has it. An
+    /// error (NATS away, no ack within [`ACK_TIMEOUT`]) means it may or may not be stored: the
+    /// author is refused and sends it again, under the same id.
+    pub async fn append(&self, room: &str, record: &UpdateRecord) -> Result<u64, StoreError> {
+        let payload = encode_record(record)?;
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(async_nats::header::NATS_MESSAGE_ID, msg_id(room, record).as_str());
+        headers.insert(ORIGIN, &*self.origin);
+        let publish = async {
+            let ack = self.js.publish_with_headers(subject(room), headers, payload.into()).await;
+            ack.map_err(|e| e.to_string())?.await.map_err(|e| e.to_string())
+        };
+        match tokio::time::timeout(ACK_TIMEOUT, publish).await {
+            Ok(Ok(ack)) => Ok(ack.sequence),
+            Ok(Err(e)) => Err(StoreError::Log(e)),
+            Err(_) => Err(StoreError::Log("no ack in time".into())),
+        }
+    }
+
+    /// Follows a room's subject from its start: every message, as [`Remote`]s, with
+    /// [`Remote::CaughtUp`] once what was stored at the start has been handed over. Ends when
+    /// the receiver is dropped (the room unloads).
+    pub async fn follow(&self, room: &str) -> Result<mpsc::Receiver<Remote>, StoreError> {
+        let subject = subject(room);
+        let (messages, pending) = self.consume(&subject, 1).await.map_err(StoreError::Log)?;
+        let (tx, rx) = mpsc::channel(TAIL_QUEUE);
+        let follower = Follower { log: self.clone(), subject, tx, next: 1, replaying: true };
+        tokio::spawn(follower.run(messages, pending));
+        Ok(rx)
+    }
+
+    /// An ordered consumer of `subject` from sequence `from`, and how many messages it has
+    /// to deliver now.
+    async fn consume(&self, subject: &str, from: u64) -> Result<(consumer::pull::Ordered, u64), String> {
+        let open = async {
+            let stream = self.js.get_stream(STREAM).await.map_err(|e| e.to_string())?;
+            let config = consumer::pull::OrderedConfig {
+                filter_subject: subject.to_owned(),
+                deliver_policy: consumer::DeliverPolicy::ByStartSequence { start_sequence: from },
+                // Resumes at once after a NATS restart (the default stalls for a minute).
+                max_expires: Duration::from_secs(2),
+                ..Default::default()
+            };
+            let consumer = stream.create_consumer(config).await.map_err(|e| e.to_string())?;
+            let pending = consumer.cached_info().num_pending;
+            let messages = consumer.messages().await.map_err(|e| e.to_string())?;
+            Ok((messages, pending))
+        };
+        tokio::time::timeout(REPLAY_TIMEOUT, open).await.map_err(|_| "no answer in time".to_owned())?
+    }
+}
+
+/// The task following one room's subject for its actor.
+struct Follower {
+    log: RoomLog,
+    subject: String,
+    tx: mpsc::Sender<Remote>,
+    /// The next stream sequence expected (where to resume if the consumer ends).
+    next: u64,
+    replaying: bool,
+}
+
+impl Follower {
+    async fn run(mut self, mut messages: consumer::pull::Ordered, mut pending: u64) {
+        // The ordered consumer notices a restarted NATS lost it only after missed heartbeats
+        // (seconds, or a minute), so a connection that comes back reopens it at once.
+        let mut check = tokio::time::interval(CONNECTION_CHECK);
+        let mut was_down = false;
+        loop {
+            if self.replaying && pending == 0 {
+                self.replaying = false;
+                if self.tx.send(Remote::CaughtUp).await.is_err() {
+                    return;
+                }
+            }
+            let item = tokio::select! {
+                () = self.tx.closed() => return,
+                item = messages.next() => item,
+                _ = check.tick() => {
+                    let up = self.log.client.connection_state() == async_nats::connection::State::Connected;
+                    if up && std::mem::take(&mut was_down) {
+                        tracing::debug!(subject = self.subject, seq = self.next, "cluster: NATS is back; reopening the room log");
+                        match self.reopen().await {
+                            Some((again, left)) => (messages, pending) = (again, left),
+                            None => return,
+                        }
+                    }
+                    was_down |= !up;
+                    continue;
+                }
+            };
+            match item {
+                Some(Ok(message)) => {
+                    let Some(left) = self.take(&message, pending).await else { return };
+                    pending = left;
+                }
+                // The ordered consumer recreates itself where it was (after a NATS restart).
+                Some(Err(e)) => tracing::debug!(subject = self.subject, "cluster: room log consumer: {e}"),
+                None => {
+                    tracing::warn!(subject = self.subject, "cluster: room log consumer ended; reopening");
+                    error("watch");
+                    match self.reopen().await {
+                        Some((again, left)) => (messages, pending) = (again, left),
+                        None => return,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Hands one message over (or drops it); returns what the server says is still pending
+    /// (`pending` if it does not say), or `None` once the actor is gone.
+    async fn take(&mut self, message: &jetstream::Message, pending: u64) -> Option<u64> {
+        let Ok(info) = message.info() else {
+            tracing::warn!(
+                subject = self.subject,
+                "cluster: dropping a room log message without stream info"
+            );
+            error("malformed");
+            return Some(pending);
+        };
+        let (seq, pending) = (info.stream_sequence, info.pending);
+        self.next = seq + 1;
+        let origin = message.headers.as_ref().and_then(|h| h.get(ORIGIN)).map(|v| v.as_str());
+        match classify(origin, &message.payload, &self.log.origin, self.replaying) {
+            Classified::Import(record) => {
+                self.tx.send(Remote::Update { seq, data: record.data }).await.ok()?;
+            }
+            Classified::Own => {}
+            Classified::Malformed(why) => {
+                tracing::warn!(
+                    subject = self.subject,
+                    seq,
+                    "cluster: dropping a malformed room log message: {why}"
+                );
+                error("malformed");
+            }
+        }
+        Some(pending)
+    }
+
+    /// A new consumer from where the last one stopped, retried every half second until the
+    /// actor is gone.
+    async fn reopen(&self) -> Option<(consumer::pull::Ordered, u64)> {
+        loop {
+            match self.log.consume(&self.subject, self.next).await {
+                Ok(open) => return Some(open),
+                Err(e) => tracing::debug!(subject = self.subject, "cluster: reopening the room log: {e}"),
+            }
+            tokio::select! {
+                () = self.tx.closed() => return None,
+                () = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(op_id: u64) -> UpdateRecord {
+        UpdateRecord { client_id: "dev".into(), op_id, user: "ada".into(), data: vec![1, 2, 3] }
+    }
+
+    #[test]
+    fn subjects_are_one_token_per_room() {
+        let s = subject("uni-a/math-101/2026.11.23");
+        assert_eq!(s, "easel.room.dW5pLWEvbWF0aC0xMDEvMjAyNi4xMS4yMw.ops");
+        assert_eq!(s.split('.').count(), 4, "the id's dots do not split the subject");
+    }
+
+    #[test]
+    fn the_same_write_has_the_same_id_and_another_does_not() {
+        assert_eq!(msg_id("r", &record(1)), msg_id("r", &record(1)));
+        assert_ne!(msg_id("r", &record(1)), msg_id("r", &record(2)));
+        assert_ne!(msg_id("r", &record(1)), msg_id("s", &record(1)));
+    }
+
+    #[test]
+    fn messages_are_imported_skipped_or_dropped() {
+        let bytes = encode_record(&record(7)).expect("encode");
+        assert_eq!(classify(Some("b@1"), &bytes, "a@1", false), Classified::Import(record(7)));
+        assert_eq!(classify(Some("a@1"), &bytes, "a@1", false), Classified::Own);
+        // Loading: this node's own earlier writes are part of the room.
+        assert_eq!(classify(Some("a@1"), &bytes, "a@1", true), Classified::Import(record(7)));
+        assert!(matches!(classify(None, &bytes, "a@1", false), Classified::Malformed(_)));
+        assert!(matches!(classify(Some(""), &bytes, "a@1", false), Classified::Malformed(_)));
+        assert!(matches!(classify(Some("b@1"), b"garbage", "a@1", false), Classified::Malformed(_)));
+    }
+}
