@@ -172,15 +172,19 @@ async fn a_member_that_stops_reading_is_closed_as_a_slow_consumer() {
         loop {
             op += 1;
             room_b.send(&board.put(op, &format!("{op}{pad}"), 0)).await.expect("send");
-            // Bob reads his own stream (acks, and then ada's leave).
-            while let Ok(Ok(Some(m))) = tokio::time::timeout(std::time::Duration::ZERO, room_b.next()).await {
-                if let Message::Participants(p) = m
-                    && let Some(gone) = p.left.iter().find(|l| l.index == ada_index)
-                {
-                    return gone.code;
+            // Bob reads his own stream up to this edit's ack (or ada's leave), so his own queue,
+            // as short as ada's, never fills: only the member that stops reading may be closed.
+            loop {
+                match room_b.next().await.expect("bob's stream").expect("bob's stream open") {
+                    Message::Participants(p) => {
+                        if let Some(gone) = p.left.iter().find(|l| l.index == ada_index) {
+                            return gone.code;
+                        }
+                    }
+                    Message::Ack(a) if a.op_ids.contains(&op) => break,
+                    _ => {}
                 }
             }
-            tokio::task::yield_now().await;
         }
     })
     .await;
