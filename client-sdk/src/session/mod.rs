@@ -162,6 +162,9 @@ pub struct Session<D> {
     config: Config,
     link: Link,
     backoff: Backoff,
+    /// Resending ops the server could not store (a retryable refusal such as
+    /// `StorageUnavailable`): the same full-jitter doubling as reconnects, reset by an ack.
+    resend: Backoff,
     resume_token: Option<Vec<u8>>,
     /// The last `GoAway` of the current connection: why it ends and when to come back.
     go_away: Option<(ErrorCode, Duration)>,
@@ -187,6 +190,7 @@ impl<D: Document> Session<D> {
     pub fn new(config: Config, now: Instant) -> Self {
         Self {
             backoff: Backoff::new(&config),
+            resend: Backoff::new(&Config { seed: config.seed.wrapping_add(1), ..config.clone() }),
             next_op_id: config.first_op_id.max(1),
             config,
             link: Link::Down { next_at: now, dialing: false },
@@ -320,7 +324,10 @@ impl<D: Document> Session<D> {
                 let rooms = self.rooms.values().filter(|r| r.slot.is_some());
                 rooms
                     .flat_map(|room| {
-                        let op = room.has_unsent().then(|| ops.next_token());
+                        let op = room.has_unsent().then(|| {
+                            let token = ops.next_token();
+                            room.resend_at.map_or(token, |at| at.max(token))
+                        });
                         [room.cursor.due(interval), room.presence.next_at, op]
                     })
                     .flatten()

@@ -104,9 +104,10 @@ impl<D: Document> Session<D> {
     pub(super) fn pump(&mut self, now: Instant) {
         let Link::Up { ops, .. } = &mut self.link else { return };
         for (id, room) in &mut self.rooms {
-            if room.phase != Phase::Joined {
+            if room.phase != Phase::Joined || room.resend_at.is_some_and(|at| at > now) {
                 continue;
             }
+            room.resend_at = None;
             for (op_id, op) in &mut room.pending {
                 if op.sent {
                     continue;
@@ -127,6 +128,9 @@ impl<D: Document> Session<D> {
         let Some(state) = self.rooms.get_mut(room) else { return };
         let settled: Vec<u64> = op_ids.into_iter().filter(|id| state.pending.remove(id).is_some()).collect();
         if !settled.is_empty() {
+            // The server stores again: what it refused may go out now.
+            state.resend_at = None;
+            self.resend.reset();
             self.store.push_back(StoreOp::Remove { room: room.to_owned(), op_ids: settled.clone() });
             self.events.push_back(Event::Acked { room: room.to_owned(), op_ids: settled });
         }
@@ -137,9 +141,15 @@ impl<D: Document> Session<D> {
         let code = ErrorCode::from_u16(code).unwrap_or(ErrorCode::Internal);
         let Some(state) = self.rooms.get_mut(room) else { return };
         if code.is_retryable() || code == ErrorCode::RateLimited {
-            // Not applied: send it again when the rate allows.
+            // Not applied: send it again when the rate allows, and after a refusal to store it
+            // (the server's storage is failing) not before a backoff, so a class does not
+            // hammer a server that cannot ack at its full op rate. The ops refused together
+            // share one wait.
             if let Some(op) = state.pending.get_mut(&op_id) {
                 op.sent = false;
+            }
+            if code != ErrorCode::RateLimited && state.resend_at.is_none_or(|at| at <= now) {
+                state.resend_at = Some(now + self.resend.next(None));
             }
             self.pump(now);
             return;
@@ -229,6 +239,56 @@ mod tests {
         assert!(matches!(&h.events()[..], [Event::Rejected { op_id: 2, code: ErrorCode::ReadOnly, .. }]));
         assert_eq!(h.store(), vec![StoreOp::Remove { room: ROOM.into(), op_ids: vec![2] }]);
         assert_eq!(h.session.pending(ROOM), vec![1]);
+    }
+
+    #[test]
+    fn ops_the_server_could_not_store_are_resent_after_a_growing_jittered_wait() {
+        let (mut h, doc) = Harness::in_room();
+        let refuse = |h: &mut Harness, op_id| {
+            let code = ErrorCode::StorageUnavailable.to_u16();
+            h.session.handle_room(h.now, ROOM, Message::from(Reject { op_id, code, message: "disk".into() }));
+        };
+        // Runs the session's timers until it sends ops again; how long that took.
+        let resent_after = |h: &mut Harness| {
+            let from = h.now;
+            loop {
+                h.now = h.session.poll_timeout().expect("a timer is due");
+                h.session.handle_timeout(h.now);
+                let sent = h.updates();
+                if !sent.is_empty() {
+                    assert_eq!(sent, vec![1, 2], "both resent together");
+                    return h.now - from;
+                }
+            }
+        };
+        h.edit(&doc, "a");
+        h.edit(&doc, "b");
+        assert_eq!(h.updates(), vec![1, 2]);
+        // Refused together: one wait for both, not a resend at the op rate.
+        refuse(&mut h, 1);
+        refuse(&mut h, 2);
+        assert!(h.updates().is_empty(), "nothing resent at once");
+        let mut waits = Vec::new();
+        for _ in 0..8 {
+            waits.push(resent_after(&mut h));
+            refuse(&mut h, 1);
+            refuse(&mut h, 2);
+        }
+        assert!(waits.iter().all(|w| *w <= Duration::from_secs(10)), "bounded: {waits:?}");
+        assert!(waits[5..].iter().any(|w| *w > Duration::from_millis(400)), "the bound grows: {waits:?}");
+        // Stored again: the next refusal starts from the floor.
+        resent_after(&mut h);
+        h.session.handle_room(h.now, ROOM, Message::from(Ack { op_ids: vec![1] }));
+        refuse(&mut h, 2);
+        let from = h.now;
+        let wait = loop {
+            h.now = h.session.poll_timeout().expect("due");
+            h.session.handle_timeout(h.now);
+            if h.updates() == vec![2] {
+                break h.now - from;
+            }
+        };
+        assert!(wait <= Duration::from_millis(250), "reset by the ack: {wait:?}");
     }
 
     #[test]

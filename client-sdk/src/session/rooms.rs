@@ -35,6 +35,8 @@ pub(super) struct RoomState<D> {
     /// held so the app hears `Event::Joined` (with everyone) first.
     pub(super) unlisted: Option<Unlisted>,
     pub(super) pending: BTreeMap<u64, Pending>,
+    /// After the server could not store an op: no op goes out before this.
+    pub(super) resend_at: Option<Instant>,
     pub(super) cursor: OutCursor,
     pub(super) presence: OutPresence,
     pub(super) seen: Seen,
@@ -61,6 +63,7 @@ impl<D> RoomState<D> {
             participants: BTreeMap::new(),
             unlisted: None,
             pending,
+            resend_at: None,
             cursor: OutCursor::new(),
             presence: OutPresence::new(),
             seen: Seen::default(),
