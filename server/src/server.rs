@@ -48,6 +48,9 @@ pub enum StartError {
     /// Cluster mode: NATS is not reachable.
     #[error(transparent)]
     Cluster(#[from] cluster::ConnectError),
+    /// The QUIC stateless-reset key in the data dir is unusable.
+    #[error(transparent)]
+    ResetKey(#[from] crate::reset::ResetKeyError),
     /// The TLS certificate could not be made or loaded.
     #[error("certificate: {0}")]
     Certificate(String),
@@ -144,17 +147,20 @@ impl Server {
             shutdown: CancellationToken::new(),
         });
 
-        let wt_config = wtransport::ServerConfig::builder()
+        let endpoint_config = crate::reset::endpoint_config(&config.data_dir)?;
+        let mut wt_config = wtransport::ServerConfig::builder()
             .with_bind_address(config.wt_addr)
             .with_custom_transport(identity.clone_identity(), transport_config(Side::Server))
             .build();
+        *wt_config.quic_endpoint_config_mut() = endpoint_config.clone();
         let wt = Arc::new(
             wtransport::Endpoint::server(wt_config)
                 .map_err(|source| StartError::Bind { addr: config.wt_addr, source })?,
         );
         let wt_addr = wt.local_addr().map_err(|source| StartError::Bind { addr: config.wt_addr, source })?;
 
-        let quic = quinn::Endpoint::server(
+        let quic = quic_endpoint(
+            endpoint_config,
             quic_config(&identity, Arc::new(transport_config(Side::Server)))?,
             config.quic_addr,
         )
@@ -311,6 +317,17 @@ async fn identity(config: &ServerConfig) -> Result<Identity, StartError> {
             .build()
             .map_err(|e| StartError::Certificate(e.to_string())),
     }
+}
+
+/// `quinn::Endpoint::server` with our endpoint configuration (the persisted reset key).
+fn quic_endpoint(
+    endpoint: quinn::EndpointConfig,
+    server: quinn::ServerConfig,
+    addr: SocketAddr,
+) -> std::io::Result<quinn::Endpoint> {
+    let socket = std::net::UdpSocket::bind(addr)?;
+    let runtime = quinn::default_runtime().ok_or_else(|| std::io::Error::other("no async runtime"))?;
+    quinn::Endpoint::new(endpoint, Some(server), socket, runtime)
 }
 
 fn quic_config(

@@ -12,15 +12,14 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+use easel_benches::shard::Clock;
 use easel_benches::token;
 use easel_client::{Client, Event, Room};
 use easel_proto::ErrorCode;
 use tokio::sync::{mpsc, watch};
 
-use crate::Clock;
-
 /// Who a client is and what it does.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Member {
     pub(crate) index: u32,
     pub(crate) room: String,
@@ -53,8 +52,8 @@ pub(crate) struct Conduct {
     pub(crate) join_wait: Duration,
 }
 
-/// What one client saw, for the report.
-#[derive(Debug, Default)]
+/// What one client saw, for the report (sent from its process to the parent as JSON).
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Record {
     pub(crate) member: Option<Member>,
     /// Clock ms when it was back after the cut (its connection lost and the room joined again,
