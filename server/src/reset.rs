@@ -9,7 +9,8 @@
 //! use it.
 //!
 //! The key is [`KEY_FILE`] in the data dir: 32 random bytes, written once, readable by the
-//! owner only. Anyone holding it can forge resets for this server's connections (end them, not
+//! owner only. The key of quinn's connection-id generator is derived from it (without it the
+//! restarted server would not recognize the old ids, and drop their packets unanswered). Anyone holding it can forge resets for this server's connections (end them, not
 //! read or write them), so it is as private as the database beside it.
 
 use std::path::Path;
@@ -39,9 +40,16 @@ pub struct ResetKeyError {
 
 /// The QUIC endpoint configuration with the data dir's reset key (made on first use).
 pub fn endpoint_config(data_dir: &Path) -> Result<quinn::EndpointConfig, ResetKeyError> {
-    let key = load_or_create(data_dir)?;
-    let mut config =
-        quinn::EndpointConfig::new(Arc::new(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &key)));
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &load_or_create(data_dir)?);
+    // quinn drops packets whose connection id its generator does not recognize before it
+    // would reset them, and its generator recognizes ids by a keyed hash: that key must
+    // outlive the process too. Derived from the reset key, so that one file holds both.
+    let tag = ring::hmac::sign(&key, b"easel quic connection id generator");
+    let mut cid_key = [0u8; 8];
+    cid_key.copy_from_slice(&tag.as_ref()[..8]);
+    let cid_key = u64::from_le_bytes(cid_key);
+    let mut config = quinn::EndpointConfig::new(Arc::new(key));
+    config.cid_generator(move || Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key)));
     config.min_reset_interval(MIN_RESET_INTERVAL);
     Ok(config)
 }
