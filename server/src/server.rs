@@ -148,8 +148,10 @@ impl Server {
         });
 
         let endpoint_config = crate::reset::endpoint_config(&config.data_dir)?;
+        let wt_socket =
+            bind_udp(config.wt_addr).map_err(|source| StartError::Bind { addr: config.wt_addr, source })?;
         let mut wt_config = wtransport::ServerConfig::builder()
-            .with_bind_address(config.wt_addr)
+            .with_bind_socket(wt_socket)
             .with_custom_transport(identity.clone_identity(), transport_config(Side::Server))
             .build();
         *wt_config.quic_endpoint_config_mut() = endpoint_config.clone();
@@ -325,9 +327,25 @@ fn quic_endpoint(
     server: quinn::ServerConfig,
     addr: SocketAddr,
 ) -> std::io::Result<quinn::Endpoint> {
-    let socket = std::net::UdpSocket::bind(addr)?;
     let runtime = quinn::default_runtime().ok_or_else(|| std::io::Error::other("no async runtime"))?;
-    quinn::Endpoint::new(endpoint, Some(server), socket, runtime)
+    quinn::Endpoint::new(endpoint, Some(server), bind_udp(addr)?, runtime)
+}
+
+/// The receive buffer a QUIC listener asks for. Why: every client's packets queue in one
+/// socket, and the usual default (208 KiB, ~170 full-size packets) overflows when a reconnect
+/// storm's handshakes arrive at once — dropped Initials cost each client a retransmission
+/// timeout (1 s, 2 s, 4 s…), and at 2,000 clients many attempts went unanswered for the SDK's
+/// whole 10 s attempt limit. The kernel caps it at `net.core.rmem_max`.
+const UDP_RECEIVE_BUFFER: usize = 8 * 1024 * 1024;
+
+/// A UDP socket bound to `addr` with [`UDP_RECEIVE_BUFFER`] (as much of it as the kernel gives).
+fn bind_udp(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    let socket = std::net::UdpSocket::bind(addr)?;
+    let state = quinn::udp::UdpSocketState::new((&socket).into())?;
+    if let Err(e) = state.set_recv_buffer_size((&socket).into(), UDP_RECEIVE_BUFFER) {
+        tracing::warn!(%addr, "could not enlarge the UDP receive buffer: {e}");
+    }
+    Ok(socket)
 }
 
 fn quic_config(

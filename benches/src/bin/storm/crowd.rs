@@ -50,6 +50,9 @@ pub(crate) struct Conduct {
     pub(crate) attempt_timeout: Option<Duration>,
     /// How long one client may take to get into its room at the start.
     pub(crate) join_wait: Duration,
+    /// Whether a connection can outlive the cut (a network cut; not a server restart, where
+    /// room events after the restart can only be stale ones still queued in the client).
+    pub(crate) can_survive: bool,
 }
 
 /// What one client saw, for the report (sent from its process to the parent as JSON).
@@ -217,7 +220,7 @@ pub(crate) async fn drive(
                     // A non-editor whose connection outlived the cut is back when the room is
                     // heard from again after the cut has healed.
                     Event::Cursors { .. } | Event::RemoteUpdate { .. }
-                        if !member.editor && record.disconnects == 0 =>
+                        if conduct.can_survive && !member.editor && record.disconnects == 0 =>
                     {
                         let now = clock.ms();
                         if signals.healed_at.borrow().is_some_and(|h| now > h) {

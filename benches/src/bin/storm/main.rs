@@ -327,6 +327,7 @@ fn conduct(args: &Args, url: String, cert_hash: String) -> Conduct {
         backoff_max: args.backoff_max_ms.map(Duration::from_millis),
         join_wait: Duration::from_secs_f64(args.join_wait),
         attempt_timeout: args.attempt_timeout_ms.map(Duration::from_millis),
+        can_survive: args.cut == Cut::Netsim,
     }
 }
 
