@@ -23,7 +23,10 @@
 //!   time until all are back, resumed against rejoined, refusals, the server's CPU and RSS, and
 //!   that no acked edit was lost.
 //!
-//! This library holds what the measurement binaries share.
+//! This library holds what the measurement binaries share; [`shard`] spreads a generator over
+//! processes.
+
+pub mod shard;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

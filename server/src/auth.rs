@@ -336,7 +336,7 @@ pub fn resolve_secret(
 }
 
 /// Writes a file readable by its owner only, atomically (a crash leaves no half-written secret).
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write as _;
     let tmp = path.with_extension("tmp");
     let mut options = std::fs::OpenOptions::new();

@@ -22,7 +22,8 @@
 //!   routing of frames and datagrams, what its end means for its rooms) and its driver.
 //! - `admission` decides, from the source address and before TLS or the token, whether a
 //!   connection attempt may become a session (session caps, per-IP handshake rate).
-//! - [`server`] binds, serves TLS, accepts and shuts down; [`http`] is the HTTP port (WebSocket
+//! - [`server`] binds (both QUIC listeners with the data dir's stateless-reset key, [`reset`]),
+//!   serves TLS, accepts and shuts down; [`http`] is the HTTP port (WebSocket
 //!   upgrade, metrics, attendance, the demo page of [`demo`]); `shared` holds what every
 //!   session shares.
 //! - [`cluster`]: cluster mode (`--cluster nats://…`): membership through a NATS JetStream
@@ -44,6 +45,7 @@ pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod http;
+pub mod reset;
 mod resume;
 pub mod revoke;
 pub mod room;

@@ -49,6 +49,9 @@ pub enum StartError {
     /// Cluster mode: NATS is not reachable.
     #[error(transparent)]
     Cluster(#[from] cluster::ConnectError),
+    /// The QUIC stateless-reset key in the data dir is unusable.
+    #[error(transparent)]
+    ResetKey(#[from] crate::reset::ResetKeyError),
     /// The TLS certificate could not be made or loaded.
     #[error("certificate: {0}")]
     Certificate(String),
@@ -134,17 +137,22 @@ impl Server {
                 None
             }
         };
-        let wt_config = wtransport::ServerConfig::builder()
-            .with_bind_address(config.wt_addr)
+        let endpoint_config = crate::reset::endpoint_config(&config.data_dir)?;
+        let wt_socket =
+            bind_udp(config.wt_addr).map_err(|source| StartError::Bind { addr: config.wt_addr, source })?;
+        let mut wt_config = wtransport::ServerConfig::builder()
+            .with_bind_socket(wt_socket)
             .with_custom_transport(identity.clone_identity(), transport_config(Side::Server))
             .build();
+        *wt_config.quic_endpoint_config_mut() = endpoint_config.clone();
         let wt = Arc::new(
             wtransport::Endpoint::server(wt_config)
                 .map_err(|source| StartError::Bind { addr: config.wt_addr, source })?,
         );
         let wt_addr = wt.local_addr().map_err(|source| StartError::Bind { addr: config.wt_addr, source })?;
 
-        let quic = quinn::Endpoint::server(
+        let quic = quic_endpoint(
+            endpoint_config,
             quic_config(&identity, Arc::new(transport_config(Side::Server)))?,
             config.quic_addr,
         )
@@ -322,6 +330,33 @@ async fn identity(config: &ServerConfig) -> Result<Identity, StartError> {
             .build()
             .map_err(|e| StartError::Certificate(e.to_string())),
     }
+}
+
+/// `quinn::Endpoint::server` with our endpoint configuration (the persisted reset key).
+fn quic_endpoint(
+    endpoint: quinn::EndpointConfig,
+    server: quinn::ServerConfig,
+    addr: SocketAddr,
+) -> std::io::Result<quinn::Endpoint> {
+    let runtime = quinn::default_runtime().ok_or_else(|| std::io::Error::other("no async runtime"))?;
+    quinn::Endpoint::new(endpoint, Some(server), bind_udp(addr)?, runtime)
+}
+
+/// The receive buffer a QUIC listener asks for. Why: every client's packets queue in one
+/// socket, and the usual default (208 KiB, ~170 full-size packets) overflows when a reconnect
+/// storm's handshakes arrive at once — dropped Initials cost each client a retransmission
+/// timeout (1 s, 2 s, 4 s…), and at 2,000 clients many attempts went unanswered for the SDK's
+/// whole 10 s attempt limit. The kernel caps it at `net.core.rmem_max`.
+const UDP_RECEIVE_BUFFER: usize = 8 * 1024 * 1024;
+
+/// A UDP socket bound to `addr` with [`UDP_RECEIVE_BUFFER`] (as much of it as the kernel gives).
+fn bind_udp(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    let socket = std::net::UdpSocket::bind(addr)?;
+    let state = quinn::udp::UdpSocketState::new((&socket).into())?;
+    if let Err(e) = state.set_recv_buffer_size((&socket).into(), UDP_RECEIVE_BUFFER) {
+        tracing::warn!(%addr, "could not enlarge the UDP receive buffer: {e}");
+    }
+    Ok(socket)
 }
 
 fn quic_config(

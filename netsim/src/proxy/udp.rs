@@ -60,6 +60,27 @@ pub struct UdpStats {
     pub down: LinkStats,
 }
 
+/// The front socket's receive buffer. Why: every client's packets queue in this one socket,
+/// and the usual default (208 KiB) overflows when thousands of clients reconnect at once, so
+/// the proxy itself would drop what the scenario says to deliver. The kernel caps it at
+/// `net.core.rmem_max`.
+const FRONT_RECEIVE_BUFFER: usize = 8 * 1024 * 1024;
+
+/// The front socket on `listen`, with [`FRONT_RECEIVE_BUFFER`] (as much as the kernel gives).
+fn bind_front(listen: SocketAddr) -> std::io::Result<UdpSocket> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(listen),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    if let Err(error) = socket.set_recv_buffer_size(FRONT_RECEIVE_BUFFER) {
+        tracing::warn!(%listen, %error, "udp proxy cannot enlarge its receive buffer");
+    }
+    socket.bind(&listen.into())?;
+    socket.set_nonblocking(true)?;
+    UdpSocket::from_std(socket.into())
+}
+
 /// A running UDP proxy: datagrams to [`local_addr`](Self::local_addr) go to the upstream
 /// through the scenario's `up` link, replies come back through its `down` link.
 ///
@@ -94,8 +115,7 @@ impl Udp {
         seed: u64,
         options: UdpOptions,
     ) -> Result<Self, ProxyError> {
-        let socket =
-            UdpSocket::bind(listen).await.map_err(|source| ProxyError::Bind { addr: listen, source })?;
+        let socket = bind_front(listen).map_err(|source| ProxyError::Bind { addr: listen, source })?;
         let local_addr = socket.local_addr().map_err(|source| ProxyError::Bind { addr: listen, source })?;
         let cancel = CancellationToken::new();
         let stats = Arc::new(Mutex::new(UdpStats::default()));

@@ -24,6 +24,7 @@ mod metrics;
 mod observability;
 mod page;
 mod page_bench;
+mod restart;
 mod resume;
 mod revoke;
 mod spawned;

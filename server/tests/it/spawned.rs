@@ -27,6 +27,14 @@ impl Spawned {
         Self::spawn(tokio::process::Command::new(env!("CARGO_BIN_EXE_easel")), dir, level, extra).await
     }
 
+    /// As [`Spawned::start`], on the addresses of `before`'s ready line: the same server again
+    /// after `before` was killed.
+    pub async fn start_again(dir: &Path, before: &Self) -> Self {
+        let ports = ["wt", "quic", "http"].map(|key| before.addr(key).to_string());
+        let command = tokio::process::Command::new(env!("CARGO_BIN_EXE_easel"));
+        Self::spawn_on(command, dir, "warn", &[], [&ports[0], &ports[1], &ports[2]]).await
+    }
+
     /// As [`Spawned::start`], but no file the server writes may grow past `kib` KiB (its disk
     /// is full there: writes fail with `EFBIG`, the signal for it ignored).
     pub async fn start_with_disk_of(dir: &Path, kib: u64) -> Self {
@@ -41,13 +49,24 @@ impl Spawned {
         Self::spawn(sh, dir, "warn", &[]).await
     }
 
-    async fn spawn(mut command: tokio::process::Command, dir: &Path, level: &str, extra: &[&str]) -> Self {
+    async fn spawn(command: tokio::process::Command, dir: &Path, level: &str, extra: &[&str]) -> Self {
+        let any = "127.0.0.1:0";
+        Self::spawn_on(command, dir, level, extra, [any, any, any]).await
+    }
+
+    async fn spawn_on(
+        mut command: tokio::process::Command,
+        dir: &Path,
+        level: &str,
+        extra: &[&str],
+        [wt, quic, http]: [&str; 3],
+    ) -> Self {
         use tokio::io::{AsyncBufReadExt as _, BufReader};
         let stderr =
             if level == "warn" { std::process::Stdio::inherit() } else { std::process::Stdio::piped() };
         let mut child = command
             .args(["--data-dir", dir.to_str().expect("utf-8")])
-            .args(["--wt-addr", "127.0.0.1:0", "--quic-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+            .args(["--wt-addr", wt, "--quic-addr", quic, "--http-addr", http])
             .args(["--ops-per-sec", "100000", "--ops-burst", "100000"])
             .args(extra)
             .env("EASEL_JWT_SECRET", SECRET)

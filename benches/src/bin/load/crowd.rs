@@ -5,12 +5,13 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use easel_benches::shard::Clock;
 use futures::stream::{self, StreamExt as _};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::lean::{self, Paced, Planner, Roster, Target, pace};
-use crate::tally::{Clock, Tally, Window};
+use crate::tally::{Tally, Window};
 
 /// What the crowd's clients do.
 pub(crate) struct Conduct {

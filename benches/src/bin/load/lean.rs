@@ -20,9 +20,10 @@ use easel_transport::client::{ClientError, Connection, Options, Reader, RoomSend
 use futures::StreamExt as _;
 use loro::{ExportMode, LoroDoc};
 
+use easel_benches::shard::Clock;
 use tokio::sync::watch;
 
-use crate::tally::{Clock, Tally, Window, until_window};
+use crate::tally::{Tally, Window, until_window};
 
 /// Where and as whom clients connect.
 pub(crate) struct Target {

@@ -18,6 +18,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
+use easel_benches::shard::Clock;
 use easel_benches::token_as;
 use easel_client::{Client, Event, Poll, Room};
 use easel_proto::message::Role;
@@ -27,7 +28,7 @@ use tokio::sync::watch;
 use crate::Args;
 use crate::lean::{Plan, chat_seen, poll_seen, stamp};
 use crate::swarm::{self, new_elements};
-use crate::tally::{Clock, Tally, Window, summary, until_window};
+use crate::tally::{Tally, Window, summary, until_window};
 
 /// The seeds' budgets (p95), ms.
 pub(crate) const CHAT_BUDGET_MS: f64 = 200.0;

@@ -58,14 +58,15 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use clap::Parser as _;
 use easel_benches::rss_kib;
+use easel_benches::shard::{Clock, Place, unix_ms};
 use futures::stream::{self, StreamExt as _};
 use serde_json::json;
 use tokio::sync::watch;
 
 use crate::lean::{Plan, Target};
-use crate::shard::{Children, Place};
+use crate::shard::Children;
 use crate::tally::{
-    Clock, TICKS_PER_SEC, Tally, Window, cpu_ticks, generator_cpu, own_cpu, sched_ns, summary, wait_ratio,
+    TICKS_PER_SEC, Tally, Window, cpu_ticks, generator_cpu, own_cpu, sched_ns, summary, wait_ratio,
 };
 
 /// A class of clients against one server.
@@ -188,8 +189,7 @@ async fn main() -> anyhow::Result<()> {
     }
     match (&args.shard, args.epoch_ms) {
         (Some(place), Some(epoch_ms)) => {
-            let (index, count) = place.split_once('/').context("--shard J/K")?;
-            let place = Place { index: index.parse()?, count: count.parse()?, epoch_ms };
+            let place = Place::parse(place, epoch_ms)?;
             child(Arc::new(args), place).await
         }
         _ => parent(args).await,
@@ -199,10 +199,10 @@ async fn main() -> anyhow::Result<()> {
 /// A child process: connects its shard of the protocol clients, runs them in the window the
 /// parent sends, and prints what they measured.
 async fn child(args: Arc<Args>, place: Place) -> anyhow::Result<()> {
-    let clock = shard::clock_from(place.epoch_ms);
+    let clock = place.clock();
     let target = Target::new(&args.url, args.cert_hash.as_deref(), &args.jwt_secret, &args.room).await?;
     let (lo, hi) = args.lean_range();
-    let indices = shard::shard(lo, hi, place.index, place.count);
+    let indices = place.indices(lo, hi);
     let (window_tx, window_rx) = watch::channel(None);
     let crowd = crowd::connect(&target, &indices, &conduct(&args), clock, &window_rx).await;
     let window = shard::announce_ready(crowd.connected, &crowd.failures).await?;
@@ -217,7 +217,7 @@ async fn child(args: Arc<Args>, place: Place) -> anyhow::Result<()> {
 async fn parent(args: Args) -> anyhow::Result<()> {
     let args = Arc::new(args);
     let tty = std::io::stderr().is_terminal();
-    let (clock, epoch_ms) = (Clock(Instant::now()), shard::unix_ms());
+    let (clock, epoch_ms) = (Clock(Instant::now()), unix_ms());
     let target = Target::new(&args.url, args.cert_hash.as_deref(), &args.jwt_secret, &args.room).await?;
     let (window_tx, window_rx) = watch::channel(None);
     let mut sdk = tokio::task::JoinSet::new();

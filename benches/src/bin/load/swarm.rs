@@ -6,12 +6,13 @@ use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use easel_benches::shard::Clock;
 use easel_benches::token;
 use easel_client::{Client, Event, Room};
 
 use crate::Args;
 use crate::lean::{parse_stamp, stamp};
-use crate::tally::{Clock, Tally, Window};
+use crate::tally::{Tally, Window};
 
 /// Connects an SDK client as `user` and joins; returns it with its connect start (clock ms).
 pub(crate) async fn connect(

@@ -4,32 +4,16 @@
 //! histograms in HDR's V2 serialization, base64.
 
 use std::collections::BTreeMap;
-use std::time::Instant;
 
 use anyhow::Context as _;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use easel_benches::histogram;
+use easel_benches::shard::Clock;
 pub(crate) use easel_benches::{TICKS_PER_SEC, cpu_ticks, summary};
 use hdrhistogram::Histogram;
 use hdrhistogram::serialization::{Deserializer, Serializer as _, V2Serializer};
 use serde_json::{Value, json};
-
-/// The shared clock, in ms since the run began; children translate the parent's origin.
-#[derive(Clone, Copy)]
-pub(crate) struct Clock(pub Instant);
-
-impl Clock {
-    pub(crate) fn ms(self) -> f64 {
-        self.0.elapsed().as_secs_f64() * 1000.0
-    }
-
-    /// The tokio instant at clock time `ms` (a year at most: "not yet known" is far away).
-    pub(crate) fn at(self, ms: f64) -> tokio::time::Instant {
-        let ms = ms.clamp(0.0, 365.0 * 24.0 * 3600.0 * 1000.0);
-        tokio::time::Instant::from_std(self.0 + std::time::Duration::from_secs_f64(ms / 1000.0))
-    }
-}
 
 /// The measurement window, in clock ms.
 #[derive(Clone, Copy, Debug)]

@@ -12,15 +12,14 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+use easel_benches::shard::Clock;
 use easel_benches::token;
 use easel_client::{Client, Event, Room};
 use easel_proto::ErrorCode;
 use tokio::sync::{mpsc, watch};
 
-use crate::Clock;
-
 /// Who a client is and what it does.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Member {
     pub(crate) index: u32,
     pub(crate) room: String,
@@ -51,10 +50,13 @@ pub(crate) struct Conduct {
     pub(crate) attempt_timeout: Option<Duration>,
     /// How long one client may take to get into its room at the start.
     pub(crate) join_wait: Duration,
+    /// Whether a connection can outlive the cut (a network cut; not a server restart, where
+    /// room events after the restart can only be stale ones still queued in the client).
+    pub(crate) can_survive: bool,
 }
 
-/// What one client saw, for the report.
-#[derive(Debug, Default)]
+/// What one client saw, for the report (sent from its process to the parent as JSON).
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Record {
     pub(crate) member: Option<Member>,
     /// Clock ms when it was back after the cut (its connection lost and the room joined again,
@@ -218,7 +220,7 @@ pub(crate) async fn drive(
                     // A non-editor whose connection outlived the cut is back when the room is
                     // heard from again after the cut has healed.
                     Event::Cursors { .. } | Event::RemoteUpdate { .. }
-                        if !member.editor && record.disconnects == 0 =>
+                        if conduct.can_survive && !member.editor && record.disconnects == 0 =>
                     {
                         let now = clock.ms();
                         if signals.healed_at.borrow().is_some_and(|h| now > h) {

@@ -3,30 +3,41 @@
 //! at once, and the tool measures how the crowd comes back.
 //!
 //! - `--cut restart`: the tool kills the server it started and starts it again on the same
-//!   ports and data dir ([`server`]); sessions cannot resume, clients rejoin by version.
-//! - `--cut netsim`: clients reach the server through an in-process netsim UDP proxy that
-//!   drops every packet for `--cut-for` seconds, then heals. The default (15 s) outlasts the
-//!   SDK's 12 s QUIC idle timeout (the connections really die) and stays inside the server's
-//!   30 s resume grace window (sessions resume).
+//!   ports and data dir ([`server`]); sessions cannot resume, clients rejoin by version. The
+//!   restarted server keeps its QUIC stateless-reset key, so clients learn at their next
+//!   packet that their connection is gone.
+//! - `--cut netsim`: clients reach the server through a netsim UDP proxy in its own process
+//!   ([`proxy`]) that drops every packet for `--cut-for` seconds, then heals. The default
+//!   (15 s) outlasts the SDK's 12 s QUIC idle timeout (the connections really die) and stays
+//!   inside the server's 30 s resume grace window (sessions resume).
+//!
+//! The clients run in `--processes K` child processes ([`fleet`], default 1), so that the
+//! generator can use more than one core and the proxy's forwarding costs them nothing;
+//! `--server-cpus`, `--client-cpus` and `--proxy-cpus` pin each part with `taskset -c`.
 //!
 //! A client is back when its room is joined again and, for an editor, its first edit after
 //! that is acked ([`crowd`]). The report (JSON on stdout, and `--json`): the time from the cut
 //! until all were back, per-client time-to-back percentiles, resumed against rejoined,
 //! `Overloaded` refusals, clients that gave up and clients still missing at `--deadline`, the
-//! server's peak RSS and CPU from the cut to the end of recovery, its admission and resume
-//! counters, and whether every acked edit is in the server's documents ([`verify`]). The exit
-//! status is 1 when anyone is missing or gave up or an acked edit is lost.
+//! server's peak RSS and CPU from the cut to the end of recovery, the generator's and proxy's
+//! CPU, the server's admission and resume counters, and whether every acked edit is in the
+//! server's documents ([`verify`]). The exit status is 1 when anyone is missing or gave up or
+//! an acked edit is lost.
 //!
 //! ```sh
 //! easel-storm --server-bin target/release/easel --cut restart --clients 2000 --rooms 20
-//! easel-storm --server-bin target/release/easel --cut netsim --clients 2000 --rooms 1 --editors-per-room 20
+//! easel-storm --server-bin target/release/easel --cut netsim --clients 2000 --processes 2 \
+//!     --server-cpus 0 --client-cpus 1 --proxy-cpus 1
 //! ```
 
 mod crowd;
+mod fleet;
+mod proxy;
 mod server;
 mod verify;
 
 use std::io::Write as _;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -34,14 +45,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::Parser as _;
+use easel_benches::shard::{Clock, Place, unix_ms};
 use easel_benches::{TICKS_PER_SEC, cpu_ticks, histogram, metric, rss_kib, summary};
-use easel_netsim::Scenario;
-use easel_netsim::proxy::{Udp, UdpOptions};
-use futures::stream::{self, StreamExt as _};
 use serde_json::json;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
-use crate::crowd::{Conduct, Member, Record, Signals};
+use crate::crowd::{Conduct, Member, Record};
+use crate::fleet::Fleet;
+use crate::proxy::Proxy;
 
 /// A crowd loses its connections at once and comes back.
 #[derive(Debug, clap::Parser)]
@@ -99,9 +110,36 @@ struct Args {
     /// The SDK's limit on one connection attempt, ms (default: the SDK's, 10 s).
     #[arg(long)]
     attempt_timeout_ms: Option<u64>,
+    /// Client processes (children of this one), each running every K-th client.
+    #[arg(long, default_value_t = 1)]
+    processes: u32,
+    /// Pin the server binary to these CPUs (`taskset -c`, e.g. `0`).
+    #[arg(long)]
+    server_cpus: Option<String>,
+    /// Pin the client processes to these CPUs (`taskset -c`, e.g. `1`).
+    #[arg(long)]
+    client_cpus: Option<String>,
+    /// Pin the proxy process to these CPUs (`taskset -c`, e.g. `1`).
+    #[arg(long)]
+    proxy_cpus: Option<String>,
     /// Also write the JSON report here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Internal: this process is the proxy, in front of this address.
+    #[arg(long, hide = true)]
+    proxy_for: Option<SocketAddr>,
+    /// Internal: this process runs client shard J of K (`J/K`).
+    #[arg(long, hide = true, requires_all = ["epoch_ms", "url", "cert_hash"])]
+    shard: Option<String>,
+    /// Internal: the parent's clock origin, Unix ms.
+    #[arg(long, hide = true)]
+    epoch_ms: Option<f64>,
+    /// Internal: where a client process's clients connect.
+    #[arg(long, hide = true)]
+    url: Option<String>,
+    /// Internal: the server certificate's hash, for a client process.
+    #[arg(long, hide = true)]
+    cert_hash: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -112,23 +150,31 @@ enum Cut {
     Netsim,
 }
 
-/// The run's clock, in ms since it began.
-#[derive(Clone, Copy)]
-pub(crate) struct Clock(Instant);
-
-impl Clock {
-    pub(crate) fn ms(self) -> f64 {
-        self.0.elapsed().as_secs_f64() * 1000.0
-    }
-}
-
 const SECRET: &str = "easel-storm-secret-0123456789abcdef";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    anyhow::ensure!(args.clients > 0 && args.rooms > 0, "--clients and --rooms must be at least 1");
-    let clock = Clock(Instant::now());
+    anyhow::ensure!(
+        args.clients > 0 && args.rooms > 0 && args.processes > 0,
+        "--clients, --rooms and --processes must be at least 1"
+    );
+    if let Some(upstream) = args.proxy_for {
+        return proxy::serve(upstream, args.clients).await;
+    }
+    if let (Some(shard), Some(epoch_ms), Some(url), Some(hash)) =
+        (&args.shard, args.epoch_ms, &args.url, &args.cert_hash)
+    {
+        let place = Place::parse(shard, epoch_ms)?;
+        let members = place.indices(0, args.clients).into_iter().map(|i| member(&args, i)).collect();
+        let concurrency = args.connect_concurrency.div_ceil(place.count as usize);
+        return fleet::child(place, members, conduct(&args, url.clone(), hash.clone()), concurrency).await;
+    }
+    parent(args).await
+}
+
+async fn parent(args: Args) -> anyhow::Result<()> {
+    let (clock, epoch_ms) = (Clock(Instant::now()), unix_ms());
     let temp = tempfile::tempdir()?;
     let dir = args.data_dir.clone().unwrap_or_else(|| temp.path().to_owned());
     let plan = server::Plan {
@@ -136,66 +182,28 @@ async fn main() -> anyhow::Result<()> {
         extra: args.server_args.clone(),
         dir,
         secret: SECRET.into(),
+        cpus: args.server_cpus.clone(),
     };
     let mut server = server::Running::start(plan).await?;
-    let proxy = match args.cut {
+    let mut proxy = match args.cut {
         Cut::Netsim => {
-            let loopback = Scenario::builtin("loopback")?;
-            // Every connection attempt is a new client socket, and lost ones linger until idle:
-            // room for several per client, so that the proxy never refuses one itself.
-            let mut options = UdpOptions::default();
-            options.max_clients = (args.clients as usize).saturating_mul(8).max(4096);
-            Some(
-                Udp::start_with(([127, 0, 0, 1], 0).into(), server.quic_addr(), &loopback, 1, options)
-                    .await?,
-            )
+            Some(Proxy::start(server.quic_addr(), args.clients, args.proxy_cpus.as_deref()).await?)
         }
         Cut::Restart => None,
     };
-    let via = proxy.as_ref().map_or(server.quic_addr(), Udp::local_addr);
-    let conduct = Conduct {
-        url: format!("easel+quic://{via}"),
-        cert_hash: server.cert_hash().to_owned(),
-        secret: SECRET.into(),
-        cursor_hz: args.cursor_hz,
-        edit_every: Duration::from_millis(args.edit_every_ms),
-        idle_timeout: args.idle_timeout_ms.map(Duration::from_millis),
-        backoff_max: args.backoff_max_ms.map(Duration::from_millis),
-        join_wait: Duration::from_secs_f64(args.join_wait),
-        attempt_timeout: args.attempt_timeout_ms.map(Duration::from_millis),
-    };
+    let via = proxy.as_ref().map_or(server.quic_addr(), Proxy::addr);
 
     // Everyone arrives.
-    let members: Vec<Member> = (0..args.clients).map(|i| member(&args, i)).collect();
     let joining = Instant::now();
-    let joined: Vec<_> = stream::iter(members)
-        .map(|m| {
-            let conduct = &conduct;
-            async move { (crowd::connect(conduct, &m).await, m) }
-        })
-        .buffer_unordered(args.connect_concurrency.max(1))
-        .collect()
-        .await;
+    let place =
+        ["--url".into(), format!("easel+quic://{via}"), "--cert-hash".into(), server.cert_hash().into()];
+    let fleet::Arrived { fleet: mut crowd, in_crowd, failures: join_failures } =
+        Fleet::start(args.processes, epoch_ms, &place, args.client_cpus.as_deref()).await?;
     let join_s = joining.elapsed().as_secs_f64();
-    let (cut_tx, cut_rx) = watch::channel(None);
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let (healed_tx, healed_rx) = watch::channel(None);
-    let (back_tx, mut back_rx) = mpsc::unbounded_channel();
-    let signals = Signals { cut: cut_rx, healed_at: healed_rx, stop: stop_rx, back: back_tx };
-    let mut tasks = tokio::task::JoinSet::new();
-    let mut join_failures = Vec::new();
-    for (result, m) in joined {
-        match result {
-            Ok((client, room)) => {
-                let (conduct, signals) = (conduct.clone(), signals.clone());
-                tasks.spawn(async move { crowd::drive(m, client, room, &conduct, clock, signals).await });
-            }
-            Err(e) => join_failures.push(format!("{e:#}")),
-        }
-    }
-    drop(signals);
-    let in_crowd = tasks.len() as u32;
-    eprintln!("storm: {in_crowd} of {} clients in {join_s:.1} s; steady for {} s", args.clients, args.steady);
+    eprintln!(
+        "storm: {in_crowd} of {} clients in {join_s:.1} s ({} processes); steady for {} s",
+        args.clients, args.processes, args.steady
+    );
     tokio::time::sleep(Duration::from_secs_f64(args.steady)).await;
 
     // The cut.
@@ -203,56 +211,73 @@ async fn main() -> anyhow::Result<()> {
     let rss_before = rss_kib(pid.load(Ordering::Relaxed)).ok();
     let (sampled_tx, sampled_rx) = watch::channel(false);
     let sampler = tokio::spawn(sample(pid.clone(), sampled_rx));
+    let generator: Vec<u32> =
+        crowd.pids().iter().copied().chain(proxy.as_ref().and_then(Proxy::pid)).collect();
+    let generator_before: Vec<Option<u64>> =
+        generator.iter().map(|p| cpu_ticks(&p.to_string()).ok()).collect();
     let (cut_at, cut_instant) = (clock.ms(), tokio::time::Instant::now());
-    let _ = cut_tx.send(Some(cut_at));
+    crowd.tell(&format!("cut {cut_at}")).await?;
     eprintln!("storm: cut ({:?})", args.cut);
     let mut restart_ms = None;
-    match &proxy {
+    match &mut proxy {
         Some(proxy) => {
-            proxy.cut(true);
+            proxy.cut(true).await?;
             tokio::time::sleep(Duration::from_secs_f64(args.cut_for)).await;
-            proxy.cut(false);
-            let _ = healed_tx.send(Some(clock.ms()));
+            proxy.cut(false).await?;
         }
         None => {
             let started = Instant::now();
             server.restart().await.context("restarting the server")?;
             restart_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
             pid.store(server.pid().unwrap_or(0), Ordering::Relaxed);
-            let _ = healed_tx.send(Some(clock.ms()));
         }
     }
+    crowd.tell(&format!("healed {}", clock.ms())).await?;
 
     // Recovery, until everyone is back or the deadline.
     let deadline = cut_instant + Duration::from_secs_f64(args.deadline);
     let mut back = 0u32;
     while back < in_crowd {
-        match tokio::time::timeout_at(deadline, back_rx.recv()).await {
-            Ok(Some(_)) => back += 1,
-            Ok(None) | Err(_) => break,
+        match tokio::time::timeout_at(deadline, crowd.next_back()).await {
+            Ok(Ok(Some(_))) => back += 1,
+            Ok(Ok(None)) | Err(_) => break,
+            Ok(Err(e)) => return Err(e.context("a client process")),
         }
     }
     let recovered_at = clock.ms();
     let _ = sampled_tx.send(true);
     let usage = sampler.await.unwrap_or_default();
-    eprintln!("storm: {back} of {in_crowd} back after {:.1} s", (recovered_at - cut_at) / 1000.0);
-    let _ = stop_tx.send(true);
-    let mut records = Vec::new();
-    while let Some(r) = tasks.join_next().await {
-        records.push(r.context("a client task")?);
-    }
+    let seconds = (recovered_at - cut_at) / 1000.0;
+    let generator_cpu: Vec<Option<f64>> = generator
+        .iter()
+        .zip(generator_before)
+        .map(|(p, before)| {
+            let ticks = cpu_ticks(&p.to_string()).ok()?.checked_sub(before?)?;
+            Some((ticks as f64 / TICKS_PER_SEC / seconds.max(0.001) * 1000.0).round() / 10.0)
+        })
+        .collect();
+    eprintln!("storm: {back} of {in_crowd} back after {seconds:.1} s");
+    let records = crowd.finish().await?;
 
     let direct = format!("easel+quic://{}", server.quic_addr());
     let verdict = verify::check(&direct, server.cert_hash(), SECRET, &records).await?;
     let metrics = server_metrics(server.http_addr()).await;
     server.stop().await;
-    let proxy_stats = proxy.as_ref().map(|p| {
-        let s = p.stats();
-        json!({ "clients": s.clients, "dropped_while_cut": s.cut, "refused_mappings": s.rejected, "queue_overflow": s.overflow })
-    });
-    if let Some(proxy) = proxy {
-        proxy.shutdown().await;
-    }
+    let proxy_stats = match proxy {
+        Some(mut proxy) => {
+            let stats = proxy.stats().await?;
+            proxy.stop().await?;
+            Some(stats)
+        }
+        None => None,
+    };
+    let (clients_cpu, proxy_cpu) = match args.cut {
+        Cut::Netsim => {
+            let (clients, proxy) = generator_cpu.split_at(generator_cpu.len().saturating_sub(1));
+            (clients.to_vec(), proxy.first().copied().flatten())
+        }
+        Cut::Restart => (generator_cpu, None),
+    };
 
     let report = report(
         &args,
@@ -270,6 +295,8 @@ async fn main() -> anyhow::Result<()> {
             verdict,
             metrics,
             proxy: proxy_stats,
+            clients_cpu,
+            proxy_cpu,
         },
     );
     let text = serde_json::to_string_pretty(&report)?;
@@ -286,6 +313,22 @@ async fn main() -> anyhow::Result<()> {
         std::process::exit(1);
     }
     Ok(())
+}
+
+/// How the clients connect and behave.
+fn conduct(args: &Args, url: String, cert_hash: String) -> Conduct {
+    Conduct {
+        url,
+        cert_hash,
+        secret: SECRET.into(),
+        cursor_hz: args.cursor_hz,
+        edit_every: Duration::from_millis(args.edit_every_ms),
+        idle_timeout: args.idle_timeout_ms.map(Duration::from_millis),
+        backoff_max: args.backoff_max_ms.map(Duration::from_millis),
+        join_wait: Duration::from_secs_f64(args.join_wait),
+        attempt_timeout: args.attempt_timeout_ms.map(Duration::from_millis),
+        can_survive: args.cut == Cut::Netsim,
+    }
 }
 
 fn member(args: &Args, index: u32) -> Member {
@@ -387,6 +430,10 @@ struct Outcome {
     verdict: verify::Verdict,
     metrics: serde_json::Value,
     proxy: Option<serde_json::Value>,
+    /// Each client process's CPU from the cut to the end of recovery, % of a core.
+    clients_cpu: Vec<Option<f64>>,
+    /// The proxy process's.
+    proxy_cpu: Option<f64>,
 }
 
 fn report(args: &Args, records: &[Record], o: Outcome) -> serde_json::Value {
@@ -434,13 +481,18 @@ fn report(args: &Args, records: &[Record], o: Outcome) -> serde_json::Value {
         "missing": { "count": missing.len(), "first": missing.iter().take(20).collect::<Vec<_>>(), "states": records.iter().filter(|r| r.back_at.is_none()).take(5).map(|r| json!({ "user": user(r), "disconnects": r.disconnects, "reasons": r.reasons, "rejoined": r.resumed.map(|x| if x { "resumed" } else { "rejoined" }), "edits": r.edits, "acked": r.acked.len(), "last_acked": r.acked.last() })).collect::<Vec<_>>() },
         "recovery_s": ((o.recovered_at - o.cut_at) / 100.0).round() / 10.0,
         "server": {
-            "process": if o.child { "child" } else { "in-process (includes the clients)" },
+            "process": if o.child { "child" } else { "in-process (with the parent, not the clients)" },
             "rss_before_cut_kib": o.rss_before,
             "rss_max_recovery_kib": (o.usage.rss_max_kib > 0).then_some(o.usage.rss_max_kib),
             "cpu_percent_recovery": cpu_percent,
             "metrics_after": o.metrics,
         },
         "proxy": o.proxy,
+        "generator": {
+            "processes": args.processes,
+            "client_cpu_percent_recovery": o.clients_cpu,
+            "proxy_cpu_percent_recovery": o.proxy_cpu,
+        },
         "edits": {
             "made": records.iter().map(|r| r.edits).sum::<u64>(),
             "acked": o.verdict.acked,

@@ -27,6 +27,8 @@ pub(crate) struct Plan {
     pub(crate) extra: Vec<String>,
     pub(crate) dir: PathBuf,
     pub(crate) secret: String,
+    /// CPUs to pin the binary to (`taskset -c`).
+    pub(crate) cpus: Option<String>,
 }
 
 /// A running server.
@@ -109,7 +111,15 @@ impl Running {
                     .append(true)
                     .open(self.plan.dir.join("server.log"))
                     .context("the server log")?;
-                let mut child = tokio::process::Command::new(bin)
+                let mut command = match &self.plan.cpus {
+                    Some(cpus) => {
+                        let mut taskset = tokio::process::Command::new("taskset");
+                        taskset.args(["-c", cpus]).arg(bin);
+                        taskset
+                    }
+                    None => tokio::process::Command::new(bin),
+                };
+                let mut child = command
                     .arg("--data-dir")
                     .arg(&data)
                     .args(["--wt-addr", &wt.to_string(), "--quic-addr", &quic.to_string()])
