@@ -78,7 +78,11 @@ start() {
   dir="$(cd "$dir" && pwd)"
   [ "$port" -ne 0 ] || port=-1
   rm -f "$dir"/nats-server_*.ports
-  setsid "$bin" -js -sd "$dir" -a 127.0.0.1 -p "$port" -m -1 --ports_file_dir "$dir" \
+  # Every JetStream write is fsynced before its ack (2.10+; the default syncs every 2 minutes):
+  # Easel acks a client's edit on the PubAck, and with one NATS server (no replicas) only the
+  # fsync makes that ack survive a power loss, as redb's group commit does in single-node mode.
+  printf 'jetstream {\n  store_dir: "%s"\n  sync_interval: always\n}\n' "$dir" >"$dir/nats.conf"
+  setsid "$bin" -c "$dir/nats.conf" -a 127.0.0.1 -p "$port" -m -1 --ports_file_dir "$dir" \
     >"$dir/nats.log" 2>&1 </dev/null &
   local pid=$!
   echo "$pid" >"$dir/nats.pid"
