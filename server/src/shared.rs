@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::admission::Admission;
 use crate::auth::Verifier;
 use crate::board::Board;
+use crate::cluster::Relay;
 use crate::class::{Attendance, RecordError};
 use crate::config::ServerConfig;
 use crate::resume::Resumes;
@@ -57,6 +58,8 @@ pub(crate) struct Rooms {
     store: Store,
     /// Board updates.
     board: Board,
+    /// Cluster mode: members, cursors and presence across nodes.
+    relay: Option<Relay>,
     config: room::Config,
     /// Where members' video goes, if an SFU is configured.
     sfu: Option<Arc<dyn Sfu>>,
@@ -87,8 +90,14 @@ impl Rooms {
         answer.await.ok()
     }
 
-    pub(crate) fn new(store: Store, board: Board, config: room::Config, sfu: Option<Arc<dyn Sfu>>) -> Self {
-        Self { loaded: Arc::default(), loading: tokio::sync::Mutex::new(()), store, board, config, sfu }
+    pub(crate) fn new(
+        store: Store,
+        board: Board,
+        relay: Option<Relay>,
+        config: room::Config,
+        sfu: Option<Arc<dyn Sfu>>,
+    ) -> Self {
+        Self { loaded: Arc::default(), loading: tokio::sync::Mutex::new(()), store, board, relay, config, sfu }
     }
 
     /// Whether SFU signalling goes anywhere.
@@ -118,7 +127,8 @@ impl Rooms {
             }
         };
         let (store, board) = (self.store.clone(), self.board.clone());
-        let handle = room::spawn(Arc::from(id), self.config.clone(), store, board, self.sfu.clone(), on_exit)
+        let relay = self.relay.clone();
+        let handle = room::spawn(Arc::from(id), self.config.clone(), store, board, relay, self.sfu.clone(), on_exit)
             .await
             .map_err(|e| {
                 tracing::error!(room = id, "cannot load room: {e}");
