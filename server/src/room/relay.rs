@@ -349,33 +349,34 @@ mod tests {
     fn a_remote_member_is_in_the_roster_and_its_cursor_is_paced_to_local_members() {
         let t0 = Instant::now();
         let mut sim = clustered(t0);
+        let tick = sim.room.config.tick;
+        // A pace of a tick, as in a busy room.
+        sim.room.config.min_pace = tick;
         let ada = sim.join_with(t0, "ada", 1, None, 4096).participant;
-        sim.advance(t0 + sim.room.config.tick);
+        sim.advance(t0 + tick);
         sim.datagrams(ada);
         sim.membership(ada);
 
         let t1 = t0 + Duration::from_secs(1);
         sim.room.handle_remote_presence(t1, from_b(true, vec![zoe(Some((1, 10, 20)))], vec![]));
-        sim.drain();
         let z = zoe_here(&mut sim, ada);
         assert_ne!(z, 7, "a number of this node's, not the origin's (7 is free here too)");
         let m = &sim.room.members[&z];
         assert_eq!((m.info.name.as_str(), m.info.role), ("Zoe", Role::Student));
         assert!(!sim.linked(z), "a remote member has no link here");
-        sim.advance(t1 + sim.room.config.tick);
         let got = sim.cursors(ada);
-        assert!(got.iter().any(|c| c.participant == z && (c.x, c.y) == (10, 20)), "{got:?}");
+        assert!(got.iter().any(|c| c.participant == z && (c.x, c.y) == (10, 20)), "at once: {got:?}");
 
-        // Moves within a pace reach ada once, latest wins, a pace after the last batch.
-        sim.room.handle_remote_presence(t1 + sim.room.config.tick + MS, from_b(false, vec![zoe(Some((2, 11, 20)))], vec![]));
-        sim.room.handle_remote_presence(t1 + sim.room.config.tick + 2 * MS, from_b(false, vec![zoe(Some((3, 12, 20)))], vec![]));
-        sim.advance(t1 + 3 * sim.room.config.tick);
+        // Moves within a pace of that batch reach ada once, a pace later, latest wins.
+        sim.room.handle_remote_presence(t1 + MS, from_b(false, vec![zoe(Some((2, 11, 20)))], vec![]));
+        sim.room.handle_remote_presence(t1 + 2 * MS, from_b(false, vec![zoe(Some((3, 12, 20)))], vec![]));
+        assert_eq!(sim.cursors(ada), [], "not before the pace");
+        sim.advance(t1 + tick);
         let got: Vec<(i32, u16)> =
             sim.cursors(ada).iter().filter(|c| c.participant == z).map(|c| (c.x, c.seq)).collect();
-        assert_eq!(got.first(), Some(&(12, 3)), "the newest position first: {got:?}");
-        assert!(got.iter().all(|(x, _)| *x == 12), "never the stale one: {got:?}");
+        assert_eq!(got, [(12, 3)], "one batch, the newest position");
         // A stale cursor (older seq) is not taken.
-        sim.room.handle_remote_presence(t1 + Duration::from_secs(1), from_b(false, vec![zoe(Some((2, 99, 0)))], vec![]));
+        sim.room.handle_remote_presence(t1 + tick, from_b(false, vec![zoe(Some((2, 99, 0)))], vec![]));
         assert_eq!(sim.room.members[&z].cursor.as_ref().map(|c| c.x), Some(12));
     }
 
@@ -386,8 +387,8 @@ mod tests {
         let ada = sim.join_with(t0, "ada", 1, None, 4096).participant;
         sim.advance(t0 + sim.room.config.tick);
         sim.membership(ada);
-        sim.room.handle_remote_presence(t0, from_b(true, vec![zoe(None)], vec![]));
-        sim.drain();
+        let t1 = t0 + Duration::from_secs(1);
+        sim.room.handle_remote_presence(t1, from_b(true, vec![zoe(None)], vec![]));
         let z = zoe_here(&mut sim, ada);
         for secs in [2, 4, 6] {
             let at = t0 + Duration::from_secs(secs);
@@ -412,20 +413,20 @@ mod tests {
         let ada = sim.join_with(t0, "ada", 1, None, 4096).participant;
         sim.advance(t0 + sim.room.config.tick);
         sim.membership(ada);
-        sim.room.handle_remote_presence(t0, from_b(true, vec![zoe(None)], vec![]));
-        sim.drain();
+        let t1 = t0 + Duration::from_secs(1);
+        sim.room.handle_remote_presence(t1, from_b(true, vec![zoe(None)], vec![]));
         let z = zoe_here(&mut sim, ada);
         // Ada stays alive; b falls silent.
         for secs in [3, 6, 9] {
             sim.room.handle_touch(t0 + Duration::from_secs(secs), ada);
         }
-        sim.expire(t0 + Duration::from_secs(9));
+        sim.expire(t1 + Duration::from_millis(9_999));
         assert_eq!(sim.room.len(), 2, "inside the presence TTL");
-        sim.expire(t0 + Duration::from_secs(10));
+        sim.expire(t1 + Duration::from_secs(10));
         assert_eq!(sim.room.len(), 1, "b's refreshes stopped for the TTL");
         assert_eq!(sim.membership(ada), [("left", z, ErrorCode::PresenceTimeout.to_u16())]);
 
-        let at = t0 + Duration::from_secs(10);
+        let at = t1 + Duration::from_secs(10);
         sim.room.handle_remote_presence(at, from_b(true, vec![zoe(None)], vec![]));
         sim.room.handle_node_left(at, "c");
         sim.drain();
@@ -439,13 +440,12 @@ mod tests {
     fn this_nodes_own_batch_is_ignored() {
         let t0 = Instant::now();
         let mut sim = clustered(t0);
-        let ada = sim.join_with(t0, "ada", 1, None, 4096).participant;
+        sim.join_with(t0, "ada", 1, None, 4096);
         sim.drain();
         let own = RelayBatch { origin: "a@1".into(), node: "a".into(), full: true, members: vec![zoe(None)], left: vec![] };
         sim.room.handle_remote_presence(t0, own);
         sim.drain();
-        assert_eq!(sim.room.len(), 1);
-        let _ = ada;
+        assert_eq!(sim.room.len(), 1, "zoe of its own batch is not added");
     }
 
     #[test]
