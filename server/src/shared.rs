@@ -12,8 +12,8 @@ use tokio_util::sync::CancellationToken;
 use crate::admission::Admission;
 use crate::auth::Verifier;
 use crate::board::Board;
-use crate::cluster::Relay;
 use crate::class::{Attendance, RecordError};
+use crate::cluster::Relay;
 use crate::config::ServerConfig;
 use crate::resume::Resumes;
 use crate::room::{self, Command, Handle, JoinRequest, Joined};
@@ -97,7 +97,15 @@ impl Rooms {
         config: room::Config,
         sfu: Option<Arc<dyn Sfu>>,
     ) -> Self {
-        Self { loaded: Arc::default(), loading: tokio::sync::Mutex::new(()), store, board, relay, config, sfu }
+        Self {
+            loaded: Arc::default(),
+            loading: tokio::sync::Mutex::new(()),
+            store,
+            board,
+            relay,
+            config,
+            sfu,
+        }
     }
 
     /// Whether SFU signalling goes anywhere.
@@ -128,12 +136,13 @@ impl Rooms {
         };
         let (store, board) = (self.store.clone(), self.board.clone());
         let relay = self.relay.clone();
-        let handle = room::spawn(Arc::from(id), self.config.clone(), store, board, relay, self.sfu.clone(), on_exit)
-            .await
-            .map_err(|e| {
-                tracing::error!(room = id, "cannot load room: {e}");
-                ErrorCode::StorageUnavailable
-            })?;
+        let handle =
+            room::spawn(Arc::from(id), self.config.clone(), store, board, relay, self.sfu.clone(), on_exit)
+                .await
+                .map_err(|e| {
+                    tracing::error!(room = id, "cannot load room: {e}");
+                    ErrorCode::StorageUnavailable
+                })?;
         if let Ok(mut map) = self.loaded.lock() {
             map.insert(id.to_owned(), handle.clone());
         }

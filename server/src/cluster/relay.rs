@@ -83,7 +83,8 @@ pub fn encode(batch: &RelayBatch) -> Result<Vec<u8>, rkyv::rancor::Error> {
 pub fn decode(bytes: &[u8]) -> Result<RelayBatch, &'static str> {
     let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(bytes.len());
     aligned.extend_from_slice(bytes);
-    let e = rkyv::from_bytes::<Envelope, rkyv::rancor::Error>(&aligned).map_err(|_| "not a presence batch")?;
+    let e =
+        rkyv::from_bytes::<Envelope, rkyv::rancor::Error>(&aligned).map_err(|_| "not a presence batch")?;
     if e.origin.is_empty() || e.origin.len() > MAX_TEXT || !e.origin.starts_with(&format!("{}@", e.node)) {
         return Err("the origin is not its node's");
     }

@@ -314,7 +314,9 @@ impl Actor {
             Some(Relayed::Batch(batch)) => self.room.handle_remote_presence(now, batch),
             Some(Relayed::NodeLeft(node)) => self.room.handle_node_left(now, &node),
             None => {
-                tracing::error!("cluster: the room's presence relay stopped; other nodes' members no longer show");
+                tracing::error!(
+                    "cluster: the room's presence relay stopped; other nodes' members no longer show"
+                );
                 if let Some(p) = &mut self.presence {
                     p.batches = mpsc::channel(1).1;
                 }

@@ -123,7 +123,11 @@ impl Room {
             return false;
         }
         self.relay_changed(now, member);
-        self.keep_cursor(now, member, CursorState { seq: c.seq, x: c.x, y: c.y, changed: now, settled: false })
+        self.keep_cursor(
+            now,
+            member,
+            CursorState { seq: c.seq, x: c.x, y: c.y, changed: now, settled: false },
+        )
     }
 
     /// Holds a member's newer cursor (a local one's, or another node's member's); whether

@@ -202,7 +202,8 @@ impl Room {
         let arrived = self.class.arrive(&info.user, &info.name, now_ms);
         let role = info.role;
         let mut member = Member::new(info, Reach::Linked { slot: arrival.slot }, now);
-        (member.client_id, member.expires_ms, member.conn) = (arrival.client_id, arrival.expires_ms, arrival.conn);
+        (member.client_id, member.expires_ms, member.conn) =
+            (arrival.client_id, arrival.expires_ms, arrival.conn);
         self.members.insert(index, member);
         self.empty_since = None;
         self.relay_changed(now, index);

@@ -150,7 +150,14 @@ impl Room {
 
     /// One remote member in: added under a number of ours, its presence and cursor taken;
     /// whether its cursor is owed to the local members.
-    fn take_remote(&mut self, now: Instant, origin: &Arc<str>, node: &Arc<str>, r: Relayed, until: Instant) -> bool {
+    fn take_remote(
+        &mut self,
+        now: Instant,
+        origin: &Arc<str>,
+        node: &Arc<str>,
+        r: Relayed,
+        until: Instant,
+    ) -> bool {
         let held = self.remote_number(origin, r.index);
         // Another user under a number of the origin's: the one before left unseen.
         let index = match held {
@@ -174,7 +181,14 @@ impl Room {
         self.keep_cursor(now, index, CursorState { seq, x, y, changed: now, settled: false })
     }
 
-    fn add_remote(&mut self, now: Instant, origin: &Arc<str>, node: &Arc<str>, r: &Relayed, until: Instant) -> Option<u16> {
+    fn add_remote(
+        &mut self,
+        now: Instant,
+        origin: &Arc<str>,
+        node: &Arc<str>,
+        r: &Relayed,
+        until: Instant,
+    ) -> Option<u16> {
         if self.members.len() >= self.config.max_participants {
             return None;
         }
@@ -329,7 +343,9 @@ mod tests {
         let joined = sim.membership(local);
         joined
             .iter()
-            .find(|(what, i, _)| *what == "joined" && sim.room.members.get(i).is_some_and(|m| m.info.user == "zoe"))
+            .find(|(what, i, _)| {
+                *what == "joined" && sim.room.members.get(i).is_some_and(|m| m.info.user == "zoe")
+            })
             .map(|(_, i, _)| *i)
             .expect("zoe is announced")
     }
@@ -442,7 +458,13 @@ mod tests {
         let mut sim = clustered(t0);
         sim.join_with(t0, "ada", 1, None, 4096);
         sim.drain();
-        let own = RelayBatch { origin: "a@1".into(), node: "a".into(), full: true, members: vec![zoe(None)], left: vec![] };
+        let own = RelayBatch {
+            origin: "a@1".into(),
+            node: "a".into(),
+            full: true,
+            members: vec![zoe(None)],
+            left: vec![],
+        };
         sim.room.handle_remote_presence(t0, own);
         sim.drain();
         assert_eq!(sim.room.len(), 1, "zoe of its own batch is not added");
