@@ -20,6 +20,8 @@ use crate::room::{RelayBatch, Relayed};
 /// Batches read ahead of a room's actor (latest wins: a full queue drops, the next refresh
 /// repairs).
 const QUEUE: usize = 64;
+/// Longest a room waits to hand a batch to the NATS client.
+const PUBLISH_WAIT: std::time::Duration = std::time::Duration::from_millis(20);
 /// Most members one batch may carry (a room's most participants, with room to spare).
 const MAX_MEMBERS: usize = 4096;
 /// Longest user id or name a batch may carry, in bytes.
@@ -140,14 +142,21 @@ impl Relay {
     }
 
     /// Publishes a room's batch; a failure (NATS away) loses it, as a lost datagram: the next
-    /// full batch repairs it.
+    /// full batch repairs it. Never holds up the room: while NATS is away the client's
+    /// buffer would fill and a publish wait for it, so the batch is dropped instead.
     pub async fn publish(&self, room: &str, batch: &RelayBatch) {
+        if self.client.connection_state() != async_nats::connection::State::Connected {
+            return;
+        }
         let payload = match encode(batch) {
             Ok(payload) => payload,
             Err(e) => return tracing::error!(room, "cluster: encoding a presence batch: {e}"),
         };
-        if let Err(e) = self.client.publish(subject(room), payload.into()).await {
-            tracing::debug!(room, "cluster: publishing a presence batch: {e}");
+        let publish = self.client.publish(subject(room), payload.into());
+        match tokio::time::timeout(PUBLISH_WAIT, publish).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::debug!(room, "cluster: publishing a presence batch: {e}"),
+            Err(_) => tracing::debug!(room, "cluster: publishing a presence batch: the client is full"),
         }
     }
 

@@ -204,7 +204,10 @@ impl Room {
             hand_raised: false,
         };
         let reach = Reach::Remote { origin: origin.clone(), node: node.clone(), index: r.index, until };
-        self.members.insert(index, Member::new(info, reach, now));
+        let mut member = Member::new(info, reach, now);
+        // No local connection speaks for it (connection ids count up from 0).
+        member.conn = u64::MAX;
+        self.members.insert(index, member);
         if let Some(relay) = &mut self.relay {
             relay.numbers.insert((origin.clone(), r.index), index);
         }
