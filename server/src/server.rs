@@ -178,18 +178,20 @@ impl Server {
             };
             (nats, c, me)
         });
-        let board = match &node {
-            // The origin names this start: a restarted node replays its own earlier writes.
+        let (board, relay) = match &node {
+            // The origin names this start: a restarted node replays its own earlier writes,
+            // and numbers its members afresh.
             Some((nats, _, me)) => {
-                Board::Cluster(Arc::new(nats.room_log(format!("{}@{}", me.id, me.started_at_ms))))
+                let origin = format!("{}@{}", me.id, me.started_at_ms);
+                (Board::Cluster(Arc::new(nats.room_log(origin.clone()))), Some(nats.relay(origin)))
             }
-            None => Board::Local(store.clone()),
+            None => (Board::Local(store.clone()), None),
         };
         let shared = Arc::new(Shared {
             config: config.clone(),
             verifier,
             store: store.clone(),
-            rooms: Rooms::new(store.clone(), board, room_config, sfu(&config)),
+            rooms: Rooms::new(store.clone(), board, relay, room_config, sfu(&config)),
             resumes: Resumes::new(config.resume_grace),
             next_conn: AtomicU64::new(0),
             admission: Admission::new(Limits::of(&config)),

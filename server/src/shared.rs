@@ -13,6 +13,7 @@ use crate::admission::Admission;
 use crate::auth::Verifier;
 use crate::board::Board;
 use crate::class::{Attendance, RecordError};
+use crate::cluster::Relay;
 use crate::config::ServerConfig;
 use crate::resume::Resumes;
 use crate::room::{self, Command, Handle, JoinRequest, Joined};
@@ -57,6 +58,8 @@ pub(crate) struct Rooms {
     store: Store,
     /// Board updates.
     board: Board,
+    /// Cluster mode: members, cursors and presence across nodes.
+    relay: Option<Relay>,
     config: room::Config,
     /// Where members' video goes, if an SFU is configured.
     sfu: Option<Arc<dyn Sfu>>,
@@ -87,8 +90,22 @@ impl Rooms {
         answer.await.ok()
     }
 
-    pub(crate) fn new(store: Store, board: Board, config: room::Config, sfu: Option<Arc<dyn Sfu>>) -> Self {
-        Self { loaded: Arc::default(), loading: tokio::sync::Mutex::new(()), store, board, config, sfu }
+    pub(crate) fn new(
+        store: Store,
+        board: Board,
+        relay: Option<Relay>,
+        config: room::Config,
+        sfu: Option<Arc<dyn Sfu>>,
+    ) -> Self {
+        Self {
+            loaded: Arc::default(),
+            loading: tokio::sync::Mutex::new(()),
+            store,
+            board,
+            relay,
+            config,
+            sfu,
+        }
     }
 
     /// Whether SFU signalling goes anywhere.
@@ -118,12 +135,14 @@ impl Rooms {
             }
         };
         let (store, board) = (self.store.clone(), self.board.clone());
-        let handle = room::spawn(Arc::from(id), self.config.clone(), store, board, self.sfu.clone(), on_exit)
-            .await
-            .map_err(|e| {
-                tracing::error!(room = id, "cannot load room: {e}");
-                ErrorCode::StorageUnavailable
-            })?;
+        let relay = self.relay.clone();
+        let handle =
+            room::spawn(Arc::from(id), self.config.clone(), store, board, relay, self.sfu.clone(), on_exit)
+                .await
+                .map_err(|e| {
+                    tracing::error!(room = id, "cannot load room: {e}");
+                    ErrorCode::StorageUnavailable
+                })?;
         if let Ok(mut map) = self.loaded.lock() {
             map.insert(id.to_owned(), handle.clone());
         }

@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, kv};
 use futures::StreamExt as _;
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::members::{Event, Membership};
-use super::{BUCKET, Cluster, NodeInfo, RoomLog, error, log};
+use super::{BUCKET, Cluster, NodeInfo, Relay, RoomLog, error, log};
 use crate::config::ClusterConfig;
 use crate::shared::unix_ms;
 
@@ -25,6 +25,8 @@ use crate::shared::unix_ms;
 pub(crate) struct Nats {
     client: async_nats::Client,
     events: mpsc::UnboundedReceiver<async_nats::Event>,
+    /// Nodes counted out, for the rooms' presence relays.
+    gone: broadcast::Sender<Arc<str>>,
 }
 
 /// Why the cluster's NATS could not be used at start.
@@ -71,13 +73,18 @@ pub(crate) async fn connect(config: &ClusterConfig) -> Result<Nats, ConnectError
     log::open_stream(&js)
         .await
         .map_err(|e| fail(format!("no usable JetStream stream {}: {e}", log::STREAM)))?;
-    Ok(Nats { client, events })
+    Ok(Nats { client, events, gone: broadcast::channel(64).0 })
 }
 
 impl Nats {
     /// The room log on this connection; `origin` names this node and its start.
     pub(crate) fn room_log(&self, origin: String) -> RoomLog {
         RoomLog::new(self.client.clone(), origin)
+    }
+
+    /// The presence relay on this connection; `origin` names this node and its start.
+    pub(crate) fn relay(&self, origin: String) -> Relay {
+        Relay::new(self.client.clone(), origin, self.gone.clone())
     }
 }
 
@@ -90,7 +97,7 @@ pub(crate) async fn run(
     config: ClusterConfig,
     stop: CancellationToken,
 ) {
-    let Nats { client, mut events } = nats;
+    let Nats { client, mut events, gone } = nats;
     let (heartbeat, ttl) = (config.heartbeat, config.node_ttl());
     let js = context(&client, heartbeat);
     let announcement: bytes::Bytes = serde_json::to_vec(&me).unwrap_or_default().into();
@@ -104,7 +111,7 @@ pub(crate) async fn run(
         if !std::mem::take(&mut first) {
             // Retry on the next heartbeat, not in a hot loop while NATS is away.
             tokio::select! {
-                _ = tick.tick() => expire(&mut members, &cluster),
+                _ = tick.tick() => expire(&mut members, &cluster, &gone),
                 () = stop.cancelled() => return,
             }
         }
@@ -139,16 +146,16 @@ pub(crate) async fn run(
                             }
                             error("heartbeat");
                             cluster.set_announced(false);
-                            expire(&mut members, &cluster);
+                            expire(&mut members, &cluster, &gone);
                             break;
                         }
                     }
-                    expire(&mut members, &cluster);
+                    expire(&mut members, &cluster, &gone);
                 }
                 entry = watch.next() => match entry {
                     Some(Ok(entry)) => {
                         if let Some(event) = apply(&mut members, entry) {
-                            log(&event);
+                            log(&event, &gone);
                             cluster.set_nodes(members.nodes());
                         }
                     }
@@ -252,10 +259,10 @@ fn apply(members: &mut Membership, entry: kv::Entry) -> Option<Event> {
     }
 }
 
-fn expire(members: &mut Membership, cluster: &Cluster) {
+fn expire(members: &mut Membership, cluster: &Cluster, counted_out: &broadcast::Sender<Arc<str>>) {
     let gone = members.expire(Instant::now());
     if !gone.is_empty() {
-        gone.iter().for_each(log);
+        gone.iter().for_each(|event| log(event, counted_out));
         cluster.set_nodes(members.nodes());
     }
 }
@@ -284,7 +291,8 @@ fn connection(cluster: &Cluster, event: async_nats::Event) -> bool {
     }
 }
 
-fn log(event: &Event) {
+/// Logs a membership change; a node counted out is told to the rooms' relays.
+fn log(event: &Event, gone: &broadcast::Sender<Arc<str>>) {
     match event {
         Event::Joined(n) => {
             tracing::info!(
@@ -295,6 +303,10 @@ fn log(event: &Event) {
                 "cluster: node joined"
             )
         }
-        Event::Left { id, why } => tracing::info!(node = id, ?why, "cluster: node left"),
+        Event::Left { id, why } => {
+            tracing::info!(node = id, ?why, "cluster: node left");
+            // No receiver: no room is loaded.
+            let _ = gone.send(id.as_str().into());
+        }
     }
 }

@@ -32,9 +32,15 @@ const CONNECTION_CHECK: Duration = Duration::from_millis(250);
 /// Messages read ahead of the room actor.
 const TAIL_QUEUE: usize = 1024;
 
-/// A room's subject: its id in base64url without padding (ids hold `.`, NATS's separator).
+/// A room's subject: `easel.room.<token>.ops`.
 pub fn subject(room: &str) -> String {
-    format!("easel.room.{}.ops", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(room))
+    format!("easel.room.{}.ops", token(room))
+}
+
+/// A room's token in its subjects: its id in base64url without padding (ids hold `.`, NATS's
+/// separator).
+pub fn token(room: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(room)
 }
 
 /// The id JetStream deduplicates a write by (within the stream's duplicate window): the same

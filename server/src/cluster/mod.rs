@@ -10,12 +10,14 @@
 //! ([`driver`]) does the IO.
 //!
 //! Rooms: every node with members in a room holds a replica of it; board updates go through
-//! the JetStream stream of [`log`], and every replica imports them from there. Classroom
-//! state, cursors and presence are still node-local (`docs/cluster.md`).
+//! the JetStream stream of [`log`], and every replica imports them from there. Members,
+//! cursors and presence cross nodes on core NATS ([`relay`]). Classroom state is still
+//! node-local (`docs/cluster.md`).
 
 mod driver;
 pub mod log;
 pub mod members;
+pub mod relay;
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,6 +27,7 @@ use serde::{Deserialize, Serialize};
 pub use driver::ConnectError;
 pub(crate) use driver::{connect, run};
 pub use log::RoomLog;
+pub use relay::Relay;
 
 /// The JetStream key-value bucket nodes announce themselves in.
 pub const BUCKET: &str = "easel_nodes";

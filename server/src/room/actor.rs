@@ -14,14 +14,15 @@ use easel_proto::{ErrorCode, Kind, Message};
 use easel_sfu_bridge::Sfu;
 use futures::stream::{FuturesOrdered, StreamExt as _};
 use tokio::sync::mpsc::error::TrySendError;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::Instrument as _;
 
 use super::handle::{Command, Handle, JoinRequest, Link, Outbound, Stamped};
 use super::stats::{Ingest, Stats};
-use super::{Joined, Metric, Output, Persist, Room, SnapshotWrite, Undeliverable};
+use super::{Joined, Metric, Output, Persist, RelayBatch, Room, SnapshotWrite, Undeliverable};
 use crate::board::{Board, Loaded};
 use crate::class::{Class, Deliver};
+use crate::cluster::Relay;
 use crate::cluster::log::Remote;
 use crate::sfu::SfuOp;
 use crate::store::{Store, StoreError};
@@ -41,10 +42,26 @@ pub async fn spawn(
     mut config: super::Config,
     store: Store,
     board: Board,
+    relay: Option<Relay>,
     sfu: Option<Arc<dyn Sfu>>,
     on_exit: impl FnOnce(&Handle) + Send + 'static,
 ) -> Result<Handle, SpawnError> {
     let Loaded { stored, mut remote } = board.load(&id).await?;
+    // Before the room serves anyone: a batch from now on is not missed.
+    let presence = match relay {
+        Some(relay) => {
+            let gone = relay.gone();
+            config.relay = Some(relay.origin());
+            match relay.follow(&id).await {
+                Ok(batches) => Some(Presence { relay, batches, gone }),
+                Err(e) => {
+                    tracing::warn!(room = %id, "cluster: cannot follow the room's presence: {e}");
+                    Some(Presence { relay, batches: mpsc::channel(1).1, gone })
+                }
+            }
+        }
+        None => None,
+    };
     let side = {
         let (store, room) = (store.clone(), id.clone());
         tokio::task::spawn_blocking(move || store.load_side(&room)).await??
@@ -71,6 +88,7 @@ pub async fn spawn(
         store,
         board,
         remote,
+        presence,
         sfu: sfu.map(|sfu| Bridge { sfu, driver: None }),
         handle: handle.clone(),
         links: BTreeMap::new(),
@@ -142,6 +160,21 @@ enum Committed {
     Side { result: Result<(), StoreError>, then: Vec<Deliver>, asked: Option<(Ingest, Instant)> },
 }
 
+/// Cluster mode: the room's presence across nodes.
+struct Presence {
+    relay: Relay,
+    /// The other nodes' batches.
+    batches: mpsc::Receiver<RelayBatch>,
+    /// Nodes counted out of the cluster.
+    gone: broadcast::Receiver<Arc<str>>,
+}
+
+/// What the presence relay brings.
+enum Relayed {
+    Batch(RelayBatch),
+    NodeLeft(Arc<str>),
+}
+
 /// The SFU a room's video goes to, and its driver once a member has used it.
 struct Bridge {
     sfu: Arc<dyn Sfu>,
@@ -157,6 +190,8 @@ struct Actor {
     board: Board,
     /// Cluster mode: the other nodes' updates to this room.
     remote: Option<mpsc::Receiver<Remote>>,
+    /// Cluster mode: the other nodes' members of this room.
+    presence: Option<Presence>,
     sfu: Option<Bridge>,
     /// The actor's own handle: its id, cursor inbox, and the command queue the SFU driver
     /// reports on.
@@ -217,6 +252,7 @@ impl Actor {
                     Some(Stamped { at, cmd }) => shutdown = self.on_command(at, cmd).await,
                 },
                 remote = next_remote(&mut self.remote), if shutdown.is_none() => self.on_remote(remote).await,
+                relayed = next_relayed(&mut self.presence), if shutdown.is_none() => self.on_relayed(relayed).await,
                 () = inbox.ready.notified(), if shutdown.is_none() => self.on_datagrams().await,
                 () = &mut sleep, if timeout.is_some() => {
                     self.on_timeout().await;
@@ -270,6 +306,24 @@ impl Actor {
                 self.remote = None;
             }
         }
+    }
+
+    async fn on_relayed(&mut self, relayed: Option<Relayed>) {
+        let now = Instant::now();
+        match relayed {
+            Some(Relayed::Batch(batch)) => self.room.handle_remote_presence(now, batch),
+            Some(Relayed::NodeLeft(node)) => self.room.handle_node_left(now, &node),
+            None => {
+                tracing::error!(
+                    "cluster: the room's presence relay stopped; other nodes' members no longer show"
+                );
+                if let Some(p) = &mut self.presence {
+                    p.batches = mpsc::channel(1).1;
+                }
+                return;
+            }
+        }
+        self.drain().await;
     }
 
     async fn on_datagrams(&mut self) {
@@ -492,6 +546,11 @@ impl Actor {
                     self.committing.push_back(side(&self.store, self.room.id(), writes, then, asked));
                 }
                 Output::Sfu(op) => self.pass(op),
+                Output::Relay(batch) => {
+                    if let Some(p) = &self.presence {
+                        p.relay.publish(self.room.id(), &batch).await;
+                    }
+                }
                 Output::Metric(metric) => self.record(metric),
                 Output::Idle => self.idle = true,
             }
@@ -575,6 +634,22 @@ async fn next_remote(remote: &mut Option<mpsc::Receiver<Remote>>) -> Option<Remo
     match remote {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
+    }
+}
+
+/// The next batch or counted-out node; never, outside cluster mode. A lagging receiver of
+/// counted-out nodes missed some: their members expire with their refreshes.
+async fn next_relayed(presence: &mut Option<Presence>) -> Option<Relayed> {
+    let Some(p) = presence else { return std::future::pending().await };
+    loop {
+        tokio::select! {
+            batch = p.batches.recv() => return batch.map(Relayed::Batch),
+            node = p.gone.recv() => match node {
+                Ok(node) => return Some(Relayed::NodeLeft(node)),
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return std::future::pending().await,
+            },
+        }
     }
 }
 

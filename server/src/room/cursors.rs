@@ -103,7 +103,7 @@ impl Room {
     /// A send round now, unless no receiver can be due before the quiet time: then one at it.
     /// In a busy room everyone was sent in the last round, so cursors arriving within a pace
     /// cost no scan of the members.
-    fn cursors_moved(&mut self, now: Instant) {
+    pub(super) fn cursors_moved(&mut self, now: Instant) {
         match self.cursors_quiet_until {
             Some(quiet) if now < quiet => {
                 self.next_cursors = Some(self.next_cursors.map_or(quiet, |n| n.min(quiet)));
@@ -122,8 +122,20 @@ impl Room {
             self.metric(Metric::StaleCursor);
             return false;
         }
+        self.relay_changed(now, member);
+        self.keep_cursor(
+            now,
+            member,
+            CursorState { seq: c.seq, x: c.x, y: c.y, changed: now, settled: false },
+        )
+    }
+
+    /// Holds a member's newer cursor (a local one's, or another node's member's); whether
+    /// others are owed it, which a lecture's cap may hide.
+    pub(super) fn keep_cursor(&mut self, now: Instant, member: u16, cursor: CursorState) -> bool {
+        let Some(m) = self.members.get_mut(&member) else { return false };
         let starting = m.cursor.as_ref().is_none_or(|old| old.settled);
-        m.cursor = Some(CursorState { seq: c.seq, x: c.x, y: c.y, changed: now, settled: false });
+        m.cursor = Some(cursor);
         if m.info.role != Role::Teacher {
             if starting {
                 self.spotlight.started(member);
@@ -213,6 +225,7 @@ impl Room {
         let seq = m.presence.map_or(1, |p| p.seq.wrapping_add(1));
         m.presence = Some(PresenceEntry { participant: member, seq, status, tool });
         self.bump_presence(member);
+        self.relay_changed(now, member);
         self.schedule_tick(now);
     }
 
@@ -244,7 +257,7 @@ impl Room {
                 c.settled = true;
             }
             // A detached member's pointer is hidden: repeating it would bring a ghost back.
-            if m.is_linked() && (m.info.role == Role::Teacher || self.spotlight.shows(index)) {
+            if m.shows_pointer() && (m.info.role == Role::Teacher || self.spotlight.shows(index)) {
                 self.bump_cursor(index);
             }
         }

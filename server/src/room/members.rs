@@ -2,6 +2,7 @@
 //! detaching, leaving, eviction of the silent, and what the driver's refusals mean for a
 //! member.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use easel_proto::ErrorCode;
@@ -52,7 +53,7 @@ pub struct Joined {
 }
 
 /// How the room reaches a member.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(super) enum Reach {
     /// Through its connection's link (the driver holds it), with this slot.
     Linked {
@@ -69,6 +70,17 @@ pub(super) enum Reach {
         lost: Instant,
         /// The presence it showed before (status, tool), given back on a resume.
         shown: Option<(Status, Tool)>,
+    },
+    /// Another node's member (cluster mode): sent nothing, shown to local members.
+    Remote {
+        /// Its node's start (`id@start_ms`), which numbers it.
+        origin: Arc<str>,
+        /// Its node's id.
+        node: Arc<str>,
+        /// Its number on its node.
+        index: u16,
+        /// When it is dropped unless its node is heard from again.
+        until: Instant,
     },
 }
 
@@ -103,6 +115,36 @@ pub(super) struct Member {
 }
 
 impl Member {
+    /// A member with nothing sent, heard or stored yet.
+    pub(super) fn new(info: Participant, reach: Reach, now: Instant) -> Self {
+        Self {
+            info,
+            client_id: String::new(),
+            expires_ms: u64::MAX,
+            reach,
+            conn: 0,
+            last_seen: now,
+            cursor: None,
+            presence: None,
+            heard: None,
+            cursor_mark: 0,
+            presence_mark: 0,
+            marks_before: (0, 0),
+            last_sent: None,
+            in_sfu: false,
+            feed: None,
+        }
+    }
+
+    pub(super) fn is_remote(&self) -> bool {
+        matches!(self.reach, Reach::Remote { .. })
+    }
+
+    /// Whether its pointer may be shown: not while its connection is lost.
+    pub(super) fn shows_pointer(&self) -> bool {
+        !matches!(self.reach, Reach::Detached { .. })
+    }
+
     pub(super) fn is_linked(&self) -> bool {
         matches!(self.reach, Reach::Linked { .. })
     }
@@ -110,7 +152,7 @@ impl Member {
     pub(super) fn slot(&self) -> Option<u16> {
         match self.reach {
             Reach::Linked { slot } => Some(slot),
-            Reach::Detached { .. } => None,
+            Reach::Detached { .. } | Reach::Remote { .. } => None,
         }
     }
 }
@@ -159,27 +201,12 @@ impl Room {
         })?;
         let arrived = self.class.arrive(&info.user, &info.name, now_ms);
         let role = info.role;
-        self.members.insert(
-            index,
-            Member {
-                info,
-                client_id: arrival.client_id,
-                expires_ms: arrival.expires_ms,
-                reach: Reach::Linked { slot: arrival.slot },
-                conn: arrival.conn,
-                last_seen: now,
-                cursor: None,
-                presence: None,
-                heard: None,
-                cursor_mark: 0,
-                presence_mark: 0,
-                marks_before: (0, 0),
-                last_sent: None,
-                in_sfu: false,
-                feed: None,
-            },
-        );
+        let mut member = Member::new(info, Reach::Linked { slot: arrival.slot }, now);
+        (member.client_id, member.expires_ms, member.conn) =
+            (arrival.client_id, arrival.expires_ms, arrival.conn);
+        self.members.insert(index, member);
         self.empty_since = None;
+        self.relay_changed(now, index);
         self.spotlight_joined(now, role);
         // Never sent a batch, so due at once.
         self.cursors_quiet_until = None;
@@ -205,7 +232,7 @@ impl Room {
         let member = self.members.get_mut(&index).ok_or(ErrorCode::Internal)?;
         let shown = match member.reach {
             Reach::Detached { shown, .. } => shown,
-            Reach::Linked { .. } => None,
+            Reach::Linked { .. } | Reach::Remote { .. } => None,
         };
         member.client_id = arrival.client_id;
         member.expires_ms = arrival.expires_ms;
@@ -228,7 +255,7 @@ impl Room {
         Ok(())
     }
 
-    fn allocate_index(&mut self) -> Option<u16> {
+    pub(super) fn allocate_index(&mut self) -> Option<u16> {
         // Fresh numbers first, so a reused number never inherits a stale cursor sequence.
         for _ in 0..=u16::MAX {
             let index = self.next_index;
@@ -290,6 +317,7 @@ impl Room {
         let (was_linked, shown) = match member.reach {
             Reach::Linked { .. } => (true, member.presence.map(|p| (p.status, p.tool))),
             Reach::Detached { shown, .. } => (false, shown),
+            Reach::Remote { .. } => return,
         };
         member.reach = Reach::Detached { until, lost, shown };
         if was_linked {
@@ -324,11 +352,19 @@ impl Room {
                 None => Output::Release { member: index },
             });
         }
-        self.metric(Metric::ParticipantLeft);
-        let left_at = match member.reach {
-            Reach::Detached { lost, .. } => lost,
+        let left_at = match &member.reach {
+            Reach::Detached { lost, .. } => *lost,
             Reach::Linked { .. } => now,
+            Reach::Remote { origin, index: theirs, .. } => {
+                // Its node keeps its attendance; here it only leaves the lists.
+                let origin = origin.clone();
+                self.forget_remote(&origin, *theirs);
+                self.unlist(now, index, &member, code);
+                return;
+            }
         };
+        self.metric(Metric::ParticipantLeft);
+        self.relay_left(now, index, code);
         if member.in_sfu {
             self.push(Output::Sfu(SfuOp::Leave { participant: index }));
         }
@@ -338,6 +374,12 @@ impl Room {
             self.hands.remove(at);
             self.broadcast(None, &Message::from(HandQueue { queue: self.hands.clone() }));
         }
+        self.unlist(now, index, &member, code);
+    }
+
+    /// A removed member leaves the cursors, presence, the cap and the roster; a room left with
+    /// no member of this node's is empty (other nodes' members do not keep it loaded).
+    fn unlist(&mut self, now: Instant, index: u16, member: &Member, code: ErrorCode) {
         if let Some(v) = self.cursor_version_of.remove(&index) {
             self.cursor_versions.remove(&v);
         }
@@ -346,7 +388,7 @@ impl Room {
         }
         self.spotlight_left(now, index, member.info.role);
         self.announce_leave(now, index, code.to_u16());
-        if self.members.is_empty() {
+        if self.empty_since.is_none() && self.members.values().all(Member::is_remote) {
             self.empty_since = Some(now);
         }
     }
@@ -360,7 +402,7 @@ impl Room {
             .iter()
             .filter(|(_, m)| match m.reach {
                 Reach::Linked { .. } => now.duration_since(m.last_seen) > self.config.presence_ttl,
-                Reach::Detached { until, .. } => now >= until,
+                Reach::Detached { until, .. } | Reach::Remote { until, .. } => now >= until,
             })
             .map(|(i, _)| *i)
             .collect();

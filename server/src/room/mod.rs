@@ -22,6 +22,7 @@ mod doc;
 mod handle;
 mod members;
 mod refresh;
+mod relay;
 mod roster;
 mod sfu;
 mod spotlight;
@@ -45,6 +46,7 @@ pub use self::doc::{ImportError, LoadError, Persist, REMOTE_AUTHOR, SnapshotPayl
 pub use self::handle::{Command, DatagramInbox, Handle, JoinRequest, Link, Outbound};
 use self::members::Member;
 pub use self::members::{Arrival, Joined};
+pub use self::relay::{RelayBatch, Relayed};
 use self::spotlight::Spotlight;
 pub use self::stats::Stats;
 use crate::class::{self, Class, Deliver};
@@ -90,6 +92,9 @@ pub struct Config {
     pub active_cursors: u16,
     /// Where the class meets while its SFU is out (`--sfu-fallback-url`); empty: nowhere.
     pub sfu_fallback_url: String,
+    /// Cluster mode: this node's `id@start_ms`, under which the room's members go out to the
+    /// other nodes (and the others' come in); `None`: one node alone.
+    pub relay: Option<Arc<str>>,
 }
 
 impl Default for Config {
@@ -109,6 +114,7 @@ impl Default for Config {
             students_publish: true,
             active_cursors: 32,
             sfu_fallback_url: String::new(),
+            relay: None,
         }
     }
 }
@@ -196,6 +202,8 @@ pub enum Output {
     },
     /// Work for the room's SFU driver.
     Sfu(SfuOp),
+    /// Cluster mode: publish this batch of the room's local members to the other nodes.
+    Relay(RelayBatch),
     /// A metric to record.
     Metric(Metric),
     /// The room has been empty for the idle-unload period: unload it once no write is in
@@ -298,6 +306,8 @@ pub struct Room {
     reacting: bool,
     /// The room's SFU stopped answering and no probe has reached it since.
     sfu_out: bool,
+    /// Cluster mode: presence across nodes.
+    relay: Option<relay::Relay>,
 }
 
 impl Room {
@@ -313,6 +323,7 @@ impl Room {
     ) -> Result<Self, LoadError> {
         let (doc, last_seq, replayed) = doc::load(snapshot, updates)?;
         let (pace, active_cursors) = (config.min_pace, config.active_cursors);
+        let relay = config.relay.as_deref().map(relay::Relay::new);
         Ok(Self {
             id,
             config,
@@ -348,6 +359,7 @@ impl Room {
             urgent: VecDeque::new(),
             reacting: false,
             sfu_out: false,
+            relay,
         })
     }
 
@@ -380,7 +392,8 @@ impl Room {
     /// presence tick, the membership frame, a poll timer, or housekeeping (evictions,
     /// idleness, queue samples).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let timers = [self.next_cursors, self.next_tick, self.roster.next, self.class.next_deadline()];
+        let relay = self.relay.as_ref().and_then(|r| r.next);
+        let timers = [self.next_cursors, self.next_tick, self.roster.next, self.class.next_deadline(), relay];
         timers.into_iter().flatten().chain([self.housekeeping]).min()
     }
 
@@ -394,6 +407,9 @@ impl Room {
             self.tick(now);
         } else if self.next_cursors.is_some_and(|at| at <= now) {
             self.send_round(now, false);
+        }
+        if self.relay.as_ref().and_then(|r| r.next).is_some_and(|at| at <= now) {
+            self.send_relay(now);
         }
         let housekeeping = self.housekeeping <= now;
         if housekeeping || self.class.next_deadline().is_some_and(|at| at <= now) {
@@ -420,6 +436,11 @@ impl Room {
         for index in members {
             self.remove(now, index, ErrorCode::ShuttingDown, Some(String::new()));
         }
+        // The other nodes hear of the leaves now, not at their presence TTL.
+        if self.relay.as_ref().is_some_and(|r| r.next.is_some()) {
+            self.send_relay(now);
+        }
+        self.relay = None;
         self.next_tick = None;
         self.next_cursors = None;
         self.cursors_quiet_until = None;

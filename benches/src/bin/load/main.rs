@@ -79,6 +79,13 @@ pub(crate) struct Args {
     /// SHA-256 of the server certificate, hex (a dev server's `/cert-hash`).
     #[arg(long)]
     cert_hash: Option<String>,
+    /// Where the standard workload's SDK observers connect instead of `--url` (another node
+    /// of a cluster: cross-node delivery).
+    #[arg(long)]
+    observer_url: Option<String>,
+    /// SHA-256 of `--observer-url`'s certificate, hex.
+    #[arg(long, requires = "observer_url")]
+    observer_cert_hash: Option<String>,
     /// The server's HS256 secret, to mint one token per client.
     #[arg(long, env = "EASEL_JWT_SECRET", hide_env_values = true)]
     jwt_secret: String,

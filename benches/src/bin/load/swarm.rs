@@ -14,19 +14,31 @@ use crate::Args;
 use crate::lean::{parse_stamp, stamp};
 use crate::tally::{Tally, Window};
 
-/// Connects an SDK client as `user` and joins; returns it with its connect start (clock ms).
+/// Connects an SDK client as `user` to `--url` and joins; returns it with its connect start
+/// (clock ms).
 pub(crate) async fn connect(
     args: &Args,
     user: &str,
     token: String,
     clock: Clock,
 ) -> anyhow::Result<(Client, Room, f64)> {
+    connect_to(args, (&args.url, args.cert_hash.as_deref()), user, token, clock).await
+}
+
+/// Connects an SDK client as `user` to `(url, cert hash)` and joins.
+async fn connect_to(
+    args: &Args,
+    (url, cert_hash): (&str, Option<&str>),
+    user: &str,
+    token: String,
+    clock: Clock,
+) -> anyhow::Result<(Client, Room, f64)> {
     let started = clock.ms();
     let mut builder = Client::builder(token).name(user).cursor_hz(args.cursor_hz);
-    if let Some(hash) = &args.cert_hash {
+    if let Some(hash) = cert_hash {
         builder = builder.cert_hash(hash)?;
     }
-    let client = builder.connect(&args.url).await.with_context(|| format!("{user} connects"))?;
+    let client = builder.connect(url).await.with_context(|| format!("{user} connects"))?;
     let room = client.join(&args.room).await.with_context(|| format!("{user} joins"))?;
     Ok((client, room, started))
 }
@@ -38,7 +50,12 @@ pub(crate) async fn connect_observer(
     clock: Clock,
 ) -> anyhow::Result<(u32, Client, Room)> {
     let user = format!("load-{i}");
-    let (client, room, _) = connect(args, &user, token(&args.jwt_secret, &args.room, &user)?, clock).await?;
+    let to = match &args.observer_url {
+        Some(url) => (url.as_str(), args.observer_cert_hash.as_deref()),
+        None => (args.url.as_str(), args.cert_hash.as_deref()),
+    };
+    let (client, room, _) =
+        connect_to(args, to, &user, token(&args.jwt_secret, &args.room, &user)?, clock).await?;
     Ok((i, client, room))
 }
 

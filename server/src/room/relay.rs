@@ -1,0 +1,508 @@
+//! Cluster mode: presence across nodes. This node's members go out to the other nodes holding
+//! the room as one [`RelayBatch`] per pace, and only when something changed (a cursor moved,
+//! a member came, went or changed presence), plus the whole local roster every presence
+//! refresh, which repairs loss (the relay is at-most-once) and keeps them alive at the others.
+//! The other nodes' members come in the same way and are held here without a link: each gets
+//! a participant number of this room's own, so local clients only ever see this node's
+//! numbers; they are in membership frames, presence and cursor batches (under the lecture's
+//! cap) like a local member, and are sent nothing. They go when their node says so, when its
+//! refreshes stop for the presence TTL, or when the cluster counts their node out.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+use easel_proto::ErrorCode;
+use easel_proto::datagram::{Status, Tool, is_newer};
+use easel_proto::message::{Participant, Role};
+
+use super::cursors::CursorState;
+use super::members::{Member, Reach};
+use super::{Output, Room};
+
+/// One node's members of one room, as it tells the others.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayBatch {
+    /// The node and its start (`id@start_ms`): numbers are the start's own.
+    pub origin: String,
+    /// The node's id, as the cluster's membership names it.
+    pub node: String,
+    /// Every member of the node in the room: whoever is not listed is gone.
+    pub full: bool,
+    /// Members that changed (or all of them, when `full`).
+    pub members: Vec<Relayed>,
+    /// Members that left since the last batch: their number on the origin and the code.
+    pub left: Vec<(u16, u16)>,
+}
+
+/// One member as its node tells the others.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Relayed {
+    /// Its participant number on its node.
+    pub index: u16,
+    /// Token subject.
+    pub user: String,
+    /// Display name.
+    pub name: String,
+    /// Role.
+    pub role: Role,
+    /// Presence, once it has one.
+    pub presence: Option<(Status, Tool)>,
+    /// Cursor `(seq, x, y)`, while its pointer shows.
+    pub cursor: Option<(u16, i32, i32)>,
+}
+
+/// The relay's state in a room of a clustered node.
+pub(super) struct Relay {
+    /// This node's origin: batches from it are its own, ignored.
+    origin: Arc<str>,
+    node: Arc<str>,
+    /// Local members changed since the last batch.
+    changed: BTreeSet<u16>,
+    /// Local members gone since the last batch, with the code.
+    left: Vec<(u16, u16)>,
+    /// When the last batch, and the last full one, went out.
+    last: Option<Instant>,
+    last_full: Option<Instant>,
+    /// When the next batch is due.
+    pub(super) next: Option<Instant>,
+    /// (origin, its number) → this room's number.
+    numbers: HashMap<(Arc<str>, u16), u16>,
+}
+
+impl Relay {
+    /// `origin`: this node's `id@start_ms`.
+    pub(super) fn new(origin: &str) -> Self {
+        let node = origin.split_once('@').map_or(origin, |(node, _)| node);
+        Self {
+            origin: origin.into(),
+            node: node.into(),
+            changed: BTreeSet::new(),
+            left: Vec::new(),
+            last: None,
+            last_full: None,
+            next: None,
+            numbers: HashMap::new(),
+        }
+    }
+}
+
+impl Room {
+    /// Another node's batch for this room: its members are added, updated or removed, their
+    /// cursors and presence go to local members as a local member's do. A batch of this
+    /// node's own is ignored.
+    pub fn handle_remote_presence(&mut self, now: Instant, batch: RelayBatch) {
+        let Some(relay) = &self.relay else { return };
+        if *batch.origin == *relay.origin {
+            return;
+        }
+        let origin: Arc<str> = batch.origin.into();
+        let node: Arc<str> = batch.node.into();
+        let until = now + self.config.presence_ttl;
+        let listed: BTreeSet<u16> = batch.members.iter().map(|m| m.index).collect();
+        // A node that restarted numbers afresh: its earlier start's members are gone.
+        let mut gone = Vec::new();
+        for (index, m) in self.members.iter_mut() {
+            if let Reach::Remote { origin: o, node: n, index: theirs, until: u } = &mut m.reach {
+                if *o == origin {
+                    *u = until;
+                    if batch.full && !listed.contains(theirs) {
+                        gone.push((*index, ErrorCode::Normal));
+                    }
+                } else if *n == node {
+                    gone.push((*index, ErrorCode::PresenceTimeout));
+                }
+            }
+        }
+        for (theirs, code) in batch.left {
+            if let Some(index) = self.remote_number(&origin, theirs) {
+                gone.push((index, ErrorCode::from_u16(code).unwrap_or(ErrorCode::Normal)));
+            }
+        }
+        for (index, code) in gone {
+            self.remove(now, index, code, None);
+        }
+        let mut moved = false;
+        for member in batch.members {
+            moved |= self.take_remote(now, &origin, &node, member, until);
+        }
+        if moved {
+            self.cursors_moved(now);
+        }
+    }
+
+    /// The cluster counted `node` out: its members are gone.
+    pub fn handle_node_left(&mut self, now: Instant, node: &str) {
+        let gone: Vec<u16> = self
+            .members
+            .iter()
+            .filter(|(_, m)| matches!(&m.reach, Reach::Remote { node: n, .. } if **n == *node))
+            .map(|(i, _)| *i)
+            .collect();
+        for index in gone {
+            self.remove(now, index, ErrorCode::PresenceTimeout, None);
+        }
+    }
+
+    fn remote_number(&self, origin: &Arc<str>, theirs: u16) -> Option<u16> {
+        self.relay.as_ref()?.numbers.get(&(origin.clone(), theirs)).copied()
+    }
+
+    /// One remote member in: added under a number of ours, its presence and cursor taken;
+    /// whether its cursor is owed to the local members.
+    fn take_remote(
+        &mut self,
+        now: Instant,
+        origin: &Arc<str>,
+        node: &Arc<str>,
+        r: Relayed,
+        until: Instant,
+    ) -> bool {
+        let held = self.remote_number(origin, r.index);
+        // Another user under a number of the origin's: the one before left unseen.
+        let index = match held {
+            Some(index) if self.members.get(&index).is_some_and(|m| m.info.user == r.user) => index,
+            _ => {
+                if let Some(index) = held {
+                    self.remove(now, index, ErrorCode::Normal, None);
+                }
+                let Some(index) = self.add_remote(now, origin, node, &r, until) else { return false };
+                index
+            }
+        };
+        if let Some((status, tool)) = r.presence {
+            self.publish_presence(now, index, status, tool);
+        }
+        let Some((seq, x, y)) = r.cursor else { return false };
+        let Some(m) = self.members.get_mut(&index) else { return false };
+        if m.cursor.as_ref().is_some_and(|old| !is_newer(seq, old.seq)) {
+            return false;
+        }
+        self.keep_cursor(now, index, CursorState { seq, x, y, changed: now, settled: false })
+    }
+
+    fn add_remote(
+        &mut self,
+        now: Instant,
+        origin: &Arc<str>,
+        node: &Arc<str>,
+        r: &Relayed,
+        until: Instant,
+    ) -> Option<u16> {
+        if self.members.len() >= self.config.max_participants {
+            return None;
+        }
+        let index = self.allocate_index()?;
+        let info = Participant {
+            index,
+            user: r.user.clone(),
+            name: r.name.clone(),
+            role: r.role,
+            read_only: false,
+            chat_muted: false,
+            camera: false,
+            hand_raised: false,
+        };
+        let reach = Reach::Remote { origin: origin.clone(), node: node.clone(), index: r.index, until };
+        let mut member = Member::new(info, reach, now);
+        // No local connection speaks for it (connection ids count up from 0).
+        member.conn = u64::MAX;
+        self.members.insert(index, member);
+        if let Some(relay) = &mut self.relay {
+            relay.numbers.insert((origin.clone(), r.index), index);
+        }
+        self.spotlight_joined(now, r.role);
+        self.announce_join(now, index);
+        Some(index)
+    }
+
+    /// A remote member was removed: its number is free of the origin's.
+    pub(super) fn forget_remote(&mut self, origin: &Arc<str>, theirs: u16) {
+        if let Some(relay) = &mut self.relay {
+            relay.numbers.remove(&(origin.clone(), theirs));
+        }
+    }
+
+    /// A local member changed (moved, came, changed presence): the other nodes hear of it in
+    /// the next batch.
+    pub(super) fn relay_changed(&mut self, now: Instant, index: u16) {
+        if self.members.get(&index).is_none_or(Member::is_remote) {
+            return;
+        }
+        let Some(relay) = &mut self.relay else { return };
+        relay.changed.insert(index);
+        self.relay_due(now);
+    }
+
+    /// A local member left: the other nodes hear of it in the next batch.
+    pub(super) fn relay_left(&mut self, now: Instant, index: u16, code: ErrorCode) {
+        let Some(relay) = &mut self.relay else { return };
+        relay.changed.remove(&index);
+        relay.left.push((index, code.to_u16()));
+        self.relay_due(now);
+    }
+
+    /// The next batch a pace after the last one (now, if that was longer ago).
+    fn relay_due(&mut self, now: Instant) {
+        let pace = self.pace;
+        let Some(relay) = &mut self.relay else { return };
+        let due = relay.last.map(|t| t + pace).filter(|due| *due > now).unwrap_or(now);
+        relay.next = Some(relay.next.map_or(due, |n| n.min(due)));
+    }
+
+    /// The batch: whole every presence refresh, else what changed; then the next refresh is
+    /// due, while the room has local members.
+    pub(super) fn send_relay(&mut self, now: Instant) {
+        let refresh = self.config.presence_refresh;
+        let Some(relay) = &mut self.relay else { return };
+        relay.next = None;
+        let full = relay.last_full.is_none_or(|t| now.duration_since(t) >= refresh);
+        let changed = std::mem::take(&mut relay.changed);
+        let left = std::mem::take(&mut relay.left);
+        let local: Vec<Relayed> = self
+            .members
+            .iter()
+            .filter(|(i, m)| !m.is_remote() && (full || changed.contains(i)))
+            .map(|(i, m)| Relayed {
+                index: *i,
+                user: m.info.user.clone(),
+                name: m.info.name.clone(),
+                role: m.info.role,
+                presence: m.presence.map(|p| (p.status, p.tool)),
+                cursor: m.cursor.as_ref().filter(|_| m.is_linked()).map(|c| (c.seq, c.x, c.y)),
+            })
+            .collect();
+        let has_local = self.members.values().any(|m| !m.is_remote());
+        let Some(relay) = &mut self.relay else { return };
+        if full || !local.is_empty() || !left.is_empty() {
+            let batch = RelayBatch {
+                origin: relay.origin.to_string(),
+                node: relay.node.to_string(),
+                full,
+                members: local,
+                left,
+            };
+            relay.last = Some(now);
+            if full {
+                relay.last_full = Some(now);
+            }
+            self.push(Output::Relay(batch));
+        }
+        let Some(relay) = &mut self.relay else { return };
+        if has_local {
+            let at = relay.last_full.map_or(now, |t| t + refresh);
+            relay.next = Some(relay.next.map_or(at, |n| n.min(at)));
+        } else {
+            // Nobody here: the others stop hearing of this room and their last batch's
+            // `left` emptied it there; a newcomer makes the next batch full again.
+            relay.last_full = None;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use easel_proto::datagram::{Cursor, Heartbeat};
+
+    use super::super::Config;
+    use super::super::testing::{Sim, room};
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn clustered(t0: Instant) -> Sim {
+        let config = Config {
+            relay: Some("a@1".into()),
+            presence_ttl: Duration::from_secs(10),
+            presence_refresh: Duration::from_secs(2),
+            ..Config::default()
+        };
+        let mut sim = Sim::new(room(config, t0));
+        sim.room.handle_timeout(t0);
+        sim.drain();
+        sim.take_other();
+        sim
+    }
+
+    fn zoe(cursor: Option<(u16, i32, i32)>) -> Relayed {
+        Relayed {
+            index: 7,
+            user: "zoe".into(),
+            name: "Zoe".into(),
+            role: Role::Student,
+            presence: Some((Status::Active, Tool::Pen)),
+            cursor,
+        }
+    }
+
+    fn from_b(full: bool, members: Vec<Relayed>, left: Vec<(u16, u16)>) -> RelayBatch {
+        RelayBatch { origin: "b@1".into(), node: "b".into(), full, members, left }
+    }
+
+    /// Zoe, on node b, as a local member is told of her: her number here.
+    fn zoe_here(sim: &mut Sim, local: u16) -> u16 {
+        let joined = sim.membership(local);
+        joined
+            .iter()
+            .find(|(what, i, _)| {
+                *what == "joined" && sim.room.members.get(i).is_some_and(|m| m.info.user == "zoe")
+            })
+            .map(|(_, i, _)| *i)
+            .expect("zoe is announced")
+    }
+
+    fn relayed(sim: &mut Sim) -> Vec<RelayBatch> {
+        sim.drain();
+        sim.take_other()
+            .into_iter()
+            .filter_map(|o| match o {
+                Output::Relay(b) => Some(b),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_remote_member_is_in_the_roster_and_its_cursor_is_paced_to_local_members() {
+        let t0 = Instant::now();
+        let mut sim = clustered(t0);
+        let tick = sim.room.config.tick;
+        // A pace of a tick, as in a busy room.
+        sim.room.config.min_pace = tick;
+        let ada = sim.join_with(t0, "ada", 1, None, 4096).participant;
+        sim.advance(t0 + tick);
+        sim.datagrams(ada);
+        sim.membership(ada);
+
+        let t1 = t0 + Duration::from_secs(1);
+        sim.room.handle_remote_presence(t1, from_b(true, vec![zoe(Some((1, 10, 20)))], vec![]));
+        let z = zoe_here(&mut sim, ada);
+        assert_ne!(z, 7, "a number of this node's, not the origin's (7 is free here too)");
+        let m = &sim.room.members[&z];
+        assert_eq!((m.info.name.as_str(), m.info.role), ("Zoe", Role::Student));
+        assert!(!sim.linked(z), "a remote member has no link here");
+        let got = sim.cursors(ada);
+        assert!(got.iter().any(|c| c.participant == z && (c.x, c.y) == (10, 20)), "at once: {got:?}");
+
+        // Moves within a pace of that batch reach ada once, a pace later, latest wins.
+        sim.room.handle_remote_presence(t1 + MS, from_b(false, vec![zoe(Some((2, 11, 20)))], vec![]));
+        sim.room.handle_remote_presence(t1 + 2 * MS, from_b(false, vec![zoe(Some((3, 12, 20)))], vec![]));
+        assert_eq!(sim.cursors(ada), [], "not before the pace");
+        sim.advance(t1 + tick);
+        let got: Vec<(i32, u16)> =
+            sim.cursors(ada).iter().filter(|c| c.participant == z).map(|c| (c.x, c.seq)).collect();
+        assert_eq!(got, [(12, 3)], "one batch, the newest position");
+        // A stale cursor (older seq) is not taken.
+        sim.room.handle_remote_presence(t1 + tick, from_b(false, vec![zoe(Some((2, 99, 0)))], vec![]));
+        assert_eq!(sim.room.members[&z].cursor.as_ref().map(|c| c.x), Some(12));
+    }
+
+    #[test]
+    fn the_mapping_is_stable_across_refreshes_and_a_leave_removes() {
+        let t0 = Instant::now();
+        let mut sim = clustered(t0);
+        let ada = sim.join_with(t0, "ada", 1, None, 4096).participant;
+        sim.advance(t0 + sim.room.config.tick);
+        sim.membership(ada);
+        let t1 = t0 + Duration::from_secs(1);
+        sim.room.handle_remote_presence(t1, from_b(true, vec![zoe(None)], vec![]));
+        let z = zoe_here(&mut sim, ada);
+        for secs in [2, 4, 6] {
+            let at = t0 + Duration::from_secs(secs);
+            sim.room.handle_remote_presence(at, from_b(true, vec![zoe(None)], vec![]));
+            sim.advance(at + sim.room.config.tick);
+        }
+        assert_eq!(sim.membership(ada), [], "refreshes announce nobody again");
+        assert_eq!(sim.room.len(), 2);
+        assert!(sim.room.members.get(&z).is_some_and(|m| m.info.user == "zoe"), "same number");
+
+        let at = t0 + Duration::from_secs(7);
+        sim.room.handle_remote_presence(at, from_b(false, vec![], vec![(7, ErrorCode::Normal.to_u16())]));
+        sim.advance(at + sim.room.config.tick);
+        assert_eq!(sim.membership(ada), [("left", z, 0)]);
+        assert_eq!(sim.room.len(), 1);
+    }
+
+    #[test]
+    fn remote_members_expire_when_their_node_goes_quiet_or_is_counted_out() {
+        let t0 = Instant::now();
+        let mut sim = clustered(t0);
+        let ada = sim.join_with(t0, "ada", 1, None, 4096).participant;
+        sim.advance(t0 + sim.room.config.tick);
+        sim.membership(ada);
+        let t1 = t0 + Duration::from_secs(1);
+        sim.room.handle_remote_presence(t1, from_b(true, vec![zoe(None)], vec![]));
+        let z = zoe_here(&mut sim, ada);
+        // Ada stays alive; b falls silent.
+        for secs in [3, 6, 9] {
+            sim.room.handle_touch(t0 + Duration::from_secs(secs), ada);
+        }
+        sim.expire(t1 + Duration::from_millis(9_999));
+        assert_eq!(sim.room.len(), 2, "inside the presence TTL");
+        sim.expire(t1 + Duration::from_secs(10));
+        assert_eq!(sim.room.len(), 1, "b's refreshes stopped for the TTL");
+        assert_eq!(sim.membership(ada), [("left", z, ErrorCode::PresenceTimeout.to_u16())]);
+
+        let at = t1 + Duration::from_secs(10);
+        sim.room.handle_remote_presence(at, from_b(true, vec![zoe(None)], vec![]));
+        sim.room.handle_node_left(at, "c");
+        sim.drain();
+        assert_eq!(sim.room.len(), 2, "another node's loss is not b's");
+        sim.room.handle_node_left(at, "b");
+        sim.drain();
+        assert_eq!(sim.room.len(), 1, "b counted out");
+    }
+
+    #[test]
+    fn this_nodes_own_batch_is_ignored() {
+        let t0 = Instant::now();
+        let mut sim = clustered(t0);
+        sim.join_with(t0, "ada", 1, None, 4096);
+        sim.drain();
+        let own = RelayBatch {
+            origin: "a@1".into(),
+            node: "a".into(),
+            full: true,
+            members: vec![zoe(None)],
+            left: vec![],
+        };
+        sim.room.handle_remote_presence(t0, own);
+        sim.drain();
+        assert_eq!(sim.room.len(), 1, "zoe of its own batch is not added");
+    }
+
+    #[test]
+    fn local_changes_go_out_once_a_pace_and_whole_every_refresh() {
+        let t0 = Instant::now();
+        let mut sim = clustered(t0);
+        let ada = sim.join_with(t0, "ada", 1, None, 4096).participant;
+        sim.advance(t0 + MS);
+        let first = relayed(&mut sim);
+        assert_eq!(first.len(), 1, "{first:?}");
+        assert!(first[0].full && first[0].members.iter().any(|m| m.user == "ada"));
+        let t1 = t0 + Duration::from_millis(100);
+        sim.room.handle_cursor(t1, ada, &Cursor { slot: 0, seq: 1, x: 5, y: 6 });
+        sim.room.handle_cursor(t1, ada, &Cursor { slot: 0, seq: 2, x: 7, y: 6 });
+        let beat = Heartbeat { slot: 0, seq: 1, status: Status::Active, tool: Tool::Pen };
+        sim.room.handle_heartbeat(t1, ada, &beat);
+        sim.advance(t1 + sim.room.config.tick);
+        let batches = relayed(&mut sim);
+        assert_eq!(batches.len(), 1, "one message for the lot: {batches:?}");
+        assert!(!batches[0].full);
+        assert_eq!(batches[0].members.len(), 1);
+        assert_eq!(batches[0].members[0].cursor, Some((2, 7, 6)));
+        assert_eq!(batches[0].members[0].presence, Some((Status::Active, Tool::Pen)));
+        // Nothing changed: nothing until the refresh, which is whole.
+        sim.advance(t1 + Duration::from_secs(1));
+        assert_eq!(relayed(&mut sim), []);
+        sim.advance(t0 + Duration::from_secs(2) + MS);
+        let refresh = relayed(&mut sim);
+        assert!(refresh.len() == 1 && refresh[0].full, "{refresh:?}");
+        sim.room.handle_leave(t0 + Duration::from_secs(3), ada, 1, ErrorCode::Normal);
+        sim.advance(t0 + Duration::from_secs(3) + MS);
+        let last = relayed(&mut sim);
+        assert_eq!(last.last().map(|b| b.left.clone()), Some(vec![(ada, 0)]), "{last:?}");
+    }
+}
