@@ -53,8 +53,8 @@ done
 log "the session core in the browser: wasm32 without Loro or IO, the committed pkg/ and dist/ match their sources, its tests pass in Node"
 scripts/build-web.sh --check --test
 
-log "fuzz: every decoder for 10 s from the committed corpus (stable toolchain, scripts/fuzz.sh)"
-scripts/fuzz.sh --seconds 10
+log "fuzz: every decoder for 5 s from the committed corpus (stable toolchain, scripts/fuzz.sh)"
+scripts/fuzz.sh --seconds 5
 
 log "tests"
 cargo nextest run --workspace --all-features --locked --no-fail-fast
