@@ -30,6 +30,9 @@ use crate::lean::{Plan, chat_seen, poll_seen, stamp};
 use crate::swarm::{self, new_elements};
 use crate::tally::{Tally, Window, summary, until_window};
 
+/// How long an SDK viewer may still take to hold its room after the window ends.
+const SYNC_GRACE: Duration = Duration::from_secs(30);
+
 /// The seeds' budgets (p95), ms.
 pub(crate) const CHAT_BUDGET_MS: f64 = 200.0;
 pub(crate) const POLL_BUDGET_MS: f64 = 500.0;
@@ -197,7 +200,10 @@ pub(crate) async fn viewer_observer(
         let end = clock.at(window.unwrap_or(Window::UNKNOWN).to);
         tokio::select! {
             w = until_window(&mut window_rx), if window.is_none() => window = Some(w),
-            () = tokio::time::sleep_until(end) => break,
+            // A viewer still loading its room when the window ends is given a grace to finish,
+            // so its join is timed rather than missing from the report.
+            () = tokio::time::sleep_until(end), if synced => break,
+            () = tokio::time::sleep_until(end + SYNC_GRACE) => break,
             event = client.next_event() => {
                 let Some(event) = event else { break };
                 let now = clock.ms();
