@@ -31,10 +31,21 @@ if ((${#need_apt[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y --no-install-recommends "${need_apt[@]}"
 fi
 
+# A run from scratch: incremental compilation's caches cost time to write and a fresh clone
+# never reads them (set CARGO_INCREMENTAL=1 to keep them).
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+
 log "toolchain components"
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 rustup target add wasm32-unknown-unknown >/dev/null
 command -v cargo-nextest >/dev/null || cargo install cargo-nextest --locked
+
+# wasm-bindgen-cli (built from source, about a minute) builds in the background beside clippy,
+# whose long single-crate stretches leave a core idle; the browser step waits for it.
+log "wasm-bindgen-cli into .tools/, in the background (log: target/wasm-bindgen-cli.log)"
+mkdir -p target
+scripts/build-web.sh --tools >target/wasm-bindgen-cli.log 2>&1 &
+tools_pid=$!
 
 log "nats-server for the cluster tests (pinned, into .tools/)"
 scripts/nats.sh bin >/dev/null
@@ -49,6 +60,12 @@ log "easel-transport builds with any one transport, or none"
 for features in quic webtransport websocket ""; do
   cargo check -p easel-transport --no-default-features --features "$features" --locked
 done
+
+if ! wait "$tools_pid"; then
+  cat target/wasm-bindgen-cli.log >&2
+  echo "installing wasm-bindgen-cli failed" >&2
+  exit 1
+fi
 
 log "the session core in the browser: wasm32 without Loro or IO, the committed pkg/ and dist/ match their sources, its tests pass in Node"
 scripts/build-web.sh --check --test
