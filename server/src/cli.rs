@@ -128,7 +128,8 @@ pub struct Serve {
     /// started moving) besides the teachers'; 0 shows all. A teacher can change it per room.
     #[arg(long, env = "EASEL_ROOM_ACTIVE_CURSORS", default_value_t = defaults::ROOM_ACTIVE_CURSORS)]
     pub room_active_cursors: u16,
-    /// Seconds of silence before a participant is evicted from presence (1 to 3600).
+    /// Seconds of silence before a participant is shown away, pointer hidden (1 to 3600); it is
+    /// evicted once silent for the resume grace window too (SPEC §6.3).
     #[arg(long, env = "EASEL_PRESENCE_TTL", default_value_t = defaults::PRESENCE_TTL_SECS)]
     pub presence_ttl_secs: u64,
     /// Milliseconds between the heartbeats clients are asked to send (100 to 60000, and

@@ -48,7 +48,8 @@ pub struct ServerConfig {
     /// (the most recently started); 0: all (`--room-active-cursors`). A teacher can change it
     /// for the room.
     pub room_active_cursors: u16,
-    /// Silence after which a participant is evicted (`--presence-ttl-secs`).
+    /// Silence after which a participant is shown away (`--presence-ttl-secs`); evicted after
+    /// the resume grace window of silence too.
     pub presence_ttl: Duration,
     /// How often clients are asked to send heartbeats (`--heartbeat-ms`).
     pub heartbeat: Duration,

@@ -18,6 +18,7 @@ use easel_proto::datagram::{
 use easel_proto::Message;
 use easel_proto::message::{CursorCap, Role};
 
+use super::members::Member;
 use super::{Metric, Output, Room};
 
 /// A member's cursor, as last heard.
@@ -116,8 +117,11 @@ impl Room {
     /// hidden by a lecture's cap is kept but not owed).
     fn take_cursor(&mut self, now: Instant, member: u16, c: &Cursor) -> bool {
         // A detached member's cursor can only be a stale one from its lost connection.
-        let Some(m) = self.members.get_mut(&member).filter(|m| m.is_linked()) else { return false };
-        m.last_seen = now;
+        if !self.members.get(&member).is_some_and(Member::is_linked) {
+            return false;
+        }
+        self.heard(now, member);
+        let Some(m) = self.members.get_mut(&member) else { return false };
         if m.cursor.as_ref().is_some_and(|old| !is_newer(c.seq, old.seq)) {
             self.metric(Metric::StaleCursor);
             return false;
@@ -203,8 +207,11 @@ impl Room {
     /// tool changed. A detached member has no connection: a heartbeat for it is a stale one
     /// from the lost connection, and must not undo its away state.
     pub fn handle_heartbeat(&mut self, now: Instant, member: u16, h: &Heartbeat) {
-        let Some(m) = self.members.get_mut(&member).filter(|m| m.is_linked()) else { return };
-        m.last_seen = now;
+        if !self.members.get(&member).is_some_and(Member::is_linked) {
+            return;
+        }
+        self.heard(now, member);
+        let Some(m) = self.members.get_mut(&member) else { return };
         if m.heard.is_some_and(|seq| !is_newer(h.seq, seq)) {
             return;
         }

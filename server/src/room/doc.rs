@@ -288,8 +288,8 @@ impl Room {
     /// Whether the member's role and moderation let it edit (it is alive either way); a
     /// refusal is sent to it.
     fn may_edit(&mut self, now: Instant, index: u16, op_id: u64) -> bool {
+        self.heard(now, index);
         let Some(member) = self.members.get_mut(&index) else { return false };
-        member.last_seen = now;
         let refuse = match (member.info.role, member.info.read_only) {
             (Role::Viewer, _) => (ErrorCode::Forbidden, "viewers cannot edit the board"),
             (_, true) => (ErrorCode::ReadOnly, "a teacher made you read-only"),

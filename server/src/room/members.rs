@@ -68,8 +68,8 @@ pub(super) enum Reach {
         until: Instant,
         /// When the connection was lost (its attendance ends there if it never comes back).
         lost: Instant,
-        /// The presence it showed before (status, tool), given back on a resume.
-        shown: Option<(Status, Tool)>,
+        /// The presence it showed before, given back on a resume.
+        shown: Shown,
     },
     /// Another node's member (cluster mode): sent nothing, shown to local members.
     Remote {
@@ -84,6 +84,9 @@ pub(super) enum Reach {
     },
 }
 
+/// The presence (status, tool) a member showed before the room showed it away, if any.
+pub(super) type Shown = Option<(Status, Tool)>;
+
 pub(super) struct Member {
     pub(super) info: Participant,
     pub(super) client_id: String,
@@ -93,6 +96,9 @@ pub(super) struct Member {
     /// The connection the member was last attached through (see [`Arrival::conn`]).
     pub(super) conn: u64,
     pub(super) last_seen: Instant,
+    /// Set while a linked member is shown away for its silence (SPEC §6.3): the presence it
+    /// showed before, given back when it is heard from again.
+    pub(super) hushed: Option<Shown>,
     pub(super) cursor: Option<CursorState>,
     /// Its presence as others see it, numbered by the room (see `Room::publish_presence`).
     pub(super) presence: Option<PresenceEntry>,
@@ -124,6 +130,7 @@ impl Member {
             reach,
             conn: 0,
             last_seen: now,
+            hushed: None,
             cursor: None,
             presence: None,
             heard: None,
@@ -140,9 +147,9 @@ impl Member {
         matches!(self.reach, Reach::Remote { .. })
     }
 
-    /// Whether its pointer may be shown: not while its connection is lost.
+    /// Whether its pointer may be shown: not while its connection is lost, or silent.
     pub(super) fn shows_pointer(&self) -> bool {
-        !matches!(self.reach, Reach::Detached { .. })
+        !matches!(self.reach, Reach::Detached { .. }) && self.hushed.is_none()
     }
 
     pub(super) fn is_linked(&self) -> bool {
@@ -232,8 +239,11 @@ impl Room {
         let member = self.members.get_mut(&index).ok_or(ErrorCode::Internal)?;
         let shown = match member.reach {
             Reach::Detached { shown, .. } => shown,
-            Reach::Linked { .. } | Reach::Remote { .. } => None,
+            // Still linked, as far as this room knew: it may have been shown away as silent.
+            Reach::Linked { .. } => member.hushed.flatten(),
+            Reach::Remote { .. } => None,
         };
+        member.hushed = None;
         member.client_id = arrival.client_id;
         member.expires_ms = arrival.expires_ms;
         member.conn = arrival.conn;
@@ -315,7 +325,10 @@ impl Room {
         let until = lost + self.config.resume_grace;
         let Some(member) = self.members.get_mut(&index) else { return };
         let (was_linked, shown) = match member.reach {
-            Reach::Linked { .. } => (true, member.presence.map(|p| (p.status, p.tool))),
+            Reach::Linked { .. } => {
+                let before = member.presence.map(|p| (p.status, p.tool));
+                (true, member.hushed.take().unwrap_or(before))
+            }
             Reach::Detached { shown, .. } => (false, shown),
             Reach::Remote { .. } => return,
         };
@@ -329,8 +342,16 @@ impl Room {
 
     /// Marks a member alive (any frame or datagram from it).
     pub fn handle_touch(&mut self, now: Instant, member: u16) {
-        if let Some(m) = self.members.get_mut(&member) {
-            m.last_seen = now;
+        self.heard(now, member);
+    }
+
+    /// A sign of life from a member: alive from `now`; one shown away for its silence shows
+    /// what it showed before again (its next heartbeat, if any, takes over from there).
+    pub(super) fn heard(&mut self, now: Instant, index: u16) {
+        let Some(m) = self.members.get_mut(&index) else { return };
+        m.last_seen = now;
+        if let Some(Some((status, tool))) = m.hushed.take() {
+            self.publish_presence(now, index, status, tool);
         }
     }
 
@@ -393,19 +414,39 @@ impl Room {
         }
     }
 
-    /// Evicts members silent for longer than the presence TTL, and detached members whose
-    /// resume grace window has passed. A detached member's silence is not counted: a lost
-    /// connection is given the whole window (SPEC §6.3).
+    /// Shows members silent for longer than the presence TTL away, pointer hidden, and evicts
+    /// them once the resume grace window since they were last heard has passed too; evicts
+    /// detached members whose window has passed. Silence is how a connection cut off without
+    /// a word looks until its transport gives up (QUIC's idle timeout is longer than the TTL),
+    /// so it is treated like a lost connection: the member keeps its place for a resume, and
+    /// others see no leave and no frozen cursor (SPEC §6.3).
     pub(super) fn expire(&mut self, now: Instant) {
-        let gone: Vec<u16> = self
-            .members
-            .iter()
-            .filter(|(_, m)| match m.reach {
-                Reach::Linked { .. } => now.duration_since(m.last_seen) > self.config.presence_ttl,
-                Reach::Detached { until, .. } | Reach::Remote { until, .. } => now >= until,
-            })
-            .map(|(i, _)| *i)
-            .collect();
+        let (ttl, evict_after) =
+            (self.config.presence_ttl, self.config.presence_ttl.max(self.config.resume_grace));
+        let mut hush = Vec::new();
+        let mut gone = Vec::new();
+        for (&index, m) in &self.members {
+            match m.reach {
+                Reach::Linked { .. } => {
+                    let silent = now.duration_since(m.last_seen);
+                    if silent > evict_after {
+                        gone.push(index);
+                    } else if silent > ttl && m.hushed.is_none() {
+                        hush.push(index);
+                    }
+                }
+                Reach::Detached { until, .. } | Reach::Remote { until, .. } if now >= until => {
+                    gone.push(index)
+                }
+                Reach::Detached { .. } | Reach::Remote { .. } => {}
+            }
+        }
+        for index in hush {
+            let Some(m) = self.members.get_mut(&index) else { continue };
+            m.hushed = Some(m.presence.map(|p| (p.status, p.tool)));
+            tracing::debug!(room = %self.id, index, "silent: shown away");
+            self.publish_presence(now, index, Status::Away, Tool::Hidden);
+        }
         for index in gone {
             tracing::info!(room = %self.id, index, "presence timeout");
             self.remove(now, index, ErrorCode::PresenceTimeout, Some(String::new()));
@@ -444,9 +485,53 @@ mod tests {
     use super::*;
 
     #[test]
-    fn silence_past_the_ttl_evicts_and_tells_everyone() {
+    fn silence_past_the_ttl_shows_away_and_the_grace_window_then_evicts() {
         let t0 = Instant::now();
-        let config = Config { presence_ttl: Duration::from_secs(10), ..Config::default() };
+        let config = Config {
+            presence_ttl: Duration::from_secs(10),
+            resume_grace: Duration::from_secs(30),
+            ..Config::default()
+        };
+        let tick = config.tick;
+        let mut sim = Sim::new(room(config, t0));
+        let (a, b, _) = ada_shown_to_bob(&mut sim, t0);
+        // Ada stays alive; bob, cut off without a word, is silent from t0.
+        let beat = |seq| Heartbeat { slot: 0, seq, status: Status::Active, tool: Tool::Pen };
+        for (secs, seq) in [(8, 8), (16, 9), (24, 10)] {
+            sim.room.handle_heartbeat(t0 + Duration::from_secs(secs), a, &beat(seq));
+        }
+        sim.presence(a);
+        sim.membership(a);
+        let silent = t0 + Duration::from_millis(10_001);
+        sim.expire(silent);
+        sim.advance(silent + tick);
+        let bobs: Vec<_> = sim.presence(a).into_iter().filter(|e| e.participant == b).collect();
+        assert_eq!(bobs.len(), 1, "{bobs:?}");
+        assert_eq!((bobs[0].status, bobs[0].tool), (Status::Away, Tool::Hidden), "silent past the TTL");
+        assert_eq!(sim.membership(a), [], "away is presence, not a leave");
+        assert_eq!(sim.room.len(), 2, "its place is kept for a resume");
+        let adas = sim.presence(b);
+        assert!(
+            adas.iter().all(|e| e.participant != a || e.status != Status::Away),
+            "ada is heard from: {adas:?}"
+        );
+
+        sim.expire(t0 + Duration::from_secs(30));
+        assert_eq!(sim.room.len(), 2, "held for the grace window since it was last heard");
+        sim.expire(t0 + Duration::from_millis(30_001));
+        assert_eq!(sim.room.len(), 1, "bob was silent for the whole window");
+        assert_eq!(sim.membership(a), [("left", b, ErrorCode::PresenceTimeout.to_u16())]);
+        assert_eq!(sim.left(b), Some((ErrorCode::PresenceTimeout, String::new())), "bob is told why");
+    }
+
+    #[test]
+    fn without_a_grace_window_silence_past_the_ttl_evicts() {
+        let t0 = Instant::now();
+        let config = Config {
+            presence_ttl: Duration::from_secs(10),
+            resume_grace: Duration::ZERO,
+            ..Config::default()
+        };
         let mut sim = Sim::new(room(config, t0));
         let a = sim.join(t0, "ada");
         let b = sim.join(t0, "bob");
@@ -456,7 +541,50 @@ mod tests {
         sim.expire(t0 + Duration::from_secs(11));
         assert_eq!(sim.room.len(), 1, "bob was silent for 11 s");
         assert_eq!(sim.membership(a), [("left", b, ErrorCode::PresenceTimeout.to_u16())]);
-        assert_eq!(sim.left(b), Some((ErrorCode::PresenceTimeout, String::new())), "bob is told why");
+    }
+
+    #[test]
+    fn a_silent_member_heard_again_shows_what_it_showed_before() {
+        let t0 = Instant::now();
+        let config = Config { presence_ttl: Duration::from_secs(10), ..Config::default() };
+        let tick = config.tick;
+        let mut sim = Sim::new(room(config, t0));
+        let (a, b, shown) = ada_shown_to_bob(&mut sim, t0);
+        let silent = t0 + Duration::from_secs(11);
+        sim.room.handle_touch(silent, b);
+        sim.expire(silent);
+        sim.advance(silent + tick);
+        let away = newer_entry(&sim.presence(b), a, &shown);
+        assert_eq!((away.status, away.tool), (Status::Away, Tool::Hidden));
+        // A cursor of hers, not a heartbeat: she is back as she was, pointer and all.
+        let back_at = silent + Duration::from_secs(1);
+        sim.room.handle_cursor(back_at, a, &easel_proto::datagram::Cursor { slot: 0, seq: 1, x: 5, y: 5 });
+        assert_eq!(sim.cursors(b).len(), 1, "her pointer moves again");
+        sim.advance(back_at + tick);
+        let back = newer_entry(&sim.presence(b), a, &away);
+        assert_eq!((back.status, back.tool), (Status::Active, Tool::Pen));
+        assert_eq!(sim.membership(b), [], "no leave, no join");
+    }
+
+    #[test]
+    fn a_silent_member_resumed_elsewhere_gets_its_place_and_presence_back() {
+        let t0 = Instant::now();
+        let config = Config { presence_ttl: Duration::from_secs(10), ..Config::default() };
+        let tick = config.tick;
+        let mut sim = Sim::new(room(config, t0));
+        let (a, b, shown) = ada_shown_to_bob(&mut sim, t0);
+        let silent = t0 + Duration::from_secs(11);
+        sim.room.handle_touch(silent, b);
+        sim.expire(silent);
+        sim.advance(silent + tick);
+        let away = newer_entry(&sim.presence(b), a, &shown);
+        // Her old connection still looks live here; the resume comes on a new one.
+        let back_at = silent + Duration::from_secs(5);
+        assert!(sim.join_with(back_at, "ada", 3, Some(a), 64).resumed, "same place");
+        sim.advance(back_at + tick);
+        let back = newer_entry(&sim.presence(b), a, &away);
+        assert_eq!((back.status, back.tool), (Status::Active, Tool::Pen));
+        assert_eq!(sim.membership_frames(b), [], "no leave, no join");
     }
 
     #[test]
@@ -707,10 +835,10 @@ mod tests {
         // Re-attached, it is alive again from then on.
         let joined = sim.join_with(t0 + Duration::from_secs(29), "ada", 3, Some(a), 64);
         assert!(joined.resumed);
-        sim.room.handle_touch(t0 + Duration::from_secs(38), b);
-        sim.expire(t0 + Duration::from_secs(38));
-        assert_eq!(sim.room.len(), 2, "9 s since the re-attach");
-        sim.expire(t0 + Duration::from_secs(40));
+        sim.room.handle_touch(t0 + Duration::from_secs(58), b);
+        sim.expire(t0 + Duration::from_secs(58));
+        assert_eq!(sim.room.len(), 2, "29 s since the re-attach: silent, inside the window");
+        sim.expire(t0 + Duration::from_secs(60));
         assert_eq!(sim.membership(b), [("left", a, ErrorCode::PresenceTimeout.to_u16())]);
     }
 

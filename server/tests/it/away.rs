@@ -87,3 +87,51 @@ async fn a_lost_connection_is_away_within_the_ttl_and_back_on_resume_without_a_l
     );
     server.server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_silent_member_is_away_within_the_ttl_and_resumes_its_place_without_a_leave() {
+    // A cut the transport has not noticed looks like this to the room: the connection is
+    // open (QUIC keeps it alive far longer than the TTL) and nothing comes from the member.
+    let server = TestServer::start_with(|c| {
+        c.presence_ttl = Duration::from_secs(1);
+        c.heartbeat = Duration::from_millis(500);
+    })
+    .await;
+    let options = server.options(Transport::Quic);
+    let bob = connect(&options, "bob", None).await;
+    let mut room_b = within("bob joins", bob.join(ROOM, None)).await.expect("join");
+    let ada = connect(&options, "ada", None).await;
+    let room_a = within("ada joins", ada.join(ROOM, None)).await.expect("join");
+    let ada_index = room_a.joined().participant;
+    expect_message(&mut room_b, "ada's arrival", |m| match m {
+        Message::Participants(p) => p.joined.iter().any(|j| j.index == ada_index).then_some(()),
+        _ => None,
+    })
+    .await;
+    let beat = Heartbeat { slot: room_a.joined().slot, seq: 1, status: Status::Active, tool: Tool::Pen };
+    ada.send_datagram(&Datagram::from(beat)).expect("heartbeat");
+    let active = (Status::Active, Tool::Pen);
+    let shown = within("ada shown", presence_of(&bob, ada_index, None, active)).await;
+
+    // Ada says nothing more: past the TTL she is shown away, not evicted.
+    let away =
+        within("ada shown away", presence_of(&bob, ada_index, Some(shown), (Status::Away, Tool::Hidden)))
+            .await;
+
+    // Her app comes back on a new connection (the old one still looks live here).
+    let ada = connect(&options, "ada", Some(ada.welcome().resume_token.clone())).await;
+    assert!(ada.welcome().resumed);
+    let mut room_a = within("ada rejoins", ada.join(ROOM, None)).await.expect("rejoin");
+    assert!(room_a.joined().resumed, "the room kept her place");
+    assert_eq!(room_a.joined().participant, ada_index);
+    within("ada back", presence_of(&bob, ada_index, Some(away), active)).await;
+
+    // Bob was sent no leave and no join: ada's next edit is the very next frame he gets.
+    send_acked(&mut room_a, Board::new(1).put(1, "back", 1)).await;
+    let next = within("bob's next frame", room_b.next()).await.expect("room stream");
+    assert!(
+        matches!(&next, Some(Message::RemoteUpdate(u)) if u.from == ada_index),
+        "expected ada's edit first, got {next:?}"
+    );
+    server.server.shutdown().await;
+}
