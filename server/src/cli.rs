@@ -124,6 +124,11 @@ pub struct Serve {
     /// out as soon as this allows, never slower than --tick-hz.
     #[arg(long, env = "EASEL_ROOM_DATAGRAM_BUDGET", default_value_t = defaults::ROOM_DATAGRAM_BUDGET)]
     pub room_datagram_budget: u32,
+    /// Datagrams per second the cursor batches of all rooms may cost together (1000 to
+    /// 100000000; 0: 30000 per core): with many busy rooms, each room's cursors are paced by
+    /// its share (by receivers), past --tick-hz down to 10 a second, so the server keeps up.
+    #[arg(long, env = "EASEL_DATAGRAM_BUDGET", default_value_t = 0)]
+    pub datagram_budget: u32,
     /// While a teacher is in a room, how many other cursors everyone sees (the most recently
     /// started moving) besides the teachers'; 0 shows all. A teacher can change it per room.
     #[arg(long, env = "EASEL_ROOM_ACTIVE_CURSORS", default_value_t = defaults::ROOM_ACTIVE_CURSORS)]
@@ -268,6 +273,7 @@ impl Serve {
             tls,
             tick_hz: self.tick_hz,
             room_datagram_budget: self.room_datagram_budget,
+            datagram_budget: self.datagram_budget,
             room_active_cursors: self.room_active_cursors,
             presence_ttl: Duration::from_secs(self.presence_ttl_secs),
             heartbeat: Duration::from_millis(self.heartbeat_ms.into()),
@@ -405,6 +411,7 @@ mod tests {
             ("--tick-hz", "1001"),
             ("--room-datagram-budget", "99"),
             ("--room-datagram-budget", "1000001"),
+            ("--datagram-budget", "999"),
             ("--presence-ttl-secs", "0"),
             ("--heartbeat-ms", "10"),
             ("--max-participants", "0"),

@@ -44,6 +44,10 @@ pub struct ServerConfig {
     /// Datagrams per second one room's cursor batches may cost; the cursor pace follows from
     /// it, down to the `--tick-hz` floor (`--room-datagram-budget`).
     pub room_datagram_budget: u32,
+    /// Datagrams per second the cursor batches of every room may cost together; a busy room's
+    /// share may slow its pace past `--tick-hz`, to 10 a second at most (`--datagram-budget`;
+    /// 0: [`defaults::DATAGRAM_BUDGET_PER_CORE`] per core).
+    pub datagram_budget: u32,
     /// While a teacher is in a room, how many cursors besides the teachers' everyone is shown
     /// (the most recently started); 0: all (`--room-active-cursors`). A teacher can change it
     /// for the room.
@@ -209,6 +213,8 @@ pub mod ranges {
     pub const TICK_HZ: RangeInclusive<u64> = 1..=1000;
     /// `--room-datagram-budget`.
     pub const ROOM_DATAGRAM_BUDGET: RangeInclusive<u64> = 100..=1_000_000;
+    /// `--datagram-budget` (or 0, for the default).
+    pub const DATAGRAM_BUDGET: RangeInclusive<u64> = 1_000..=100_000_000;
     /// `--presence-ttl-secs`.
     pub const PRESENCE_TTL_SECS: RangeInclusive<u64> = 1..=3600;
     /// `--heartbeat-ms`.
@@ -270,6 +276,11 @@ pub mod defaults {
     /// CPU per datagram sent (build, encrypt, send, its ACK), so a few busy rooms fit on two
     /// cores; a 50-person room is then paced at 5 ms, a 167-person one reaches the floor.
     pub const ROOM_DATAGRAM_BUDGET: u32 = 10_000;
+    /// `--datagram-budget` 0 means this many per core the server may use: about 40% of a
+    /// core at the 10–13 µs a datagram costs here (BENCHMARKS.md), leaving the rest to
+    /// handshakes, joins and edits. Measured: a 2,000-client reconnect storm on one core
+    /// sent 60,000 a second at 80% of it before it had this budget.
+    pub const DATAGRAM_BUDGET_PER_CORE: u32 = 30_000;
     /// `--room-active-cursors`: a lecture hall's worth of moving pointers stays readable, and
     /// at 32 cursors a batch is one datagram (SPEC §8.3) whatever the room's size.
     pub const ROOM_ACTIVE_CURSORS: u16 = 32;
@@ -337,6 +348,7 @@ impl Default for ServerConfig {
             tls: None,
             tick_hz: defaults::TICK_HZ,
             room_datagram_budget: defaults::ROOM_DATAGRAM_BUDGET,
+            datagram_budget: 0,
             room_active_cursors: defaults::ROOM_ACTIVE_CURSORS,
             presence_ttl: Duration::from_secs(defaults::PRESENCE_TTL_SECS),
             heartbeat: Duration::from_millis(defaults::HEARTBEAT_MS.into()),
@@ -385,6 +397,9 @@ impl ServerConfig {
             return Err(ConfigError::Inconsistent { flag: "--admin-token", reason });
         }
         within("--room-datagram-budget", self.room_datagram_budget.into(), r::ROOM_DATAGRAM_BUDGET, "")?;
+        if self.datagram_budget != 0 {
+            within("--datagram-budget", self.datagram_budget.into(), r::DATAGRAM_BUDGET, "")?;
+        }
         within("--presence-ttl-secs", secs(self.presence_ttl), r::PRESENCE_TTL_SECS, " s")?;
         within("--heartbeat-ms", ms(self.heartbeat), r::HEARTBEAT_MS, " ms")?;
         within("--max-participants", self.max_participants.into(), r::MAX_PARTICIPANTS, "")?;
@@ -442,6 +457,15 @@ impl ServerConfig {
     pub fn tick(&self) -> Duration {
         Duration::from_secs(1) / u32::from(self.tick_hz.max(1))
     }
+
+    /// `--datagram-budget`, with 0 resolved for the cores this process may run on.
+    pub fn datagram_budget(&self) -> u32 {
+        if self.datagram_budget != 0 {
+            return self.datagram_budget;
+        }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        defaults::DATAGRAM_BUDGET_PER_CORE.saturating_mul(u32::try_from(cores).unwrap_or(u32::MAX))
+    }
 }
 
 fn within(
@@ -491,6 +515,14 @@ mod tests {
             Err(ConfigError::Inconsistent { flag: "--node-id", .. })
         ));
         assert!(matches!(with_id("").validate(), Err(ConfigError::OutOfRange { flag: "--node-id", .. })));
+    }
+
+    #[test]
+    fn the_server_datagram_budget_defaults_to_a_share_per_core() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+        assert_eq!(ServerConfig::default().datagram_budget(), defaults::DATAGRAM_BUDGET_PER_CORE * cores);
+        let set = ServerConfig { datagram_budget: 5_000, ..ServerConfig::default() };
+        assert_eq!(set.datagram_budget(), 5_000);
     }
 
     #[test]

@@ -118,6 +118,7 @@ impl Server {
         let room_config = room::Config {
             tick: config.tick(),
             datagram_budget: config.room_datagram_budget,
+            server_budget: room::DatagramBudget::new(config.datagram_budget()),
             active_cursors: config.room_active_cursors,
             presence_ttl: config.presence_ttl,
             max_participants: config.max_participants as usize,
@@ -130,6 +131,7 @@ impl Server {
             ..room::Config::default()
         };
         let prometheus = telemetry::install();
+        metrics::gauge!("easel_datagram_budget").set(f64::from(config.datagram_budget()));
         let nats = match &config.cluster {
             Some(c) => Some((cluster::connect(c).await?, c.clone())),
             None => {

@@ -123,6 +123,12 @@ pub const SERIES: &[Series] = &[
     series("easel_ops_rejected_total", Counter, Labels::None, "CRDT updates refused."),
     series("easel_datagrams_in_total", Counter, Labels::None, "Datagrams received."),
     series("easel_datagrams_out_total", Counter, Labels::None, "Datagrams sent."),
+    series(
+        "easel_datagram_budget",
+        Gauge,
+        Labels::None,
+        "Datagrams per second all rooms' cursor batches may cost together (--datagram-budget).",
+    ),
     series("easel_datagrams_dropped_total", Counter, Labels::DropReason, "Datagrams dropped, by reason."),
     series(
         "easel_stale_cursors_dropped_total",

@@ -17,6 +17,7 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::Instrument as _;
 
+use super::budget::Claim;
 use super::handle::{Command, Handle, JoinRequest, Link, Outbound, Stamped};
 use super::stats::{Ingest, Stats};
 use super::{Joined, Metric, Output, Persist, RelayBatch, Room, SnapshotWrite, Undeliverable};
@@ -70,7 +71,7 @@ pub async fn spawn(
     let updates = stored.updates.into_iter().map(|(seq, r)| (seq, r.data)).collect();
     let (now, now_ms) = (Instant::now(), crate::shared::unix_ms());
     let class = Class::load(side, config.chat_per_min, now, now_ms);
-    let tick = config.tick;
+    let (tick, claim) = (config.tick, Claim::new(config.server_budget.clone()));
     if !board.snapshots() {
         config.snapshot_every = u64::MAX;
     }
@@ -102,6 +103,7 @@ pub async fn spawn(
         edits: HashMap::new(),
         cursors: HashMap::new(),
         asked: None,
+        claim,
     };
     // One span per room task: whatever the room logs carries its id. A root: the session
     // whose join loaded the room is not the parent of everything the room does.
@@ -218,6 +220,8 @@ struct Actor {
     /// The classroom request being handled, and its ingest: what it causes is timed when
     /// queued (or, when it writes, once the write is durable).
     asked: Option<(Ingest, Instant)>,
+    /// The room's claim on the server-wide datagram budget, renewed every turn.
+    claim: Claim,
 }
 
 impl Actor {
@@ -236,6 +240,8 @@ impl Actor {
             // Edits first: finished writes (acks, echoes), then commands, then timers and
             // cursors — but neither of those waits more than a tick behind a flood of edits.
             let now = Instant::now();
+            let share = self.claim.update(self.room.busy_receivers(now));
+            self.room.set_budget_share(share);
             if timeout.is_some_and(|at| now.saturating_duration_since(at.into_std()) > self.tick) {
                 self.on_timeout().await;
                 continue;

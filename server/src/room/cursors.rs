@@ -368,6 +368,7 @@ impl Room {
         self.next_cursors = next;
         if per_batch > 0 {
             self.pace = self.pace_for(receivers.saturating_mul(per_batch as u32));
+            self.cursor_round = Some((now, receivers));
         }
         // The earliest any linked receiver can be due again; none while one was never sent.
         let pace = self.pace;
@@ -382,11 +383,28 @@ impl Room {
             .flatten();
     }
 
-    /// The pace at which `datagrams` a round keep the room within its budget, between the
-    /// shortest pace and the floor (the tick).
+    /// The pace at which `datagrams` a round keep the room within its budget (between the
+    /// shortest pace and the floor, the tick) and within its share of the server's (which
+    /// may go past the tick, up to the slowest pace).
     fn pace_for(&self, datagrams: u32) -> Duration {
-        let budget = self.config.datagram_budget.max(1);
-        (Duration::from_secs(1) * datagrams / budget).min(self.config.tick).max(self.config.min_pace)
+        let over = |budget: u32| Duration::from_secs(1) * datagrams / budget.max(1);
+        let own = over(self.config.datagram_budget).min(self.config.tick);
+        let shared = self.budget_share.map_or(Duration::ZERO, |s| over(s).min(self.config.slowest_pace));
+        own.max(shared).max(self.config.min_pace)
+    }
+
+    /// The room's share of the server-wide datagram budget (`None`: no limit), from the next
+    /// send round on.
+    pub fn set_budget_share(&mut self, share: Option<u32>) {
+        self.budget_share = share;
+    }
+
+    /// How many receivers this room's moving cursors reach, for its claim on the server's
+    /// budget: those of its last round with cursors, if that was less than a second ago.
+    pub fn busy_receivers(&self, now: Instant) -> u32 {
+        self.cursor_round
+            .filter(|(at, _)| now.saturating_duration_since(*at) < Duration::from_secs(1))
+            .map_or(0, |(_, receivers)| receivers)
     }
 
     /// The datagrams of one batch: cursors changed after `key.cursors`, presence changed
@@ -559,16 +577,28 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_room_stays_within_its_datagram_budget() {
-        // Inputs every 0.5 ms, round-robin among the members, for two virtual seconds; the
-        // second is counted.
-        fn run(members: usize, budget: u32, tick: Duration) -> (usize, Duration) {
+    /// Inputs every 0.5 ms, round-robin among the members, for two virtual seconds; the
+    /// second is counted.
+    fn run(members: usize, budget: u32, tick: Duration) -> (usize, Duration) {
+        run_shared(members, budget, tick, None).0
+    }
+
+    /// `members` moving their cursors every 0.5 ms in turn (see above) under `budget` and the
+    /// server budget's `share`: datagrams in the second second, the pace, and the receivers
+    /// the room claims at the end and a second after.
+    fn run_shared(
+        members: usize,
+        budget: u32,
+        tick: Duration,
+        share: Option<u32>,
+    ) -> ((usize, Duration), [u32; 2]) {
+        {
             let t0 = Instant::now();
             let config = Config { datagram_budget: budget, tick, ..Config::default() };
             let names: Vec<String> = (0..members).map(|i| format!("u{i}")).collect();
             let names: Vec<&str> = names.iter().map(String::as_str).collect();
             let (mut sim, m) = quiet(config, t0, &names);
+            sim.room.set_budget_share(share);
             let start = t0 + Duration::from_secs(1);
             let (from, to) = (start + Duration::from_secs(1), start + Duration::from_secs(2));
             let mut count = 0;
@@ -591,8 +621,13 @@ mod tests {
             for who in &m {
                 count += sim.datagrams(*who).len();
             }
-            (count, sim.room.pace)
+            let busy = [sim.room.busy_receivers(to), sim.room.busy_receivers(to + Duration::from_secs(1))];
+            ((count, sim.room.pace), busy)
         }
+    }
+
+    #[test]
+    fn the_room_stays_within_its_datagram_budget() {
         // 40 receivers under a 2,000/s budget: a 20 ms pace, above the floor.
         let tick = Duration::from_secs(1) / 30;
         let (sent, pace) = run(40, 2000, tick);
@@ -603,6 +638,24 @@ mod tests {
         let (sent, pace) = run(200, 2000, tick);
         assert_eq!(pace, tick);
         assert!(sent <= 200 * 30, "{sent} datagrams in a second, over the floor rate");
+    }
+
+    #[test]
+    fn a_share_of_the_server_budget_slows_a_busy_room_past_the_tick() {
+        let tick = Duration::from_secs(1) / 60;
+        // 40 receivers, one datagram a batch: its own budget alone paces them at 4 ms.
+        let ((sent, pace), busy) = run_shared(40, 10_000, tick, Some(1_000));
+        assert_eq!(pace, 40 * MS, "40 receivers on a share of 1,000 a second");
+        assert!(sent <= 1_000, "{sent} datagrams in a second, over the share");
+        assert!(sent >= 950, "{sent}: the share is used");
+        assert_eq!(busy, [40, 0], "it claims its receivers while its cursors move, and no longer");
+        // A share too small for 10 batches a second each: the slowest pace holds instead.
+        let ((sent, pace), _) = run_shared(40, 10_000, tick, Some(100));
+        assert_eq!(pace, Config::default().slowest_pace);
+        assert!(sent <= 40 * 10, "{sent} datagrams in a second, over 10 a second each");
+        // A share larger than the room's own budget changes nothing.
+        let ((_, pace), _) = run_shared(40, 2_000, Duration::from_secs(1) / 30, Some(50_000));
+        assert_eq!(pace, 20 * MS);
     }
 
     #[test]

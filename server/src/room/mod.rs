@@ -16,6 +16,7 @@
 //! `handle` (what connections hold), `stats` (the room's own numbers) and `actor` (the task).
 
 mod actor;
+mod budget;
 mod classroom;
 mod cursors;
 mod doc;
@@ -40,6 +41,7 @@ use easel_proto::{ErrorCode, Message};
 use loro::LoroDoc;
 
 pub use self::actor::{SpawnError, spawn};
+pub use self::budget::DatagramBudget;
 use self::cursors::BatchKey;
 pub use self::cursors::DatagramBatch;
 pub use self::doc::{ImportError, LoadError, Persist, REMOTE_AUTHOR, SnapshotPayload, SnapshotWrite};
@@ -68,6 +70,11 @@ pub struct Config {
     /// The shortest pace: cursors arriving closer together than this are coalesced even in a
     /// quiet room.
     pub min_pace: Duration,
+    /// What every room's cursor batches may cost together (`--datagram-budget`): a busy
+    /// room's share of it may slow its pace past `tick`, down to `slowest_pace`.
+    pub server_budget: Arc<DatagramBudget>,
+    /// The longest pace the server-wide budget may impose.
+    pub slowest_pace: Duration,
     /// Silence after which a participant is evicted.
     pub presence_ttl: Duration,
     /// Most participants in one room.
@@ -103,6 +110,8 @@ impl Default for Config {
             tick: Duration::from_secs(1) / 60,
             datagram_budget: 10_000,
             min_pace: Duration::from_millis(1),
+            server_budget: DatagramBudget::unlimited(),
+            slowest_pace: Duration::from_millis(100),
             presence_ttl: Duration::from_secs(10),
             max_participants: 2000,
             settle: Duration::from_millis(150),
@@ -267,6 +276,10 @@ pub struct Room {
     plan: Vec<(u16, Option<BatchKey>)>,
     /// The cursor pace: a receiver gets at most one cursor batch this often (SPEC §8.3).
     pace: Duration,
+    /// This room's share of the server-wide datagram budget, per second (`None`: no limit).
+    budget_share: Option<u32>,
+    /// The last send round with cursors: when, and to how many receivers.
+    cursor_round: Option<(Instant, u32)>,
     /// When the next receiver owed cursors is due its batch, if any is.
     next_cursors: Option<Instant>,
     /// Before this, no receiver is due a cursor batch (each was sent one less than a pace
@@ -339,6 +352,8 @@ impl Room {
             encoded: HashMap::new(),
             plan: Vec::new(),
             pace,
+            budget_share: None,
+            cursor_round: None,
             next_cursors: None,
             cursors_quiet_until: None,
             spotlight: Spotlight::new(active_cursors),
