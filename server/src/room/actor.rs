@@ -19,7 +19,7 @@ use tracing::Instrument as _;
 
 use super::handle::{Command, Handle, JoinRequest, Link, Outbound, Stamped};
 use super::stats::{Ingest, Stats};
-use super::{Joined, Metric, Output, Persist, RelayBatch, Room, SnapshotWrite, Undeliverable};
+use super::{ClassEvent, Joined, Metric, Output, Persist, RelayBatch, Room, SnapshotWrite, Undeliverable};
 use crate::board::{Board, Loaded};
 use crate::class::{Class, Deliver};
 use crate::cluster::Relay;
@@ -62,9 +62,13 @@ pub async fn spawn(
         }
         None => None,
     };
-    let side = {
-        let (store, room) = (store.clone(), id.clone());
-        tokio::task::spawn_blocking(move || store.load_side(&room)).await??
+    // Cluster mode: the classroom is in the room log, replayed below with the board.
+    let side = match &board {
+        Board::Cluster(_) => Vec::new(),
+        Board::Local(_) => {
+            let (store, room) = (store.clone(), id.clone());
+            tokio::task::spawn_blocking(move || store.load_side(&room)).await??
+        }
     };
     let snapshot = stored.snapshot.map(|s| (s.upto_seq, s.data));
     let updates = stored.updates.into_iter().map(|(seq, r)| (seq, r.data)).collect();
@@ -116,6 +120,7 @@ async fn replay(room: &mut Room, remote: &mut mpsc::Receiver<Remote>) -> Result<
         let next = tokio::time::timeout(REPLAY_WAIT, remote.recv()).await;
         match next {
             Ok(Some(Remote::Update { seq, data })) => import_remote(room, seq, data),
+            Ok(Some(Remote::Class { at_ms, event })) => room.handle_class_event(Instant::now(), at_ms, event),
             Ok(Some(Remote::CaughtUp)) => return Ok(()),
             Ok(None) => return Err(StoreError::Log("the room log ended while loading".into())),
             Err(_) => return Err(StoreError::Log("the room log stalled while loading".into())),
@@ -158,6 +163,8 @@ enum Committed {
     /// Classroom records, and what waited for them; with the request that caused them and its
     /// ingest, for the latency histograms.
     Side { result: Result<(), StoreError>, then: Vec<Deliver>, asked: Option<(Ingest, Instant)> },
+    /// Cluster mode: a classroom event that could not be published (`None`: it was).
+    ClassLog(Option<Box<ClassEvent>>),
 }
 
 /// Cluster mode: the room's presence across nodes.
@@ -300,6 +307,10 @@ impl Actor {
                 import_remote(&mut self.room, seq, data);
                 self.drain().await;
             }
+            Some(Remote::Class { at_ms, event }) => {
+                self.room.handle_class_event(Instant::now(), at_ms, event);
+                self.drain().await;
+            }
             Some(Remote::CaughtUp) => {}
             None => {
                 tracing::error!("cluster: the room log stopped; other nodes' edits no longer arrive");
@@ -438,6 +449,8 @@ impl Actor {
             Committed::Side { result: Err(e), .. } => {
                 tracing::debug!("classroom write failed: {e}");
             }
+            Committed::ClassLog(None) => {}
+            Committed::ClassLog(Some(event)) => self.room.handle_class_unpublished(Instant::now(), *event),
         }
         self.drain().await;
         // The ack and echoes are queued now.
@@ -544,6 +557,9 @@ impl Actor {
                 Output::Side { writes, then } => {
                     let asked = self.asked.take();
                     self.committing.push_back(side(&self.store, self.room.id(), writes, then, asked));
+                }
+                Output::ClassLog(event) => {
+                    self.committing.push_back(publish_class(&self.board, self.room.id(), event));
                 }
                 Output::Sfu(op) => self.pass(op),
                 Output::Relay(batch) => {
@@ -665,6 +681,25 @@ fn persist(board: &Board, room: &str, p: Persist) -> Committing {
             Persist::Barrier { participant, op_id } => {
                 let result = board.flush().await.map(|()| None);
                 Committed::Op { participant, op_id, result, received: None }
+            }
+        }
+    })
+}
+
+/// Publishes a classroom event to the room log; one node alone has none (the room applied
+/// the event itself), so this is never asked there.
+fn publish_class(board: &Board, room: &str, event: ClassEvent) -> Committing {
+    let (board, room) = (board.clone(), room.to_owned());
+    Box::pin(async move {
+        let Board::Cluster(log) = &board else {
+            tracing::error!(room, "a classroom event for the room log, on one node alone: dropped");
+            return Committed::ClassLog(None);
+        };
+        match log.publish_class(&room, &event).await {
+            Ok(_) => Committed::ClassLog(None),
+            Err(e) => {
+                tracing::debug!(room, "classroom event not published: {e}");
+                Committed::ClassLog(Some(Box::new(event)))
             }
         }
     })
