@@ -455,6 +455,13 @@ impl Class {
         Outcome { writes, then, ..Outcome::default() }
     }
 
+    /// The newest message `user` sent under `client_msg_id`, if still kept.
+    pub fn chat_of(&self, user: &str, client_msg_id: u64) -> Option<ChatMessage> {
+        let mut sent =
+            self.chat.values().rev().filter(|r| r.user == user && r.client_msg_id == client_msg_id);
+        sent.next().filter(|r| !r.deleted).map(ChatRecord::message)
+    }
+
     /// `ChatHistory`: a page, at once.
     pub fn chat_history(&self, who: Who<'_>, before: u64, limit: u16) -> Outcome {
         let page = self.page(before, usize::from(limit).clamp(1, limits::MAX_CHAT_PAGE));

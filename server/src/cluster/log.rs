@@ -158,19 +158,20 @@ impl RoomLog {
         let payload = encode_record(record)?;
         let mut headers = async_nats::HeaderMap::new();
         headers.insert(async_nats::header::NATS_MESSAGE_ID, msg_id(room, record).as_str());
-        self.publish(room, headers, payload).await
+        self.publish(room, headers, payload).await.map(|ack| ack.sequence)
     }
 
-    /// Publishes a classroom event; resolves with its stream sequence once the stream has
-    /// it. Nothing of it is applied here: it is, when it comes back from the room's subject.
-    pub async fn publish_class(&self, room: &str, event: &ClassEvent) -> Result<u64, StoreError> {
+    /// Publishes a classroom event; resolves once the stream has it, with whether it was a
+    /// resend the stream already had (then it is not delivered again). Nothing of it is
+    /// applied here: it is, when it comes back from the room's subject.
+    pub async fn publish_class(&self, room: &str, event: &ClassEvent) -> Result<bool, StoreError> {
         let payload = class::encode(event).map_err(StoreError::Log)?;
         let mut headers = async_nats::HeaderMap::new();
         if let Some(id) = class::msg_id(room, event) {
             headers.insert(async_nats::header::NATS_MESSAGE_ID, id.as_str());
         }
         headers.insert(class::KIND, class::CLASS);
-        self.publish(room, headers, payload).await
+        self.publish(room, headers, payload).await.map(|ack| ack.duplicate)
     }
 
     async fn publish(
@@ -178,14 +179,14 @@ impl RoomLog {
         room: &str,
         mut headers: async_nats::HeaderMap,
         payload: Vec<u8>,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<jetstream::publish::PublishAck, StoreError> {
         headers.insert(ORIGIN, &*self.origin);
         let publish = async {
             let ack = self.js.publish_with_headers(subject(room), headers, payload.into()).await;
             ack.map_err(|e| e.to_string())?.await.map_err(|e| e.to_string())
         };
         match tokio::time::timeout(ACK_TIMEOUT, publish).await {
-            Ok(Ok(ack)) => Ok(ack.sequence),
+            Ok(Ok(ack)) => Ok(ack),
             Ok(Err(e)) => Err(StoreError::Log(e)),
             Err(_) => Err(StoreError::Log("no ack in time".into())),
         }

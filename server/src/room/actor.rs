@@ -163,8 +163,9 @@ enum Committed {
     /// Classroom records, and what waited for them; with the request that caused them and its
     /// ingest, for the latency histograms.
     Side { result: Result<(), StoreError>, then: Vec<Deliver>, asked: Option<(Ingest, Instant)> },
-    /// Cluster mode: a classroom event that could not be published (`None`: it was).
-    ClassLog(Option<Box<ClassEvent>>),
+    /// Cluster mode: a classroom event published (`Ok(false)`), found a resend of one the
+    /// stream already had (`Ok(true)`), or not published.
+    ClassLog(Box<ClassEvent>, Result<bool, StoreError>),
 }
 
 /// Cluster mode: the room's presence across nodes.
@@ -449,8 +450,12 @@ impl Actor {
             Committed::Side { result: Err(e), .. } => {
                 tracing::debug!("classroom write failed: {e}");
             }
-            Committed::ClassLog(None) => {}
-            Committed::ClassLog(Some(event)) => self.room.handle_class_unpublished(Instant::now(), *event),
+            Committed::ClassLog(_, Ok(false)) => {}
+            Committed::ClassLog(event, Ok(true)) => self.room.handle_class_resent(*event),
+            Committed::ClassLog(event, Err(e)) => {
+                tracing::debug!("classroom event not published: {e}");
+                self.room.handle_class_unpublished(Instant::now(), *event);
+            }
         }
         self.drain().await;
         // The ack and echoes are queued now.
@@ -691,17 +696,11 @@ fn persist(board: &Board, room: &str, p: Persist) -> Committing {
 fn publish_class(board: &Board, room: &str, event: ClassEvent) -> Committing {
     let (board, room) = (board.clone(), room.to_owned());
     Box::pin(async move {
-        let Board::Cluster(log) = &board else {
-            tracing::error!(room, "a classroom event for the room log, on one node alone: dropped");
-            return Committed::ClassLog(None);
+        let result = match &board {
+            Board::Cluster(log) => log.publish_class(&room, &event).await,
+            Board::Local(_) => Err(StoreError::Log("no room log on one node alone".into())),
         };
-        match log.publish_class(&room, &event).await {
-            Ok(_) => Committed::ClassLog(None),
-            Err(e) => {
-                tracing::debug!(room, "classroom event not published: {e}");
-                Committed::ClassLog(Some(Box::new(event)))
-            }
-        }
+        Committed::ClassLog(Box::new(event), result)
     })
 }
 

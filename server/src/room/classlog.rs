@@ -9,7 +9,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use easel_proto::message::{HandQueue, Kind, ModAction, Moderated, ParticipantUpdated, Role, clip_reason};
+use easel_proto::message::{
+    HandQueue, Kind, ModAction, Moderated, ParticipantUpdated, PollAnswered, Role, clip_reason,
+};
 use easel_proto::{ErrorCode, Message};
 
 use super::doc::REMOTE_AUTHOR;
@@ -144,6 +146,28 @@ impl Room {
             _ => {
                 tracing::warn!(room = %self.id, user = event.by.user, "cluster: attendance not recorded: the room log is unreachable")
             }
+        }
+    }
+
+    /// Cluster mode: a resend the room log already had, so it does not come back. What its
+    /// first send earned the member is given again: a poll answer's ack, or the chat
+    /// message's echo once applied here (a resend after a lost echo is not posted twice).
+    pub fn handle_class_resent(&mut self, event: ClassEvent) {
+        if *event.by.key.origin != *self.origin() {
+            return;
+        }
+        let to = event.by.key.index;
+        match event.act {
+            Act::Request(Message::PollAnswer(a)) => {
+                let answered = PollAnswered { poll_id: a.poll_id, attempt_id: a.attempt_id };
+                self.send(to, Message::from(answered));
+            }
+            Act::Request(Message::ChatSend(c)) => {
+                if let Some(echo) = self.class.chat_of(&event.by.user, c.client_msg_id) {
+                    self.send(to, Message::from(echo));
+                }
+            }
+            _ => {}
         }
     }
 
