@@ -333,3 +333,74 @@ async fn without_nats_a_chat_is_refused_and_nothing_is_applied() {
     })
     .await;
 }
+
+/// The room's attendance at `server`, as a teacher reads it: user → intervals.
+async fn attendance(server: &TestServer) -> Vec<(String, Vec<(u64, Option<u64>)>)> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let addr = server.server.http_addr();
+    let jwt = crate::harness::token(ROOM, "tess", "teacher", 3600);
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!(
+        "GET /rooms/{ROOM}/attendance HTTP/1.0\r\nHost: {addr}\r\nAuthorization: Bearer {jwt}\r\n\r\n"
+    );
+    tcp.write_all(request.as_bytes()).await.expect("write");
+    let mut response = String::new();
+    tcp.read_to_string(&mut response).await.expect("read");
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
+    let json: serde_json::Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {response}"));
+    let mut users: Vec<(String, Vec<(u64, Option<u64>)>)> = json["users"]
+        .as_array()
+        .expect("users")
+        .iter()
+        .map(|u| {
+            let intervals = u["intervals"].as_array().expect("intervals");
+            let intervals =
+                intervals.iter().map(|i| (i["joined_ms"].as_u64().expect("joined"), i["left_ms"].as_u64()));
+            (u["user"].as_str().expect("user").to_owned(), intervals.collect())
+        })
+        .collect();
+    users.sort();
+    users
+}
+
+/// Reads the attendance at `server` until `done` holds for it.
+async fn attendance_until(
+    server: &TestServer,
+    what: &str,
+    done: impl Fn(&[(String, Vec<(u64, Option<u64>)>)]) -> bool,
+) -> Vec<(String, Vec<(u64, Option<u64>)>)> {
+    within(what, async {
+        loop {
+            let now = attendance(server).await;
+            if done(&now) {
+                return now;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attendance_of_members_on_two_nodes_is_the_same_at_each() {
+    let nats = Nats::start().await;
+    let (a, b) = (node(&nats, "a").await, node(&nats, "b").await);
+    let (_ca, _ada) = member(&a, "ada", "student").await;
+    let (_cb, mut bob) = member(&b, "bob", "student").await;
+
+    let both_open = |users: &[(String, Vec<(u64, Option<u64>)>)]| {
+        users.len() == 2 && users.iter().all(|(_, i)| matches!(i[..], [(_, None)]))
+    };
+    let at_a = attendance_until(&a, "both present at a", both_open).await;
+    let at_b = attendance_until(&b, "both present at b", both_open).await;
+    assert_eq!(at_a, at_b);
+    assert_eq!(at_a.iter().map(|(u, _)| u.as_str()).collect::<Vec<_>>(), ["ada", "bob"]);
+
+    bob.finish().await.expect("bob leaves");
+    let bob_left = |users: &[(String, Vec<(u64, Option<u64>)>)]| {
+        users.iter().any(|(u, i)| u == "bob" && matches!(i[..], [(_, Some(_))]))
+    };
+    let at_a = attendance_until(&a, "bob's leave at a", bob_left).await;
+    let at_b = attendance_until(&b, "bob's leave at b", bob_left).await;
+    assert_eq!(at_a, at_b, "one record, wherever it is read");
+}
