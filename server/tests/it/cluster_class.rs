@@ -10,7 +10,7 @@ use easel_proto::message::{
 use easel_proto::{ErrorCode, Message};
 use easel_transport::client::{ClientError, Connection, RoomStream, Transport};
 
-use crate::cluster::{Nats, metrics, node};
+use crate::cluster::{Nats, metrics, node, node_unloading};
 
 use crate::harness::{TestServer, everyone, expect_message, within};
 
@@ -75,11 +75,35 @@ async fn say(stream: &mut RoomStream, client_msg_id: u64, text: &str) {
     stream.send(&Message::from(chat)).await.expect("send chat");
 }
 
+/// The chat page a member joining on `server` gets.
+async fn history(server: &TestServer, user: &str) -> Vec<(u64, String)> {
+    let conn = server.connect(Transport::Quic, user, "student", ROOM).await;
+    let mut stream = within("join for the history", conn.join(ROOM, None)).await.expect("join");
+    let page = expect_message(&mut stream, "the chat page on join", |m| match m {
+        Message::ChatPage(p) => Some(p),
+        _ => None,
+    })
+    .await;
+    stream.finish().await.expect("leave");
+    page.messages.into_iter().map(|m| (m.id, m.text)).collect()
+}
+
+/// Waits until `server` has unloaded the room (its stats are a loaded room's only).
+async fn until_unloaded(server: &TestServer) {
+    within("the room unloads", async {
+        while room_get(server, "stats").await.0 == 200 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_from_two_nodes_is_in_one_order_everywhere_and_in_history() {
     const EACH: u64 = 8;
     let nats = Nats::start().await;
-    let (a, b) = (node(&nats, "a").await, node(&nats, "b").await);
+    let idle = std::time::Duration::from_secs(1);
+    let (a, b) = (node_unloading(&nats, "a", idle).await, node_unloading(&nats, "b", idle).await);
     let (_ca, mut ada) = member(&a, "ada", "student").await;
     let (_cb, mut bob) = member(&b, "bob", "student").await;
     let (_cc, mut cyd) = member(&b, "cyd", "student").await;
@@ -98,15 +122,16 @@ async fn chat_from_two_nodes_is_in_one_order_everywhere_and_in_history() {
 
     // A fresh node replays the room log: the same history, in the same order.
     let c = node(&nats, "c").await;
-    let conn = c.connect(Transport::Quic, "dan", "student", ROOM).await;
-    let mut dan = within("dan joins on c", conn.join(ROOM, None)).await.expect("join");
-    let page = expect_message(&mut dan, "the chat page on join", |m| match m {
-        Message::ChatPage(p) => Some(p),
-        _ => None,
-    })
-    .await;
-    let history: Vec<(u64, String)> = page.messages.into_iter().map(|m| (m.id, m.text)).collect();
-    assert_eq!(history, at_ada);
+    assert_eq!(history(&c, "dan").await, at_ada);
+
+    // Everyone leaves; both nodes unload the room and load it again from the log.
+    for mut s in [ada, bob, cyd] {
+        s.finish().await.expect("leave");
+    }
+    until_unloaded(&a).await;
+    until_unloaded(&b).await;
+    assert_eq!(history(&a, "eve").await, at_ada, "a reloaded");
+    assert_eq!(history(&b, "fay").await, at_ada, "b reloaded");
 }
 
 /// Reads until the final results of `poll_id`.
@@ -334,20 +359,27 @@ async fn without_nats_a_chat_is_refused_and_nothing_is_applied() {
     .await;
 }
 
-/// The room's attendance at `server`, as a teacher reads it: user → intervals.
-async fn attendance(server: &TestServer) -> Vec<(String, Vec<(u64, Option<u64>)>)> {
+/// `GET /rooms/ROOM/{resource}` at `server` as a teacher: status and body.
+async fn room_get(server: &TestServer, resource: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let addr = server.server.http_addr();
     let jwt = crate::harness::token(ROOM, "tess", "teacher", 3600);
     let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let request = format!(
-        "GET /rooms/{ROOM}/attendance HTTP/1.0\r\nHost: {addr}\r\nAuthorization: Bearer {jwt}\r\n\r\n"
+        "GET /rooms/{ROOM}/{resource} HTTP/1.0\r\nHost: {addr}\r\nAuthorization: Bearer {jwt}\r\n\r\n"
     );
     tcp.write_all(request.as_bytes()).await.expect("write");
     let mut response = String::new();
     tcp.read_to_string(&mut response).await.expect("read");
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
-    let json: serde_json::Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {response}"));
+    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status");
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}
+
+/// The room's attendance at `server`, as a teacher reads it: user → intervals.
+async fn attendance(server: &TestServer) -> Vec<(String, Vec<(u64, Option<u64>)>)> {
+    let (_, body) = room_get(server, "attendance").await;
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
     let mut users: Vec<(String, Vec<(u64, Option<u64>)>)> = json["users"]
         .as_array()
         .expect("users")
