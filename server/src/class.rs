@@ -3,8 +3,10 @@
 //! take the caller's identity and the time, and return what to store ([`Write`]) and what to
 //! send ([`Deliver`]); nothing here awaits, reads a clock or knows the transport.
 //!
-//! State is kept as records (JSON in the store's side table, see [`crate::store`]), loaded
-//! whole with the room: chat (at most [`CHAT_KEEP`] newest messages), every poll with its
+//! One node alone keeps the state as records (JSON in the store's side table, see
+//! [`crate::store`]), loaded whole with the room; in cluster mode the room rebuilds it by
+//! applying the room log's classroom events instead (`room::classlog`), and the records are
+//! not stored. The state: chat (at most [`CHAT_KEEP`] newest messages), every poll with its
 //! answers, moderation flags per user, attendance intervals per user.
 
 use std::collections::{BTreeMap, HashMap};

@@ -111,7 +111,7 @@ pub enum Remote {
         /// When the stream stored it, Unix ms: the time every node applies it at.
         at_ms: u64,
         /// The event.
-        event: ClassEvent,
+        event: Box<ClassEvent>,
     },
     /// Everything stored when the room was loaded has been handed over.
     CaughtUp,
@@ -136,7 +136,9 @@ impl std::fmt::Debug for RoomLog {
 pub(super) async fn open_stream(js: &jetstream::Context) -> Result<(), String> {
     let config = stream::Config {
         name: STREAM.to_owned(),
-        description: Some("Easel rooms: each room's board updates, one subject per room".into()),
+        description: Some(
+            "Easel rooms: each room's board updates and classroom events, one subject per room".into(),
+        ),
         subjects: vec!["easel.room.*.ops".to_owned()],
         storage: stream::StorageType::File,
         duplicate_window: Duration::from_secs(120),
@@ -309,7 +311,7 @@ impl Follower {
             }
             Classified::Class(event) => {
                 let at_ms = u64::try_from(info.published.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
-                self.tx.send(Remote::Class { at_ms, event }).await.ok()?;
+                self.tx.send(Remote::Class { at_ms, event: Box::new(event) }).await.ok()?;
             }
             Classified::Own => {}
             Classified::Malformed(why) => {

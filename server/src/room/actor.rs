@@ -1,7 +1,7 @@
 //! The task that drives one [`Room`]: it takes [`Command`]s and cursors from connections,
 //! holds each member's [`Link`], runs durable writes through the [`Board`] (board updates)
-//! and the [`Store`] (classroom records) in order, imports the other nodes' updates (cluster
-//! mode), sleeps until the room's next timer, and feeds the SFU driver. Every event is one input to the
+//! and the [`Store`] (classroom records; cluster mode: classroom events to the room log) in
+//! order, imports the room log's updates and classroom events (cluster mode), sleeps until the room's next timer, and feeds the SFU driver. Every event is one input to the
 //! room followed by one [`Actor::drain`], the only place where outputs become IO.
 
 use std::collections::{BTreeMap, HashMap};
@@ -120,7 +120,9 @@ async fn replay(room: &mut Room, remote: &mut mpsc::Receiver<Remote>) -> Result<
         let next = tokio::time::timeout(REPLAY_WAIT, remote.recv()).await;
         match next {
             Ok(Some(Remote::Update { seq, data })) => import_remote(room, seq, data),
-            Ok(Some(Remote::Class { at_ms, event })) => room.handle_class_event(Instant::now(), at_ms, event),
+            Ok(Some(Remote::Class { at_ms, event })) => {
+                room.handle_class_event(Instant::now(), at_ms, *event)
+            }
             Ok(Some(Remote::CaughtUp)) => return Ok(()),
             Ok(None) => return Err(StoreError::Log("the room log ended while loading".into())),
             Err(_) => return Err(StoreError::Log("the room log stalled while loading".into())),
@@ -309,7 +311,7 @@ impl Actor {
                 self.drain().await;
             }
             Some(Remote::Class { at_ms, event }) => {
-                self.room.handle_class_event(Instant::now(), at_ms, event);
+                self.room.handle_class_event(Instant::now(), at_ms, *event);
                 self.drain().await;
             }
             Some(Remote::CaughtUp) => {}

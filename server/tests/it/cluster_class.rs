@@ -359,6 +359,9 @@ async fn without_nats_a_chat_is_refused_and_nothing_is_applied() {
     .await;
 }
 
+/// One user's attendance: its user id and intervals (joined, left), Unix ms.
+type Record = (String, Vec<(u64, Option<u64>)>);
+
 /// `GET /rooms/ROOM/{resource}` at `server` as a teacher: status and body.
 async fn room_get(server: &TestServer, resource: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -377,10 +380,10 @@ async fn room_get(server: &TestServer, resource: &str) -> (u16, String) {
 }
 
 /// The room's attendance at `server`, as a teacher reads it: user → intervals.
-async fn attendance(server: &TestServer) -> Vec<(String, Vec<(u64, Option<u64>)>)> {
+async fn attendance(server: &TestServer) -> Vec<Record> {
     let (_, body) = room_get(server, "attendance").await;
     let json: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
-    let mut users: Vec<(String, Vec<(u64, Option<u64>)>)> = json["users"]
+    let mut users: Vec<Record> = json["users"]
         .as_array()
         .expect("users")
         .iter()
@@ -396,11 +399,7 @@ async fn attendance(server: &TestServer) -> Vec<(String, Vec<(u64, Option<u64>)>
 }
 
 /// Reads the attendance at `server` until `done` holds for it.
-async fn attendance_until(
-    server: &TestServer,
-    what: &str,
-    done: impl Fn(&[(String, Vec<(u64, Option<u64>)>)]) -> bool,
-) -> Vec<(String, Vec<(u64, Option<u64>)>)> {
+async fn attendance_until(server: &TestServer, what: &str, done: impl Fn(&[Record]) -> bool) -> Vec<Record> {
     within(what, async {
         loop {
             let now = attendance(server).await;
@@ -420,18 +419,16 @@ async fn attendance_of_members_on_two_nodes_is_the_same_at_each() {
     let (_ca, _ada) = member(&a, "ada", "student").await;
     let (_cb, mut bob) = member(&b, "bob", "student").await;
 
-    let both_open = |users: &[(String, Vec<(u64, Option<u64>)>)]| {
-        users.len() == 2 && users.iter().all(|(_, i)| matches!(i[..], [(_, None)]))
-    };
+    let both_open =
+        |users: &[Record]| users.len() == 2 && users.iter().all(|(_, i)| matches!(i[..], [(_, None)]));
     let at_a = attendance_until(&a, "both present at a", both_open).await;
     let at_b = attendance_until(&b, "both present at b", both_open).await;
     assert_eq!(at_a, at_b);
     assert_eq!(at_a.iter().map(|(u, _)| u.as_str()).collect::<Vec<_>>(), ["ada", "bob"]);
 
     bob.finish().await.expect("bob leaves");
-    let bob_left = |users: &[(String, Vec<(u64, Option<u64>)>)]| {
-        users.iter().any(|(u, i)| u == "bob" && matches!(i[..], [(_, Some(_))]))
-    };
+    let bob_left =
+        |users: &[Record]| users.iter().any(|(u, i)| u == "bob" && matches!(i[..], [(_, Some(_))]));
     let at_a = attendance_until(&a, "bob's leave at a", bob_left).await;
     let at_b = attendance_until(&b, "bob's leave at b", bob_left).await;
     assert_eq!(at_a, at_b, "one record, wherever it is read");
