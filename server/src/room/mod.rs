@@ -12,7 +12,9 @@
 //! One concern per file: `members` (joining, resuming, detaching, leaving, eviction),
 //! `roster` (batched membership frames), `doc` (the Loro document, durable writes,
 //! snapshots), `cursors` (paced cursor batches, presence ticks), `spotlight` (a lecture's
-//! active-cursor cap), `classroom` (chat, polls, hands, moderation), `sfu` (SFU signalling),
+//! active-cursor cap), `classroom` (chat, polls, hands, moderation: what the acting node
+//! decides), `classlog` (the classroom's events, applied alike on one node and from the
+//! cluster's room log), `sfu` (SFU signalling),
 //! `handle` (what connections hold), `stats` (the room's own numbers) and `actor` (the task).
 
 mod actor;
