@@ -1,7 +1,8 @@
 //! Where a room's board updates are made durable: the node's own redb log ([`Store`], one
 //! node alone) or the cluster's room log on JetStream ([`RoomLog`], `--cluster`). The room
-//! actor talks to a [`Board`] and does not know which; classroom records stay in the node's
-//! store either way (node-local in cluster mode so far).
+//! actor talks to a [`Board`] and does not know which. Classroom records go to the node's
+//! store on one node alone; in cluster mode the classroom's events go to the same room log
+//! (see [`crate::cluster::class`]).
 
 use std::sync::Arc;
 

@@ -3,8 +3,10 @@
 //! take the caller's identity and the time, and return what to store ([`Write`]) and what to
 //! send ([`Deliver`]); nothing here awaits, reads a clock or knows the transport.
 //!
-//! State is kept as records (JSON in the store's side table, see [`crate::store`]), loaded
-//! whole with the room: chat (at most [`CHAT_KEEP`] newest messages), every poll with its
+//! One node alone keeps the state as records (JSON in the store's side table, see
+//! [`crate::store`]), loaded whole with the room; in cluster mode the room rebuilds it by
+//! applying the room log's classroom events instead (`room::classlog`), and the records are
+//! not stored. The state: chat (at most [`CHAT_KEEP`] newest messages), every poll with its
 //! answers, moderation flags per user, attendance intervals per user.
 
 use std::collections::{BTreeMap, HashMap};
@@ -387,24 +389,13 @@ impl Class {
         ChatPage { messages, more }
     }
 
-    /// `ChatSend`: checks mute and rate, stores, then echoes to everyone.
-    pub fn chat_send(
-        &mut self,
-        who: Who<'_>,
-        client_msg_id: u64,
-        text: String,
-        now: Instant,
-        now_ms: u64,
-    ) -> Outcome {
+    /// `ChatSend`, before it is posted: refused if muted or over the user's rate. The rate
+    /// is the node's own (cluster mode: the node holding the connection decides it).
+    pub fn chat_admit(&mut self, who: Who<'_>, client_msg_id: u64, now: Instant) -> Result<(), Outcome> {
         let kind = Kind::ChatSend;
         if who.chat_muted {
-            return Outcome::refuse(
-                who.index,
-                kind,
-                client_msg_id,
-                ErrorCode::ChatMuted,
-                "chat muted by a teacher",
-            );
+            let why = "chat muted by a teacher";
+            return Err(Outcome::refuse(who.index, kind, client_msg_id, ErrorCode::ChatMuted, why));
         }
         let per_min = self.chat_per_min.max(1);
         let bucket = self
@@ -412,13 +403,18 @@ impl Class {
             .entry(who.user.to_owned())
             .or_insert_with(|| TokenBucket::per_minute(per_min, per_min, now));
         if !bucket.take(now) {
-            return Outcome::refuse(
-                who.index,
-                kind,
-                client_msg_id,
-                ErrorCode::RateLimited,
-                "chat rate limited",
-            );
+            let why = "chat rate limited";
+            return Err(Outcome::refuse(who.index, kind, client_msg_id, ErrorCode::RateLimited, why));
+        }
+        Ok(())
+    }
+
+    /// `ChatSend`, admitted ([`Class::chat_admit`]): stored, then echoed to everyone; refused
+    /// if the user is muted by now (cluster mode: a mute ordered before it in the room log).
+    pub fn chat_post(&mut self, who: Who<'_>, client_msg_id: u64, text: String, now_ms: u64) -> Outcome {
+        if self.flags.get(who.user).is_some_and(|f| f.chat_muted) {
+            let why = "chat muted by a teacher";
+            return Outcome::refuse(who.index, Kind::ChatSend, client_msg_id, ErrorCode::ChatMuted, why);
         }
         self.next_chat += 1;
         let record = ChatRecord {
@@ -459,6 +455,13 @@ impl Class {
         let writes = write(kind::CHAT, key(id), &*record).into_iter().collect();
         let then = vec![Deliver::All(Message::from(ChatDeleted { id, by: who.index }))];
         Outcome { writes, then, ..Outcome::default() }
+    }
+
+    /// The newest message `user` sent under `client_msg_id`, if still kept.
+    pub fn chat_of(&self, user: &str, client_msg_id: u64) -> Option<ChatMessage> {
+        let mut sent =
+            self.chat.values().rev().filter(|r| r.user == user && r.client_msg_id == client_msg_id);
+        sent.next().filter(|r| !r.deleted).map(ChatRecord::message)
     }
 
     /// `ChatHistory`: a page, at once.
@@ -576,21 +579,44 @@ impl Class {
         self.deadlines.values().copied().chain(live).min()
     }
 
-    /// Closes polls whose timer ran out and, at most once per [`LIVE_EVERY`], broadcasts the
-    /// counts of live polls that changed.
-    pub fn tick(&mut self, now: Instant) -> Vec<Outcome> {
-        let due: Vec<u64> = self.deadlines.iter().filter(|(_, t)| **t <= now).map(|(p, _)| *p).collect();
-        let mut out: Vec<Outcome> = due.into_iter().map(|p| self.close(p)).collect();
-        if !self.dirty.is_empty() && self.last_live.is_none_or(|t| now.duration_since(t) >= LIVE_EVERY) {
-            self.last_live = Some(now);
-            let then = std::mem::take(&mut self.dirty)
-                .into_iter()
-                .filter_map(|p| self.polls.get(&p))
-                .map(|p| Deliver::All(Message::from(p.results())))
-                .collect();
-            out.push(Outcome { then, ..Outcome::default() });
+    /// A poll's deadline came (one node alone: its own timer; cluster mode: a proposal in the
+    /// room log): closed if still open, else nothing (a second proposal is a no-op).
+    pub fn poll_deadline(&mut self, poll_id: u64) -> Outcome {
+        match self.polls.get(&poll_id) {
+            Some(p) if !p.closed => self.close(poll_id),
+            _ => Outcome::default(),
         }
-        out
+    }
+
+    /// The polls whose timer ran out by `now`, taken off the timers: the caller closes them
+    /// ([`Class::poll_deadline`]) or proposes their close to the room log.
+    pub fn due(&mut self, now: Instant) -> Vec<u64> {
+        let due: Vec<u64> = self.deadlines.iter().filter(|(_, t)| **t <= now).map(|(p, _)| *p).collect();
+        for p in &due {
+            self.deadlines.remove(p);
+        }
+        due
+    }
+
+    /// Sets a poll's timer again (a proposal of its close that did not reach the room log).
+    pub fn rearm(&mut self, poll_id: u64, at: Instant) {
+        if self.polls.get(&poll_id).is_some_and(|p| !p.closed) {
+            self.deadlines.insert(poll_id, at);
+        }
+    }
+
+    /// At most once per [`LIVE_EVERY`], broadcasts the counts of live polls that changed.
+    pub fn tick(&mut self, now: Instant) -> Option<Outcome> {
+        if self.dirty.is_empty() || self.last_live.is_some_and(|t| now.duration_since(t) < LIVE_EVERY) {
+            return None;
+        }
+        self.last_live = Some(now);
+        let then = std::mem::take(&mut self.dirty)
+            .into_iter()
+            .filter_map(|p| self.polls.get(&p))
+            .map(|p| Deliver::All(Message::from(p.results())))
+            .collect();
+        Some(Outcome { then, ..Outcome::default() })
     }
 }
 
@@ -621,6 +647,21 @@ mod tests {
             Deliver::All(Message::PollResults(r)) => Some(r.clone()),
             _ => None,
         })
+    }
+
+    /// One node alone: admitted, then posted.
+    fn chat_send(
+        class: &mut Class,
+        who: Who<'_>,
+        id: u64,
+        text: String,
+        now: Instant,
+        now_ms: u64,
+    ) -> Outcome {
+        match class.chat_admit(who, id, now) {
+            Ok(()) => class.chat_post(who, id, text, now_ms),
+            Err(refused) => refused,
+        }
     }
 
     fn poll(class: &mut Class, now: Instant, duration_ms: u32, live: bool) -> u64 {
@@ -680,17 +721,18 @@ mod tests {
         let live = poll(&mut class, t0, 0, true);
         assert_eq!(class.next_deadline(), Some(t0 + Duration::from_secs(5)));
         class.poll_answer(who(1, "ada", Role::Student), live, 1, vec![1]);
-        let first = class.tick(t0);
-        assert_eq!(first.len(), 1, "live counts go out");
+        assert!(class.tick(t0).is_some(), "live counts go out");
         class.poll_answer(who(2, "bob", Role::Student), live, 1, vec![1]);
-        assert!(class.tick(t0 + Duration::from_millis(100)).is_empty(), "at most once per LIVE_EVERY");
+        assert!(class.tick(t0 + Duration::from_millis(100)).is_none(), "at most once per LIVE_EVERY");
         assert_eq!(class.next_deadline(), Some(t0 + LIVE_EVERY), "the changed counts are due then");
         let live_counts: Vec<PollResults> = class.tick(t0 + LIVE_EVERY).iter().filter_map(results).collect();
         assert!(live_counts.iter().any(|r| r.poll_id == live && r.counts == [0, 2, 0]), "{live_counts:?}");
-        let later = class.tick(t0 + Duration::from_secs(5));
-        let closed: Vec<PollResults> = later.iter().filter_map(results).collect();
-        assert!(closed.iter().any(|r| r.poll_id == timed && r.closed), "{closed:?}");
-        assert!(!closed.iter().any(|r| r.poll_id == live), "unchanged counts are not sent again");
+        assert!(class.due(t0 + Duration::from_millis(4_999)).is_empty());
+        assert_eq!(class.due(t0 + Duration::from_secs(5)), [timed]);
+        let closed = results(&class.poll_deadline(timed)).expect("closed at its deadline");
+        assert!(closed.poll_id == timed && closed.closed, "{closed:?}");
+        assert!(class.poll_deadline(timed).then.is_empty(), "a second deadline is a no-op");
+        assert!(class.tick(t0 + Duration::from_secs(5)).is_none(), "unchanged counts are not sent again");
         assert_eq!(class.next_deadline(), None);
     }
 
@@ -700,11 +742,11 @@ mod tests {
         let mut class = Class::load(Vec::new(), 3, t0, 0);
         let ada = who(1, "ada", Role::Student);
         for i in 0..3 {
-            assert!(faults(&class.chat_send(ada, i, format!("hi {i}"), t0, 10)).is_empty());
+            assert!(faults(&chat_send(&mut class, ada, i, format!("hi {i}"), t0, 10)).is_empty());
         }
-        assert_eq!(faults(&class.chat_send(ada, 3, "too fast".into(), t0, 10)), [300]);
+        assert_eq!(faults(&chat_send(&mut class, ada, 3, "too fast".into(), t0, 10)), [300]);
         let muted = Who { chat_muted: true, ..ada };
-        assert_eq!(faults(&class.chat_send(muted, 4, "x".into(), t0, 10)), [207]);
+        assert_eq!(faults(&chat_send(&mut class, muted, 4, "x".into(), t0, 10)), [207]);
         let deleted = class.chat_delete(who(0, "t", Role::Teacher), 2);
         assert!(matches!(&deleted.then[..], [Deliver::All(Message::ChatDeleted(d))] if d.id == 2));
         let page = class.chat_history(ada, 0, 1);
@@ -727,7 +769,7 @@ mod tests {
                 stored.insert((w.kind.to_owned(), w.key), w.value);
             }
         };
-        keep(class.chat_send(who(1, "ada", Role::Student), 5, "hello".into(), t0, 10).writes);
+        keep(chat_send(&mut class, who(1, "ada", Role::Student), 5, "hello".into(), t0, 10).writes);
         keep(class.arrive("ada", "Ada", 1_000).into_iter().collect());
         keep(class.set_flags("bob", |f| f.read_only = true).into_iter().collect());
         let records = stored.into_iter().map(|((k, key), v)| (k, key, v)).collect();

@@ -6,7 +6,9 @@
 //! A message is one [`UpdateRecord`], encoded as in the redb log, with two headers:
 //! `Nats-Msg-Id` ([`msg_id`]: the same write sent again after a lost ack is stored once) and
 //! [`ORIGIN`], the node and its start that published it (a node skips its own, which it
-//! applied before publishing). What to do with a message is decided by [`classify`], sans IO.
+//! applied before publishing); or one classroom event ([`super::class`], marked by its
+//! header), which every node applies as it comes, its own included. What to do with a
+//! message is decided by [`classify`], sans IO.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +18,8 @@ use base64::Engine as _;
 use futures::StreamExt as _;
 use tokio::sync::mpsc;
 
-use super::error;
+use super::{class, error};
+use crate::room::ClassEvent;
 use crate::store::{StoreError, UpdateRecord, decode_record, encode_record};
 
 /// The stream holding every room's log.
@@ -55,19 +58,34 @@ pub fn msg_id(room: &str, record: &UpdateRecord) -> String {
 pub enum Classified {
     /// An update to import.
     Import(UpdateRecord),
+    /// A classroom event to apply (this node's own too: nothing was applied before).
+    Class(ClassEvent),
     /// This node's own write, already in its document.
     Own,
     /// Not a room log message: dropped.
     Malformed(&'static str),
 }
 
-/// Sorts a message by its [`ORIGIN`] header and payload. `replaying`: the room is being
-/// loaded, when this node's own earlier writes are imported too (it may have unloaded the
-/// room since).
-pub fn classify(origin: Option<&str>, payload: &[u8], me: &str, replaying: bool) -> Classified {
+/// Sorts a message by its [`ORIGIN`] and [`class::KIND`] headers and payload. `replaying`:
+/// the room is being loaded, when this node's own earlier writes are imported too (it may
+/// have unloaded the room since).
+pub fn classify(
+    origin: Option<&str>,
+    kind: Option<&str>,
+    payload: &[u8],
+    me: &str,
+    replaying: bool,
+) -> Classified {
     let Some(origin) = origin.filter(|o| !o.is_empty()) else {
         return Classified::Malformed("no Easel-Origin header");
     };
+    match kind {
+        None => {}
+        Some(class::CLASS) => {
+            return class::decode(payload, origin).map_or_else(Classified::Malformed, Classified::Class);
+        }
+        Some(_) => return Classified::Malformed("an unknown Easel-Kind"),
+    }
     if origin == me && !replaying {
         return Classified::Own;
     }
@@ -87,6 +105,13 @@ pub enum Remote {
         seq: u64,
         /// Loro update bytes.
         data: Vec<u8>,
+    },
+    /// A classroom event.
+    Class {
+        /// When the stream stored it, Unix ms: the time every node applies it at.
+        at_ms: u64,
+        /// The event.
+        event: Box<ClassEvent>,
     },
     /// Everything stored when the room was loaded has been handed over.
     CaughtUp,
@@ -111,7 +136,9 @@ impl std::fmt::Debug for RoomLog {
 pub(super) async fn open_stream(js: &jetstream::Context) -> Result<(), String> {
     let config = stream::Config {
         name: STREAM.to_owned(),
-        description: Some("Easel rooms: each room's board updates, one subject per room".into()),
+        description: Some(
+            "Easel rooms: each room's board updates and classroom events, one subject per room".into(),
+        ),
         subjects: vec!["easel.room.*.ops".to_owned()],
         storage: stream::StorageType::File,
         duplicate_window: Duration::from_secs(120),
@@ -133,13 +160,35 @@ impl RoomLog {
         let payload = encode_record(record)?;
         let mut headers = async_nats::HeaderMap::new();
         headers.insert(async_nats::header::NATS_MESSAGE_ID, msg_id(room, record).as_str());
+        self.publish(room, headers, payload).await.map(|ack| ack.sequence)
+    }
+
+    /// Publishes a classroom event; resolves once the stream has it, with whether it was a
+    /// resend the stream already had (then it is not delivered again). Nothing of it is
+    /// applied here: it is, when it comes back from the room's subject.
+    pub async fn publish_class(&self, room: &str, event: &ClassEvent) -> Result<bool, StoreError> {
+        let payload = class::encode(event).map_err(StoreError::Log)?;
+        let mut headers = async_nats::HeaderMap::new();
+        if let Some(id) = class::msg_id(room, event) {
+            headers.insert(async_nats::header::NATS_MESSAGE_ID, id.as_str());
+        }
+        headers.insert(class::KIND, class::CLASS);
+        self.publish(room, headers, payload).await.map(|ack| ack.duplicate)
+    }
+
+    async fn publish(
+        &self,
+        room: &str,
+        mut headers: async_nats::HeaderMap,
+        payload: Vec<u8>,
+    ) -> Result<jetstream::publish::PublishAck, StoreError> {
         headers.insert(ORIGIN, &*self.origin);
         let publish = async {
             let ack = self.js.publish_with_headers(subject(room), headers, payload.into()).await;
             ack.map_err(|e| e.to_string())?.await.map_err(|e| e.to_string())
         };
         match tokio::time::timeout(ACK_TIMEOUT, publish).await {
-            Ok(Ok(ack)) => Ok(ack.sequence),
+            Ok(Ok(ack)) => Ok(ack),
             Ok(Err(e)) => Err(StoreError::Log(e)),
             Err(_) => Err(StoreError::Log("no ack in time".into())),
         }
@@ -249,10 +298,20 @@ impl Follower {
         };
         let (seq, pending) = (info.stream_sequence, info.pending);
         self.next = seq + 1;
-        let origin = message.headers.as_ref().and_then(|h| h.get(ORIGIN)).map(|v| v.as_str());
-        match classify(origin, &message.payload, &self.log.origin, self.replaying) {
+        let header = |name| message.headers.as_ref().and_then(|h| h.get(name)).map(|v| v.as_str());
+        match classify(
+            header(ORIGIN),
+            header(class::KIND),
+            &message.payload,
+            &self.log.origin,
+            self.replaying,
+        ) {
             Classified::Import(record) => {
                 self.tx.send(Remote::Update { seq, data: record.data }).await.ok()?;
+            }
+            Classified::Class(event) => {
+                let at_ms = u64::try_from(info.published.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+                self.tx.send(Remote::Class { at_ms, event: Box::new(event) }).await.ok()?;
             }
             Classified::Own => {}
             Classified::Malformed(why) => {
@@ -308,12 +367,33 @@ mod tests {
     #[test]
     fn messages_are_imported_skipped_or_dropped() {
         let bytes = encode_record(&record(7)).expect("encode");
-        assert_eq!(classify(Some("b@1"), &bytes, "a@1", false), Classified::Import(record(7)));
-        assert_eq!(classify(Some("a@1"), &bytes, "a@1", false), Classified::Own);
+        assert_eq!(classify(Some("b@1"), None, &bytes, "a@1", false), Classified::Import(record(7)));
+        assert_eq!(classify(Some("a@1"), None, &bytes, "a@1", false), Classified::Own);
         // Loading: this node's own earlier writes are part of the room.
-        assert_eq!(classify(Some("a@1"), &bytes, "a@1", true), Classified::Import(record(7)));
-        assert!(matches!(classify(None, &bytes, "a@1", false), Classified::Malformed(_)));
-        assert!(matches!(classify(Some(""), &bytes, "a@1", false), Classified::Malformed(_)));
-        assert!(matches!(classify(Some("b@1"), b"garbage", "a@1", false), Classified::Malformed(_)));
+        assert_eq!(classify(Some("a@1"), None, &bytes, "a@1", true), Classified::Import(record(7)));
+        assert!(matches!(classify(None, None, &bytes, "a@1", false), Classified::Malformed(_)));
+        assert!(matches!(classify(Some(""), None, &bytes, "a@1", false), Classified::Malformed(_)));
+        assert!(matches!(classify(Some("b@1"), None, b"garbage", "a@1", false), Classified::Malformed(_)));
+    }
+
+    #[test]
+    fn classroom_events_are_applied_by_every_node_its_own_included() {
+        use crate::room::{Act, Actor, Key};
+        let by = Actor {
+            key: Key { origin: "a@1".into(), index: 0 },
+            user: "ada".into(),
+            client: "dev".into(),
+            name: "Ada".into(),
+            role: easel_proto::message::Role::Student,
+        };
+        let event = ClassEvent { by, act: Act::Arrive };
+        let bytes = class::encode(&event).expect("encode");
+        let kind = Some(class::CLASS);
+        assert_eq!(classify(Some("a@1"), kind, &bytes, "a@1", false), Classified::Class(event.clone()));
+        assert_eq!(classify(Some("a@1"), kind, &bytes, "b@1", false), Classified::Class(event));
+        assert!(matches!(classify(Some("a@1"), kind, b"garbage", "b@1", false), Classified::Malformed(_)));
+        let board = encode_record(&record(1)).expect("encode");
+        assert!(matches!(classify(Some("a@1"), kind, &board, "b@1", false), Classified::Malformed(_)));
+        assert!(matches!(classify(Some("a@1"), Some("x"), &bytes, "b@1", false), Classified::Malformed(_)));
     }
 }

@@ -14,6 +14,7 @@
 //! cursors and presence cross nodes on core NATS ([`relay`]). Classroom state is still
 //! node-local (`docs/cluster.md`).
 
+pub mod class;
 mod driver;
 pub mod log;
 pub mod members;

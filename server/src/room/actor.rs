@@ -1,7 +1,7 @@
 //! The task that drives one [`Room`]: it takes [`Command`]s and cursors from connections,
 //! holds each member's [`Link`], runs durable writes through the [`Board`] (board updates)
-//! and the [`Store`] (classroom records) in order, imports the other nodes' updates (cluster
-//! mode), sleeps until the room's next timer, and feeds the SFU driver. Every event is one input to the
+//! and the [`Store`] (classroom records; cluster mode: classroom events to the room log) in
+//! order, imports the room log's updates and classroom events (cluster mode), sleeps until the room's next timer, and feeds the SFU driver. Every event is one input to the
 //! room followed by one [`Actor::drain`], the only place where outputs become IO.
 
 use std::collections::{BTreeMap, HashMap};
@@ -20,7 +20,7 @@ use tracing::Instrument as _;
 use super::budget::Claim;
 use super::handle::{Command, Handle, JoinRequest, Link, Outbound, Stamped};
 use super::stats::{Ingest, Stats};
-use super::{Joined, Metric, Output, Persist, RelayBatch, Room, SnapshotWrite, Undeliverable};
+use super::{ClassEvent, Joined, Metric, Output, Persist, RelayBatch, Room, SnapshotWrite, Undeliverable};
 use crate::board::{Board, Loaded};
 use crate::class::{Class, Deliver};
 use crate::cluster::Relay;
@@ -63,9 +63,13 @@ pub async fn spawn(
         }
         None => None,
     };
-    let side = {
-        let (store, room) = (store.clone(), id.clone());
-        tokio::task::spawn_blocking(move || store.load_side(&room)).await??
+    // Cluster mode: the classroom is in the room log, replayed below with the board.
+    let side = match &board {
+        Board::Cluster(_) => Vec::new(),
+        Board::Local(_) => {
+            let (store, room) = (store.clone(), id.clone());
+            tokio::task::spawn_blocking(move || store.load_side(&room)).await??
+        }
     };
     let snapshot = stored.snapshot.map(|s| (s.upto_seq, s.data));
     let updates = stored.updates.into_iter().map(|(seq, r)| (seq, r.data)).collect();
@@ -118,6 +122,9 @@ async fn replay(room: &mut Room, remote: &mut mpsc::Receiver<Remote>) -> Result<
         let next = tokio::time::timeout(REPLAY_WAIT, remote.recv()).await;
         match next {
             Ok(Some(Remote::Update { seq, data })) => import_remote(room, seq, data),
+            Ok(Some(Remote::Class { at_ms, event })) => {
+                room.handle_class_event(Instant::now(), at_ms, *event)
+            }
             Ok(Some(Remote::CaughtUp)) => return Ok(()),
             Ok(None) => return Err(StoreError::Log("the room log ended while loading".into())),
             Err(_) => return Err(StoreError::Log("the room log stalled while loading".into())),
@@ -160,6 +167,9 @@ enum Committed {
     /// Classroom records, and what waited for them; with the request that caused them and its
     /// ingest, for the latency histograms.
     Side { result: Result<(), StoreError>, then: Vec<Deliver>, asked: Option<(Ingest, Instant)> },
+    /// Cluster mode: a classroom event published (`Ok(false)`), found a resend of one the
+    /// stream already had (`Ok(true)`), or not published.
+    ClassLog(Box<ClassEvent>, Result<bool, StoreError>),
 }
 
 /// Cluster mode: the room's presence across nodes.
@@ -306,6 +316,10 @@ impl Actor {
                 import_remote(&mut self.room, seq, data);
                 self.drain().await;
             }
+            Some(Remote::Class { at_ms, event }) => {
+                self.room.handle_class_event(Instant::now(), at_ms, *event);
+                self.drain().await;
+            }
             Some(Remote::CaughtUp) => {}
             None => {
                 tracing::error!("cluster: the room log stopped; other nodes' edits no longer arrive");
@@ -444,6 +458,12 @@ impl Actor {
             Committed::Side { result: Err(e), .. } => {
                 tracing::debug!("classroom write failed: {e}");
             }
+            Committed::ClassLog(_, Ok(false)) => {}
+            Committed::ClassLog(event, Ok(true)) => self.room.handle_class_resent(*event),
+            Committed::ClassLog(event, Err(e)) => {
+                tracing::debug!("classroom event not published: {e}");
+                self.room.handle_class_unpublished(Instant::now(), *event);
+            }
         }
         self.drain().await;
         // The ack and echoes are queued now.
@@ -550,6 +570,9 @@ impl Actor {
                 Output::Side { writes, then } => {
                     let asked = self.asked.take();
                     self.committing.push_back(side(&self.store, self.room.id(), writes, then, asked));
+                }
+                Output::ClassLog(event) => {
+                    self.committing.push_back(publish_class(&self.board, self.room.id(), event));
                 }
                 Output::Sfu(op) => self.pass(op),
                 Output::Relay(batch) => {
@@ -673,6 +696,19 @@ fn persist(board: &Board, room: &str, p: Persist) -> Committing {
                 Committed::Op { participant, op_id, result, received: None }
             }
         }
+    })
+}
+
+/// Publishes a classroom event to the room log; one node alone has none (the room applied
+/// the event itself), so this is never asked there.
+fn publish_class(board: &Board, room: &str, event: ClassEvent) -> Committing {
+    let (board, room) = (board.clone(), room.to_owned());
+    Box::pin(async move {
+        let result = match &board {
+            Board::Cluster(log) => log.publish_class(&room, &event).await,
+            Board::Local(_) => Err(StoreError::Log("no room log on one node alone".into())),
+        };
+        Committed::ClassLog(Box::new(event), result)
     })
 }
 

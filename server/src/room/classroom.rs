@@ -5,20 +5,21 @@
 
 use std::time::Instant;
 
-use easel_proto::message::{HandQueue, Kind, ModAction, Moderate, Moderated, ParticipantUpdated, Role};
+use easel_proto::message::{Kind, Moderate, Role};
 use easel_proto::{ErrorCode, Message};
 
+use super::classlog::{Act, ClassEvent, REMOVAL_UNKNOWN_EXPIRY};
 use super::{Output, Room};
-use crate::class::{self, Deliver, Outcome, Who};
-use crate::sfu::SfuOp;
-use easel_proto::message::clip_reason;
+use crate::class::{self, Deliver, Who};
 
 impl Room {
-    /// A classroom request on a member's room stream: chat, polls, hands, moderation.
+    /// A classroom request on a member's room stream: chat, polls, hands, moderation. What
+    /// only this node can decide (the chat rate, roles, which member a number names) is
+    /// decided here; the act itself becomes one event ([`Room::submit`]).
     pub fn handle_class(&mut self, now: Instant, member: u16, message: Message) {
         self.handle_touch(now, member);
-        let now_ms = self.wall_ms(now);
         let Some(m) = self.members.get(&member) else { return };
+        let by = self.actor(member, m);
         let info = m.info.clone();
         let who = Who {
             index: member,
@@ -27,23 +28,36 @@ impl Room {
             role: info.role,
             chat_muted: info.chat_muted,
         };
-        let answered = matches!(message, Message::PollAnswer(_));
-        let outcome = match message {
-            Message::ChatSend(c) => self.class.chat_send(who, c.client_msg_id, c.text, now, now_ms),
-            Message::ChatDelete(d) => self.class.chat_delete(who, d.id),
-            Message::ChatHistory(h) => self.class.chat_history(who, h.before, h.limit),
-            Message::PollStart(p) => self.class.poll_start(who, p, now, now_ms),
-            Message::PollAnswer(a) => self.class.poll_answer(who, a.poll_id, a.attempt_id, a.choices),
-            Message::PollClose(c) => self.class.poll_close(who, c.poll_id),
-            Message::HandRaise(_) => return self.hand(member, member, true),
+        let act = match message {
+            Message::ChatSend(c) => match self.class.chat_admit(who, c.client_msg_id, now) {
+                Ok(()) => Act::Request(Message::ChatSend(c)),
+                Err(refused) => return self.deliver(refused.reply),
+            },
+            Message::ChatHistory(h) => {
+                let page = self.class.chat_history(who, h.before, h.limit);
+                return self.deliver(page.reply);
+            }
+            m @ (Message::ChatDelete(_)
+            | Message::PollStart(_)
+            | Message::PollAnswer(_)
+            | Message::PollClose(_)
+            | Message::HandRaise(_)) => Act::Request(m),
             Message::HandLower(l) => {
                 if l.participant != member && info.role != Role::Teacher {
                     let why = "only a teacher lowers others' hands";
                     return self.refuse(member, Kind::HandLower, 0, ErrorCode::Forbidden, why);
                 }
-                return self.hand(member, l.participant, false);
+                let Some(whose) = self.members.get(&l.participant).map(|m| self.actor(l.participant, m).key)
+                else {
+                    let why = "no such participant";
+                    return self.refuse(member, Kind::HandLower, 0, ErrorCode::NotFound, why);
+                };
+                Act::HandLower { whose }
             }
-            Message::Moderate(m) => return self.moderate(now, member, info.role, m),
+            Message::Moderate(m) => match self.moderation(now, member, info.role, m) {
+                Some(act) => act,
+                None => return,
+            },
             Message::SetCursorCap(c) if info.role == Role::Teacher => {
                 return self.set_cursor_cap(now, member, c.cap);
             }
@@ -56,27 +70,12 @@ impl Room {
                 return self.refuse(member, other.kind(), 0, ErrorCode::UnexpectedMessage, &why);
             }
         };
-        let Outcome { reply, writes, then } = outcome;
-        self.deliver(reply);
-        self.store_side(writes, then);
-        if answered {
-            // Live counts go out now if the last broadcast is old enough, else at its timer.
-            self.class_tick(now);
-        }
+        self.submit(now, ClassEvent { by, act });
     }
 
     /// Classroom records are durable: what waited for them goes out.
     pub fn handle_side_committed(&mut self, then: Vec<Deliver>) {
         self.deliver(then);
-    }
-
-    fn deliver(&mut self, messages: Vec<Deliver>) {
-        for d in messages {
-            match d {
-                Deliver::To(to, message) => self.send(to, message),
-                Deliver::All(message) => self.broadcast(None, &message),
-            }
-        }
     }
 
     /// Asks for `writes` to be stored, then `then` to be delivered (nothing if both are empty).
@@ -86,88 +85,39 @@ impl Room {
         }
     }
 
-    /// Poll timers and live poll counts.
-    pub(super) fn class_tick(&mut self, now: Instant) {
-        for outcome in self.class.tick(now) {
-            self.store_side(outcome.writes, outcome.then);
-        }
-    }
-
-    /// Raises or lowers `whose` hand; everyone sees the new queue and the flag change.
-    fn hand(&mut self, by: u16, whose: u16, raise: bool) {
-        let Some(member) = self.members.get_mut(&whose) else {
-            return self.refuse(by, Kind::HandLower, 0, ErrorCode::NotFound, "no such participant");
-        };
-        let queued = self.hands.contains(&whose);
-        if raise == queued {
-            return;
-        }
-        if raise {
-            self.hands.push(whose);
-        } else {
-            self.hands.retain(|h| *h != whose);
-        }
-        member.info.hand_raised = raise;
-        let updated = Message::from(ParticipantUpdated { participant: member.info.clone() });
-        self.broadcast(None, &Message::from(HandQueue { queue: self.hands.clone() }));
-        self.broadcast(None, &updated);
-    }
-
-    /// A teacher's moderation (SPEC §12): effects hold at once, and per user, so they survive
-    /// a reconnect.
-    fn moderate(&mut self, now: Instant, by: u16, role: Role, m: Moderate) {
-        let kind = Kind::Moderate;
+    /// A teacher's moderation (SPEC §12) as an event naming its target by its node and
+    /// user, or refused here. A removal holds until the target's token expires, if this
+    /// node holds its connection and so knows when.
+    fn moderation(&mut self, now: Instant, by: u16, role: Role, m: Moderate) -> Option<Act> {
         let target_ref = u64::from(m.target);
         if role != Role::Teacher {
-            return self.refuse(by, kind, target_ref, ErrorCode::Forbidden, "only a teacher moderates");
+            self.refuse(by, Kind::Moderate, target_ref, ErrorCode::Forbidden, "only a teacher moderates");
+            return None;
         }
-        let Some(target) = self.members.get_mut(&m.target) else {
-            return self.refuse(by, kind, target_ref, ErrorCode::NotFound, "no such participant");
+        let Some(target) = self.members.get(&m.target) else {
+            self.refuse(by, Kind::Moderate, target_ref, ErrorCode::NotFound, "no such participant");
+            return None;
         };
-        let user = target.info.user.clone();
-        let expires_ms = target.expires_ms;
-        match m.action {
-            ModAction::MuteChat | ModAction::UnmuteChat => {
-                target.info.chat_muted = m.action == ModAction::MuteChat
-            }
-            ModAction::ReadOnly | ModAction::ReadWrite => {
-                target.info.read_only = m.action == ModAction::ReadOnly
-            }
-            // Removal takes it out of the SFU room with the room (see `remove`); the camera
-            // flag follows the SFU's word that the publisher is gone.
-            ModAction::Remove | ModAction::StopMedia => {}
-        }
-        let info = target.info.clone();
-        if m.action == ModAction::StopMedia && target.in_sfu {
-            self.push(Output::Sfu(SfuOp::Unpublish { participant: m.target }));
-        }
-        let write = self.class.set_flags(&user, |f| match m.action {
-            ModAction::MuteChat | ModAction::UnmuteChat => f.chat_muted = info.chat_muted,
-            ModAction::ReadOnly | ModAction::ReadWrite => f.read_only = info.read_only,
-            ModAction::Remove => f.removed_until_ms = Some(expires_ms),
-            ModAction::StopMedia => {}
-        });
-        if m.action == ModAction::Remove {
-            // The target hears why on its own stream; it is gone before the broadcast.
-            self.remove(now, m.target, ErrorCode::Removed, Some(clip_reason(m.reason.clone())));
-        }
-        let mut then = vec![Deliver::All(Message::from(Moderated {
-            target: m.target,
+        let until_ms = if target.is_remote() {
+            self.wall_ms(now).saturating_add(REMOVAL_UNKNOWN_EXPIRY.as_millis() as u64)
+        } else {
+            target.expires_ms
+        };
+        let actor = self.actor(m.target, target);
+        Some(Act::Moderate {
+            target: actor.key,
+            user: actor.user,
             action: m.action,
-            by,
             reason: m.reason,
-        }))];
-        if m.action != ModAction::Remove {
-            then.push(Deliver::All(Message::from(ParticipantUpdated { participant: info })));
-        }
-        self.push(Output::Side { writes: write.into_iter().collect(), then });
+            until_ms,
+            asked: m.target,
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use easel_proto::message::Role;
-    use easel_proto::message::{ChatSend, HandLower, HandRaise};
+    use easel_proto::message::{ChatSend, HandLower, HandRaise, ModAction, Moderate, Role};
 
     use super::super::Config;
     use super::super::testing::{Sim, room};

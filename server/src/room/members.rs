@@ -12,7 +12,7 @@ use easel_proto::message::{HandQueue, Participant, Role, SfuEvent, SfuEventKind}
 
 use super::cursors::CursorState;
 use super::doc::SnapshotPayload;
-use super::{Metric, Output, Room};
+use super::{Act, ClassEvent, Metric, Output, Room};
 use crate::sfu::SfuOp;
 
 /// Who is joining, as the room sees it: plain data, the link stays with the driver.
@@ -206,7 +206,6 @@ impl Room {
             tracing::error!(room = %self.id, "export for join failed: {e}");
             ErrorCode::Internal
         })?;
-        let arrived = self.class.arrive(&info.user, &info.name, now_ms);
         let role = info.role;
         let mut member = Member::new(info, Reach::Linked { slot: arrival.slot }, now);
         (member.client_id, member.expires_ms, member.conn) =
@@ -222,7 +221,10 @@ impl Room {
         // frame (and, should that frame close a slow consumer, hears it leave).
         self.push(Output::JoinAnswer(Ok(Joined { participant: index, snapshot, resumed: false })));
         self.announce_join(now, index);
-        self.store_side(arrived.into_iter().collect(), Vec::new());
+        if let Some(m) = self.members.get(&index) {
+            let by = self.actor(index, m);
+            self.submit(now, ClassEvent { by, act: Act::Arrive });
+        }
         self.send_side_state(index);
         Ok(())
     }
@@ -285,7 +287,7 @@ impl Room {
             self.send(index, message);
         }
         if !self.hands.is_empty() {
-            self.send(index, Message::from(HandQueue { queue: self.hands.clone() }));
+            self.send(index, Message::from(HandQueue { queue: self.hand_queue() }));
         }
         // Feed ids are only in SfuEvents: a newcomer needs the current publishers' to subscribe.
         let publishing: Vec<(u16, u64)> = self
@@ -367,6 +369,7 @@ impl Room {
     /// let go either way.
     pub(super) fn remove(&mut self, now: Instant, index: u16, code: ErrorCode, reason: Option<String>) {
         let Some(member) = self.members.remove(&index) else { return };
+        let by = self.actor(index, &member);
         if member.is_linked() {
             self.push(match reason {
                 Some(reason) => Output::Left { member: index, code, reason },
@@ -379,6 +382,7 @@ impl Room {
             Reach::Remote { origin, index: theirs, .. } => {
                 // Its node keeps its attendance; here it only leaves the lists.
                 let origin = origin.clone();
+                self.drop_hand(&by.key);
                 self.forget_remote(&origin, *theirs);
                 self.unlist(now, index, &member, code);
                 return;
@@ -389,12 +393,9 @@ impl Room {
         if member.in_sfu {
             self.push(Output::Sfu(SfuOp::Leave { participant: index }));
         }
-        let departed = self.class.depart(&member.info.user, self.wall_ms(left_at));
-        self.store_side(departed.into_iter().collect(), Vec::new());
-        if let Some(at) = self.hands.iter().position(|h| *h == index) {
-            self.hands.remove(at);
-            self.broadcast(None, &Message::from(HandQueue { queue: self.hands.clone() }));
-        }
+        let at_ms = self.wall_ms(left_at);
+        self.drop_hand(&by.key);
+        self.submit(now, ClassEvent { by, act: Act::Depart { at_ms } });
         self.unlist(now, index, &member, code);
     }
 

@@ -12,11 +12,14 @@
 //! One concern per file: `members` (joining, resuming, detaching, leaving, eviction),
 //! `roster` (batched membership frames), `doc` (the Loro document, durable writes,
 //! snapshots), `cursors` (paced cursor batches, presence ticks), `spotlight` (a lecture's
-//! active-cursor cap), `classroom` (chat, polls, hands, moderation), `sfu` (SFU signalling),
+//! active-cursor cap), `classroom` (chat, polls, hands, moderation: what the acting node
+//! decides), `classlog` (the classroom's events, applied alike on one node and from the
+//! cluster's room log), `sfu` (SFU signalling),
 //! `handle` (what connections hold), `stats` (the room's own numbers) and `actor` (the task).
 
 mod actor;
 mod budget;
+mod classlog;
 mod classroom;
 mod cursors;
 mod doc;
@@ -42,6 +45,7 @@ use loro::LoroDoc;
 
 pub use self::actor::{SpawnError, spawn};
 pub use self::budget::DatagramBudget;
+pub use self::classlog::{Act, Actor, ClassEvent, Key};
 use self::cursors::BatchKey;
 pub use self::cursors::DatagramBatch;
 pub use self::doc::{ImportError, LoadError, Persist, REMOTE_AUTHOR, SnapshotPayload, SnapshotWrite};
@@ -209,6 +213,10 @@ pub enum Output {
         /// What waits for them.
         then: Vec<Deliver>,
     },
+    /// Cluster mode: publish this classroom event to the room's log; nothing of it is applied
+    /// until it comes back ([`Room::handle_class_event`]); if it cannot be published, report
+    /// it with [`Room::handle_class_unpublished`].
+    ClassLog(ClassEvent),
     /// Work for the room's SFU driver.
     Sfu(SfuOp),
     /// Cluster mode: publish this batch of the room's local members to the other nodes.
@@ -298,8 +306,9 @@ pub struct Room {
     /// The wall clock at a point of the room's clock, so times on the wire and in records
     /// (Unix ms) follow from the `Instant`s the room is given.
     wall: (Instant, u64),
-    /// The teacher-visible queue of raised hands, first raised first.
-    hands: Vec<u16>,
+    /// The teacher-visible queue of raised hands, first raised first, by the members' nodes
+    /// (the same at every node in cluster mode).
+    hands: Vec<Key>,
     /// Membership changes not yet sent, and the membership frame's pacing.
     roster: roster::Roster,
     /// The last whole-document export for joiners, at the version it was made: joiners

@@ -18,7 +18,7 @@ use easel_proto::message::{Participant, Role};
 
 use super::cursors::CursorState;
 use super::members::{Member, Reach};
-use super::{Output, Room};
+use super::{Key, Output, Room};
 
 /// One node's members of one room, as it tells the others.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,7 +67,7 @@ pub(super) struct Relay {
     /// When the next batch is due.
     pub(super) next: Option<Instant>,
     /// (origin, its number) → this room's number.
-    numbers: HashMap<(Arc<str>, u16), u16>,
+    pub(super) numbers: HashMap<(Arc<str>, u16), u16>,
 }
 
 impl Relay {
@@ -193,15 +193,18 @@ impl Room {
             return None;
         }
         let index = self.allocate_index()?;
+        let flags = self.class.flags(&r.user);
+        let key = Key { origin: origin.clone(), index: r.index };
+        let hand_raised = self.hands.contains(&key);
         let info = Participant {
             index,
             user: r.user.clone(),
             name: r.name.clone(),
             role: r.role,
-            read_only: false,
-            chat_muted: false,
+            read_only: flags.read_only,
+            chat_muted: flags.chat_muted,
             camera: false,
-            hand_raised: false,
+            hand_raised,
         };
         let reach = Reach::Remote { origin: origin.clone(), node: node.clone(), index: r.index, until };
         let mut member = Member::new(info, reach, now);
@@ -213,6 +216,11 @@ impl Room {
         }
         self.spotlight_joined(now, r.role);
         self.announce_join(now, index);
+        if hand_raised {
+            // Its hand came by the room log before its member by presence: shown now.
+            let queue = self.hand_queue();
+            self.broadcast(None, &easel_proto::Message::from(easel_proto::message::HandQueue { queue }));
+        }
         Some(index)
     }
 

@@ -115,6 +115,16 @@ pub async fn node(nats: &Nats, id: &str) -> TestServer {
     node_beating(nats, id, HEARTBEAT).await
 }
 
+/// A node with rooms unloaded after `idle_unload` empty.
+pub async fn node_unloading(nats: &Nats, id: &str, idle_unload: Duration) -> TestServer {
+    let config = cluster(nats, id);
+    TestServer::start_with(move |c| {
+        c.cluster = Some(config);
+        c.idle_unload = idle_unload;
+    })
+    .await
+}
+
 async fn node_beating(nats: &Nats, id: &str, heartbeat: Duration) -> TestServer {
     let config = ClusterConfig { heartbeat, ..cluster(nats, id) };
     TestServer::start_with(move |c| c.cluster = Some(config)).await

@@ -9,6 +9,7 @@ mod away;
 mod browser;
 mod classroom;
 mod cluster;
+mod cluster_class;
 mod cluster_presence;
 mod cluster_rooms;
 mod crash;
