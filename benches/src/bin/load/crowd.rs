@@ -32,10 +32,11 @@ pub(crate) struct Crowd {
     pacer: Option<JoinHandle<Tally>>,
 }
 
-/// Connects clients `indices`; records connect → joined-and-synced per client as `connect`,
-/// and the last connect start and last sync time. Each client starts running as it joins.
+/// Connects clients `indices` (client `i` to `targets[i % len]`); records connect →
+/// joined-and-synced per client as `connect`, and the last connect start and last sync time.
+/// Each client starts running as it joins.
 pub(crate) async fn connect(
-    target: &Target,
+    targets: &[Target],
     indices: &[u32],
     conduct: &Conduct,
     clock: Clock,
@@ -50,7 +51,11 @@ pub(crate) async fn connect(
         pacer: None,
     };
     let mut joins = stream::iter(indices.iter().map(|&i| (i, (conduct.user)(i))))
-        .map(|(i, name)| async move { lean::connect(target, i, &name, conduct.role, clock).await })
+        .map(|(i, name)| async move {
+            // Spread over the cluster's nodes, if more than one is given.
+            let target = &targets[i as usize % targets.len()];
+            lean::connect(target, i, &name, conduct.role, clock).await
+        })
         .buffer_unordered(conduct.concurrency.max(1));
     while let Some(r) = joins.next().await {
         let l = match r {

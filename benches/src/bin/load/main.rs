@@ -86,6 +86,13 @@ pub(crate) struct Args {
     /// SHA-256 of `--observer-url`'s certificate, hex.
     #[arg(long, requires = "observer_url")]
     observer_cert_hash: Option<String>,
+    /// Another node of a cluster (repeat): the protocol clients are spread round-robin over
+    /// `--url` and these; the SDK clients (and a lecture's teacher) stay on `--url`.
+    #[arg(long)]
+    node_url: Vec<String>,
+    /// SHA-256 of each `--node-url`'s certificate, hex, in the same order (repeat).
+    #[arg(long)]
+    node_cert_hash: Vec<String>,
     /// The server's HS256 secret, to mint one token per client.
     #[arg(long, env = "EASEL_JWT_SECRET", hide_env_values = true)]
     jwt_secret: String,
@@ -203,11 +210,25 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
+/// Where the protocol clients connect: `--url`, then each `--node-url`.
+async fn targets(args: &Args) -> anyhow::Result<Vec<Target>> {
+    if !args.node_cert_hash.is_empty() && args.node_cert_hash.len() != args.node_url.len() {
+        bail!("--node-cert-hash must be given once for each --node-url, or not at all");
+    }
+    let mut targets =
+        vec![Target::new(&args.url, args.cert_hash.as_deref(), &args.jwt_secret, &args.room).await?];
+    for (i, url) in args.node_url.iter().enumerate() {
+        let hash = args.node_cert_hash.get(i).map(String::as_str);
+        targets.push(Target::new(url, hash, &args.jwt_secret, &args.room).await?);
+    }
+    Ok(targets)
+}
+
 /// A child process: connects its shard of the protocol clients, runs them in the window the
 /// parent sends, and prints what they measured.
 async fn child(args: Arc<Args>, place: Place) -> anyhow::Result<()> {
     let clock = place.clock();
-    let target = Target::new(&args.url, args.cert_hash.as_deref(), &args.jwt_secret, &args.room).await?;
+    let target = targets(&args).await?;
     let (lo, hi) = args.lean_range();
     let indices = place.indices(lo, hi);
     let (window_tx, window_rx) = watch::channel(None);
@@ -225,7 +246,7 @@ async fn parent(args: Args) -> anyhow::Result<()> {
     let args = Arc::new(args);
     let tty = std::io::stderr().is_terminal();
     let (clock, epoch_ms) = (Clock(Instant::now()), unix_ms());
-    let target = Target::new(&args.url, args.cert_hash.as_deref(), &args.jwt_secret, &args.room).await?;
+    let target = targets(&args).await?;
     let (window_tx, window_rx) = watch::channel(None);
     let mut sdk = tokio::task::JoinSet::new();
     let mut failures = Vec::new();
@@ -340,6 +361,7 @@ async fn parent(args: Args) -> anyhow::Result<()> {
     let mut report = json!({
         "label": args.label,
         "url": args.url,
+        "node_urls": args.node_url,
         "scenario": format!("{:?}", args.scenario).to_lowercase(),
         "clients": args.clients,
         "connected": connected,
