@@ -31,6 +31,9 @@ pub struct Arrival {
     /// The participant number a resumed session held here: if that member is still in the
     /// room (for the same user), it is re-attached instead of joining anew.
     pub resume: Option<u16>,
+    /// The session id (kept across resumes, on any node): another node's member of the same
+    /// user and session is this one, come over from a node that died (cluster mode).
+    pub session: u64,
     /// When the member's token expires (Unix ms): a removal holds until then.
     pub expires_ms: u64,
     /// The connection joining. Inputs that end a membership carry it, so one from a
@@ -81,12 +84,18 @@ pub(super) enum Reach {
         index: u16,
         /// When it is dropped unless its node is heard from again.
         until: Instant,
+        /// Its node was counted out: it is away, pointer hidden, until it reappears from
+        /// another node (resumed there) or the resume grace passes; the presence it showed
+        /// before is kept to give back.
+        lost: Option<Option<(Status, Tool)>>,
     },
 }
 
 pub(super) struct Member {
     pub(super) info: Participant,
     pub(super) client_id: String,
+    /// Its session id (see [`Arrival::session`]).
+    pub(super) session: u64,
     /// Token expiry, Unix ms.
     pub(super) expires_ms: u64,
     pub(super) reach: Reach,
@@ -120,6 +129,7 @@ impl Member {
         Self {
             info,
             client_id: String::new(),
+            session: 0,
             expires_ms: u64::MAX,
             reach,
             conn: 0,
@@ -140,9 +150,9 @@ impl Member {
         matches!(self.reach, Reach::Remote { .. })
     }
 
-    /// Whether its pointer may be shown: not while its connection is lost.
+    /// Whether its pointer may be shown: not while its connection (or its node) is lost.
     pub(super) fn shows_pointer(&self) -> bool {
-        !matches!(self.reach, Reach::Detached { .. })
+        !matches!(self.reach, Reach::Detached { .. } | Reach::Remote { lost: Some(_), .. })
     }
 
     pub(super) fn is_linked(&self) -> bool {
@@ -171,9 +181,7 @@ impl Room {
     }
 
     fn join(&mut self, now: Instant, arrival: Arrival) -> Result<(), ErrorCode> {
-        if let Some(index) = arrival.resume
-            && self.members.get(&index).is_some_and(|m| m.info.user == arrival.user)
-        {
+        if let Some(index) = self.resumed_member(&arrival) {
             return self.reattach(now, index, arrival);
         }
         let now_ms = self.wall_ms(now);
@@ -202,8 +210,8 @@ impl Room {
         let arrived = self.class.arrive(&info.user, &info.name, now_ms);
         let role = info.role;
         let mut member = Member::new(info, Reach::Linked { slot: arrival.slot }, now);
-        (member.client_id, member.expires_ms, member.conn) =
-            (arrival.client_id, arrival.expires_ms, arrival.conn);
+        (member.client_id, member.session, member.expires_ms, member.conn) =
+            (arrival.client_id, arrival.session, arrival.expires_ms, arrival.conn);
         self.members.insert(index, member);
         self.empty_since = None;
         self.relay_changed(now, index);
@@ -230,9 +238,10 @@ impl Room {
             ErrorCode::Internal
         })?;
         let member = self.members.get_mut(&index).ok_or(ErrorCode::Internal)?;
-        let shown = match member.reach {
-            Reach::Detached { shown, .. } => shown,
-            Reach::Linked { .. } | Reach::Remote { .. } => None,
+        let (shown, was_remote) = match &member.reach {
+            Reach::Detached { shown, .. } => (*shown, false),
+            Reach::Linked { .. } => (None, false),
+            Reach::Remote { lost, .. } => (lost.flatten(), true),
         };
         member.client_id = arrival.client_id;
         member.expires_ms = arrival.expires_ms;
@@ -244,6 +253,9 @@ impl Room {
         member.presence_mark = 0;
         member.last_sent = None;
         self.cursors_quiet_until = None;
+        if was_remote {
+            self.adopt_remote(now, index);
+        }
         if let Some((status, tool)) = shown {
             self.publish_presence(now, index, status, tool);
         }
@@ -253,6 +265,18 @@ impl Room {
         self.handle_refreshed(now, index, arrival.conn, arrival.role, arrival.expires_ms);
         self.send_side_state(index);
         Ok(())
+    }
+
+    /// The member a resumed session re-attaches to: the one it held here (same number, user
+    /// and session), or in cluster mode another node's member of the same user and session
+    /// (its node died and it resumed here).
+    fn resumed_member(&self, arrival: &Arrival) -> Option<u16> {
+        let held = arrival.resume?;
+        let same = |m: &Member| m.info.user == arrival.user && m.session == arrival.session;
+        if self.members.get(&held).is_some_and(|m| !m.is_remote() && same(m)) {
+            return Some(held);
+        }
+        self.remote_by_session(&arrival.user, arrival.session)
     }
 
     pub(super) fn allocate_index(&mut self) -> Option<u16> {
@@ -355,10 +379,9 @@ impl Room {
         let left_at = match &member.reach {
             Reach::Detached { lost, .. } => *lost,
             Reach::Linked { .. } => now,
-            Reach::Remote { origin, index: theirs, .. } => {
+            Reach::Remote { .. } => {
                 // Its node keeps its attendance; here it only leaves the lists.
-                let origin = origin.clone();
-                self.forget_remote(&origin, *theirs);
+                self.forget_remote(&member.info.user, member.session);
                 self.unlist(now, index, &member, code);
                 return;
             }

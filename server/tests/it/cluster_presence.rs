@@ -107,6 +107,7 @@ async fn a_malformed_presence_batch_is_counted_and_ignored() {
         members: vec![easel_server::room::Relayed {
             index: 0,
             user: "pat".into(),
+            session: 1,
             name: "Pat".into(),
             role: easel_proto::message::Role::Student,
             presence: None,
