@@ -150,7 +150,8 @@ async fn a_killed_nodes_client_resumes_on_another_node_keeping_its_place_and_eve
     let (dead, alive) = if on_first { (0, 1) } else { (1, 0) };
 
     // Bob, on the node that stays, watches ada.
-    let (_bob, mut bob_events) = sdk("bob", &urls[alive..=alive], &hash).await;
+    let (bob, mut bob_events) = sdk("bob", &urls[alive..=alive], &hash).await;
+    let _bob_room = within("bob joins", bob.join(ROOM)).await.expect("join");
     let mut bob_seen = Vec::new();
     let ada_at_bob = until_event(&mut bob_events, &mut bob_seen, "bob sees ada", |e| match e {
         Event::Joined { participants, .. } => participants.iter().find(|p| p.user == "ada").map(|p| p.index),
@@ -177,7 +178,7 @@ async fn a_killed_nodes_client_resumes_on_another_node_keeping_its_place_and_eve
 
     let resumed_session = ada_seen.iter().any(|e| matches!(e, Event::Connected { resumed: true, .. }));
     assert!(resumed_session, "the session resumed on the other node: {ada_seen:?}");
-    let rejoined = ada_seen.iter().find_map(|e| match e {
+    let rejoined = ada_seen.iter().rev().find_map(|e| match e {
         Event::Joined { participant, resumed, .. } => Some((*participant, *resumed)),
         _ => None,
     });
