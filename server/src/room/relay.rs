@@ -17,7 +17,8 @@ use std::time::Instant;
 
 use easel_proto::ErrorCode;
 use easel_proto::datagram::{Status, Tool, is_newer};
-use easel_proto::message::{Participant, Role};
+use easel_proto::Message;
+use easel_proto::message::{HandQueue, Participant, Role};
 
 use super::cursors::CursorState;
 use super::members::{Member, Reach};
@@ -205,7 +206,19 @@ impl Room {
                 if let Some(held) = self.remote_number(origin, r.index) {
                     self.remove(now, held, ErrorCode::Normal, None);
                 }
-                let Some(index) = self.add_remote(now, origin, node, &r, until) else { return false };
+                let local = self.members.iter().find(|(_, m)| {
+                    !m.is_remote() && m.info.user == r.user && m.session == r.session
+                });
+                let index = match local.map(|(i, _)| *i) {
+                    // Resumed there while its connection here was lost: the other node's now.
+                    Some(index) if self.cede(index, origin, node, &r, until) => index,
+                    // Still connected here: this node's member is the one.
+                    Some(_) => return false,
+                    None => {
+                        let Some(index) = self.add_remote(now, origin, node, &r, until) else { return false };
+                        index
+                    }
+                };
                 index
             }
         };
@@ -229,10 +242,6 @@ impl Room {
         until: Instant,
     ) -> Option<u16> {
         if self.members.len() >= self.config.max_participants {
-            return None;
-        }
-        // Resumed here while its old node still speaks for it: the member here is the one.
-        if self.members.values().any(|m| !m.is_remote() && m.info.user == r.user && m.session == r.session) {
             return None;
         }
         let index = self.allocate_index()?;
@@ -259,6 +268,35 @@ impl Room {
         self.spotlight_joined(now, r.role);
         self.announce_join(now, index);
         Some(index)
+    }
+
+    /// A member whose connection here was lost resumed on `origin`'s node: it becomes that
+    /// node's member here, under the same number, with no membership news; its attendance
+    /// here ends when its connection was lost. False if it is still connected here.
+    fn cede(&mut self, index: u16, origin: &Arc<str>, node: &Arc<str>, r: &Relayed, until: Instant) -> bool {
+        let Some(m) = self.members.get_mut(&index) else { return false };
+        let Reach::Detached { lost, .. } = m.reach else { return false };
+        m.reach = Reach::Remote { origin: origin.clone(), node: node.clone(), index: r.index, until, lost: None };
+        // No local connection speaks for it now.
+        m.conn = u64::MAX;
+        let (user, in_sfu) = (m.info.user.clone(), m.in_sfu);
+        if in_sfu {
+            m.in_sfu = false;
+            self.push(Output::Sfu(super::SfuOp::Leave { participant: index }));
+        }
+        if let Some(relay) = &mut self.relay {
+            relay.changed.remove(&index);
+            relay.numbers.insert((user.clone(), r.session), index);
+        }
+        self.metric(super::Metric::ParticipantLeft);
+        let departed = self.class.depart(&user, self.wall_ms(lost));
+        self.store_side(departed.into_iter().collect(), Vec::new());
+        // Its hand, like its attendance, is its node's.
+        if let Some(at) = self.hands.iter().position(|h| *h == index) {
+            self.hands.remove(at);
+            self.broadcast(None, &Message::from(HandQueue { queue: self.hands.clone() }));
+        }
+        true
     }
 
     /// A remote member resumed here (its node died): it is this node's member from now on,
@@ -608,6 +646,45 @@ mod tests {
         let other = Arrival { session: session + 1, ..sim.arrival("zoe", 3, Some(z)) };
         let other = sim.answer_of(t1, other, 4096);
         assert!(!other.resumed && other.participant != z);
+    }
+
+    #[test]
+    fn a_member_lost_here_that_resumed_on_another_node_becomes_that_nodes_under_its_number() {
+        let t0 = Instant::now();
+        let mut sim = clustered(t0);
+        let ada = sim.join_with(t0, "ada", 1, None, 4096).participant;
+        let z = sim.join_with(t0, "zoe", 2, None, 4096).participant;
+        sim.advance(t0 + sim.room.config.tick);
+        sim.membership(ada);
+        relayed(&mut sim);
+        let t1 = t0 + Duration::from_secs(1);
+        let session = sim.arrival("zoe", 0, None).session;
+        let on_b = || from_b(true, vec![Relayed { session, ..zoe(None) }], vec![]);
+
+        // Still connected here, she is this node's: a batch naming her changes nothing.
+        sim.room.handle_remote_presence(t1, on_b());
+        assert!(sim.linked(z));
+        assert_eq!(sim.room.len(), 2, "not twice");
+
+        // Her connection here is lost and she resumed on b.
+        sim.room.handle_detach(t1, z, 2);
+        sim.room.handle_remote_presence(t1, on_b());
+        assert!(sim.room.members[&z].is_remote(), "b's member now, under her number");
+        sim.advance(t1 + sim.room.config.tick);
+        assert_eq!(sim.membership(ada), [], "no join, no leave");
+        assert_eq!(sim.room.len(), 2);
+
+        // Past her grace here she is still in the room: b speaks for her.
+        let t2 = t1 + sim.room.config.resume_grace + Duration::from_secs(1);
+        sim.room.handle_remote_presence(t2, on_b());
+        sim.room.handle_touch(t2, ada);
+        sim.expire(t2);
+        assert!(sim.room.members.get(&z).is_some_and(|m| m.is_remote() && m.info.user == "zoe"));
+        let out = relayed(&mut sim);
+        assert!(out.iter().all(|b| b.members.iter().all(|m| m.user != "zoe")), "no longer this node's: {out:?}");
+        sim.room.handle_remote_presence(t2, from_b(false, vec![], vec![(7, 0)]));
+        sim.advance(t2 + sim.room.config.tick);
+        assert_eq!(sim.membership(ada), [("left", z, 0)], "she leaves when b says so");
     }
 
     #[test]
