@@ -179,7 +179,9 @@ impl Server {
             (nats, c, me)
         });
         let resumes = match &node {
-            Some((nats, _, me)) => Resumes::clustered(config.resume_grace, nats.resumes(me.id.clone(), config.resume_grace)),
+            Some((nats, _, me)) => {
+                Resumes::clustered(config.resume_grace, nats.resumes(me.id.clone(), config.resume_grace))
+            }
             None => Resumes::new(config.resume_grace),
         };
         let (board, relay) = match &node {

@@ -146,10 +146,11 @@ async fn race<C: Send + 'static>(
         }
         .boxed()
     };
-    let launch = |next: (usize, Endpoint), running: &mut FuturesUnordered<Attempt<C>>, nodes: &mut Vec<usize>| {
-        nodes.push(next.0);
-        running.push(start(next));
-    };
+    let launch =
+        |next: (usize, Endpoint), running: &mut FuturesUnordered<Attempt<C>>, nodes: &mut Vec<usize>| {
+            nodes.push(next.0);
+            running.push(start(next));
+        };
     if let Some(first) = waiting.pop_front() {
         launch(first, &mut running, &mut running_nodes);
     }
@@ -218,7 +219,12 @@ mod tests {
 
     fn tuning() -> Tuning {
         // A head start short enough not to slow the tests; outcomes, not times, are asserted.
-        Tuning { cert_hash: None, head_start: Duration::from_millis(1), timeout: Duration::from_secs(60), idle_timeout: None }
+        Tuning {
+            cert_hash: None,
+            head_start: Duration::from_millis(1),
+            timeout: Duration::from_secs(60),
+            idle_timeout: None,
+        }
     }
 
     /// Races `plan` with attempts that answer as `answer` says for each endpoint (`None`: never);
@@ -267,7 +273,8 @@ mod tests {
         order.succeeded(9);
         assert_eq!(order.order()[0], 3, "a node not in the list changes nothing");
         // Clients spread: their seeds give them different first nodes.
-        let firsts: std::collections::BTreeSet<usize> = (0..64).map(|s| NodeOrder::new(5, s).order()[0]).collect();
+        let firsts: std::collections::BTreeSet<usize> =
+            (0..64).map(|s| NodeOrder::new(5, s).order()[0]).collect();
         assert!(firsts.len() > 1, "{firsts:?}");
     }
 
@@ -278,7 +285,12 @@ mod tests {
             plan(&nodes, &[1, 0]).into_iter().map(|(n, e)| (n, e.port, e.transport)).collect();
         assert_eq!(
             ports,
-            [(1, 2, Transport::Quic), (1, 2, Transport::WebSocket), (0, 1, Transport::Quic), (0, 1, Transport::WebSocket)]
+            [
+                (1, 2, Transport::Quic),
+                (1, 2, Transport::WebSocket),
+                (0, 1, Transport::Quic),
+                (0, 1, Transport::WebSocket)
+            ]
         );
     }
 
@@ -299,9 +311,16 @@ mod tests {
 
     #[tokio::test]
     async fn a_node_that_fails_hands_over_to_the_next() {
-        let (won, tried) = run(plan(&[node(1), node(2)], &[0, 1]), |e| Some(if e.port == 1 { Err(refused()) } else { Ok(()) })).await;
+        let (won, tried) = run(plan(&[node(1), node(2)], &[0, 1]), |e| {
+            Some(if e.port == 1 { Err(refused()) } else { Ok(()) })
+        })
+        .await;
         assert_eq!(won.expect("connected"), Won { node: 1, transport: Transport::Quic });
-        assert_eq!(tried.iter().map(|e| e.port).collect::<Vec<_>>(), [1, 1, 2], "node 1's transports, then node 2");
+        assert_eq!(
+            tried.iter().map(|e| e.port).collect::<Vec<_>>(),
+            [1, 1, 2],
+            "node 1's transports, then node 2"
+        );
     }
 
     #[tokio::test]
@@ -329,9 +348,15 @@ mod tests {
             retry_after: Duration::from_secs(1),
             message: "busy".into(),
         };
-        let (won, tried) = run(plan(&[node(1), node(2)], &[0, 1]), move |e| Some(if e.port == 1 { Err(go_away()) } else { Ok(()) })).await;
+        let (won, tried) = run(plan(&[node(1), node(2)], &[0, 1]), move |e| {
+            Some(if e.port == 1 { Err(go_away()) } else { Ok(()) })
+        })
+        .await;
         assert_eq!(won.expect("connected").node, 1);
-        assert_eq!(tried.iter().map(|e| (e.port, e.transport)).collect::<Vec<_>>()[..2], [(1, Transport::Quic), (2, Transport::Quic)]);
+        assert_eq!(
+            tried.iter().map(|e| (e.port, e.transport)).collect::<Vec<_>>()[..2],
+            [(1, Transport::Quic), (2, Transport::Quic)]
+        );
 
         // One node only: its GoAway is the answer, as before.
         let (won, tried) = run(plan(&[node(1)], &[0]), move |_| Some(Err(go_away()))).await;

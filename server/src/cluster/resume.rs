@@ -70,6 +70,8 @@ enum Write {
 #[derive(Clone)]
 pub struct ResumeKv {
     js: jetstream::Context,
+    /// The bucket once opened (again after a failure: NATS may have lost it).
+    opened: std::sync::Arc<std::sync::Mutex<Option<kv::Store>>>,
     ttl: Duration,
     node: String,
     writes: mpsc::UnboundedSender<Write>,
@@ -95,7 +97,7 @@ impl ResumeKv {
         let ttl = grace.max(Duration::from_secs(1));
         let (writes, rx) = mpsc::unbounded_channel();
         tokio::spawn(writer(js.clone(), ttl, rx));
-        Self { js, ttl, node, writes }
+        Self { js, opened: Default::default(), ttl, node, writes }
     }
 
     /// How often live entries are written again.
@@ -121,7 +123,19 @@ impl ResumeKv {
 
     /// Claims the session `token` names for subject `sub`, atomically across nodes.
     pub(crate) async fn claim(&self, token: &[u8], sub: &str) -> Result<Claim, ResumeError> {
-        let bucket = bucket(&self.js, self.ttl).await?;
+        let cached = self.opened.lock().ok().and_then(|o| o.clone());
+        let bucket = match cached {
+            Some(bucket) => bucket,
+            None => bucket(&self.js, self.ttl).await?,
+        };
+        let claimed = self.claim_in(&bucket, token, sub).await;
+        if let Ok(mut opened) = self.opened.lock() {
+            *opened = claimed.is_ok().then_some(bucket);
+        }
+        claimed
+    }
+
+    async fn claim_in(&self, bucket: &kv::Store, token: &[u8], sub: &str) -> Result<Claim, ResumeError> {
         let key = key(token);
         let entry = bucket.entry(key.clone()).await.map_err(|e| ResumeError(e.to_string()))?;
         let Some(entry) = entry.filter(|e| e.operation == kv::Operation::Put) else {

@@ -16,8 +16,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use easel_proto::ErrorCode;
-use easel_proto::datagram::{Status, Tool, is_newer};
 use easel_proto::Message;
+use easel_proto::datagram::{Status, Tool, is_newer};
 use easel_proto::message::{HandQueue, Participant, Role};
 
 use super::cursors::CursorState;
@@ -206,9 +206,10 @@ impl Room {
                 if let Some(held) = self.remote_number(origin, r.index) {
                     self.remove(now, held, ErrorCode::Normal, None);
                 }
-                let local = self.members.iter().find(|(_, m)| {
-                    !m.is_remote() && m.info.user == r.user && m.session == r.session
-                });
+                let local = self
+                    .members
+                    .iter()
+                    .find(|(_, m)| !m.is_remote() && m.info.user == r.user && m.session == r.session);
                 let index = match local.map(|(i, _)| *i) {
                     // Resumed there while its connection here was lost: the other node's now.
                     Some(index) if self.cede(index, origin, node, &r, until) => index,
@@ -276,7 +277,8 @@ impl Room {
     fn cede(&mut self, index: u16, origin: &Arc<str>, node: &Arc<str>, r: &Relayed, until: Instant) -> bool {
         let Some(m) = self.members.get_mut(&index) else { return false };
         let Reach::Detached { lost, .. } = m.reach else { return false };
-        m.reach = Reach::Remote { origin: origin.clone(), node: node.clone(), index: r.index, until, lost: None };
+        m.reach =
+            Reach::Remote { origin: origin.clone(), node: node.clone(), index: r.index, until, lost: None };
         // No local connection speaks for it now.
         m.conn = u64::MAX;
         let (user, in_sfu) = (m.info.user.clone(), m.in_sfu);
@@ -602,13 +604,19 @@ mod tests {
             .flatten()
             .filter(|p| p.participant == z)
             .collect();
-        assert_eq!(back.iter().map(|p| (p.status, p.tool)).collect::<Vec<_>>(), [(Status::Active, Tool::Pen)]);
+        assert_eq!(
+            back.iter().map(|p| (p.status, p.tool)).collect::<Vec<_>>(),
+            [(Status::Active, Tool::Pen)]
+        );
         let cursor = datagrams.iter().any(|d| {
             matches!(d, Datagram::CursorBatch(b) if b.cursors.iter().any(|c| c.participant == z && (c.x, c.y) == (30, 40)))
         });
         assert!(cursor, "her pointer shows again: {datagrams:?}");
         // Past the grace she stays: c speaks for her now; and b's numbers are not hers.
-        sim.room.handle_remote_presence(t0 + Duration::from_secs(31), from_c(vec![Relayed { index: 2, ..zoe(None) }]));
+        sim.room.handle_remote_presence(
+            t0 + Duration::from_secs(31),
+            from_c(vec![Relayed { index: 2, ..zoe(None) }]),
+        );
         sim.room.handle_touch(t0 + Duration::from_secs(31), ada);
         sim.expire(t0 + Duration::from_secs(31));
         assert_eq!(sim.room.len(), 2);
@@ -625,7 +633,8 @@ mod tests {
         sim.membership(ada);
         let session = sim.arrival("zoe", 0, None).session;
         let zoe_b = Relayed { session, ..zoe(None) };
-        sim.room.handle_remote_presence(t0 + Duration::from_secs(1), from_b(true, vec![zoe_b.clone()], vec![]));
+        sim.room
+            .handle_remote_presence(t0 + Duration::from_secs(1), from_b(true, vec![zoe_b.clone()], vec![]));
         let z = zoe_here(&mut sim, ada);
         relayed(&mut sim);
 
@@ -638,7 +647,11 @@ mod tests {
         sim.advance(t1 + sim.room.config.tick);
         assert_eq!(sim.membership(ada), [], "others see no leave and no join");
         let out = relayed(&mut sim);
-        assert!(out.iter().any(|b| b.members.iter().any(|m| m.user == "zoe" && m.session == session && m.index == z)), "{out:?}");
+        assert!(
+            out.iter()
+                .any(|b| b.members.iter().any(|m| m.user == "zoe" && m.session == session && m.index == z)),
+            "{out:?}"
+        );
         // Her old node's stale batch does not add her twice.
         sim.room.handle_remote_presence(t1, from_b(true, vec![zoe_b], vec![]));
         assert_eq!(sim.room.len(), 2);
@@ -681,7 +694,10 @@ mod tests {
         sim.expire(t2);
         assert!(sim.room.members.get(&z).is_some_and(|m| m.is_remote() && m.info.user == "zoe"));
         let out = relayed(&mut sim);
-        assert!(out.iter().all(|b| b.members.iter().all(|m| m.user != "zoe")), "no longer this node's: {out:?}");
+        assert!(
+            out.iter().all(|b| b.members.iter().all(|m| m.user != "zoe")),
+            "no longer this node's: {out:?}"
+        );
         sim.room.handle_remote_presence(t2, from_b(false, vec![], vec![(7, 0)]));
         sim.advance(t2 + sim.room.config.tick);
         assert_eq!(sim.membership(ada), [("left", z, 0)], "she leaves when b says so");

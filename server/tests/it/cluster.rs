@@ -136,7 +136,11 @@ fn ids(health: &serde_json::Value) -> Vec<String> {
 }
 
 /// Waits (bounded) until the node's `/healthz` satisfies `ok`; returns that answer.
-pub async fn until(http: SocketAddr, what: &str, ok: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+pub async fn until(
+    http: SocketAddr,
+    what: &str,
+    ok: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
     within(what, async {
         loop {
             let h = health(http).await;

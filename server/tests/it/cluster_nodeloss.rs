@@ -117,9 +117,10 @@ async fn sessions(http: std::net::SocketAddr) -> f64 {
 
 /// The keys of the room's board a newcomer on `node` gets.
 async fn newcomer_keys(options: &easel_transport::client::Options, user: &str) -> BTreeSet<String> {
-    let conn = within("newcomer connects", Connection::connect(options, &token(ROOM, user, "viewer", 3600), user))
-        .await
-        .expect("connect");
+    let conn =
+        within("newcomer connects", Connection::connect(options, &token(ROOM, user, "viewer", 3600), user))
+            .await
+            .expect("connect");
     let _stream = within("newcomer joins", conn.join(ROOM, None)).await.expect("join");
     let snapshot = within("the newcomer's snapshot", conn.snapshot()).await.expect("snapshot");
     let board = Board::new(99);
@@ -137,7 +138,8 @@ async fn a_killed_nodes_client_resumes_on_another_node_keeping_its_place_and_eve
     let nats = Nats::start().await;
     let tls = Tls::new();
     let (dir_a, dir_b) = (tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"));
-    let mut nodes = [spawn_node(&nats, dir_a.path(), "a", &tls).await, spawn_node(&nats, dir_b.path(), "b", &tls).await];
+    let mut nodes =
+        [spawn_node(&nats, dir_a.path(), "a", &tls).await, spawn_node(&nats, dir_b.path(), "b", &tls).await];
     let hash = nodes[0].ready["cert_sha256"].as_str().expect("hash").to_owned();
     assert_eq!(nodes[1].ready["cert_sha256"], nodes[0].ready["cert_sha256"], "one certificate");
     let urls: Vec<String> = nodes.iter().map(quic_url).collect();
@@ -155,7 +157,9 @@ async fn a_killed_nodes_client_resumes_on_another_node_keeping_its_place_and_eve
     let mut bob_seen = Vec::new();
     let ada_at_bob = until_event(&mut bob_events, &mut bob_seen, "bob sees ada", |e| match e {
         Event::Joined { participants, .. } => participants.iter().find(|p| p.user == "ada").map(|p| p.index),
-        Event::ParticipantJoined { participant, .. } => (participant.user == "ada").then_some(participant.index),
+        Event::ParticipantJoined { participant, .. } => {
+            (participant.user == "ada").then_some(participant.index)
+        }
         _ => None,
     })
     .await;
@@ -203,7 +207,9 @@ async fn a_killed_nodes_client_resumes_on_another_node_keeping_its_place_and_eve
             "bob never saw ada leave: {bob_seen:?}"
         );
     }
-    let joins = bob_seen.iter().filter(|e| matches!(e, Event::ParticipantJoined { participant, .. } if participant.user == "ada"));
+    let joins = bob_seen
+        .iter()
+        .filter(|e| matches!(e, Event::ParticipantJoined { participant, .. } if participant.user == "ada"));
     assert!(joins.count() <= 1, "nor join again: {bob_seen:?}");
 
     // Every acked edit is on the surviving node: in what a newcomer there gets, and in ada's
@@ -231,7 +237,12 @@ async fn a_resume_token_resumes_once_across_nodes() {
     within("the resume entry is stored", async {
         loop {
             if let Ok(bucket) = js.get_key_value(easel_server::cluster::resume::BUCKET).await
-                && bucket.get(easel_server::cluster::resume::key(&resume_token)).await.ok().flatten().is_some()
+                && bucket
+                    .get(easel_server::cluster::resume::key(&resume_token))
+                    .await
+                    .ok()
+                    .flatten()
+                    .is_some()
             {
                 return;
             }
@@ -244,11 +255,14 @@ async fn a_resume_token_resumes_once_across_nodes() {
         let options = server.options(Transport::Quic);
         let (jwt, token) = (jwt.clone(), resume_token.clone());
         async move {
-            let conn = Connection::connect_resuming(&options, &jwt, "ada-device", Some(token)).await.expect("connect");
+            let conn = Connection::connect_resuming(&options, &jwt, "ada-device", Some(token))
+                .await
+                .expect("connect");
             (conn.welcome().resumed, conn.welcome().session_id, conn)
         }
     };
-    let ((on_b, id_b, _cb), (on_c, id_c, _cc)) = within("two claims at once", async { tokio::join!(resume(&b), resume(&c)) }).await;
+    let ((on_b, id_b, _cb), (on_c, id_c, _cc)) =
+        within("two claims at once", async { tokio::join!(resume(&b), resume(&c)) }).await;
     assert!(on_b ^ on_c, "exactly one node resumed it (b: {on_b}, c: {on_c})");
     let winner = if on_b { id_b } else { id_c };
     assert_eq!(winner, session_id, "the same session");
