@@ -210,7 +210,7 @@ impl Room {
                     .members
                     .iter()
                     .find(|(_, m)| !m.is_remote() && m.info.user == r.user && m.session == r.session);
-                let index = match local.map(|(i, _)| *i) {
+                match local.map(|(i, _)| *i) {
                     // Resumed there while its connection here was lost: the other node's now.
                     Some(index) if self.cede(index, origin, node, &r, until) => index,
                     // Still connected here: this node's member is the one.
@@ -219,8 +219,7 @@ impl Room {
                         let Some(index) = self.add_remote(now, origin, node, &r, until) else { return false };
                         index
                     }
-                };
-                index
+                }
             }
         };
         if let Some((status, tool)) = r.presence {
