@@ -115,6 +115,16 @@ pub async fn node(nats: &Nats, id: &str) -> TestServer {
     node_beating(nats, id, HEARTBEAT).await
 }
 
+/// A node whose lost sessions (and members of dead nodes) are held for `grace`.
+pub async fn node_with_grace(nats: &Nats, id: &str, grace: Duration) -> TestServer {
+    let config = cluster(nats, id);
+    TestServer::start_with(move |c| {
+        c.cluster = Some(config);
+        c.resume_grace = grace;
+    })
+    .await
+}
+
 async fn node_beating(nats: &Nats, id: &str, heartbeat: Duration) -> TestServer {
     let config = ClusterConfig { heartbeat, ..cluster(nats, id) };
     TestServer::start_with(move |c| c.cluster = Some(config)).await
