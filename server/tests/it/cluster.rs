@@ -115,12 +115,16 @@ pub async fn node(nats: &Nats, id: &str) -> TestServer {
     node_beating(nats, id, HEARTBEAT).await
 }
 
-/// A node whose lost sessions (and members of dead nodes) are held for `grace`.
-pub async fn node_with_grace(nats: &Nats, id: &str, grace: Duration) -> TestServer {
+/// A node with `change` made to its configuration.
+pub async fn node_with(
+    nats: &Nats,
+    id: &str,
+    change: impl FnOnce(&mut easel_server::ServerConfig),
+) -> TestServer {
     let config = cluster(nats, id);
     TestServer::start_with(move |c| {
         c.cluster = Some(config);
-        c.resume_grace = grace;
+        change(c);
     })
     .await
 }

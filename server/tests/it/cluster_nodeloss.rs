@@ -13,7 +13,7 @@ use easel_proto::{ErrorCode, Message};
 use easel_transport::client::{Connection, RoomStream, Transport};
 use tokio::sync::mpsc;
 
-use crate::cluster::{Nats, health, metrics, node, until};
+use crate::cluster::{Nats, health, metrics, node, node_with, until};
 use crate::harness::{Board, expect_message, http_get, send_acked, token, within};
 use crate::spawned::Spawned;
 
@@ -288,7 +288,10 @@ async fn try_edit(stream: &mut RoomStream, edit: &Message, op: u64) -> bool {
 async fn nats_restarted_under_load_is_reported_and_recovered_without_restarting_a_node() {
     const DURING: u64 = 5;
     let mut nats = Nats::start().await;
-    let (a, b) = (node(&nats, "a").await, node(&nats, "b").await);
+    // These raw clients send no heartbeats: on a loaded machine NATS's restart may take longer
+    // than the default presence TTL, which would evict them.
+    let long_ttl = |c: &mut easel_server::ServerConfig| c.presence_ttl = std::time::Duration::from_secs(600);
+    let (a, b) = (node_with(&nats, "a", long_ttl).await, node_with(&nats, "b", long_ttl).await);
     let (_ca, mut sa) = a.member(Transport::Quic, "ada", "teacher", ROOM).await;
     let (_cb, mut sb) = b.member(Transport::Quic, "bob", "teacher", ROOM).await;
     let (mut board_a, mut board_b) = (Board::new(1), Board::new(2));

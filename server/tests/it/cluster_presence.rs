@@ -7,7 +7,7 @@ use easel_proto::message::{Join, Participant};
 use easel_proto::{Datagram, Message};
 use easel_transport::client::{Connection, RoomStream, Transport};
 
-use crate::cluster::{Nats, metrics, node, node_with_grace};
+use crate::cluster::{Nats, metrics, node, node_with};
 use crate::harness::{TestServer, expect_message, token, within};
 use crate::spawned::Spawned;
 
@@ -72,7 +72,7 @@ async fn members_on_two_nodes_see_each_other_move_and_leave() {
 async fn a_killed_nodes_members_are_away_then_leave_after_the_resume_grace() {
     let nats = Nats::start().await;
     // A grace well inside ada's presence TTL (she sends no heartbeats here).
-    let a = node_with_grace(&nats, "a", std::time::Duration::from_secs(1)).await;
+    let a = node_with(&nats, "a", |c| c.resume_grace = std::time::Duration::from_secs(1)).await;
     let (ada, mut room_a) = member(&a, "ada", "Ada").await;
 
     let dir = tempfile::tempdir().expect("tempdir");
