@@ -102,11 +102,15 @@ async fn websocket_upgrade(
 
 /// One node alone: `ok`. In cluster mode, JSON with the cluster view
 /// ([`Cluster::health_json`]); `status` is `degraded` while NATS is unreachable or this node's
-/// announcement is not stored. Still 200: the node serves its clients either way.
+/// announcement is not stored, and the answer is then HTTP 503: the node cannot make writes
+/// durable (nor be sure the others see it), so a load balancer sends clients elsewhere.
 async fn healthz(State(state): State<HttpState>) -> axum::response::Response {
     match &state.cluster {
         None => "ok\n".into_response(),
-        Some(cluster) => axum::Json(cluster.health_json()).into_response(),
+        Some(cluster) => {
+            let status = if cluster.healthy() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+            (status, axum::Json(cluster.health_json())).into_response()
+        }
     }
 }
 

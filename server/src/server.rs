@@ -180,6 +180,12 @@ impl Server {
             };
             (nats, c, me)
         });
+        let resumes = match &node {
+            Some((nats, _, me)) => {
+                Resumes::clustered(config.resume_grace, nats.resumes(me.id.clone(), config.resume_grace))
+            }
+            None => Resumes::new(config.resume_grace),
+        };
         let (board, relay) = match &node {
             // The origin names this start: a restarted node replays its own earlier writes,
             // and numbers its members afresh.
@@ -194,7 +200,7 @@ impl Server {
             verifier,
             store: store.clone(),
             rooms: Rooms::new(store.clone(), board, relay, room_config, sfu(&config)),
-            resumes: Resumes::new(config.resume_grace),
+            resumes,
             next_conn: AtomicU64::new(0),
             admission: Admission::new(Limits::of(&config)),
             shutdown: CancellationToken::new(),

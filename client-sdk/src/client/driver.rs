@@ -279,7 +279,7 @@ impl Driver {
 
     fn connected(&mut self, result: Outcome) {
         let now = Instant::now();
-        let (conn, transport) = match result {
+        let (conn, won) = match result {
             Ok(ok) => ok,
             Err(errors) => {
                 // An overloaded server's hint times the next attempt; `connect` waits through
@@ -309,9 +309,9 @@ impl Driver {
                 return;
             }
         };
-        self.dialer.prefer(transport);
+        self.dialer.prefer(won);
         let live = Live::start(conn);
-        self.session.connected(now, transport, live.welcome());
+        self.session.connected(now, won.transport, live.welcome());
         self.live = Some(live);
         if let Some(first) = self.first.take() {
             let _ = first.send(Ok(()));

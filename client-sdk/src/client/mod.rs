@@ -5,6 +5,24 @@
 //! itself: when the connection drops it reconnects with backoff and full jitter, resumes the
 //! session, rejoins rooms with their version vectors and resends unacked edits exactly once.
 //!
+//! **Cluster mode** (`easel serve --cluster`, several nodes): give every node's URL to
+//! [`ClientBuilder::connect_nodes`] (or [`ClientBuilder::spawn_nodes`]). The client tries the
+//! node that answered last first and the others in an order shuffled per client (so clients
+//! spread), each a head start after the one before or at once when it fails. When its node
+//! dies, the reconnect lands on another node and resumes there: the same session id, its
+//! rooms rejoined with `resumed` (SPEC §5.4), unacked edits resent; the others see it away
+//! meanwhile, not leaving. The browser SDK takes one URL per client for now (put the nodes
+//! behind one name, or pick one per page load).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), easel_client::Error> {
+//! use easel_client::Client;
+//! let client = Client::builder("…jwt…")
+//!     .connect_nodes(["easel://hall-1.example.org", "easel://hall-2.example.org"])
+//!     .await?;
+//! # Ok(()) }
+//! ```
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), easel_client::Error> {
 //! use easel_client::{Client, Event};
@@ -43,7 +61,7 @@ use easel_transport::client::ClientError;
 use loro::LoroDoc;
 use tokio::sync::{mpsc, oneshot};
 
-use self::connect::Dialer;
+use self::connect::{Dialer, NodeOrder};
 use self::driver::Driver;
 pub use self::room::{Poll, Room};
 use crate::endpoint::{self, Endpoint, UrlError};
@@ -163,7 +181,18 @@ impl ClientBuilder {
     /// fails if no transport connects or the server refuses the token. A server that answers
     /// `Overloaded` is tried again after its hint plus jitter, and this keeps waiting.
     pub async fn connect(self, url: &str) -> Result<Client, Error> {
-        let (client, first) = self.start(url)?;
+        self.connect_nodes([url]).await
+    }
+
+    /// Connects to a cluster, one URL per node (see the [module docs](self)); returns once a
+    /// session is established on one of them. Fails if `urls` is empty or one is not valid,
+    /// if no node connects (every attempt's error), or if the token is refused.
+    pub async fn connect_nodes<I, S>(self, urls: I) -> Result<Client, Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let (client, first) = self.start(parse_nodes(urls)?)?;
         match first.await {
             Ok(Ok(())) => Ok(client),
             Ok(Err(e)) => Err(e),
@@ -174,11 +203,22 @@ impl ClientBuilder {
     /// Starts the client without waiting: it connects in the background and keeps trying
     /// (an app that opens while offline still edits; the edits go out when the server is back).
     pub fn spawn(self, url: &str) -> Result<Client, Error> {
-        Ok(self.start(url)?.0)
+        self.spawn_nodes([url])
     }
 
-    fn start(mut self, url: &str) -> Result<(Client, oneshot::Receiver<Result<(), Error>>), Error> {
-        let endpoints = endpoint::parse(url)?;
+    /// [`spawn`](Self::spawn) for a cluster, one URL per node.
+    pub fn spawn_nodes<I, S>(self, urls: I) -> Result<Client, Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        Ok(self.start(parse_nodes(urls)?)?.0)
+    }
+
+    fn start(
+        mut self,
+        nodes: Vec<Vec<Endpoint>>,
+    ) -> Result<(Client, oneshot::Receiver<Result<(), Error>>), Error> {
         let store = match &self.store {
             Some(path) => {
                 let store = Store::open(path)?;
@@ -195,7 +235,8 @@ impl ClientBuilder {
         }
         self.config.seed = rand::random();
         let dialer = Dialer {
-            endpoints,
+            order: NodeOrder::new(nodes.len(), self.config.seed),
+            nodes,
             cert_hash: self.cert_hash,
             head_start: self.head_start,
             attempt_timeout: self.attempt_timeout,
@@ -213,6 +254,19 @@ impl ClientBuilder {
         };
         Ok((client, driver.first))
     }
+}
+
+/// Each node's endpoints; at least one node.
+fn parse_nodes<I, S>(urls: I) -> Result<Vec<Vec<Endpoint>>, Error>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    let nodes = urls.into_iter().map(|u| endpoint::parse(u.as_ref())).collect::<Result<Vec<_>, _>>()?;
+    if nodes.is_empty() {
+        return Err(Error::Url(UrlError { url: String::new(), reason: "no server URL given".into() }));
+    }
+    Ok(nodes)
 }
 
 /// A connected (or reconnecting) Easel client. Dropping it closes the session cleanly.

@@ -82,6 +82,11 @@ impl Nats {
         RoomLog::new(self.client.clone(), origin)
     }
 
+    /// Resume entries on this connection, written by node `node`; they live for `grace`.
+    pub(crate) fn resumes(&self, node: String, grace: Duration) -> super::resume::ResumeKv {
+        super::resume::ResumeKv::new(self.client.clone(), node, grace)
+    }
+
     /// The presence relay on this connection; `origin` names this node and its start.
     pub(crate) fn relay(&self, origin: String) -> Relay {
         Relay::new(self.client.clone(), origin, self.gone.clone())

@@ -19,6 +19,7 @@ mod driver;
 pub mod log;
 pub mod members;
 pub mod relay;
+pub mod resume;
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,8 +37,8 @@ pub const BUCKET: &str = "easel_nodes";
 /// The `kind` label's values of `easel_cluster_nats_errors_total`: `connect` (NATS
 /// unreachable at start), `disconnected` (the connection dropped), `heartbeat` (an
 /// announcement was not stored), `watch` (the bucket's watch failed), `malformed` (an entry
-/// that is not a node announcement).
-pub const ERROR_KINDS: [&str; 5] = ["connect", "disconnected", "heartbeat", "watch", "malformed"];
+/// that is not a node announcement), `resume` (a resume entry was not written).
+pub const ERROR_KINDS: [&str; 6] = ["connect", "disconnected", "heartbeat", "watch", "malformed", "resume"];
 
 /// What a node announces about itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -41,7 +41,8 @@ pub struct Envelope {
     pub node: String,
     /// Whether it lists every member of its node.
     pub full: bool,
-    /// Members: number on the origin, user, name, role, presence (status, tool), cursor.
+    /// Members: number on the origin, user, session, name, role, presence (status, tool),
+    /// cursor.
     pub members: Vec<Member>,
     /// Left since the last batch: number on the origin, leave code.
     pub left: Vec<(u16, u16)>,
@@ -52,6 +53,7 @@ pub struct Envelope {
 pub struct Member {
     index: u16,
     user: String,
+    session: u64,
     name: String,
     role: Role,
     presence: Option<(Status, Tool)>,
@@ -70,6 +72,7 @@ pub fn encode(batch: &RelayBatch) -> Result<Vec<u8>, rkyv::rancor::Error> {
             .map(|m| Member {
                 index: m.index,
                 user: m.user.clone(),
+                session: m.session,
                 name: m.name.clone(),
                 role: m.role,
                 presence: m.presence,
@@ -102,6 +105,7 @@ pub fn decode(bytes: &[u8]) -> Result<RelayBatch, &'static str> {
         .map(|m| Relayed {
             index: m.index,
             user: m.user,
+            session: m.session,
             name: m.name,
             role: m.role,
             presence: m.presence,
@@ -200,6 +204,7 @@ mod tests {
             members: vec![Relayed {
                 index: 3,
                 user: "zoe".into(),
+                session: 77,
                 name: "Zoe".into(),
                 role: Role::Teacher,
                 presence: Some((Status::Idle, Tool::Laser)),

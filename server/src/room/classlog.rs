@@ -218,7 +218,7 @@ impl Room {
         if *key.origin == *self.origin() {
             return self.members.contains_key(&key.index).then_some(key.index);
         }
-        self.relay.as_ref()?.numbers.get(&(key.origin.clone(), key.index)).copied()
+        self.remote_number(&key.origin, key.index)
     }
 
     /// The hand queue in this room's numbers (hands of members not listed here yet are

@@ -31,6 +31,9 @@ pub struct Arrival {
     /// The participant number a resumed session held here: if that member is still in the
     /// room (for the same user), it is re-attached instead of joining anew.
     pub resume: Option<u16>,
+    /// The session id (kept across resumes, on any node): another node's member of the same
+    /// user and session is this one, come over from a node that died (cluster mode).
+    pub session: u64,
     /// When the member's token expires (Unix ms): a removal holds until then.
     pub expires_ms: u64,
     /// The connection joining. Inputs that end a membership carry it, so one from a
@@ -81,6 +84,10 @@ pub(super) enum Reach {
         index: u16,
         /// When it is dropped unless its node is heard from again.
         until: Instant,
+        /// Its node was counted out: it is away, pointer hidden, until it reappears from
+        /// another node (resumed there) or the resume grace passes; the presence it showed
+        /// before is kept to give back.
+        lost: Option<Option<(Status, Tool)>>,
     },
 }
 
@@ -90,6 +97,8 @@ pub(super) type Shown = Option<(Status, Tool)>;
 pub(super) struct Member {
     pub(super) info: Participant,
     pub(super) client_id: String,
+    /// Its session id (see [`Arrival::session`]).
+    pub(super) session: u64,
     /// Token expiry, Unix ms.
     pub(super) expires_ms: u64,
     pub(super) reach: Reach,
@@ -126,6 +135,7 @@ impl Member {
         Self {
             info,
             client_id: String::new(),
+            session: 0,
             expires_ms: u64::MAX,
             reach,
             conn: 0,
@@ -147,9 +157,11 @@ impl Member {
         matches!(self.reach, Reach::Remote { .. })
     }
 
-    /// Whether its pointer may be shown: not while its connection is lost, or silent.
+    /// Whether its pointer may be shown: not while its connection (or its node) is lost, or
+    /// while it is silent.
     pub(super) fn shows_pointer(&self) -> bool {
-        !matches!(self.reach, Reach::Detached { .. }) && self.hushed.is_none()
+        !matches!(self.reach, Reach::Detached { .. } | Reach::Remote { lost: Some(_), .. })
+            && self.hushed.is_none()
     }
 
     pub(super) fn is_linked(&self) -> bool {
@@ -178,9 +190,7 @@ impl Room {
     }
 
     fn join(&mut self, now: Instant, arrival: Arrival) -> Result<(), ErrorCode> {
-        if let Some(index) = arrival.resume
-            && self.members.get(&index).is_some_and(|m| m.info.user == arrival.user)
-        {
+        if let Some(index) = self.resumed_member(&arrival) {
             return self.reattach(now, index, arrival);
         }
         let now_ms = self.wall_ms(now);
@@ -208,8 +218,8 @@ impl Room {
         })?;
         let role = info.role;
         let mut member = Member::new(info, Reach::Linked { slot: arrival.slot }, now);
-        (member.client_id, member.expires_ms, member.conn) =
-            (arrival.client_id, arrival.expires_ms, arrival.conn);
+        (member.client_id, member.session, member.expires_ms, member.conn) =
+            (arrival.client_id, arrival.session, arrival.expires_ms, arrival.conn);
         self.members.insert(index, member);
         self.empty_since = None;
         self.relay_changed(now, index);
@@ -239,11 +249,11 @@ impl Room {
             ErrorCode::Internal
         })?;
         let member = self.members.get_mut(&index).ok_or(ErrorCode::Internal)?;
-        let shown = match member.reach {
-            Reach::Detached { shown, .. } => shown,
+        let (shown, was_remote) = match &member.reach {
+            Reach::Detached { shown, .. } => (*shown, false),
             // Still linked, as far as this room knew: it may have been shown away as silent.
-            Reach::Linked { .. } => member.hushed.flatten(),
-            Reach::Remote { .. } => None,
+            Reach::Linked { .. } => (member.hushed.flatten(), false),
+            Reach::Remote { lost, .. } => (lost.flatten(), true),
         };
         member.hushed = None;
         member.client_id = arrival.client_id;
@@ -256,6 +266,9 @@ impl Room {
         member.presence_mark = 0;
         member.last_sent = None;
         self.cursors_quiet_until = None;
+        if was_remote {
+            self.adopt_remote(now, index);
+        }
         if let Some((status, tool)) = shown {
             self.publish_presence(now, index, status, tool);
         }
@@ -265,6 +278,18 @@ impl Room {
         self.handle_refreshed(now, index, arrival.conn, arrival.role, arrival.expires_ms);
         self.send_side_state(index);
         Ok(())
+    }
+
+    /// The member a resumed session re-attaches to: the one it held here (same number, user
+    /// and session), or in cluster mode another node's member of the same user and session
+    /// (its node died and it resumed here).
+    fn resumed_member(&self, arrival: &Arrival) -> Option<u16> {
+        let held = arrival.resume?;
+        let same = |m: &Member| m.info.user == arrival.user && m.session == arrival.session;
+        if self.members.get(&held).is_some_and(|m| !m.is_remote() && same(m)) {
+            return Some(held);
+        }
+        self.remote_by_session(&arrival.user, arrival.session)
     }
 
     pub(super) fn allocate_index(&mut self) -> Option<u16> {
@@ -379,11 +404,10 @@ impl Room {
         let left_at = match &member.reach {
             Reach::Detached { lost, .. } => *lost,
             Reach::Linked { .. } => now,
-            Reach::Remote { origin, index: theirs, .. } => {
+            Reach::Remote { .. } => {
                 // Its node keeps its attendance; here it only leaves the lists.
-                let origin = origin.clone();
                 self.drop_hand(&by.key);
-                self.forget_remote(&origin, *theirs);
+                self.forget_remote(&member.info.user, member.session);
                 self.unlist(now, index, &member, code);
                 return;
             }

@@ -5,8 +5,11 @@
 //! The other nodes' members come in the same way and are held here without a link: each gets
 //! a participant number of this room's own, so local clients only ever see this node's
 //! numbers; they are in membership frames, presence and cursor batches (under the lecture's
-//! cap) like a local member, and are sent nothing. They go when their node says so, when its
-//! refreshes stop for the presence TTL, or when the cluster counts their node out.
+//! cap) like a local member, and are sent nothing. A remote member is known by its user and
+//! session id, not its node's number: one whose node dies and who resumes on another node
+//! keeps its number here. They go when their node says so or when its refreshes stop for the
+//! presence TTL; when the cluster counts their node out they are away (pointer hidden) for the
+//! resume grace, and go if they have not reappeared from another node by then.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -18,7 +21,7 @@ use easel_proto::message::{Participant, Role};
 
 use super::cursors::CursorState;
 use super::members::{Member, Reach};
-use super::{Key, Output, Room};
+use super::{Act, ClassEvent, Key, Output, Room};
 
 /// One node's members of one room, as it tells the others.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +45,8 @@ pub struct Relayed {
     pub index: u16,
     /// Token subject.
     pub user: String,
+    /// Its session id: with the user, who it is across nodes.
+    pub session: u64,
     /// Display name.
     pub name: String,
     /// Role.
@@ -66,8 +71,8 @@ pub(super) struct Relay {
     last_full: Option<Instant>,
     /// When the next batch is due.
     pub(super) next: Option<Instant>,
-    /// (origin, its number) → this room's number.
-    pub(super) numbers: HashMap<(Arc<str>, u16), u16>,
+    /// Remote members: (user, session) → this room's number.
+    numbers: HashMap<(String, u64), u16>,
 }
 
 impl Relay {
@@ -103,9 +108,12 @@ impl Room {
         // A node that restarted numbers afresh: its earlier start's members are gone.
         let mut gone = Vec::new();
         for (index, m) in self.members.iter_mut() {
-            if let Reach::Remote { origin: o, node: n, index: theirs, until: u } = &mut m.reach {
+            if let Reach::Remote { origin: o, node: n, index: theirs, until: u, lost } = &mut m.reach {
                 if *o == origin {
-                    *u = until;
+                    // One whose node was counted out waits out the grace (or its next node).
+                    if lost.is_none() {
+                        *u = until;
+                    }
                     if batch.full && !listed.contains(theirs) {
                         gone.push((*index, ErrorCode::Normal));
                     }
@@ -131,25 +139,42 @@ impl Room {
         }
     }
 
-    /// The cluster counted `node` out: its members are gone.
+    /// The cluster counted `node` out: its members are away, pointer hidden, for the resume
+    /// grace (they may resume on another node), and go when it passes.
     pub fn handle_node_left(&mut self, now: Instant, node: &str) {
-        let gone: Vec<u16> = self
-            .members
-            .iter()
-            .filter(|(_, m)| matches!(&m.reach, Reach::Remote { node: n, .. } if **n == *node))
-            .map(|(i, _)| *i)
-            .collect();
-        for index in gone {
-            self.remove(now, index, ErrorCode::PresenceTimeout, None);
+        let until = now + self.config.resume_grace;
+        let mut away = Vec::new();
+        for (index, m) in self.members.iter_mut() {
+            if let Reach::Remote { node: n, until: u, lost, .. } = &mut m.reach
+                && **n == *node
+                && lost.is_none()
+            {
+                *lost = Some(m.presence.map(|p| (p.status, p.tool)));
+                *u = until;
+                away.push(*index);
+            }
+        }
+        for index in away {
+            self.publish_presence(now, index, Status::Away, Tool::Hidden);
         }
     }
 
-    fn remote_number(&self, origin: &Arc<str>, theirs: u16) -> Option<u16> {
-        self.relay.as_ref()?.numbers.get(&(origin.clone(), theirs)).copied()
+    /// The remote member of `user`'s session `session`, if any.
+    pub(super) fn remote_by_session(&self, user: &str, session: u64) -> Option<u16> {
+        self.relay.as_ref()?.numbers.get(&(user.to_owned(), session)).copied()
     }
 
-    /// One remote member in: added under a number of ours, its presence and cursor taken;
-    /// whether its cursor is owed to the local members.
+    /// The remote member `origin` numbers `theirs`.
+    pub(super) fn remote_number(&self, origin: &Arc<str>, theirs: u16) -> Option<u16> {
+        self.members.iter().find_map(|(i, m)| match &m.reach {
+            Reach::Remote { origin: o, index, .. } if o == origin && *index == theirs => Some(*i),
+            _ => None,
+        })
+    }
+
+    /// One remote member in: added under a number of ours (or found under the one it had,
+    /// from whichever node), its presence and cursor taken; whether its cursor is owed to the
+    /// local members.
     fn take_remote(
         &mut self,
         now: Instant,
@@ -158,16 +183,42 @@ impl Room {
         r: Relayed,
         until: Instant,
     ) -> bool {
-        let held = self.remote_number(origin, r.index);
-        // Another user under a number of the origin's: the one before left unseen.
-        let index = match held {
-            Some(index) if self.members.get(&index).is_some_and(|m| m.info.user == r.user) => index,
-            _ => {
-                if let Some(index) = held {
-                    self.remove(now, index, ErrorCode::Normal, None);
+        let index = match self.remote_by_session(&r.user, r.session) {
+            Some(index) => {
+                let Some(m) = self.members.get_mut(&index) else { return false };
+                let Reach::Remote { origin: o, node: n, index: theirs, until: u, lost } = &mut m.reach else {
+                    return false;
+                };
+                if o != origin {
+                    // It moved: its new node numbers it afresh; its cursor sequence too.
+                    m.cursor = None;
                 }
-                let Some(index) = self.add_remote(now, origin, node, &r, until) else { return false };
+                let shown = lost.take().flatten();
+                (*o, *n, *theirs, *u) = (origin.clone(), node.clone(), r.index, until);
+                if let (Some((status, tool)), None) = (shown, r.presence) {
+                    self.publish_presence(now, index, status, tool);
+                }
                 index
+            }
+            None => {
+                // Another member under a number of the origin's: the one before left unseen.
+                if let Some(held) = self.remote_number(origin, r.index) {
+                    self.remove(now, held, ErrorCode::Normal, None);
+                }
+                let local = self
+                    .members
+                    .iter()
+                    .find(|(_, m)| !m.is_remote() && m.info.user == r.user && m.session == r.session);
+                match local.map(|(i, _)| *i) {
+                    // Resumed there while its connection here was lost: the other node's now.
+                    Some(index) if self.cede(now, index, (origin, node), &r, until) => index,
+                    // Still connected here: this node's member is the one.
+                    Some(_) => return false,
+                    None => {
+                        let Some(index) = self.add_remote(now, origin, node, &r, until) else { return false };
+                        index
+                    }
+                }
             }
         };
         if let Some((status, tool)) = r.presence {
@@ -206,13 +257,15 @@ impl Room {
             camera: false,
             hand_raised,
         };
-        let reach = Reach::Remote { origin: origin.clone(), node: node.clone(), index: r.index, until };
+        let reach =
+            Reach::Remote { origin: origin.clone(), node: node.clone(), index: r.index, until, lost: None };
         let mut member = Member::new(info, reach, now);
         // No local connection speaks for it (connection ids count up from 0).
         member.conn = u64::MAX;
+        member.session = r.session;
         self.members.insert(index, member);
         if let Some(relay) = &mut self.relay {
-            relay.numbers.insert((origin.clone(), r.index), index);
+            relay.numbers.insert((r.user.clone(), r.session), index);
         }
         self.spotlight_joined(now, r.role);
         self.announce_join(now, index);
@@ -224,10 +277,63 @@ impl Room {
         Some(index)
     }
 
-    /// A remote member was removed: its number is free of the origin's.
-    pub(super) fn forget_remote(&mut self, origin: &Arc<str>, theirs: u16) {
+    /// A member whose connection here was lost resumed on `origin`'s node: it becomes that
+    /// node's member here, under the same number, with no membership news; its attendance
+    /// here ends when its connection was lost. False if it is still connected here.
+    fn cede(
+        &mut self,
+        now: Instant,
+        index: u16,
+        (origin, node): (&Arc<str>, &Arc<str>),
+        r: &Relayed,
+        until: Instant,
+    ) -> bool {
+        let Some(m) = self.members.get(&index) else { return false };
+        let Reach::Detached { lost, .. } = m.reach else { return false };
+        // Named as this node's member, as its classroom events so far were.
+        let by = self.actor(index, m);
+        let Some(m) = self.members.get_mut(&index) else { return false };
+        m.reach =
+            Reach::Remote { origin: origin.clone(), node: node.clone(), index: r.index, until, lost: None };
+        // No local connection speaks for it now.
+        m.conn = u64::MAX;
+        let (user, in_sfu) = (m.info.user.clone(), m.in_sfu);
+        if in_sfu {
+            m.in_sfu = false;
+            self.push(Output::Sfu(super::SfuOp::Leave { participant: index }));
+        }
         if let Some(relay) = &mut self.relay {
-            relay.numbers.remove(&(origin.clone(), theirs));
+            relay.changed.remove(&index);
+            relay.numbers.insert((user.clone(), r.session), index);
+        }
+        self.metric(super::Metric::ParticipantLeft);
+        // Its hand, like its attendance, is its node's.
+        self.drop_hand(&by.key);
+        let at_ms = self.wall_ms(lost);
+        self.submit(now, ClassEvent { by, act: Act::Depart { at_ms } });
+        true
+    }
+
+    /// A remote member resumed here (its node died): it is this node's member from now on,
+    /// under the same number, and the other nodes hear of it from here.
+    pub(super) fn adopt_remote(&mut self, now: Instant, index: u16) {
+        let Some(m) = self.members.get(&index) else { return };
+        let (user, session) = (m.info.user.clone(), m.session);
+        if let Some(relay) = &mut self.relay {
+            relay.numbers.remove(&(user.clone(), session));
+        }
+        self.metric(super::Metric::ParticipantJoined);
+        self.relay_changed(now, index);
+        if let Some(m) = self.members.get(&index) {
+            let by = self.actor(index, m);
+            self.submit(now, ClassEvent { by, act: Act::Arrive });
+        }
+    }
+
+    /// A remote member was removed: its user and session are free.
+    pub(super) fn forget_remote(&mut self, user: &str, session: u64) {
+        if let Some(relay) = &mut self.relay {
+            relay.numbers.remove(&(user.to_owned(), session));
         }
     }
 
@@ -274,6 +380,7 @@ impl Room {
             .map(|(i, m)| Relayed {
                 index: *i,
                 user: m.info.user.clone(),
+                session: m.session,
                 name: m.info.name.clone(),
                 role: m.info.role,
                 presence: m.presence.map(|p| (p.status, p.tool)),
@@ -312,10 +419,11 @@ impl Room {
 mod tests {
     use std::time::Duration;
 
+    use easel_proto::Datagram;
     use easel_proto::datagram::{Cursor, Heartbeat};
 
-    use super::super::Config;
     use super::super::testing::{Sim, room};
+    use super::super::{Arrival, Config};
     use super::*;
 
     const MS: Duration = Duration::from_millis(1);
@@ -338,6 +446,7 @@ mod tests {
         Relayed {
             index: 7,
             user: "zoe".into(),
+            session: 70,
             name: "Zoe".into(),
             role: Role::Student,
             presence: Some((Status::Active, Tool::Pen)),
@@ -458,9 +567,155 @@ mod tests {
         sim.room.handle_node_left(at, "c");
         sim.drain();
         assert_eq!(sim.room.len(), 2, "another node's loss is not b's");
+        sim.membership(ada);
         sim.room.handle_node_left(at, "b");
-        sim.drain();
-        assert_eq!(sim.room.len(), 1, "b counted out");
+        sim.advance(at + sim.room.config.tick);
+        assert_eq!(sim.room.len(), 2, "b counted out: zoe is away for the resume grace");
+        let away: Vec<_> = sim.presence(ada).into_iter().filter(|p| p.participant != ada).collect();
+        assert!(away.iter().all(|p| (p.status, p.tool) == (Status::Away, Tool::Hidden)), "{away:?}");
+        assert!(!away.is_empty());
+        sim.room.handle_touch(at + Duration::from_secs(29), ada);
+        sim.expire(at + Duration::from_secs(29));
+        assert_eq!(sim.room.len(), 2, "inside the grace");
+        sim.room.handle_touch(at + Duration::from_secs(30), ada);
+        sim.expire(at + Duration::from_secs(30));
+        assert_eq!(sim.room.len(), 1, "gone once the grace passes without her");
+        let gone: Vec<_> = sim.membership(ada).into_iter().filter(|m| m.0 == "left").collect();
+        assert_eq!(gone, [("left", gone[0].1, ErrorCode::PresenceTimeout.to_u16())]);
+    }
+
+    fn from_c(members: Vec<Relayed>) -> RelayBatch {
+        RelayBatch { origin: "c@5".into(), node: "c".into(), full: true, members, left: vec![] }
+    }
+
+    #[test]
+    fn a_member_whose_node_died_keeps_its_number_when_another_node_relays_it() {
+        let t0 = Instant::now();
+        let mut sim = clustered(t0);
+        let ada = sim.join_with(t0, "ada", 1, None, 4096).participant;
+        sim.advance(t0 + sim.room.config.tick);
+        sim.membership(ada);
+        let t1 = t0 + Duration::from_secs(1);
+        sim.room.handle_remote_presence(t1, from_b(true, vec![zoe(Some((5, 1, 2)))], vec![]));
+        let z = zoe_here(&mut sim, ada);
+        sim.room.handle_node_left(t1 + MS, "b");
+        sim.advance(t1 + MS + sim.room.config.tick);
+        sim.presence(ada);
+
+        // She resumed on c, which numbers her 2 and counts her cursor afresh.
+        let t1 = t0 + Duration::from_secs(2);
+        let moved = Relayed { index: 2, ..zoe(Some((1, 30, 40))) };
+        sim.room.handle_remote_presence(t1, from_c(vec![moved]));
+        sim.advance(t1 + sim.room.config.tick);
+        assert_eq!(sim.membership(ada), [], "no leave, no join: the same member");
+        assert_eq!(sim.room.len(), 2);
+        let datagrams = sim.datagrams(ada);
+        let back: Vec<_> = datagrams
+            .iter()
+            .filter_map(|d| match d {
+                Datagram::PresenceBatch(b) => Some(b.entries.clone()),
+                _ => None,
+            })
+            .flatten()
+            .filter(|p| p.participant == z)
+            .collect();
+        assert_eq!(
+            back.iter().map(|p| (p.status, p.tool)).collect::<Vec<_>>(),
+            [(Status::Active, Tool::Pen)]
+        );
+        let cursor = datagrams.iter().any(|d| {
+            matches!(d, Datagram::CursorBatch(b) if b.cursors.iter().any(|c| c.participant == z && (c.x, c.y) == (30, 40)))
+        });
+        assert!(cursor, "her pointer shows again: {datagrams:?}");
+        // Past the grace she stays: c speaks for her now; and b's numbers are not hers.
+        sim.room.handle_remote_presence(
+            t0 + Duration::from_secs(31),
+            from_c(vec![Relayed { index: 2, ..zoe(None) }]),
+        );
+        sim.room.handle_touch(t0 + Duration::from_secs(31), ada);
+        sim.expire(t0 + Duration::from_secs(31));
+        assert_eq!(sim.room.len(), 2);
+        sim.room.handle_remote_presence(t1, from_b(false, vec![], vec![(7, 0)]));
+        assert_eq!(sim.room.len(), 2, "a leave of b's number 7 is not hers any more");
+    }
+
+    #[test]
+    fn a_remote_member_resuming_here_is_reattached_under_its_number() {
+        let t0 = Instant::now();
+        let mut sim = clustered(t0);
+        let ada = sim.join_with(t0, "ada", 1, None, 4096).participant;
+        sim.advance(t0 + sim.room.config.tick);
+        sim.membership(ada);
+        let session = sim.arrival("zoe", 0, None).session;
+        let zoe_b = Relayed { session, ..zoe(None) };
+        sim.room
+            .handle_remote_presence(t0 + Duration::from_secs(1), from_b(true, vec![zoe_b.clone()], vec![]));
+        let z = zoe_here(&mut sim, ada);
+        relayed(&mut sim);
+
+        // Her node died; her resume token held her room (under b's number, meaningless here).
+        let t1 = t0 + Duration::from_secs(2);
+        let joined = sim.join_with(t1, "zoe", 9, Some(7), 4096);
+        assert!(joined.resumed, "resumed, not joined anew");
+        assert_eq!(joined.participant, z, "the number she had here");
+        assert!(sim.linked(z), "this node's member now");
+        sim.advance(t1 + sim.room.config.tick);
+        assert_eq!(sim.membership(ada), [], "others see no leave and no join");
+        let out = relayed(&mut sim);
+        assert!(
+            out.iter()
+                .any(|b| b.members.iter().any(|m| m.user == "zoe" && m.session == session && m.index == z)),
+            "{out:?}"
+        );
+        // Her old node's stale batch does not add her twice.
+        sim.room.handle_remote_presence(t1, from_b(true, vec![zoe_b], vec![]));
+        assert_eq!(sim.room.len(), 2);
+        // Another session of hers, holding her number, is not her.
+        let other = Arrival { session: session + 1, ..sim.arrival("zoe", 3, Some(z)) };
+        let other = sim.answer_of(t1, other, 4096);
+        assert!(!other.resumed && other.participant != z);
+    }
+
+    #[test]
+    fn a_member_lost_here_that_resumed_on_another_node_becomes_that_nodes_under_its_number() {
+        let t0 = Instant::now();
+        let mut sim = clustered(t0);
+        let ada = sim.join_with(t0, "ada", 1, None, 4096).participant;
+        let z = sim.join_with(t0, "zoe", 2, None, 4096).participant;
+        sim.advance(t0 + sim.room.config.tick);
+        sim.membership(ada);
+        relayed(&mut sim);
+        let t1 = t0 + Duration::from_secs(1);
+        let session = sim.arrival("zoe", 0, None).session;
+        let on_b = || from_b(true, vec![Relayed { session, ..zoe(None) }], vec![]);
+
+        // Still connected here, she is this node's: a batch naming her changes nothing.
+        sim.room.handle_remote_presence(t1, on_b());
+        assert!(sim.linked(z));
+        assert_eq!(sim.room.len(), 2, "not twice");
+
+        // Her connection here is lost and she resumed on b.
+        sim.room.handle_detach(t1, z, 2);
+        sim.room.handle_remote_presence(t1, on_b());
+        assert!(sim.room.members[&z].is_remote(), "b's member now, under her number");
+        sim.advance(t1 + sim.room.config.tick);
+        assert_eq!(sim.membership(ada), [], "no join, no leave");
+        assert_eq!(sim.room.len(), 2);
+
+        // Past her grace here she is still in the room: b speaks for her.
+        let t2 = t1 + sim.room.config.resume_grace + Duration::from_secs(1);
+        sim.room.handle_remote_presence(t2, on_b());
+        sim.room.handle_touch(t2, ada);
+        sim.expire(t2);
+        assert!(sim.room.members.get(&z).is_some_and(|m| m.is_remote() && m.info.user == "zoe"));
+        let out = relayed(&mut sim);
+        assert!(
+            out.iter().all(|b| b.members.iter().all(|m| m.user != "zoe")),
+            "no longer this node's: {out:?}"
+        );
+        sim.room.handle_remote_presence(t2, from_b(false, vec![], vec![(7, 0)]));
+        sim.advance(t2 + sim.room.config.tick);
+        assert_eq!(sim.membership(ada), [("left", z, 0)], "she leaves when b says so");
     }
 
     #[test]

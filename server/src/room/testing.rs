@@ -110,6 +110,8 @@ impl Sim {
             client_id: format!("{user}-client"),
             since: None,
             resume,
+            // One session per user here: a user's resume is its own session's.
+            session: user.bytes().fold(0, |h, b| h * 31 + u64::from(b)),
             expires_ms: u64::MAX,
             conn,
             slot: 0,
@@ -152,7 +154,7 @@ impl Sim {
 
     /// Joins and has the join announced at once, as in a quiet room (the other helpers'
     /// joins); [`Sim::arrive`] leaves that to the membership pace.
-    fn answer_of(&mut self, now: Instant, arrival: Arrival, capacity: usize) -> Joined {
+    pub(super) fn answer_of(&mut self, now: Instant, arrival: Arrival, capacity: usize) -> Joined {
         self.joining = Some(capacity);
         self.room.handle_join(now, arrival);
         self.room.send_membership(now);

@@ -35,6 +35,8 @@ struct Ctx {
     slow: CancellationToken,
     /// This connection's number (see `room::Arrival::conn`).
     conn: u64,
+    /// The session id (see `room::Arrival::session`).
+    session_id: u64,
     /// The resume token of this connection's `Welcome`: the session's key in the registry.
     resume_token: Vec<u8>,
     /// Cancelled when a resume on another connection takes this session over.
@@ -222,7 +224,10 @@ async fn handshake<S: Session>(
     if hello.resume.is_some() {
         metrics::counter!("easel_resume_attempts_total").increment(1);
     }
-    let claimed = hello.resume.and_then(|token| shared.resumes.claim(&token, &claims.sub, t));
+    let claimed = match hello.resume {
+        Some(token) => shared.resumes.claim(&token, &claims.sub, t).await,
+        None => None,
+    };
     let resumed = claimed.is_some();
     // Counted before Welcome goes out: whoever sees Welcome sees the count.
     if resumed {
@@ -258,6 +263,7 @@ async fn handshake<S: Session>(
         core: Mutex::new(core),
         slow: CancellationToken::new(),
         conn: shared.next_conn.fetch_add(1, Ordering::Relaxed),
+        session_id: held.session_id,
         resume_token,
         takeover,
     };

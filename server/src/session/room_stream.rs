@@ -110,6 +110,7 @@ async fn enter(
             client_id: client_id.clone(),
             since: join.since.clone(),
             resume,
+            session: ctx.session_id,
             expires_ms: claims.exp.saturating_mul(1000),
             conn: ctx.conn,
             slot,

@@ -115,14 +115,23 @@ pub async fn node(nats: &Nats, id: &str) -> TestServer {
     node_beating(nats, id, HEARTBEAT).await
 }
 
-/// A node with rooms unloaded after `idle_unload` empty.
-pub async fn node_unloading(nats: &Nats, id: &str, idle_unload: Duration) -> TestServer {
+/// A node with `change` made to its configuration.
+pub async fn node_with(
+    nats: &Nats,
+    id: &str,
+    change: impl FnOnce(&mut easel_server::ServerConfig),
+) -> TestServer {
     let config = cluster(nats, id);
     TestServer::start_with(move |c| {
         c.cluster = Some(config);
-        c.idle_unload = idle_unload;
+        change(c);
     })
     .await
+}
+
+/// A node with rooms unloaded after `idle_unload` empty.
+pub async fn node_unloading(nats: &Nats, id: &str, idle_unload: Duration) -> TestServer {
+    node_with(nats, id, move |c| c.idle_unload = idle_unload).await
 }
 
 async fn node_beating(nats: &Nats, id: &str, heartbeat: Duration) -> TestServer {
@@ -130,10 +139,14 @@ async fn node_beating(nats: &Nats, id: &str, heartbeat: Duration) -> TestServer 
     TestServer::start_with(move |c| c.cluster = Some(config)).await
 }
 
-async fn health(http: SocketAddr) -> serde_json::Value {
+/// `/healthz` in cluster mode: HTTP 200 when `ok`, 503 when `degraded`.
+pub async fn health(http: SocketAddr) -> serde_json::Value {
     let (status, body) = http_get(http, "/healthz").await;
-    assert_eq!(status, 200);
-    serde_json::from_str(&body).unwrap_or_else(|e| panic!("/healthz is not JSON ({e}): {body}"))
+    let h: serde_json::Value =
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("/healthz is not JSON ({e}): {body}"));
+    let expected = if h["status"] == "ok" { 200 } else { 503 };
+    assert_eq!(status, expected, "{h}");
+    h
 }
 
 fn ids(health: &serde_json::Value) -> Vec<String> {
@@ -142,7 +155,11 @@ fn ids(health: &serde_json::Value) -> Vec<String> {
 }
 
 /// Waits (bounded) until the node's `/healthz` satisfies `ok`; returns that answer.
-async fn until(http: SocketAddr, what: &str, ok: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+pub async fn until(
+    http: SocketAddr,
+    what: &str,
+    ok: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
     within(what, async {
         loop {
             let h = health(http).await;

@@ -2,12 +2,12 @@
 //! core NATS, against a real nats-server, real servers in process and, where one must die,
 //! the `easel` binary.
 
-use easel_proto::datagram::Cursor;
+use easel_proto::datagram::{Cursor, Status, Tool};
 use easel_proto::message::{Join, Participant};
 use easel_proto::{Datagram, Message};
 use easel_transport::client::{Connection, RoomStream, Transport};
 
-use crate::cluster::{Nats, metrics, node};
+use crate::cluster::{Nats, metrics, node, node_with};
 use crate::harness::{TestServer, expect_message, token, within};
 use crate::spawned::Spawned;
 
@@ -69,10 +69,11 @@ async fn members_on_two_nodes_see_each_other_move_and_leave() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_nodes_members_vanish_from_the_others() {
+async fn a_killed_nodes_members_are_away_then_leave_after_the_resume_grace() {
     let nats = Nats::start().await;
-    let a = node(&nats, "a").await;
-    let (_ada, mut room_a) = member(&a, "ada", "Ada").await;
+    // A grace well inside ada's presence TTL (she sends no heartbeats here).
+    let a = node_with(&nats, "a", |c| c.resume_grace = std::time::Duration::from_secs(1)).await;
+    let (ada, mut room_a) = member(&a, "ada", "Ada").await;
 
     let dir = tempfile::tempdir().expect("tempdir");
     let flags = ["--cluster", &nats.url, "--node-id", "b", "--cluster-heartbeat-ms", "100"];
@@ -87,7 +88,27 @@ async fn a_killed_nodes_members_vanish_from_the_others() {
     let bob_at_a = until_listed(&mut room_a, "bob").await;
 
     b.child.kill().await.expect("kill -9 b");
-    until_gone(&mut room_a, bob_at_a.index).await;
+    // Counted out: away with his pointer hidden (he may resume on another node), not gone.
+    within("bob away at ada", async {
+        loop {
+            let Datagram::PresenceBatch(batch) = ada.recv_datagram().await.expect("datagram") else {
+                continue;
+            };
+            if batch.entries.iter().any(|e| {
+                e.participant == bob_at_a.index && e.status == Status::Away && e.tool == Tool::Hidden
+            }) {
+                return;
+            }
+        }
+    })
+    .await;
+    // He did not come back within the grace: he leaves.
+    let code = expect_message(&mut room_a, "bob gone", |m| match m {
+        Message::Participants(p) => p.left.iter().find(|l| l.index == bob_at_a.index).map(|l| l.code),
+        _ => None,
+    })
+    .await;
+    assert_eq!(code, easel_proto::ErrorCode::PresenceTimeout.to_u16());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -107,6 +128,7 @@ async fn a_malformed_presence_batch_is_counted_and_ignored() {
         members: vec![easel_server::room::Relayed {
             index: 0,
             user: "pat".into(),
+            session: 1,
             name: "Pat".into(),
             role: easel_proto::message::Role::Student,
             presence: None,

@@ -1,6 +1,7 @@
 //! easel-server integration tests: real sockets on 127.0.0.1:0, real QUIC, WebTransport and
-//! WebSocket protocol clients (`easel_transport::client`, never the SDK: its own tests drive
-//! it against this server), real redb files, the real binary where a process must die.
+//! WebSocket protocol clients (`easel_transport::client`; the SDK only in `cluster_nodeloss`,
+//! where a client moving between nodes is what is tested: its own tests drive it against this
+//! server), real redb files, the real binary where a process must die.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 mod admission;
@@ -10,6 +11,7 @@ mod browser;
 mod classroom;
 mod cluster;
 mod cluster_class;
+mod cluster_nodeloss;
 mod cluster_presence;
 mod cluster_rooms;
 mod crash;
