@@ -32,6 +32,9 @@ RUSTFLAGS="--cfg fuzzing -Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-
 targets=$(sed -n 's/^name = "\(.*\)"$/\1/p' Cargo.toml | grep -v '^easel-proto-fuzz$')
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
+# The targets run side by side (each is one process on one core): the CI run takes the time of
+# one, not the sum.
+pids=()
 for t in $targets; do
   corpus=corpus/$t
   if ! $grow; then
@@ -40,14 +43,25 @@ for t in $targets; do
     corpus=$scratch/$t
   fi
   mkdir -p "artifacts/$t"
-  printf '\n==> fuzzing %s for %s s\n' "$t" "$seconds"
-  status=0
+  printf '==> fuzzing %s for %s s\n' "$t" "$seconds"
   "target/$triple/release/$t" "$corpus" -max_total_time="$seconds" -artifact_prefix="artifacts/$t/" \
-    -print_final_stats=1 >"$scratch/$t.log" 2>&1 || status=$?
+    -print_final_stats=1 >"$scratch/$t.log" 2>&1 &
+  pids+=("$!")
+done
+failed=0
+i=0
+for t in $targets; do
+  status=0
+  wait "${pids[$i]}" || status=$?
+  i=$((i + 1))
   if [ "$status" -ne 0 ]; then
     tail -n 60 "$scratch/$t.log" >&2
     echo "fuzz target $t failed (exit $status): its input is in fuzz/artifacts/$t/" >&2
-    exit 1
+    failed=1
+    continue
   fi
-  grep -E '^(Done|stat::peak_rss_mb)' "$scratch/$t.log"
+  printf '%s: ' "$t"
+  grep -E '^(Done|stat::peak_rss_mb)' "$scratch/$t.log" | tr '\n' ' '
+  echo
 done
+exit "$failed"
