@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use easel_proto::datagram::{Heartbeat, Status, Tool, is_newer};
 use easel_proto::{Datagram, Message};
-use easel_transport::client::{Connection, Options, Transport};
+use easel_transport::client::{Connection, Options, RoomStream, Transport};
 
 use crate::harness::{Board, Relay, TestServer, expect_message, send_acked, token, within};
 
@@ -30,6 +30,16 @@ async fn presence_of(observer: &Connection, who: u16, after: Option<u16>, want: 
             }
         }
     }
+}
+
+/// Bob was sent no leave and no join: ada's next edit is the very next frame he gets.
+async fn next_is_her_edit(room_a: &mut RoomStream, room_b: &mut RoomStream, ada_index: u16) {
+    send_acked(room_a, Board::new(1).put(1, "back", 1)).await;
+    let next = within("bob's next frame", room_b.next()).await.expect("room stream");
+    assert!(
+        matches!(&next, Some(Message::RemoteUpdate(u)) if u.from == ada_index),
+        "expected ada's edit first, got {next:?}"
+    );
 }
 
 async fn connect(options: &Options, user: &str, resume: Option<Vec<u8>>) -> Connection {
@@ -78,13 +88,7 @@ async fn a_lost_connection_is_away_within_the_ttl_and_back_on_resume_without_a_l
     // Before any heartbeat of the new connection: the server gives the old presence back.
     within("ada back", presence_of(&bob, ada_index, Some(away), active)).await;
 
-    // Bob was sent no leave and no join: ada's next edit is the very next frame he gets.
-    send_acked(&mut room_a, Board::new(1).put(1, "back", 1)).await;
-    let next = within("bob's next frame", room_b.next()).await.expect("room stream");
-    assert!(
-        matches!(&next, Some(Message::RemoteUpdate(u)) if u.from == ada_index),
-        "expected ada's edit first, got {next:?}"
-    );
+    next_is_her_edit(&mut room_a, &mut room_b, ada_index).await;
     server.server.shutdown().await;
 }
 
@@ -126,12 +130,6 @@ async fn a_silent_member_is_away_within_the_ttl_and_resumes_its_place_without_a_
     assert_eq!(room_a.joined().participant, ada_index);
     within("ada back", presence_of(&bob, ada_index, Some(away), active)).await;
 
-    // Bob was sent no leave and no join: ada's next edit is the very next frame he gets.
-    send_acked(&mut room_a, Board::new(1).put(1, "back", 1)).await;
-    let next = within("bob's next frame", room_b.next()).await.expect("room stream");
-    assert!(
-        matches!(&next, Some(Message::RemoteUpdate(u)) if u.from == ada_index),
-        "expected ada's edit first, got {next:?}"
-    );
+    next_is_her_edit(&mut room_a, &mut room_b, ada_index).await;
     server.server.shutdown().await;
 }
