@@ -9,6 +9,10 @@
 //! applied before publishing); or one classroom event ([`super::class`], marked by its
 //! header), which every node applies as it comes, its own included. What to do with a
 //! message is decided by [`classify`], sans IO.
+//!
+//! Rooms' snapshots ([`super::snapshot`]) are objects in the bucket [`BUCKET`]: a node loads a
+//! room from its snapshot and follows the subject from the sequence after it; storing one
+//! purges the subject one snapshot behind.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +22,7 @@ use base64::Engine as _;
 use futures::StreamExt as _;
 use tokio::sync::mpsc;
 
+use super::snapshot::{self, BUCKET, Marks, Snapshot, SnapshotError};
 use super::{class, error};
 use crate::room::ClassEvent;
 use crate::store::{StoreError, UpdateRecord, decode_record, encode_record};
@@ -34,6 +39,8 @@ const REPLAY_TIMEOUT: Duration = Duration::from_secs(5);
 const CONNECTION_CHECK: Duration = Duration::from_millis(250);
 /// Messages read ahead of the room actor.
 const TAIL_QUEUE: usize = 1024;
+/// How long reading or storing a whole snapshot object may take.
+const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A room's subject: `easel.room.<token>.ops`.
 pub fn subject(room: &str) -> String {
@@ -108,10 +115,18 @@ pub enum Remote {
     },
     /// A classroom event.
     Class {
+        /// Its stream sequence.
+        seq: u64,
         /// When the stream stored it, Unix ms: the time every node applies it at.
         at_ms: u64,
         /// The event.
         event: Box<ClassEvent>,
+    },
+    /// A message with nothing for the room (this node's own update, or a malformed one),
+    /// passed at this stream sequence.
+    Passed {
+        /// Its stream sequence.
+        seq: u64,
     },
     /// Everything stored when the room was loaded has been handed over.
     CaughtUp,
@@ -132,8 +147,18 @@ impl std::fmt::Debug for RoomLog {
     }
 }
 
-/// Makes the stream if it is missing (file storage: it outlives a NATS restart).
+/// Makes the stream and the snapshots' bucket if they are missing (file storage: they
+/// outlive a NATS restart).
 pub(super) async fn open_stream(js: &jetstream::Context) -> Result<(), String> {
+    if js.get_object_store(BUCKET).await.is_err() {
+        let config = jetstream::object_store::Config {
+            bucket: BUCKET.to_owned(),
+            description: Some("Easel rooms' snapshots, one object per room".into()),
+            storage: stream::StorageType::File,
+            ..Default::default()
+        };
+        js.create_object_store(config).await.map_err(|e| format!("bucket {BUCKET}: {e}"))?;
+    }
     let config = stream::Config {
         name: STREAM.to_owned(),
         description: Some(
@@ -194,16 +219,97 @@ impl RoomLog {
         }
     }
 
-    /// Follows a room's subject from its start: every message, as [`Remote`]s, with
+    /// Follows a room's subject from sequence `from`: every message, as [`Remote`]s, with
     /// [`Remote::CaughtUp`] once what was stored at the start has been handed over. Ends when
     /// the receiver is dropped (the room unloads).
-    pub async fn follow(&self, room: &str) -> Result<mpsc::Receiver<Remote>, StoreError> {
+    pub async fn follow(&self, room: &str, from: u64) -> Result<mpsc::Receiver<Remote>, StoreError> {
         let subject = subject(room);
-        let (messages, pending) = self.consume(&subject, 1).await.map_err(StoreError::Log)?;
+        let (messages, pending) = self.consume(&subject, from).await.map_err(StoreError::Log)?;
         let (tx, rx) = mpsc::channel(TAIL_QUEUE);
-        let follower = Follower { log: self.clone(), subject, tx, next: 1, replaying: true };
+        let follower = Follower { log: self.clone(), subject, tx, next: from, replaying: true };
         tokio::spawn(follower.run(messages, pending));
         Ok(rx)
+    }
+
+    /// The room's snapshot object: its marks and what it decodes to (`None`: there is none).
+    pub async fn snapshot(
+        &self,
+        room: &str,
+    ) -> Result<Option<(Marks, Result<Snapshot, SnapshotError>)>, StoreError> {
+        use tokio::io::AsyncReadExt as _;
+        let read = async {
+            let store = self.js.get_object_store(BUCKET).await.map_err(|e| e.to_string())?;
+            let Some(marks) = marks(&store, room).await? else { return Ok(None) };
+            let mut object = match store.get(token(room)).await {
+                Ok(object) => object,
+                Err(e) if e.kind() == jetstream::object_store::GetErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e.to_string()),
+            };
+            let mut bytes = Vec::new();
+            // A digest that does not match is an unreadable snapshot, not a NATS failure.
+            let decoded = match object.read_to_end(&mut bytes).await {
+                Ok(_) => snapshot::decode(&bytes, room),
+                Err(e) if e.kind() == std::io::ErrorKind::InvalidData => Err(SnapshotError::Digest),
+                Err(e) => return Err(e.to_string()),
+            };
+            Ok(Some((marks, decoded)))
+        };
+        let found = tokio::time::timeout(SNAPSHOT_TIMEOUT, read)
+            .await
+            .map_err(|_| StoreError::Log("no snapshot in time".into()))?
+            .map_err(StoreError::Log)?;
+        if let Some((_, Err(e))) = &found {
+            tracing::warn!(room, "cluster: the room's snapshot is unreadable: {e}");
+            error("snapshot");
+        }
+        Ok(found)
+    }
+
+    /// The marks of the room's snapshot object, if there is one.
+    pub async fn marks(&self, room: &str) -> Result<Option<Marks>, StoreError> {
+        let read = async {
+            let store = self.js.get_object_store(BUCKET).await.map_err(|e| e.to_string())?;
+            marks(&store, room).await
+        };
+        tokio::time::timeout(REPLAY_TIMEOUT, read)
+            .await
+            .map_err(|_| StoreError::Log("no snapshot marks in time".into()))?
+            .map_err(StoreError::Log)
+    }
+
+    /// Stores a room's snapshot covering its subject up to `upto`, unless the one stored
+    /// already covers as much; then purges the subject below the new object's floor (one
+    /// snapshot behind). Returns whether it was stored.
+    pub async fn store_snapshot(&self, room: &str, upto: u64, bytes: Vec<u8>) -> Result<bool, StoreError> {
+        let write = async {
+            let store = self.js.get_object_store(BUCKET).await.map_err(|e| e.to_string())?;
+            let previous = marks(&store, room).await?;
+            if previous.and_then(|p| p.upto).is_some_and(|p| p >= upto) {
+                return Ok(false);
+            }
+            let next = Marks::next(previous, upto);
+            let meta = jetstream::object_store::ObjectMetadata {
+                name: token(room),
+                description: Some(format!("Easel room {room} up to sequence {upto}")),
+                metadata: next.metadata(),
+                ..Default::default()
+            };
+            store.put(meta, &mut bytes.as_slice()).await.map_err(|e| e.to_string())?;
+            if let Some(floor) = next.floor.filter(|f| *f > 1) {
+                let stream = self.js.get_stream(STREAM).await.map_err(|e| e.to_string())?;
+                stream
+                    .purge()
+                    .filter(subject(room))
+                    .sequence(floor)
+                    .await
+                    .map_err(|e| format!("purge: {e}"))?;
+            }
+            Ok(true)
+        };
+        tokio::time::timeout(SNAPSHOT_TIMEOUT, write)
+            .await
+            .map_err(|_| StoreError::Log("snapshot not stored in time".into()))?
+            .map_err(StoreError::Log)
     }
 
     /// An ordered consumer of `subject` from sequence `from`, and how many messages it has
@@ -224,6 +330,16 @@ impl RoomLog {
             Ok((messages, pending))
         };
         tokio::time::timeout(REPLAY_TIMEOUT, open).await.map_err(|_| "no answer in time".to_owned())?
+    }
+}
+
+/// The marks of `room`'s object in `store` (`None`: there is none, or it was deleted).
+async fn marks(store: &jetstream::object_store::ObjectStore, room: &str) -> Result<Option<Marks>, String> {
+    match store.info(token(room)).await {
+        Ok(info) if info.deleted => Ok(None),
+        Ok(info) => Ok(Some(Marks::of(&info.metadata))),
+        Err(e) if e.kind() == jetstream::object_store::InfoErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -311,9 +427,9 @@ impl Follower {
             }
             Classified::Class(event) => {
                 let at_ms = u64::try_from(info.published.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
-                self.tx.send(Remote::Class { at_ms, event: Box::new(event) }).await.ok()?;
+                self.tx.send(Remote::Class { seq, at_ms, event: Box::new(event) }).await.ok()?;
             }
-            Classified::Own => {}
+            Classified::Own => self.tx.send(Remote::Passed { seq }).await.ok()?,
             Classified::Malformed(why) => {
                 tracing::warn!(
                     subject = self.subject,
@@ -321,6 +437,7 @@ impl Follower {
                     "cluster: dropping a malformed room log message: {why}"
                 );
                 error("malformed");
+                self.tx.send(Remote::Passed { seq }).await.ok()?;
             }
         }
         Some(pending)

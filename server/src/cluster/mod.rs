@@ -9,16 +9,17 @@
 //! whether NATS is reachable (`/healthz`, the `easel_cluster_*` metrics). The driver
 //! ([`driver`]) does the IO.
 //!
-//! Rooms: every node with members in a room holds a replica of it; board updates go through
-//! the JetStream stream of [`log`], and every replica imports them from there. Members,
-//! cursors and presence cross nodes on core NATS ([`relay`]). Classroom state is still
-//! node-local (`docs/cluster.md`).
+//! Rooms: every node with members in a room holds a replica of it; board updates and
+//! classroom events go through the JetStream stream of [`log`], and every replica applies
+//! them from there; rooms load from their [`snapshot`]s in the object store. Members,
+//! cursors and presence cross nodes on core NATS ([`relay`]).
 
 pub mod class;
 mod driver;
 pub mod log;
 pub mod members;
 pub mod relay;
+pub mod snapshot;
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,8 +37,9 @@ pub const BUCKET: &str = "easel_nodes";
 /// The `kind` label's values of `easel_cluster_nats_errors_total`: `connect` (NATS
 /// unreachable at start), `disconnected` (the connection dropped), `heartbeat` (an
 /// announcement was not stored), `watch` (the bucket's watch failed), `malformed` (an entry
-/// that is not a node announcement).
-pub const ERROR_KINDS: [&str; 5] = ["connect", "disconnected", "heartbeat", "watch", "malformed"];
+/// that is not a node announcement, or a room log message that is not one), `snapshot` (a
+/// room's snapshot unreadable, or not stored).
+pub const ERROR_KINDS: [&str; 6] = ["connect", "disconnected", "heartbeat", "watch", "malformed", "snapshot"];
 
 /// What a node announces about itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

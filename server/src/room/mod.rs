@@ -27,6 +27,7 @@ mod handle;
 mod members;
 mod refresh;
 mod relay;
+mod replica;
 mod roster;
 mod sfu;
 mod spotlight;
