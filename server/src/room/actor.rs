@@ -10,7 +10,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use easel_proto::{ErrorCode, Kind, Message};
@@ -75,9 +74,7 @@ pub async fn spawn(
     }
     let (room, remote, (at, since)) = load(&id, &config, &store, &board).await?;
     let compaction = match &board {
-        Board::Cluster(log) => {
-            Some(Compaction { log: log.clone(), at, since, every, writing: Arc::default() })
-        }
+        Board::Cluster(log) => Some(Compaction { log: log.clone(), at, since, every, writing: None }),
         Board::Local(_) => None,
     };
     let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
@@ -236,7 +233,8 @@ enum Committed {
 /// Cluster mode: the room's snapshots. Every replica counts the log messages it applies and
 /// stores a snapshot every [`Compaction::every`] of them (they are equivalent: the last
 /// stored wins), in a task of its own: it never holds up the room or its acks. One that
-/// fails is logged and counted, and tried again at the next count.
+/// fails is logged and counted, and tried again at the next count. A room that closes lets
+/// the one being stored finish, and takes no more.
 struct Compaction {
     log: Arc<RoomLog>,
     /// The last log sequence the room applied or passed.
@@ -245,8 +243,8 @@ struct Compaction {
     since: u64,
     /// `--snapshot-every`.
     every: u64,
-    /// A snapshot of this room is being stored.
-    writing: Arc<AtomicBool>,
+    /// The task storing this room's last snapshot.
+    writing: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// Cluster mode: the room's presence across nodes.
@@ -372,6 +370,9 @@ impl Actor {
     /// there to get them; then the final snapshot and the leaves, whose attendance records
     /// are stored before the room is gone.
     async fn finish(&mut self) {
+        if let Some(writing) = self.compaction.take().and_then(|c| c.writing) {
+            let _ = writing.await;
+        }
         self.rx.close();
         self.settle().await;
         self.room.handle_shutdown(Instant::now());
@@ -426,7 +427,7 @@ impl Actor {
         if c.since < c.every
             || !self.committing.is_empty()
             || self.room.store_failed()
-            || c.writing.load(Ordering::Acquire)
+            || c.writing.as_ref().is_some_and(|w| !w.is_finished())
         {
             return;
         }
@@ -444,8 +445,7 @@ impl Actor {
                 return;
             }
         };
-        let (log, writing) = (c.log.clone(), c.writing.clone());
-        writing.store(true, Ordering::Release);
+        let log = c.log.clone();
         let task = async move {
             match log.store_snapshot(&room, upto, bytes).await {
                 Ok(true) => {
@@ -458,9 +458,8 @@ impl Actor {
                     crate::cluster::error("snapshot");
                 }
             }
-            writing.store(false, Ordering::Release);
         };
-        tokio::spawn(task.in_current_span());
+        c.writing = Some(tokio::spawn(task.in_current_span()));
     }
 
     async fn on_relayed(&mut self, relayed: Option<Relayed>) {

@@ -12,6 +12,7 @@ mod cluster;
 mod cluster_class;
 mod cluster_presence;
 mod cluster_rooms;
+mod cluster_snapshots;
 mod crash;
 mod e2e;
 mod harness;
