@@ -96,7 +96,8 @@ impl Store {
 
 /// The open poll's results a member joining at `server` gets.
 async fn live_results(server: &TestServer, user: &str) -> PollResults {
-    let (_conn, mut stream) = member(server, user, "student").await;
+    let conn = server.connect(Transport::Quic, user, "student", ROOM).await;
+    let mut stream = within("join", conn.join(ROOM, None)).await.expect("join");
     expect_message(&mut stream, "the open poll's counts", |m| match m {
         Message::PollResults(r) => Some(r),
         _ => None,
