@@ -130,6 +130,9 @@ pub enum Remote {
     },
     /// Everything stored when the room was loaded has been handed over.
     CaughtUp,
+    /// The subject was purged past what the follower had read (it was away from NATS for
+    /// longer than two snapshots took): the room must be loaded again. Nothing follows.
+    Lost,
 }
 
 /// The room log of this node: publishes writes and follows rooms. Cheap to clone.
@@ -226,7 +229,8 @@ impl RoomLog {
         let subject = subject(room);
         let (messages, pending) = self.consume(&subject, from).await.map_err(StoreError::Log)?;
         let (tx, rx) = mpsc::channel(TAIL_QUEUE);
-        let follower = Follower { log: self.clone(), subject, tx, next: from, replaying: true };
+        let follower =
+            Follower { log: self.clone(), room: room.to_owned(), subject, tx, next: from, replaying: true };
         tokio::spawn(follower.run(messages, pending));
         Ok(rx)
     }
@@ -346,6 +350,7 @@ async fn marks(store: &jetstream::object_store::ObjectStore, room: &str) -> Resu
 /// The task following one room's subject for its actor.
 struct Follower {
     log: RoomLog,
+    room: String,
     subject: String,
     tx: mpsc::Sender<Remote>,
     /// The next stream sequence expected (where to resume if the consumer ends).
@@ -358,7 +363,13 @@ impl Follower {
         // The ordered consumer notices a restarted NATS lost it only after missed heartbeats
         // (seconds, or a minute), so a connection that comes back reopens it at once.
         let mut check = tokio::time::interval(CONNECTION_CHECK);
-        let mut was_down = false;
+        // The connection the consumer was opened (or last checked) on, by NATS's count.
+        let mut connects = self.connects();
+        // The ordered consumer also recreates itself, from the sequence after the last it
+        // delivered, and a purge meanwhile would pass unseen: after a reconnection or a
+        // consumer error, what comes is taken only once the purge floor is known to be
+        // behind what was read.
+        let mut suspect = false;
         loop {
             if self.replaying && pending == 0 {
                 self.replaying = false;
@@ -371,24 +382,39 @@ impl Follower {
                 item = messages.next() => item,
                 _ = check.tick() => {
                     let up = self.log.client.connection_state() == async_nats::connection::State::Connected;
-                    if up && std::mem::take(&mut was_down) {
+                    let now = self.connects();
+                    if up && now != connects {
                         tracing::debug!(subject = self.subject, seq = self.next, "cluster: NATS is back; reopening the room log");
                         match self.reopen().await {
-                            Some((again, left)) => (messages, pending) = (again, left),
+                            Some((again, left)) => (messages, pending, connects, suspect) = (again, left, now, false),
                             None => return,
                         }
                     }
-                    was_down |= !up;
                     continue;
                 }
             };
             match item {
                 Some(Ok(message)) => {
+                    if suspect || self.connects() != connects {
+                        let now = self.connects();
+                        match self.purged_past().await {
+                            Ok(true) => return,
+                            Ok(false) => (suspect, connects) = (false, now),
+                            // Unknown yet: the reopen once the connection is back checks it.
+                            Err(e) => {
+                                suspect = true;
+                                tracing::debug!(subject = self.subject, "cluster: room log marks: {e}");
+                            }
+                        }
+                    }
                     let Some(left) = self.take(&message, pending).await else { return };
                     pending = left;
                 }
                 // The ordered consumer recreates itself where it was (after a NATS restart).
-                Some(Err(e)) => tracing::debug!(subject = self.subject, "cluster: room log consumer: {e}"),
+                Some(Err(e)) => {
+                    suspect = true;
+                    tracing::debug!(subject = self.subject, "cluster: room log consumer: {e}");
+                }
                 None => {
                     tracing::warn!(subject = self.subject, "cluster: room log consumer ended; reopening");
                     error("watch");
@@ -445,10 +471,46 @@ impl Follower {
 
     /// A new consumer from where the last one stopped, retried every half second until the
     /// actor is gone.
+    /// How many times the client has connected to NATS.
+    fn connects(&self) -> u64 {
+        self.log.client.statistics().connects.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether the subject was purged past what was read (then the actor was told).
+    async fn purged_past(&self) -> Result<bool, StoreError> {
+        Ok(match self.log.marks(&self.room).await? {
+            Some(marks) => self.lost(marks).await,
+            None => false,
+        })
+    }
+
+    /// Whether `marks` purge what this follower has not read yet: if so the actor is told
+    /// ([`Remote::Lost`]) and the follower is to end.
+    async fn lost(&self, marks: Marks) -> bool {
+        if marks.floor.is_none_or(|floor| floor <= self.next) {
+            return false;
+        }
+        tracing::error!(
+            subject = self.subject,
+            seq = self.next,
+            floor = marks.floor,
+            "cluster: the room log was purged past what this node had read"
+        );
+        let _ = self.tx.send(Remote::Lost).await;
+        true
+    }
+
+    /// A consumer that would start past a purge has lost what lies between: the actor is
+    /// told ([`Remote::Lost`]) and the follower ends.
     async fn reopen(&self) -> Option<(consumer::pull::Ordered, u64)> {
         loop {
-            match self.log.consume(&self.subject, self.next).await {
-                Ok(open) => return Some(open),
+            let open = async {
+                let open = self.log.consume(&self.subject, self.next).await.map_err(StoreError::Log)?;
+                Ok::<_, StoreError>((open, self.log.marks(&self.room).await?))
+            };
+            match open.await {
+                Ok((_, Some(marks))) if self.lost(marks).await => return None,
+                Ok((open, _)) => return Some(open),
                 Err(e) => tracing::debug!(subject = self.subject, "cluster: reopening the room log: {e}"),
             }
             tokio::select! {

@@ -184,6 +184,9 @@ async fn replay(
             }
             Ok(Some(Remote::Passed { seq })) => (at, passed) = (seq, passed + 1),
             Ok(Some(Remote::CaughtUp)) => return Ok((at, passed)),
+            Ok(Some(Remote::Lost)) => {
+                return Err(StoreError::Log("the room log was purged while loading".into()));
+            }
             Ok(None) => return Err(StoreError::Log("the room log ended while loading".into())),
             Err(_) => return Err(StoreError::Log("the room log stalled while loading".into())),
         }
@@ -344,7 +347,11 @@ impl Actor {
                     None => break,
                     Some(Stamped { at, cmd }) => shutdown = self.on_command(at, cmd).await,
                 },
-                remote = next_remote(&mut self.remote), if shutdown.is_none() => self.on_remote(remote).await,
+                remote = next_remote(&mut self.remote), if shutdown.is_none() => {
+                    if self.on_remote(remote).await {
+                        break;
+                    }
+                }
                 relayed = next_relayed(&mut self.presence), if shutdown.is_none() => self.on_relayed(relayed).await,
                 () = inbox.ready.notified(), if shutdown.is_none() => self.on_datagrams().await,
                 () = &mut sleep, if timeout.is_some() => {
@@ -390,7 +397,8 @@ impl Actor {
         }
     }
 
-    async fn on_remote(&mut self, remote: Option<Remote>) {
+    /// Returns whether the room must close (to be loaded again from its snapshot).
+    async fn on_remote(&mut self, remote: Option<Remote>) -> bool {
         match remote {
             Some(Remote::Update { seq, data }) => {
                 import_remote(&mut self.room, seq, data);
@@ -404,11 +412,19 @@ impl Actor {
             }
             Some(Remote::Passed { seq }) => self.passed(seq),
             Some(Remote::CaughtUp) => {}
+            // Its members are let go; those who come back load it anew.
+            Some(Remote::Lost) => {
+                tracing::error!("cluster: the room missed part of its log; closing it to load it again");
+                crate::cluster::error("snapshot");
+                self.remote = None;
+                return true;
+            }
             None => {
                 tracing::error!("cluster: the room log stopped; other nodes' edits no longer arrive");
                 self.remote = None;
             }
         }
+        false
     }
 
     /// The room applied (or passed) the log message at `seq`: a snapshot may be due.

@@ -3,6 +3,7 @@
 //! room from them, against a real nats-server, real servers in process and, where one must
 //! die, the `easel` binary.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use async_nats::jetstream;
@@ -16,13 +17,19 @@ use futures::TryStreamExt as _;
 
 use crate::cluster::{Nats, metrics};
 use crate::cluster_class::{ROOM, Record, answer, attendance, chats, history, member, say};
-use crate::harness::{Board, TestServer, expect_message, send_acked, token as jwt, within};
+use crate::cluster_rooms::receive;
+use crate::harness::{Board, Relay, TestServer, expect_message, send_acked, token as jwt, within};
 use crate::spawned::Spawned;
 
 /// A node storing the rooms' snapshots every `every` log messages.
 async fn node(nats: &Nats, id: &str, every: u64) -> TestServer {
+    node_at(&nats.url, id, every).await
+}
+
+/// The same, reaching NATS at `url`.
+async fn node_at(url: &str, id: &str, every: u64) -> TestServer {
     let heartbeat = Duration::from_millis(100);
-    let config = ClusterConfig { node_id: Some(id.into()), heartbeat, ..ClusterConfig::new(&nats.url) };
+    let config = ClusterConfig { node_id: Some(id.into()), heartbeat, ..ClusterConfig::new(url) };
     TestServer::start_with(move |c| {
         c.cluster = Some(config);
         c.snapshot_every = every;
@@ -277,5 +284,41 @@ async fn an_unreadable_snapshot_whose_history_was_purged_refuses_the_room() {
         other => panic!("a room without its history was served: {:?}", other.map(|s| s.joined().participant)),
     }
     let m = metrics(c.server.http_addr()).await;
+    assert_eq!(m["easel_cluster_nats_errors_total{kind=\"snapshot\"}"], 1.0, "{m:?}");
+}
+
+/// A node that could not read the room's log while two snapshots were stored and the subject
+/// purged past what it had read lets the room's members go and loads the room again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cut_off_from_nats_past_a_purge_closes_the_room_and_loads_it_again() {
+    let nats = Nats::start().await;
+    let store = Store::open(&nats).await;
+    let addr: SocketAddr = nats.url.trim_start_matches("nats://").parse().expect("NATS address");
+    let relay = Relay::start(addr).await;
+    let a = node_at(&format!("nats://{}", relay.addr), "a", 1_000_000).await;
+    let b = node(&nats, "b", 3).await;
+    let (_ca, mut ada) = member(&a, "ada", "student").await;
+    let (_cb, mut tess) = member(&b, "tess", "teacher").await;
+    let (mut board, mut at_ada) = (Board::new(1), Board::new(2));
+    send_acked(&mut tess, board.put(1, "k01", 0)).await;
+    receive(&mut ada, &mut at_ada, "k01").await;
+    // a has read the room's log this far: nothing else was published since.
+    let (_, read) = store.held().await;
+
+    relay.cut(true);
+    for op in 2..=9 {
+        send_acked(&mut tess, board.put(op, &format!("k{op:02}"), 0)).await;
+    }
+    within("the subject is purged past what a read", async {
+        while store.marks().await.and_then(|m| m.floor).is_none_or(|floor| floor <= read + 1) {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    relay.restore();
+
+    expect_message(&mut ada, "ada let go", |m| matches!(m, Message::Left(_)).then_some(())).await;
+    assert_eq!(board_at(&a.options(Transport::Quic), "cyd").await, board.keys(), "loaded again, whole");
+    let m = metrics(a.server.http_addr()).await;
     assert_eq!(m["easel_cluster_nats_errors_total{kind=\"snapshot\"}"], 1.0, "{m:?}");
 }
