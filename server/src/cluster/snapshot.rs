@@ -69,6 +69,9 @@ pub enum SnapshotError {
     /// Its bytes do not match the digest it was stored with.
     #[error("its bytes do not match its digest")]
     Digest,
+    /// A header too large for its length field (4 GiB).
+    #[error("snapshot header too large")]
+    TooLarge,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -100,7 +103,7 @@ pub fn encode(s: &Snapshot) -> Result<Vec<u8>, SnapshotError> {
         hands: s.hands.iter().map(|k| (k.origin.to_string(), k.index)).collect(),
     };
     let header = serde_json::to_vec(&header)?;
-    let len = u32::try_from(header.len()).map_err(|_| SnapshotError::Truncated)?;
+    let len = u32::try_from(header.len()).map_err(|_| SnapshotError::TooLarge)?;
     let mut out = Vec::with_capacity(MAGIC.len() + 4 + header.len() + s.doc.len());
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&len.to_be_bytes());
@@ -177,6 +180,7 @@ impl Marks {
 
 /// Where loading a room starts, given the room's snapshot object (`None`: there is none).
 #[derive(Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Start {
     /// From this snapshot, replaying the subject after it.
     Snapshot(Box<Snapshot>),
