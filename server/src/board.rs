@@ -2,7 +2,8 @@
 //! node alone) or the cluster's room log on JetStream ([`RoomLog`], `--cluster`). The room
 //! actor talks to a [`Board`] and does not know which. Classroom records go to the node's
 //! store on one node alone; in cluster mode the classroom's events go to the same room log
-//! (see [`crate::cluster::class`]).
+//! (see [`crate::cluster::class`]), and a room loads from its snapshot in the object store
+//! (see [`crate::cluster::snapshot`]), which the room actor writes.
 
 use std::sync::Arc;
 
@@ -10,6 +11,7 @@ use tokio::sync::mpsc;
 
 use crate::cluster::RoomLog;
 use crate::cluster::log::Remote;
+use crate::cluster::snapshot::{self, Snapshot, Start};
 use crate::store::{RoomLog as Stored, Store, StoreError, UpdateRecord};
 
 /// A room's durable board log.
@@ -26,8 +28,11 @@ pub enum Board {
 pub struct Loaded {
     /// The stored snapshot and updates (empty in cluster mode: they come by `remote`).
     pub stored: Stored,
-    /// Cluster mode: the room's history, then what the others publish.
+    /// Cluster mode: the room's history (after `replica`, if any), then what the others
+    /// publish.
     pub remote: Option<mpsc::Receiver<Remote>>,
+    /// Cluster mode: the snapshot the room starts from.
+    pub replica: Option<Snapshot>,
 }
 
 impl Board {
@@ -39,10 +44,18 @@ impl Board {
                 let stored = tokio::task::spawn_blocking(move || store.load(&room))
                     .await
                     .map_err(|e| StoreError::Database(format!("loading task: {e}")))??;
-                Ok(Loaded { stored, remote: None })
+                Ok(Loaded { stored, remote: None, replica: None })
             }
             Self::Cluster(log) => {
-                Ok(Loaded { stored: Stored::default(), remote: Some(log.follow(room).await?) })
+                let replica = match snapshot::start(log.snapshot(room).await?) {
+                    Start::Snapshot(s) => Some(*s),
+                    Start::Log => None,
+                    Start::Lost(reason) => {
+                        return Err(StoreError::Corrupt { room: room.to_owned(), seq: 0, reason });
+                    }
+                };
+                let from = replica.as_ref().map_or(1, |s| s.upto_seq + 1);
+                Ok(Loaded { stored: Stored::default(), remote: Some(log.follow(room, from).await?), replica })
             }
         }
     }
@@ -64,8 +77,8 @@ impl Board {
         }
     }
 
-    /// Stores a snapshot covering the log up to `upto_seq` (compaction). The cluster's
-    /// snapshots are a later step: its rooms load by replaying their subject.
+    /// Stores a snapshot covering the log up to `upto_seq` (compaction). A cluster room's
+    /// snapshot holds its classroom too: the room actor writes it ([`RoomLog::store_snapshot`]).
     pub async fn snapshot(&self, room: &str, upto_seq: u64, data: Vec<u8>) -> Result<(), StoreError> {
         match self {
             Self::Local(store) => store.snapshot(room, upto_seq, data).await,
@@ -73,7 +86,7 @@ impl Board {
         }
     }
 
-    /// Whether a room compacts into snapshots here.
+    /// Whether a room compacts into document snapshots here (the cluster's hold more).
     pub fn snapshots(&self) -> bool {
         matches!(self, Self::Local(_))
     }

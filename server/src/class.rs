@@ -227,6 +227,15 @@ pub fn attendance_of(records: Vec<(String, String, Vec<u8>)>) -> Result<Vec<Atte
         .collect()
 }
 
+/// A classroom's state as a cluster room's snapshot holds it ([`Class::export`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Exported {
+    /// `(kind, key, JSON)`, as in the store's side table.
+    pub records: Vec<(String, String, Vec<u8>)>,
+    /// Memberships per user at the time.
+    pub present: BTreeMap<String, u32>,
+}
+
 /// A room's classroom state.
 #[derive(Debug, Default)]
 pub struct Class {
@@ -271,6 +280,40 @@ impl Class {
         now: Instant,
         now_ms: u64,
     ) -> Self {
+        Self::rebuild(records, &BTreeMap::new(), chat_per_min, now, now_ms)
+    }
+
+    /// The state as a cluster room's snapshot holds it: the records, in the side table's
+    /// encoding, and the memberships per user now (which a replica's later departures end).
+    pub fn export(&self) -> Exported {
+        let chat = self.chat.values().filter_map(|r| write(kind::CHAT, key(r.id), r));
+        let polls = self.polls.values().filter_map(|p| write(kind::POLL, key(p.poll_id), p));
+        let flags = self.flags.iter().filter_map(|(user, f)| write(kind::FLAGS, user.clone(), f));
+        let attendance =
+            self.attendance.iter().filter_map(|(user, a)| write(kind::ATTENDANCE, user.clone(), a));
+        let records =
+            chat.chain(polls).chain(flags).chain(attendance).map(|w| (w.kind.to_owned(), w.key, w.value));
+        let present = self.present.iter().map(|(user, n)| (user.clone(), *n)).collect();
+        Exported { records: records.collect(), present }
+    }
+
+    /// The state of a cluster room's snapshot ([`Class::export`]): as [`Class::load`], but the
+    /// members present when it was taken are still present (at other nodes, or here until
+    /// their departures come from the room log).
+    pub fn restore(exported: Exported, chat_per_min: u32, now: Instant, now_ms: u64) -> Self {
+        let Exported { records, present } = exported;
+        let mut class = Self::rebuild(records, &present, chat_per_min, now, now_ms);
+        class.present = present.into_iter().filter(|(_, n)| *n > 0).collect();
+        class
+    }
+
+    fn rebuild(
+        records: Vec<(String, String, Vec<u8>)>,
+        present: &BTreeMap<String, u32>,
+        chat_per_min: u32,
+        now: Instant,
+        now_ms: u64,
+    ) -> Self {
         let mut class = Self { chat_per_min, ..Self::default() };
         for (kind, key, value) in records {
             let ok = match kind.as_str() {
@@ -290,9 +333,11 @@ impl Class {
                     class.flags.insert(key.clone(), f);
                 }),
                 kind::ATTENDANCE => serde_json::from_slice::<Attendance>(&value).map(|mut a| {
-                    // Nobody is present in a room that is only now loading.
+                    // Nobody is present in a room that is only now loading (but those a
+                    // snapshot says are, at other nodes).
+                    let here = present.get(&key).is_some_and(|n| *n > 0);
                     for interval in &mut a.intervals {
-                        if interval.1.is_none() {
+                        if interval.1.is_none() && !here {
                             interval.1 = Some(interval.0);
                         }
                     }

@@ -173,7 +173,8 @@ pub struct Serve {
     /// (16 to 65536).
     #[arg(long, env = "EASEL_OUTBOUND_QUEUE", default_value_t = defaults::OUTBOUND_QUEUE)]
     pub outbound_queue: u32,
-    /// Committed updates between room snapshots, i.e. log compaction (1 to 1000000).
+    /// Committed updates between room snapshots, i.e. log compaction; in cluster mode, room
+    /// log messages (board and classroom) between a room's snapshots (1 to 1000000).
     #[arg(long, env = "EASEL_SNAPSHOT_EVERY", default_value_t = defaults::SNAPSHOT_EVERY)]
     pub snapshot_every: u64,
     /// Seconds an empty room stays loaded (1 to 86400).

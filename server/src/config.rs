@@ -74,7 +74,8 @@ pub struct ServerConfig {
     /// Reliable messages queued per participant before it is closed as a slow consumer
     /// (`--outbound-queue`).
     pub outbound_queue: u32,
-    /// Committed updates between room snapshots (`--snapshot-every`).
+    /// Committed updates between room snapshots (`--snapshot-every`); in cluster mode, room
+    /// log messages.
     pub snapshot_every: u64,
     /// How long an empty room stays loaded (`--idle-unload-secs`).
     pub idle_unload: Duration,

@@ -210,7 +210,13 @@ pub const SERIES: &[Series] = &[
         "easel_cluster_nats_errors_total",
         Counter,
         Labels::ClusterErrorKind,
-        "Cluster NATS failures, by kind (connect, disconnected, heartbeat, watch, malformed).",
+        "Cluster NATS failures, by kind (connect, disconnected, heartbeat, watch, malformed, snapshot).",
+    ),
+    series(
+        "easel_cluster_snapshots_total",
+        Counter,
+        Labels::None,
+        "Cluster rooms' snapshots this node stored in the object store (0 without --cluster).",
     ),
 ];
 

@@ -9,6 +9,10 @@
 //! applied before publishing); or one classroom event ([`super::class`], marked by its
 //! header), which every node applies as it comes, its own included. What to do with a
 //! message is decided by [`classify`], sans IO.
+//!
+//! Rooms' snapshots ([`super::snapshot`]) are objects in the bucket [`BUCKET`]: a node loads a
+//! room from its snapshot and follows the subject from the sequence after it; storing one
+//! purges the subject one snapshot behind.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +22,7 @@ use base64::Engine as _;
 use futures::StreamExt as _;
 use tokio::sync::mpsc;
 
+use super::snapshot::{self, BUCKET, Marks, Snapshot, SnapshotError};
 use super::{class, error};
 use crate::room::ClassEvent;
 use crate::store::{StoreError, UpdateRecord, decode_record, encode_record};
@@ -34,6 +39,8 @@ const REPLAY_TIMEOUT: Duration = Duration::from_secs(5);
 const CONNECTION_CHECK: Duration = Duration::from_millis(250);
 /// Messages read ahead of the room actor.
 const TAIL_QUEUE: usize = 1024;
+/// How long reading or storing a whole snapshot object may take.
+const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A room's subject: `easel.room.<token>.ops`.
 pub fn subject(room: &str) -> String {
@@ -108,13 +115,24 @@ pub enum Remote {
     },
     /// A classroom event.
     Class {
+        /// Its stream sequence.
+        seq: u64,
         /// When the stream stored it, Unix ms: the time every node applies it at.
         at_ms: u64,
         /// The event.
         event: Box<ClassEvent>,
     },
+    /// A message with nothing for the room (this node's own update, or a malformed one),
+    /// passed at this stream sequence.
+    Passed {
+        /// Its stream sequence.
+        seq: u64,
+    },
     /// Everything stored when the room was loaded has been handed over.
     CaughtUp,
+    /// The subject was purged past what the follower had read (it was away from NATS for
+    /// longer than two snapshots took): the room must be loaded again. Nothing follows.
+    Lost,
 }
 
 /// The room log of this node: publishes writes and follows rooms. Cheap to clone.
@@ -132,8 +150,18 @@ impl std::fmt::Debug for RoomLog {
     }
 }
 
-/// Makes the stream if it is missing (file storage: it outlives a NATS restart).
+/// Makes the stream and the snapshots' bucket if they are missing (file storage: they
+/// outlive a NATS restart).
 pub(super) async fn open_stream(js: &jetstream::Context) -> Result<(), String> {
+    if js.get_object_store(BUCKET).await.is_err() {
+        let config = jetstream::object_store::Config {
+            bucket: BUCKET.to_owned(),
+            description: Some("Easel rooms' snapshots, one object per room".into()),
+            storage: stream::StorageType::File,
+            ..Default::default()
+        };
+        js.create_object_store(config).await.map_err(|e| format!("bucket {BUCKET}: {e}"))?;
+    }
     let config = stream::Config {
         name: STREAM.to_owned(),
         description: Some(
@@ -194,16 +222,98 @@ impl RoomLog {
         }
     }
 
-    /// Follows a room's subject from its start: every message, as [`Remote`]s, with
+    /// Follows a room's subject from sequence `from`: every message, as [`Remote`]s, with
     /// [`Remote::CaughtUp`] once what was stored at the start has been handed over. Ends when
     /// the receiver is dropped (the room unloads).
-    pub async fn follow(&self, room: &str) -> Result<mpsc::Receiver<Remote>, StoreError> {
+    pub async fn follow(&self, room: &str, from: u64) -> Result<mpsc::Receiver<Remote>, StoreError> {
         let subject = subject(room);
-        let (messages, pending) = self.consume(&subject, 1).await.map_err(StoreError::Log)?;
+        let (messages, pending) = self.consume(&subject, from).await.map_err(StoreError::Log)?;
         let (tx, rx) = mpsc::channel(TAIL_QUEUE);
-        let follower = Follower { log: self.clone(), subject, tx, next: 1, replaying: true };
+        let follower =
+            Follower { log: self.clone(), room: room.to_owned(), subject, tx, next: from, replaying: true };
         tokio::spawn(follower.run(messages, pending));
         Ok(rx)
+    }
+
+    /// The room's snapshot object: its marks and what it decodes to (`None`: there is none).
+    pub async fn snapshot(
+        &self,
+        room: &str,
+    ) -> Result<Option<(Marks, Result<Snapshot, SnapshotError>)>, StoreError> {
+        use tokio::io::AsyncReadExt as _;
+        let read = async {
+            let store = self.js.get_object_store(BUCKET).await.map_err(|e| e.to_string())?;
+            let Some(marks) = marks(&store, room).await? else { return Ok(None) };
+            let mut object = match store.get(token(room)).await {
+                Ok(object) => object,
+                Err(e) if e.kind() == jetstream::object_store::GetErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e.to_string()),
+            };
+            let mut bytes = Vec::new();
+            // A digest that does not match is an unreadable snapshot, not a NATS failure.
+            let decoded = match object.read_to_end(&mut bytes).await {
+                Ok(_) => snapshot::decode(&bytes, room),
+                Err(e) if e.kind() == std::io::ErrorKind::InvalidData => Err(SnapshotError::Digest),
+                Err(e) => return Err(e.to_string()),
+            };
+            Ok(Some((marks, decoded)))
+        };
+        let found = tokio::time::timeout(SNAPSHOT_TIMEOUT, read)
+            .await
+            .map_err(|_| StoreError::Log("no snapshot in time".into()))?
+            .map_err(StoreError::Log)?;
+        if let Some((_, Err(e))) = &found {
+            tracing::warn!(room, "cluster: the room's snapshot is unreadable: {e}");
+            error("snapshot");
+        }
+        Ok(found)
+    }
+
+    /// The marks of the room's snapshot object, if there is one.
+    pub async fn marks(&self, room: &str) -> Result<Option<Marks>, StoreError> {
+        let read = async {
+            let store = self.js.get_object_store(BUCKET).await.map_err(|e| e.to_string())?;
+            marks(&store, room).await
+        };
+        tokio::time::timeout(REPLAY_TIMEOUT, read)
+            .await
+            .map_err(|_| StoreError::Log("no snapshot marks in time".into()))?
+            .map_err(StoreError::Log)
+    }
+
+    /// Stores a room's snapshot covering its subject up to `upto`, unless the one stored
+    /// already covers as much; then purges the subject below the new object's floor (one
+    /// snapshot behind). Returns whether it was stored.
+    pub async fn store_snapshot(&self, room: &str, upto: u64, bytes: Vec<u8>) -> Result<bool, StoreError> {
+        let write = async {
+            let store = self.js.get_object_store(BUCKET).await.map_err(|e| e.to_string())?;
+            let previous = marks(&store, room).await?;
+            if previous.and_then(|p| p.upto).is_some_and(|p| p >= upto) {
+                return Ok(false);
+            }
+            let next = Marks::next(previous, upto);
+            let meta = jetstream::object_store::ObjectMetadata {
+                name: token(room),
+                description: Some(format!("Easel room {room} up to sequence {upto}")),
+                metadata: next.metadata(),
+                ..Default::default()
+            };
+            store.put(meta, &mut bytes.as_slice()).await.map_err(|e| e.to_string())?;
+            if let Some(floor) = next.floor.filter(|f| *f > 1) {
+                let stream = self.js.get_stream(STREAM).await.map_err(|e| e.to_string())?;
+                stream
+                    .purge()
+                    .filter(subject(room))
+                    .sequence(floor)
+                    .await
+                    .map_err(|e| format!("purge: {e}"))?;
+            }
+            Ok(true)
+        };
+        tokio::time::timeout(SNAPSHOT_TIMEOUT, write)
+            .await
+            .map_err(|_| StoreError::Log("snapshot not stored in time".into()))?
+            .map_err(StoreError::Log)
     }
 
     /// An ordered consumer of `subject` from sequence `from`, and how many messages it has
@@ -227,9 +337,20 @@ impl RoomLog {
     }
 }
 
+/// The marks of `room`'s object in `store` (`None`: there is none, or it was deleted).
+async fn marks(store: &jetstream::object_store::ObjectStore, room: &str) -> Result<Option<Marks>, String> {
+    match store.info(token(room)).await {
+        Ok(info) if info.deleted => Ok(None),
+        Ok(info) => Ok(Some(Marks::of(&info.metadata))),
+        Err(e) if e.kind() == jetstream::object_store::InfoErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// The task following one room's subject for its actor.
 struct Follower {
     log: RoomLog,
+    room: String,
     subject: String,
     tx: mpsc::Sender<Remote>,
     /// The next stream sequence expected (where to resume if the consumer ends).
@@ -242,7 +363,13 @@ impl Follower {
         // The ordered consumer notices a restarted NATS lost it only after missed heartbeats
         // (seconds, or a minute), so a connection that comes back reopens it at once.
         let mut check = tokio::time::interval(CONNECTION_CHECK);
-        let mut was_down = false;
+        // The connection the consumer was opened (or last checked) on, by NATS's count.
+        let mut connects = self.connects();
+        // The ordered consumer also recreates itself, from the sequence after the last it
+        // delivered, and a purge meanwhile would pass unseen: after a reconnection or a
+        // consumer error, what comes is taken only once the purge floor is known to be
+        // behind what was read.
+        let mut suspect = false;
         loop {
             if self.replaying && pending == 0 {
                 self.replaying = false;
@@ -255,24 +382,39 @@ impl Follower {
                 item = messages.next() => item,
                 _ = check.tick() => {
                     let up = self.log.client.connection_state() == async_nats::connection::State::Connected;
-                    if up && std::mem::take(&mut was_down) {
+                    let now = self.connects();
+                    if up && now != connects {
                         tracing::debug!(subject = self.subject, seq = self.next, "cluster: NATS is back; reopening the room log");
                         match self.reopen().await {
-                            Some((again, left)) => (messages, pending) = (again, left),
+                            Some((again, left)) => (messages, pending, connects, suspect) = (again, left, now, false),
                             None => return,
                         }
                     }
-                    was_down |= !up;
                     continue;
                 }
             };
             match item {
                 Some(Ok(message)) => {
+                    if suspect || self.connects() != connects {
+                        let now = self.connects();
+                        match self.purged_past().await {
+                            Ok(true) => return,
+                            Ok(false) => (suspect, connects) = (false, now),
+                            // Unknown yet: the reopen once the connection is back checks it.
+                            Err(e) => {
+                                suspect = true;
+                                tracing::debug!(subject = self.subject, "cluster: room log marks: {e}");
+                            }
+                        }
+                    }
                     let Some(left) = self.take(&message, pending).await else { return };
                     pending = left;
                 }
                 // The ordered consumer recreates itself where it was (after a NATS restart).
-                Some(Err(e)) => tracing::debug!(subject = self.subject, "cluster: room log consumer: {e}"),
+                Some(Err(e)) => {
+                    suspect = true;
+                    tracing::debug!(subject = self.subject, "cluster: room log consumer: {e}");
+                }
                 None => {
                     tracing::warn!(subject = self.subject, "cluster: room log consumer ended; reopening");
                     error("watch");
@@ -311,9 +453,9 @@ impl Follower {
             }
             Classified::Class(event) => {
                 let at_ms = u64::try_from(info.published.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
-                self.tx.send(Remote::Class { at_ms, event: Box::new(event) }).await.ok()?;
+                self.tx.send(Remote::Class { seq, at_ms, event: Box::new(event) }).await.ok()?;
             }
-            Classified::Own => {}
+            Classified::Own => self.tx.send(Remote::Passed { seq }).await.ok()?,
             Classified::Malformed(why) => {
                 tracing::warn!(
                     subject = self.subject,
@@ -321,6 +463,7 @@ impl Follower {
                     "cluster: dropping a malformed room log message: {why}"
                 );
                 error("malformed");
+                self.tx.send(Remote::Passed { seq }).await.ok()?;
             }
         }
         Some(pending)
@@ -328,10 +471,46 @@ impl Follower {
 
     /// A new consumer from where the last one stopped, retried every half second until the
     /// actor is gone.
+    /// How many times the client has connected to NATS.
+    fn connects(&self) -> u64 {
+        self.log.client.statistics().connects.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether the subject was purged past what was read (then the actor was told).
+    async fn purged_past(&self) -> Result<bool, StoreError> {
+        Ok(match self.log.marks(&self.room).await? {
+            Some(marks) => self.lost(marks).await,
+            None => false,
+        })
+    }
+
+    /// Whether `marks` purge what this follower has not read yet: if so the actor is told
+    /// ([`Remote::Lost`]) and the follower is to end.
+    async fn lost(&self, marks: Marks) -> bool {
+        if marks.floor.is_none_or(|floor| floor <= self.next) {
+            return false;
+        }
+        tracing::error!(
+            subject = self.subject,
+            seq = self.next,
+            floor = marks.floor,
+            "cluster: the room log was purged past what this node had read"
+        );
+        let _ = self.tx.send(Remote::Lost).await;
+        true
+    }
+
+    /// A consumer that would start past a purge has lost what lies between: the actor is
+    /// told ([`Remote::Lost`]) and the follower ends.
     async fn reopen(&self) -> Option<(consumer::pull::Ordered, u64)> {
         loop {
-            match self.log.consume(&self.subject, self.next).await {
-                Ok(open) => return Some(open),
+            let open = async {
+                let open = self.log.consume(&self.subject, self.next).await.map_err(StoreError::Log)?;
+                Ok::<_, StoreError>((open, self.log.marks(&self.room).await?))
+            };
+            match open.await {
+                Ok((_, Some(marks))) if self.lost(marks).await => return None,
+                Ok((open, _)) => return Some(open),
                 Err(e) => tracing::debug!(subject = self.subject, "cluster: reopening the room log: {e}"),
             }
             tokio::select! {

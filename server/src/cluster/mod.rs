@@ -9,10 +9,10 @@
 //! whether NATS is reachable (`/healthz`, the `easel_cluster_*` metrics). The driver
 //! ([`driver`]) does the IO.
 //!
-//! Rooms: every node with members in a room holds a replica of it; board updates go through
-//! the JetStream stream of [`log`], and every replica imports them from there. Members,
-//! cursors and presence cross nodes on core NATS ([`relay`]). Classroom state is still
-//! node-local (`docs/cluster.md`).
+//! Rooms: every node with members in a room holds a replica of it; board updates and
+//! classroom events go through the JetStream stream of [`log`], and every replica applies
+//! them from there; rooms load from their [`snapshot`]s in the object store. Members,
+//! cursors and presence cross nodes on core NATS ([`relay`]).
 
 pub mod class;
 mod driver;
@@ -20,6 +20,7 @@ pub mod log;
 pub mod members;
 pub mod relay;
 pub mod resume;
+pub mod snapshot;
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,8 +38,10 @@ pub const BUCKET: &str = "easel_nodes";
 /// The `kind` label's values of `easel_cluster_nats_errors_total`: `connect` (NATS
 /// unreachable at start), `disconnected` (the connection dropped), `heartbeat` (an
 /// announcement was not stored), `watch` (the bucket's watch failed), `malformed` (an entry
-/// that is not a node announcement), `resume` (a resume entry was not written).
-pub const ERROR_KINDS: [&str; 6] = ["connect", "disconnected", "heartbeat", "watch", "malformed", "resume"];
+/// that is not a node announcement, or a room log message that is not one), `resume` (a
+/// resume entry was not written), `snapshot` (a room's snapshot unreadable, or not stored).
+pub const ERROR_KINDS: [&str; 7] =
+    ["connect", "disconnected", "heartbeat", "watch", "malformed", "resume", "snapshot"];
 
 /// What a node announces about itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,8 +1,10 @@
 //! The task that drives one [`Room`]: it takes [`Command`]s and cursors from connections,
 //! holds each member's [`Link`], runs durable writes through the [`Board`] (board updates)
 //! and the [`Store`] (classroom records; cluster mode: classroom events to the room log) in
-//! order, imports the room log's updates and classroom events (cluster mode), sleeps until the room's next timer, and feeds the SFU driver. Every event is one input to the
-//! room followed by one [`Actor::drain`], the only place where outputs become IO.
+//! order, imports the room log's updates and classroom events (cluster mode) and stores the
+//! room's snapshots there ([`Compaction`]), sleeps until the room's next timer, and feeds the
+//! SFU driver. Every event is one input to the room followed by one [`Actor::drain`], the only
+//! place where outputs become IO.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -23,8 +25,8 @@ use super::stats::{Ingest, Stats};
 use super::{ClassEvent, Joined, Metric, Output, Persist, RelayBatch, Room, SnapshotWrite, Undeliverable};
 use crate::board::{Board, Loaded};
 use crate::class::{Class, Deliver};
-use crate::cluster::Relay;
 use crate::cluster::log::Remote;
+use crate::cluster::{Relay, RoomLog};
 use crate::sfu::SfuOp;
 use crate::store::{Store, StoreError};
 
@@ -34,6 +36,9 @@ const UPDATE_BATCH: usize = 256;
 const COMMAND_QUEUE: usize = 4096;
 /// Longest wait for the next message of a room's history while loading it (cluster mode).
 const REPLAY_WAIT: Duration = Duration::from_secs(10);
+/// Loads of a cluster room begun again because a snapshot stored meanwhile purged history
+/// the load had not read yet, before it gives up.
+const LOAD_ATTEMPTS: u32 = 3;
 
 /// Loads a room from the store and starts its actor, with the SFU its members' video goes to,
 /// if any. `on_exit` runs when the actor stops (idle unload or shutdown), before its channel
@@ -47,7 +52,6 @@ pub async fn spawn(
     sfu: Option<Arc<dyn Sfu>>,
     on_exit: impl FnOnce(&Handle) + Send + 'static,
 ) -> Result<Handle, SpawnError> {
-    let Loaded { stored, mut remote } = board.load(&id).await?;
     // Before the room serves anyone: a batch from now on is not missed.
     let presence = match relay {
         Some(relay) => {
@@ -63,27 +67,16 @@ pub async fn spawn(
         }
         None => None,
     };
-    // Cluster mode: the classroom is in the room log, replayed below with the board.
-    let side = match &board {
-        Board::Cluster(_) => Vec::new(),
-        Board::Local(_) => {
-            let (store, room) = (store.clone(), id.clone());
-            tokio::task::spawn_blocking(move || store.load_side(&room)).await??
-        }
-    };
-    let snapshot = stored.snapshot.map(|s| (s.upto_seq, s.data));
-    let updates = stored.updates.into_iter().map(|(seq, r)| (seq, r.data)).collect();
-    let (now, now_ms) = (Instant::now(), crate::shared::unix_ms());
-    let class = Class::load(side, config.chat_per_min, now, now_ms);
     let (tick, claim) = (config.tick, Claim::new(config.server_budget.clone()));
+    let every = config.snapshot_every;
     if !board.snapshots() {
         config.snapshot_every = u64::MAX;
     }
-    let mut room = Room::new(id.clone(), config, snapshot, updates, class, now, now_ms)
-        .map_err(|e| StoreError::Corrupt { room: id.to_string(), seq: e.seq(), reason: e.to_string() })?;
-    if let Some(remote) = &mut remote {
-        replay(&mut room, remote).await?;
-    }
+    let (room, remote, (at, since)) = load(&id, &config, &store, &board).await?;
+    let compaction = match &board {
+        Board::Cluster(log) => Some(Compaction { log: log.clone(), at, since, every, writing: None }),
+        Board::Local(_) => None,
+    };
     let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
     let handle = Handle { id: id.clone(), tx, datagrams: Arc::default() };
     metrics::gauge!("easel_rooms").increment(1.0);
@@ -93,6 +86,7 @@ pub async fn spawn(
         store,
         board,
         remote,
+        compaction,
         presence,
         sfu: sfu.map(|sfu| Bridge { sfu, driver: None }),
         handle: handle.clone(),
@@ -115,17 +109,84 @@ pub async fn spawn(
     Ok(handle)
 }
 
-/// Cluster mode: imports the room's history from its subject, up to what was stored when the
-/// room was loaded; the room serves nobody before it has it all.
-async fn replay(room: &mut Room, remote: &mut mpsc::Receiver<Remote>) -> Result<(), StoreError> {
+/// A cluster room's place in its log: the last sequence applied (or passed), and how many
+/// messages were since its last snapshot.
+type Position = (u64, u64);
+
+/// Loads the room: from the store on one node alone; in cluster mode from its snapshot and
+/// its log after it, up to what the log held when loading began. A snapshot stored while
+/// the log was replayed may have purged what the load had not read yet: the load then
+/// begins again from that snapshot.
+async fn load(
+    id: &Arc<str>,
+    config: &super::Config,
+    store: &Store,
+    board: &Board,
+) -> Result<(Room, Option<mpsc::Receiver<Remote>>, Position), SpawnError> {
+    for attempt in 1..=LOAD_ATTEMPTS {
+        let Loaded { stored, mut remote, replica } = board.load(id).await?;
+        // Cluster mode: the classroom is in the snapshot and the room log, replayed below.
+        let side = match board {
+            Board::Cluster(_) => Vec::new(),
+            Board::Local(_) => {
+                let (store, room) = (store.clone(), id.clone());
+                tokio::task::spawn_blocking(move || store.load_side(&room)).await??
+            }
+        };
+        let (now, now_ms) = (Instant::now(), crate::shared::unix_ms());
+        let per_min = config.chat_per_min;
+        let (snapshot, class, hands) = match replica {
+            Some(r) => (Some((r.upto_seq, r.doc)), Class::restore(r.class, per_min, now, now_ms), r.hands),
+            None => (
+                stored.snapshot.map(|s| (s.upto_seq, s.data)),
+                Class::load(side, per_min, now, now_ms),
+                Vec::new(),
+            ),
+        };
+        let from = snapshot.as_ref().map_or(0, |(seq, _)| *seq);
+        let updates = stored.updates.into_iter().map(|(seq, r)| (seq, r.data)).collect();
+        let mut room = Room::new(id.clone(), config.clone(), snapshot, updates, class, now, now_ms)
+            .map_err(|e| StoreError::Corrupt { room: id.to_string(), seq: e.seq(), reason: e.to_string() })?;
+        room.restore_hands(hands);
+        let (Board::Cluster(log), Some(rx)) = (board, &mut remote) else {
+            return Ok((room, remote, (0, 0)));
+        };
+        let position = replay(&mut room, rx, from).await?;
+        match log.marks(id).await? {
+            Some(marks) if !marks.holds_from(from + 1) => {
+                tracing::info!(room = %id, attempt, "cluster: the room's log was purged while it loaded; loading it again from its snapshot");
+            }
+            _ => return Ok((room, remote, position)),
+        }
+    }
+    let why = format!("its log was purged under each of {LOAD_ATTEMPTS} loads");
+    Err(StoreError::Log(why).into())
+}
+
+/// Cluster mode: imports the room's history from its subject (after `at`), up to what was
+/// stored when the room was loaded; the room serves nobody before it has it all.
+async fn replay(
+    room: &mut Room,
+    remote: &mut mpsc::Receiver<Remote>,
+    mut at: u64,
+) -> Result<Position, StoreError> {
+    let mut passed = 0;
     loop {
         let next = tokio::time::timeout(REPLAY_WAIT, remote.recv()).await;
         match next {
-            Ok(Some(Remote::Update { seq, data })) => import_remote(room, seq, data),
-            Ok(Some(Remote::Class { at_ms, event })) => {
-                room.handle_class_event(Instant::now(), at_ms, *event)
+            Ok(Some(Remote::Update { seq, data })) => {
+                import_remote(room, seq, data);
+                (at, passed) = (seq, passed + 1);
             }
-            Ok(Some(Remote::CaughtUp)) => return Ok(()),
+            Ok(Some(Remote::Class { seq, at_ms, event })) => {
+                room.handle_class_event(Instant::now(), at_ms, *event);
+                (at, passed) = (seq, passed + 1);
+            }
+            Ok(Some(Remote::Passed { seq })) => (at, passed) = (seq, passed + 1),
+            Ok(Some(Remote::CaughtUp)) => return Ok((at, passed)),
+            Ok(Some(Remote::Lost)) => {
+                return Err(StoreError::Log("the room log was purged while loading".into()));
+            }
             Ok(None) => return Err(StoreError::Log("the room log ended while loading".into())),
             Err(_) => return Err(StoreError::Log("the room log stalled while loading".into())),
         }
@@ -172,6 +233,23 @@ enum Committed {
     ClassLog(Box<ClassEvent>, Result<bool, StoreError>),
 }
 
+/// Cluster mode: the room's snapshots. Every replica counts the log messages it applies and
+/// stores a snapshot every [`Compaction::every`] of them (they are equivalent: the last
+/// stored wins), in a task of its own: it never holds up the room or its acks. One that
+/// fails is logged and counted, and tried again at the next count. A room that closes lets
+/// the one being stored finish, and takes no more.
+struct Compaction {
+    log: Arc<RoomLog>,
+    /// The last log sequence the room applied or passed.
+    at: u64,
+    /// Log messages since the last snapshot was taken.
+    since: u64,
+    /// `--snapshot-every`.
+    every: u64,
+    /// The task storing this room's last snapshot.
+    writing: Option<tokio::task::JoinHandle<()>>,
+}
+
 /// Cluster mode: the room's presence across nodes.
 struct Presence {
     relay: Relay,
@@ -202,6 +280,8 @@ struct Actor {
     board: Board,
     /// Cluster mode: the other nodes' updates to this room.
     remote: Option<mpsc::Receiver<Remote>>,
+    /// Cluster mode: the room's snapshots.
+    compaction: Option<Compaction>,
     /// Cluster mode: the other nodes' members of this room.
     presence: Option<Presence>,
     sfu: Option<Bridge>,
@@ -267,7 +347,11 @@ impl Actor {
                     None => break,
                     Some(Stamped { at, cmd }) => shutdown = self.on_command(at, cmd).await,
                 },
-                remote = next_remote(&mut self.remote), if shutdown.is_none() => self.on_remote(remote).await,
+                remote = next_remote(&mut self.remote), if shutdown.is_none() => {
+                    if self.on_remote(remote).await {
+                        break;
+                    }
+                }
                 relayed = next_relayed(&mut self.presence), if shutdown.is_none() => self.on_relayed(relayed).await,
                 () = inbox.ready.notified(), if shutdown.is_none() => self.on_datagrams().await,
                 () = &mut sleep, if timeout.is_some() => {
@@ -293,6 +377,9 @@ impl Actor {
     /// there to get them; then the final snapshot and the leaves, whose attendance records
     /// are stored before the room is gone.
     async fn finish(&mut self) {
+        if let Some(writing) = self.compaction.take().and_then(|c| c.writing) {
+            let _ = writing.await;
+        }
         self.rx.close();
         self.settle().await;
         self.room.handle_shutdown(Instant::now());
@@ -310,22 +397,85 @@ impl Actor {
         }
     }
 
-    async fn on_remote(&mut self, remote: Option<Remote>) {
+    /// Returns whether the room must close (to be loaded again from its snapshot).
+    async fn on_remote(&mut self, remote: Option<Remote>) -> bool {
         match remote {
             Some(Remote::Update { seq, data }) => {
                 import_remote(&mut self.room, seq, data);
                 self.drain().await;
+                self.passed(seq);
             }
-            Some(Remote::Class { at_ms, event }) => {
+            Some(Remote::Class { seq, at_ms, event }) => {
                 self.room.handle_class_event(Instant::now(), at_ms, *event);
                 self.drain().await;
+                self.passed(seq);
             }
+            Some(Remote::Passed { seq }) => self.passed(seq),
             Some(Remote::CaughtUp) => {}
+            // Its members are let go; those who come back load it anew.
+            Some(Remote::Lost) => {
+                tracing::error!("cluster: the room missed part of its log; closing it to load it again");
+                crate::cluster::error("snapshot");
+                self.remote = None;
+                return true;
+            }
             None => {
                 tracing::error!("cluster: the room log stopped; other nodes' edits no longer arrive");
                 self.remote = None;
             }
         }
+        false
+    }
+
+    /// The room applied (or passed) the log message at `seq`: a snapshot may be due.
+    fn passed(&mut self, seq: u64) {
+        if let Some(c) = &mut self.compaction {
+            c.at = c.at.max(seq);
+            c.since += 1;
+        }
+        self.compact();
+    }
+
+    /// Takes and stores a snapshot if one is due, and the document holds nothing the log
+    /// may not (no write in flight, none refused).
+    fn compact(&mut self) {
+        let Some(c) = &mut self.compaction else { return };
+        if c.since < c.every
+            || !self.committing.is_empty()
+            || self.room.store_failed()
+            || c.writing.as_ref().is_some_and(|w| !w.is_finished())
+        {
+            return;
+        }
+        c.since = 0;
+        let (upto, room) = (c.at, self.room.id().to_owned());
+        let bytes = match self.room.replica(upto) {
+            Ok(replica) => crate::cluster::snapshot::encode(&replica).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        let bytes = match bytes {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                tracing::error!(upto, "cluster: the room's snapshot could not be made: {e}");
+                crate::cluster::error("snapshot");
+                return;
+            }
+        };
+        let log = c.log.clone();
+        let task = async move {
+            match log.store_snapshot(&room, upto, bytes).await {
+                Ok(true) => {
+                    tracing::debug!(upto, "cluster: snapshot stored");
+                    metrics::counter!("easel_cluster_snapshots_total").increment(1);
+                }
+                Ok(false) => tracing::debug!(upto, "cluster: a newer snapshot is stored already"),
+                Err(e) => {
+                    tracing::warn!(upto, "cluster: snapshot not stored (retried at the next count): {e}");
+                    crate::cluster::error("snapshot");
+                }
+            }
+        };
+        c.writing = Some(tokio::spawn(task.in_current_span()));
     }
 
     async fn on_relayed(&mut self, relayed: Option<Relayed>) {
@@ -470,6 +620,8 @@ impl Actor {
         if let Some((kind, at)) = timed {
             self.latency(kind, at);
         }
+        // A snapshot put off for this write may be taken now.
+        self.compact();
     }
 
     async fn on_timeout(&mut self) {

@@ -132,7 +132,7 @@ pub(super) fn load(
 /// server never needs the state, so it sends the whole oplog rather than a Loro snapshot:
 /// bringing a detached state up to date for one costs far more than the imports it saved
 /// (154 s in a debug build for one 700 KiB paste, against 18 ms to import it attached).
-fn snapshot_of(doc: &LoroDoc) -> Result<Vec<u8>, LoroEncodeError> {
+pub(super) fn snapshot_of(doc: &LoroDoc) -> Result<Vec<u8>, LoroEncodeError> {
     doc.export(ExportMode::all_updates())
 }
 

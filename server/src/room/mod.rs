@@ -14,7 +14,8 @@
 //! snapshots), `cursors` (paced cursor batches, presence ticks), `spotlight` (a lecture's
 //! active-cursor cap), `classroom` (chat, polls, hands, moderation: what the acting node
 //! decides), `classlog` (the classroom's events, applied alike on one node and from the
-//! cluster's room log), `sfu` (SFU signalling),
+//! cluster's room log), `replica` (a cluster room's state as its snapshot holds it), `sfu`
+//! (SFU signalling),
 //! `handle` (what connections hold), `stats` (the room's own numbers) and `actor` (the task).
 
 mod actor;
@@ -27,6 +28,7 @@ mod handle;
 mod members;
 mod refresh;
 mod relay;
+mod replica;
 mod roster;
 mod sfu;
 mod spotlight;
@@ -88,7 +90,8 @@ pub struct Config {
     pub settle: Duration,
     /// Presence entries are re-sent to everyone this often even unchanged (loss repair).
     pub presence_refresh: Duration,
-    /// Committed updates between snapshots (compaction).
+    /// Committed updates between snapshots (compaction); in cluster mode the room actor
+    /// counts room log messages instead.
     pub snapshot_every: u64,
     /// A room with nobody in it for this long is unloaded.
     pub idle_unload: Duration,

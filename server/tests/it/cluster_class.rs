@@ -14,9 +14,9 @@ use crate::cluster::{Nats, metrics, node, node_unloading};
 
 use crate::harness::{TestServer, everyone, expect_message, within};
 
-const ROOM: &str = "uni-a/chem-3/2026.11.28";
+pub const ROOM: &str = "uni-a/chem-3/2026.11.28";
 
-async fn member(server: &TestServer, user: &str, role: &str) -> (Connection, RoomStream) {
+pub async fn member(server: &TestServer, user: &str, role: &str) -> (Connection, RoomStream) {
     server.member(Transport::Quic, user, role, ROOM).await
 }
 
@@ -57,7 +57,7 @@ async fn until_everyone(stream: &mut RoomStream, names: &mut HashMap<u16, String
 }
 
 /// Reads chat echoes until `n` have come; returns them in order.
-async fn chats(stream: &mut RoomStream, n: usize) -> Vec<(u64, String)> {
+pub async fn chats(stream: &mut RoomStream, n: usize) -> Vec<(u64, String)> {
     let mut seen = Vec::new();
     while seen.len() < n {
         let ChatMessage { id, text, .. } = expect_message(stream, "a chat message", |m| match m {
@@ -70,13 +70,13 @@ async fn chats(stream: &mut RoomStream, n: usize) -> Vec<(u64, String)> {
     seen
 }
 
-async fn say(stream: &mut RoomStream, client_msg_id: u64, text: &str) {
+pub async fn say(stream: &mut RoomStream, client_msg_id: u64, text: &str) {
     let chat = ChatSend { client_msg_id, text: text.into() };
     stream.send(&Message::from(chat)).await.expect("send chat");
 }
 
 /// The chat page a member joining on `server` gets.
-async fn history(server: &TestServer, user: &str) -> Vec<(u64, String)> {
+pub async fn history(server: &TestServer, user: &str) -> Vec<(u64, String)> {
     let conn = server.connect(Transport::Quic, user, "student", ROOM).await;
     let mut stream = within("join for the history", conn.join(ROOM, None)).await.expect("join");
     let page = expect_message(&mut stream, "the chat page on join", |m| match m {
@@ -143,7 +143,7 @@ async fn final_results(stream: &mut RoomStream, poll_id: u64) -> PollResults {
     .await
 }
 
-async fn answer(stream: &mut RoomStream, poll_id: u64, attempt_id: u64, choice: u8) {
+pub async fn answer(stream: &mut RoomStream, poll_id: u64, attempt_id: u64, choice: u8) {
     let answer = PollAnswer { poll_id, attempt_id, choices: vec![choice] };
     stream.send(&Message::from(answer)).await.expect("answer");
     expect_message(stream, "the answer's ack", |m| match m {
@@ -360,7 +360,7 @@ async fn without_nats_a_chat_is_refused_and_nothing_is_applied() {
 }
 
 /// One user's attendance: its user id and intervals (joined, left), Unix ms.
-type Record = (String, Vec<(u64, Option<u64>)>);
+pub type Record = (String, Vec<(u64, Option<u64>)>);
 
 /// `GET /rooms/ROOM/{resource}` at `server` as a teacher: status and body.
 async fn room_get(server: &TestServer, resource: &str) -> (u16, String) {
@@ -380,7 +380,7 @@ async fn room_get(server: &TestServer, resource: &str) -> (u16, String) {
 }
 
 /// The room's attendance at `server`, as a teacher reads it: user → intervals.
-async fn attendance(server: &TestServer) -> Vec<Record> {
+pub async fn attendance(server: &TestServer) -> Vec<Record> {
     let (_, body) = room_get(server, "attendance").await;
     let json: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
     let mut users: Vec<Record> = json["users"]
@@ -399,7 +399,11 @@ async fn attendance(server: &TestServer) -> Vec<Record> {
 }
 
 /// Reads the attendance at `server` until `done` holds for it.
-async fn attendance_until(server: &TestServer, what: &str, done: impl Fn(&[Record]) -> bool) -> Vec<Record> {
+pub async fn attendance_until(
+    server: &TestServer,
+    what: &str,
+    done: impl Fn(&[Record]) -> bool,
+) -> Vec<Record> {
     within(what, async {
         loop {
             let now = attendance(server).await;

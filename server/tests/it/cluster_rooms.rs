@@ -34,7 +34,7 @@ async fn newcomer_keys(server: &TestServer, user: &str) -> Vec<String> {
 }
 
 /// Waits for another node's update carrying `key` and imports it.
-async fn receive(stream: &mut RoomStream, board: &mut Board, key: &str) {
+pub async fn receive(stream: &mut RoomStream, board: &mut Board, key: &str) {
     within(&format!("{key} arrives"), async {
         while !board.keys().iter().any(|k| k == key) {
             let data = expect_message(stream, key, |m| match m {

@@ -249,4 +249,9 @@ impl Relay {
         self.down.store(stay_down, Ordering::SeqCst);
         self.cut.notify_waiters();
     }
+
+    /// Takes new connections again after a [`Relay::cut`] that stayed down.
+    pub fn restore(&self) {
+        self.down.store(false, Ordering::SeqCst);
+    }
 }

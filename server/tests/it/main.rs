@@ -14,6 +14,7 @@ mod cluster_class;
 mod cluster_nodeloss;
 mod cluster_presence;
 mod cluster_rooms;
+mod cluster_snapshots;
 mod crash;
 mod e2e;
 mod harness;

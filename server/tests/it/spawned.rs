@@ -30,9 +30,14 @@ impl Spawned {
     /// As [`Spawned::start`], on the addresses of `before`'s ready line: the same server again
     /// after `before` was killed.
     pub async fn start_again(dir: &Path, before: &Self) -> Self {
+        Self::start_again_with(dir, before, &[]).await
+    }
+
+    /// As [`Spawned::start_again`], with `extra` flags.
+    pub async fn start_again_with(dir: &Path, before: &Self, extra: &[&str]) -> Self {
         let ports = ["wt", "quic", "http"].map(|key| before.addr(key).to_string());
         let command = tokio::process::Command::new(env!("CARGO_BIN_EXE_easel"));
-        Self::spawn_on(command, dir, "warn", &[], [&ports[0], &ports[1], &ports[2]]).await
+        Self::spawn_on(command, dir, "warn", extra, [&ports[0], &ports[1], &ports[2]]).await
     }
 
     /// As [`Spawned::start`], but no file the server writes may grow past `kib` KiB (its disk
