@@ -60,11 +60,12 @@ impl Board {
         }
     }
 
-    /// Appends an update; resolves with its sequence number once it is durable.
-    pub async fn append(&self, room: &str, record: UpdateRecord) -> Result<u64, StoreError> {
+    /// Appends an update by participant `author`; resolves with its sequence number once it
+    /// is durable.
+    pub async fn append(&self, room: &str, record: UpdateRecord, author: u16) -> Result<u64, StoreError> {
         match self {
             Self::Local(store) => store.append(room, record).await,
-            Self::Cluster(log) => log.append(room, &record).await,
+            Self::Cluster(log) => log.append(room, &record, author).await,
         }
     }
 

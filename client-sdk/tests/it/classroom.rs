@@ -1,6 +1,8 @@
 //! The classroom layer through the SDK against the real server: chat, polls, hands,
-//! moderation, chat history across a restart. (Attendance, over HTTP and from the CLI, is the
-//! server's: `server/tests/it/classroom.rs`.)
+//! moderation, chat history across a restart. Each (but the restart) runs on one server and
+//! again with the room spread over two nodes of a cluster, members on each in turn (the
+//! teacher and bob on one, ada on the other), where it must behave the same. (Attendance, over
+//! HTTP and from the CLI, is the server's: `server/tests/it/classroom.rs`.)
 
 use std::time::Duration;
 
@@ -10,17 +12,20 @@ use easel_proto::message::PollResults;
 
 use crate::harness::{TestServer, token, within};
 use crate::sdk::{draw, url, wait_for};
+use crate::spread::Layout;
 
 const ROOM: &str = "uni-a/math-101/2026-11-23";
 const COURSE: &str = "uni-a/math-101/*";
 
+/// A member on the server's next node.
 async fn member(server: &TestServer, user: &str, role: &str) -> (Client, Room) {
-    member_at(server, user, role, &url(&server.server, easel_client::Transport::Quic)).await
+    let node = server.next_node();
+    member_at(node, user, role, &url(node, easel_client::Transport::Quic)).await
 }
 
-async fn member_at(server: &TestServer, user: &str, role: &str, url: &str) -> (Client, Room) {
+async fn member_at(node: &easel_server::Server, user: &str, role: &str, url: &str) -> (Client, Room) {
     let client = Client::builder(token(COURSE, user, role, 3600))
-        .cert_hash(server.server.cert_hash())
+        .cert_hash(node.cert_hash())
         .expect("hash")
         .backoff(Duration::from_millis(20), Duration::from_millis(200))
         .connect(url)
@@ -30,10 +35,21 @@ async fn member_at(server: &TestServer, user: &str, role: &str, url: &str) -> (C
     (client, room)
 }
 
-async fn index_of(client: &Client) -> u16 {
-    wait_for(client, "joined", |e| match e {
-        Event::Joined { participant, .. } => Some(*participant),
-        _ => None,
+/// The numbers `client`'s server gives `users` (itself included), from its join's list and
+/// the joins after it: on a spread room each node numbers the members its own way.
+async fn numbers<const N: usize>(client: &Client, users: [&str; N]) -> [u16; N] {
+    let mut known = std::collections::HashMap::new();
+    wait_for(client, &format!("{users:?} listed"), |e| {
+        match e {
+            Event::Joined { participants, .. } => {
+                known.extend(participants.iter().map(|p| (p.user.clone(), p.index)));
+            }
+            Event::ParticipantJoined { participant, .. } => {
+                known.insert(participant.user.clone(), participant.index);
+            }
+            _ => {}
+        }
+        users.iter().all(|u| known.contains_key(*u)).then(|| users.map(|u| known[u]))
     })
     .await
 }
@@ -48,10 +64,19 @@ async fn refused(client: &Client, what: &str) -> ErrorCode {
 
 #[tokio::test]
 async fn chat_is_echoed_deleted_paged_muted_and_rate_limited() {
-    let server = TestServer::start_with(|c| c.chat_per_min = 5).await;
+    chat_on(Layout::One).await;
+}
+
+#[tokio::test]
+async fn chat_is_echoed_deleted_paged_muted_and_rate_limited_across_nodes() {
+    chat_on(Layout::Spread).await;
+}
+
+async fn chat_on(layout: Layout) {
+    let server = layout.start_with(|c| c.chat_per_min = 5).await;
     let (teacher, t) = member(&server, "teach", "teacher").await;
     let (ada, a) = member(&server, "ada", "student").await;
-    let ada_index = index_of(&ada).await;
+    let [ada_index] = numbers(&teacher, ["ada"]).await;
     let sent = a.chat("hello class").await.expect("chat");
     for client in [&teacher, &ada] {
         let (id, text, echo) = wait_for(client, "chat", |e| match e {
@@ -145,7 +170,16 @@ async fn results(client: &Client, closed: bool) -> PollResults {
 
 #[tokio::test]
 async fn polls_count_a_repeated_attempt_once_and_close_by_teacher_or_timer() {
-    let server = TestServer::start().await;
+    polls_on(Layout::One).await;
+}
+
+#[tokio::test]
+async fn polls_count_a_repeated_attempt_once_and_close_by_teacher_or_timer_across_nodes() {
+    polls_on(Layout::Spread).await;
+}
+
+async fn polls_on(layout: Layout) {
+    let server = layout.start().await;
     let (teacher, t) = member(&server, "teach", "teacher").await;
     let (ada, a) = member(&server, "ada", "student").await;
     let (bob, b) = member(&server, "bob", "student").await;
@@ -191,11 +225,22 @@ async fn polls_count_a_repeated_attempt_once_and_close_by_teacher_or_timer() {
 
 #[tokio::test]
 async fn hands_queue_in_order_and_only_teachers_lower_others() {
-    let server = TestServer::start().await;
+    hands_on(Layout::One).await;
+}
+
+#[tokio::test]
+async fn hands_queue_in_order_and_only_teachers_lower_others_across_nodes() {
+    hands_on(Layout::Spread).await;
+}
+
+async fn hands_on(layout: Layout) {
+    let server = layout.start().await;
     let (teacher, t) = member(&server, "teach", "teacher").await;
     let (ada, a) = member(&server, "ada", "student").await;
     let (bob, b) = member(&server, "bob", "student").await;
-    let (ai, bi) = (index_of(&ada).await, index_of(&bob).await);
+    // As the teacher's (and bob's) node numbers them, and as ada's does.
+    let [ai, bi] = numbers(&teacher, ["ada", "bob"]).await;
+    let [ai_at_ada, bi_at_ada] = numbers(&ada, ["ada", "bob"]).await;
     a.raise_hand().await.expect("raise");
     wait_for(&teacher, "ada's hand first", |e| match e {
         Event::HandQueue { queue, .. } if *queue == [ai] => Some(()),
@@ -213,12 +258,12 @@ async fn hands_queue_in_order_and_only_teachers_lower_others() {
     assert_eq!(refused(&bob, "lower another").await, ErrorCode::Forbidden);
     t.lower_hand(ai).await.expect("teacher lowers");
     wait_for(&ada, "lowered", |e| match e {
-        Event::HandQueue { queue, .. } if *queue == [bi] => Some(()),
+        Event::HandQueue { queue, .. } if *queue == [bi_at_ada] => Some(()),
         _ => None,
     })
     .await;
     let flag = wait_for(&ada, "flag", |e| match e {
-        Event::ParticipantUpdated { participant, .. } if participant.index == ai => {
+        Event::ParticipantUpdated { participant, .. } if participant.index == ai_at_ada => {
             Some(participant.hand_raised)
         }
         _ => None,
@@ -229,10 +274,21 @@ async fn hands_queue_in_order_and_only_teachers_lower_others() {
 
 #[tokio::test]
 async fn moderation_is_teacher_only_and_takes_hold_live() {
-    let server = TestServer::start().await;
+    moderation_on(Layout::One).await;
+}
+
+#[tokio::test]
+async fn moderation_is_teacher_only_and_takes_hold_live_across_nodes() {
+    moderation_on(Layout::Spread).await;
+}
+
+async fn moderation_on(layout: Layout) {
+    let server = layout.start().await;
     let (teacher, t) = member(&server, "teach", "teacher").await;
     let (ada, a) = member(&server, "ada", "student").await;
-    let (ti, ai) = (index_of(&teacher).await, index_of(&ada).await);
+    // Ada as the teacher's node numbers her; the teacher and ada as ada's does.
+    let [ai] = numbers(&teacher, ["ada"]).await;
+    let [ti, ai_at_ada] = numbers(&ada, ["teach", "ada"]).await;
     a.moderate(ti, ModAction::ReadOnly, "ha").await.expect("sent");
     assert_eq!(refused(&ada, "student moderates").await, ErrorCode::Forbidden);
 
@@ -240,7 +296,9 @@ async fn moderation_is_teacher_only_and_takes_hold_live() {
     wait_for(&ada, "ack", |e| matches!(e, Event::Acked { .. }).then_some(())).await;
     t.moderate(ai, ModAction::ReadOnly, "eyes on the board").await.expect("read-only");
     let (action, reason) = wait_for(&ada, "moderated", |e| match e {
-        Event::Moderated { target, action, reason, .. } if *target == ai => Some((*action, reason.clone())),
+        Event::Moderated { target, action, reason, .. } if *target == ai_at_ada => {
+            Some((*action, reason.clone()))
+        }
         _ => None,
     })
     .await;
@@ -278,7 +336,7 @@ async fn a_teacher_sets_the_cursor_cap_and_students_may_not() {
     let server = TestServer::start_with(|c| c.room_active_cursors = 1).await;
     let (teacher, t) = member(&server, "teach", "teacher").await;
     let (ada, a) = member(&server, "ada", "student").await;
-    let ai = index_of(&ada).await;
+    let [ai] = numbers(&teacher, ["ada"]).await;
 
     a.set_cursor_cap(Some(0)).await.expect("sent");
     assert_eq!(refused(&ada, "student sets the cap").await, ErrorCode::Forbidden);

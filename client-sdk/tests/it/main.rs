@@ -14,6 +14,13 @@ mod harness;
 #[allow(dead_code)]
 #[path = "../../../sfu-bridge/tests/it/process.rs"]
 mod janus;
+// A private nats-server and the layouts that spread a room over two nodes, shared the same way.
+#[allow(dead_code)]
+#[path = "../../../server/tests/it/nats.rs"]
+mod nats;
 mod overload;
 mod sdk;
 mod sfu;
+#[allow(dead_code)]
+#[path = "../../../server/tests/it/spread.rs"]
+mod spread;

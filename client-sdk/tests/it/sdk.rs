@@ -16,6 +16,7 @@ use loro::LoroDoc;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::harness::{Relay, TRANSPORTS, TestServer, server_config_on, token, within};
+use crate::spread::LAYOUTS;
 
 const ROOM: &str = "school/math/monday";
 /// What every test token grants: every session of the course.
@@ -77,11 +78,12 @@ pub(crate) async fn wait_for_shape(client: &Client, room: &Room, shape: &str) {
 
 #[tokio::test]
 async fn edits_cursors_and_presence_flow_over_every_transport() {
-    let server = TestServer::start().await;
-    for transport in TRANSPORTS {
-        let url = url(&server.server, transport);
-        let ada = client(&server.server, &url, "ada").await;
-        let bob = client(&server.server, &url, "bob").await;
+    // On one server, and with ada and bob on two nodes of a cluster.
+    for (layout, transport) in LAYOUTS.into_iter().flat_map(|l| TRANSPORTS.map(|t| (l, t))) {
+        let server = layout.start().await;
+        let (at_a, at_b) = (server.next_node(), server.next_node());
+        let ada = client(at_a, &url(at_a, transport), "ada").await;
+        let bob = client(at_b, &url(at_b, transport), "bob").await;
         let seen = wait_for(&ada, "connected", |e| match e {
             Event::Connected { transport, resumed } => Some((*transport, *resumed)),
             _ => None,
@@ -111,7 +113,7 @@ async fn edits_cursors_and_presence_flow_over_every_transport() {
             _ => None,
         })
         .await;
-        assert_eq!(cursor, (120.5, -30.25), "{transport:?}: 1/16 px precision survives");
+        assert_eq!(cursor, (120.5, -30.25), "{layout:?} {transport:?}: 1/16 px precision survives");
 
         b.presence(Status::Away, Tool::Laser);
         wait_for(&ada, "bob's presence", |e| match e {
@@ -130,8 +132,9 @@ async fn edits_cursors_and_presence_flow_over_every_transport() {
             _ => None,
         })
         .await;
-        assert_eq!(code, ErrorCode::Normal, "{transport:?}: a clean close is a leave at once");
+        assert_eq!(code, ErrorCode::Normal, "{layout:?} {transport:?}: a clean close is a leave at once");
         ada.close().await;
+        server.shutdown().await;
     }
 }
 

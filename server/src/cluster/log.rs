@@ -31,6 +31,9 @@ use crate::store::{StoreError, UpdateRecord, decode_record, encode_record};
 pub const STREAM: &str = "EASEL_ROOMS";
 /// The header naming the node (and its start) that published a message.
 pub const ORIGIN: &str = "Easel-Origin";
+/// The header of an update naming its author by its participant number at the origin, so
+/// every node names the author as it numbers that member.
+pub const AUTHOR: &str = "Easel-Author";
 /// How long a write waits for the stream's ack before it is refused as not durable.
 const ACK_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long loading a room waits for each message of its history.
@@ -112,6 +115,9 @@ pub enum Remote {
         seq: u64,
         /// Loro update bytes.
         data: Vec<u8>,
+        /// Its author: the origin (`id@start_ms`) and the author's number there, when the
+        /// message says.
+        author: Option<(Arc<str>, u16)>,
     },
     /// A classroom event.
     Class {
@@ -184,10 +190,11 @@ impl RoomLog {
     /// Publishes an update; resolves with its stream sequence once the stream has it. An
     /// error (NATS away, no ack within [`ACK_TIMEOUT`]) means it may or may not be stored: the
     /// author is refused and sends it again, under the same id.
-    pub async fn append(&self, room: &str, record: &UpdateRecord) -> Result<u64, StoreError> {
+    pub async fn append(&self, room: &str, record: &UpdateRecord, author: u16) -> Result<u64, StoreError> {
         let payload = encode_record(record)?;
         let mut headers = async_nats::HeaderMap::new();
         headers.insert(async_nats::header::NATS_MESSAGE_ID, msg_id(room, record).as_str());
+        headers.insert(AUTHOR, author.to_string().as_str());
         self.publish(room, headers, payload).await.map(|ack| ack.sequence)
     }
 
@@ -449,7 +456,9 @@ impl Follower {
             self.replaying,
         ) {
             Classified::Import(record) => {
-                self.tx.send(Remote::Update { seq, data: record.data }).await.ok()?;
+                let author = header(ORIGIN).zip(header(AUTHOR).and_then(|a| a.parse().ok()));
+                let author = author.map(|(origin, index)| (Arc::from(origin), index));
+                self.tx.send(Remote::Update { seq, data: record.data, author }).await.ok()?;
             }
             Classified::Class(event) => {
                 let at_ms = u64::try_from(info.published.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);

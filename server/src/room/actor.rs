@@ -174,8 +174,8 @@ async fn replay(
     loop {
         let next = tokio::time::timeout(REPLAY_WAIT, remote.recv()).await;
         match next {
-            Ok(Some(Remote::Update { seq, data })) => {
-                import_remote(room, seq, data);
+            Ok(Some(Remote::Update { seq, data, author })) => {
+                import_remote(room, seq, data, author);
                 (at, passed) = (seq, passed + 1);
             }
             Ok(Some(Remote::Class { seq, at_ms, event })) => {
@@ -194,8 +194,8 @@ async fn replay(
 }
 
 /// Imports another node's update; one Loro refuses is dropped and counted.
-fn import_remote(room: &mut Room, seq: u64, data: Vec<u8>) {
-    if let Err(e) = room.handle_remote(seq, data) {
+fn import_remote(room: &mut Room, seq: u64, data: Vec<u8>, author: Option<(Arc<str>, u16)>) {
+    if let Err(e) = room.handle_remote(seq, data, author) {
         tracing::warn!(seq, "cluster: dropping an update from the room log: {e}");
         crate::cluster::error("malformed");
     }
@@ -400,8 +400,8 @@ impl Actor {
     /// Returns whether the room must close (to be loaded again from its snapshot).
     async fn on_remote(&mut self, remote: Option<Remote>) -> bool {
         match remote {
-            Some(Remote::Update { seq, data }) => {
-                import_remote(&mut self.room, seq, data);
+            Some(Remote::Update { seq, data, author }) => {
+                import_remote(&mut self.room, seq, data, author);
                 self.drain().await;
                 self.passed(seq);
             }
@@ -840,7 +840,7 @@ fn persist(board: &Board, room: &str, p: Persist) -> Committing {
         match p {
             Persist::Append { participant, op_id, record, received } => {
                 let data = record.data.clone();
-                let result = board.append(&room, record).await.map(|seq| Some((seq, data)));
+                let result = board.append(&room, record, participant).await.map(|seq| Some((seq, data)));
                 Committed::Op { participant, op_id, result, received: Some(received) }
             }
             Persist::Barrier { participant, op_id } => {

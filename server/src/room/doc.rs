@@ -3,6 +3,7 @@
 //! `Sync`, snapshots for compaction.
 
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -326,17 +327,25 @@ impl Room {
     }
 
     /// Cluster mode: an update another node made durable, at its stream sequence: imported and
-    /// sent to every member, authored by [`REMOTE_AUTHOR`]. One the document already held (it
-    /// came back another way) is not sent again. Bytes Loro refuses are an error and change
-    /// nothing (the origin checked them: only a hostile or broken publisher sends such).
-    pub fn handle_remote(&mut self, seq: u64, data: Vec<u8>) -> Result<(), ImportError> {
+    /// sent to every member, from its `author` (the origin and its number there) as this room
+    /// numbers that member, or [`REMOTE_AUTHOR`] when it does not know it (not listed yet, or
+    /// gone). One the document already held (it came back another way) is not sent again.
+    /// Bytes Loro refuses are an error and change nothing (the origin checked them: only a
+    /// hostile or broken publisher sends such).
+    pub fn handle_remote(
+        &mut self,
+        seq: u64,
+        data: Vec<u8>,
+        author: Option<(Arc<str>, u16)>,
+    ) -> Result<(), ImportError> {
         let before = self.doc.oplog_vv();
         let pending = import(&self.doc, &data)?;
         self.last_seq = self.last_seq.max(seq);
         // While loading nobody is there: no frame to encode per update of the history.
         if (pending || self.doc.oplog_vv() != before) && !self.members.is_empty() {
             self.metric(Metric::OpsOut(self.members.len() as u64));
-            self.broadcast(None, &Message::from(RemoteUpdate { from: REMOTE_AUTHOR, data }));
+            let from = author.and_then(|(origin, index)| self.remote_number(&origin, index));
+            self.broadcast(None, &Message::from(RemoteUpdate { from: from.unwrap_or(REMOTE_AUTHOR), data }));
         }
         Ok(())
     }
@@ -548,16 +557,16 @@ mod tests {
         sim.messages(b);
         let remote = |m: &Message| matches!(m, Message::RemoteUpdate(u) if u.from == REMOTE_AUTHOR);
         let data = edit("from elsewhere");
-        sim.room.handle_remote(5, data.clone()).expect("imported");
+        sim.room.handle_remote(5, data.clone(), None).expect("imported");
         sim.drain();
         assert!(sim.messages(a).iter().any(remote), "a gets it");
         assert!(sim.messages(b).iter().any(remote), "b too: its author is on no local member");
         // Held already (it came back another way): nobody is sent it again.
-        sim.room.handle_remote(6, data).expect("a no-op");
+        sim.room.handle_remote(6, data, None).expect("a no-op");
         sim.drain();
         assert!(!sim.messages(a).iter().any(remote));
         let before = sim.room.version();
-        assert!(sim.room.handle_remote(7, b"garbage".to_vec()).is_err());
+        assert!(sim.room.handle_remote(7, b"garbage".to_vec(), None).is_err());
         sim.drain();
         assert!(!sim.messages(a).iter().any(remote));
         assert_eq!(sim.room.version(), before, "the document is untouched");

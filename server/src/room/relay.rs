@@ -422,6 +422,9 @@ mod tests {
     use easel_proto::Datagram;
     use easel_proto::datagram::{Cursor, Heartbeat};
 
+    use easel_proto::Message;
+
+    use super::super::doc::REMOTE_AUTHOR;
     use super::super::testing::{Sim, room};
     use super::super::{Arrival, Config};
     use super::*;
@@ -514,6 +517,35 @@ mod tests {
         // A stale cursor (older seq) is not taken.
         sim.room.handle_remote_presence(t1 + tick, from_b(false, vec![zoe(Some((2, 99, 0)))], vec![]));
         assert_eq!(sim.room.members[&z].cursor.as_ref().map(|c| c.x), Some(12));
+    }
+
+    #[test]
+    fn a_remote_update_names_its_author_as_this_room_numbers_it() {
+        let t0 = Instant::now();
+        let mut sim = clustered(t0);
+        let ada = sim.join_with(t0, "ada", 1, None, 4096).participant;
+        sim.advance(t0 + sim.room.config.tick);
+        sim.membership(ada);
+        sim.room.handle_remote_presence(t0 + Duration::from_secs(1), from_b(true, vec![zoe(None)], vec![]));
+        let z = zoe_here(&mut sim, ada);
+        sim.messages(ada);
+        let from = |sim: &mut Sim| {
+            sim.drain();
+            let m = sim.messages(ada);
+            m.iter()
+                .find_map(|m| match m {
+                    Message::RemoteUpdate(u) => Some(u.from),
+                    _ => None,
+                })
+                .unwrap_or_else(|| panic!("the update is sent: {m:?}"))
+        };
+        let by = |index| Some((Arc::from("b@1"), index));
+        sim.room.handle_remote(1, super::super::testing::edit("by zoe"), by(7)).expect("imported");
+        assert_eq!(from(&mut sim), z, "zoe, as this room numbers her");
+        sim.room.handle_remote(2, super::super::testing::edit("by someone"), by(8)).expect("imported");
+        assert_eq!(from(&mut sim), REMOTE_AUTHOR, "not listed here");
+        sim.room.handle_remote(3, super::super::testing::edit("unsaid"), None).expect("imported");
+        assert_eq!(from(&mut sim), REMOTE_AUTHOR, "no author given");
     }
 
     #[test]

@@ -23,11 +23,7 @@ async fn member(server: &TestServer, user: &str, name: &str) -> (Connection, Roo
 
 /// Reads membership frames until `user` is listed; returns it as this node numbers it.
 async fn until_listed(stream: &mut RoomStream, user: &str) -> Participant {
-    expect_message(stream, &format!("{user} listed"), |m| match m {
-        Message::Participants(p) => p.joined.into_iter().find(|j| j.user == user),
-        _ => None,
-    })
-    .await
+    crate::harness::until_listed(stream, &[], user).await
 }
 
 /// Reads membership frames until `index` is gone.

@@ -1,21 +1,70 @@
 //! The whiteboard paths over each transport: cursors as datagrams, edits on room streams,
-//! state for late joiners.
+//! state for late joiners; each on one server and again with the room spread over two nodes of
+//! a cluster (members on each in turn), where it must behave the same.
 
 use std::time::Duration;
 
 use easel_proto::datagram::Cursor;
-use easel_proto::message::SyncKind;
+use easel_proto::message::{Participant, SyncKind};
 use easel_proto::{Datagram, Message};
 
-use crate::harness::{Board, TRANSPORTS, TestServer, everyone, expect_message, send_acked, within};
+use easel_transport::client::RoomStream;
+
+use crate::harness::{
+    Board, TRANSPORTS, TestServer, everyone, expect_message, send_acked, until_listed, within,
+};
+use crate::spread::{LAYOUTS, Layout};
+
+/// Every layout with every transport.
+fn cases() -> impl Iterator<Item = (Layout, easel_transport::client::Transport)> {
+    LAYOUTS.into_iter().flat_map(|layout| TRANSPORTS.map(|transport| (layout, transport)))
+}
+
+/// The numbers of `users` as `stream`'s node numbers them, from `listed` (the whole list the
+/// member was sent) and the membership frames after it.
+async fn numbers<const N: usize>(
+    stream: &mut RoomStream,
+    listed: &[Participant],
+    users: [&str; N],
+) -> [u16; N] {
+    let mut known: Vec<Participant> = listed.to_vec();
+    loop {
+        let found = users.map(|u| known.iter().find(|p| p.user == u).map(|p| p.index));
+        if found.iter().all(Option::is_some) {
+            return found.map(Option::unwrap_or_default);
+        }
+        known.extend(
+            expect_message(stream, &format!("{users:?} listed"), |m| match m {
+                Message::Participants(p) => Some(p.joined),
+                _ => None,
+            })
+            .await,
+        );
+    }
+}
+
+/// Imports what `stream` brings until `board` holds `want`: on a spread room, a joiner at
+/// another node may be sent the state before that node has applied the latest acked edit,
+/// which then follows as an update.
+async fn converge(board: &Board, stream: &mut RoomStream, want: &loro::LoroValue) {
+    while board.value() != *want {
+        let data = expect_message(stream, "the rest of the state", |m| match m {
+            Message::RemoteUpdate(u) => Some(u.data),
+            _ => None,
+        })
+        .await;
+        board.import(&data);
+    }
+}
 
 #[tokio::test]
 async fn cursor_reaches_the_other_participant() {
-    for transport in TRANSPORTS {
-        let server = TestServer::start().await;
+    for (layout, transport) in cases() {
+        let server = layout.start().await;
         let (a, room_a) = server.member(transport, "ada", "student", "school/art/mon").await;
-        let (b, _room_b) = server.member(transport, "bob", "student", "school/art/mon").await;
-        let me = room_a.joined().participant;
+        let (b, mut room_b, listed) =
+            server.member_listed(transport, "bob", "student", "school/art/mon").await;
+        let me = until_listed(&mut room_b, &listed, "ada").await.index;
         let slot = room_a.joined().slot;
         // Datagrams may be lost, even on loopback: keep moving until B has seen one.
         let sender = async {
@@ -42,9 +91,13 @@ async fn cursor_reaches_the_other_participant() {
             }
         })
         .await;
-        assert_eq!(entry.y, -320, "{transport:?}");
-        assert_eq!(entry.x, 1600 + i32::from(entry.seq), "{transport:?}: position matches its sequence");
-        server.server.shutdown().await;
+        assert_eq!(entry.y, -320, "{layout:?} {transport:?}");
+        assert_eq!(
+            entry.x,
+            1600 + i32::from(entry.seq),
+            "{layout:?} {transport:?}: position matches its sequence"
+        );
+        server.shutdown().await;
     }
 }
 
@@ -64,8 +117,8 @@ async fn an_edit_larger_than_every_buffer_crosses_each_transport() {
             char::from(b'a' + (x % 26) as u8)
         })
         .collect();
-    for transport in TRANSPORTS {
-        let server = TestServer::start().await;
+    for (layout, transport) in cases() {
+        let server = layout.start().await;
         let room = "school/art/big";
         let (_a, mut room_a) = server.member(transport, "ada", "teacher", room).await;
         let (_b, mut room_b) = server.member(transport, "bob", "student", room).await;
@@ -83,29 +136,37 @@ async fn an_edit_larger_than_every_buffer_crosses_each_transport() {
         .await;
         let board_b = Board::new(2);
         board_b.import(&at_b);
-        assert_eq!(board_b.doc.get_text("t").to_string(), text, "{transport:?}: B has the edit");
+        assert_eq!(board_b.doc.get_text("t").to_string(), text, "{layout:?} {transport:?}: B has the edit");
 
+        // C joins where A is: the edit is in its snapshot.
         let c = server.connect(transport, "cyd", "viewer", room).await;
         within("join C", c.join(room, None)).await.expect("join");
         let snapshot = within("snapshot", c.snapshot()).await.expect("snapshot");
         let board_c = Board::new(3);
         board_c.import(&snapshot.data);
-        assert_eq!(board_c.doc.get_text("t").to_string(), text, "{transport:?}: C's snapshot has it");
-        server.server.shutdown().await;
+        assert_eq!(
+            board_c.doc.get_text("t").to_string(),
+            text,
+            "{layout:?} {transport:?}: C's snapshot has it"
+        );
+        server.shutdown().await;
     }
 }
 
 #[tokio::test]
 async fn edits_converge_and_late_joiners_get_the_state() {
-    for transport in TRANSPORTS {
-        let server = TestServer::start().await;
+    for (layout, transport) in cases() {
+        let server = layout.start().await;
         let room = "school/art/tue";
-        let (_a, mut room_a) = server.member(transport, "ada", "teacher", room).await;
-        let (_b, mut room_b) = server.member(transport, "bob", "student", room).await;
+        let (_a, mut room_a, listed_a) = server.member_listed(transport, "ada", "teacher", room).await;
+        let (_b, mut room_b, listed_b) = server.member_listed(transport, "bob", "student", room).await;
+        // Later, C joins where A is: once A's node lists B, C's list is whole. And B's node
+        // lists A before A writes, so A's update names A there.
+        until_listed(&mut room_a, &listed_a, "bob").await;
+        let from_a = until_listed(&mut room_b, &listed_b, "ada").await.index;
         let (mut board_a, mut board_b) = (Board::new(1), Board::new(2));
 
         send_acked(&mut room_a, board_a.put(1, "a1", 1)).await;
-        let from_a = room_a.joined().participant;
         let data = expect_message(&mut room_b, "A's update at B", |m| match m {
             Message::RemoteUpdate(u) if u.from == from_a => Some(u.data),
             _ => None,
@@ -119,7 +180,7 @@ async fn edits_converge_and_late_joiners_get_the_state() {
         })
         .await;
         board_a.import(&data);
-        assert_eq!(board_a.value(), board_b.value(), "{transport:?}: both docs converge");
+        assert_eq!(board_a.value(), board_b.value(), "{layout:?} {transport:?}: both docs converge");
         assert_eq!(board_a.keys(), ["a1", "b1"]);
 
         // A late joiner with nothing gets a snapshot on a uni stream.
@@ -130,7 +191,11 @@ async fn edits_converge_and_late_joiners_get_the_state() {
         let snapshot = within("snapshot", c.snapshot()).await.expect("snapshot");
         let board_c = Board::new(3);
         board_c.import(&snapshot.data);
-        assert_eq!(board_c.value(), board_a.value(), "{transport:?}: late joiner has the full state");
+        assert_eq!(
+            board_c.value(),
+            board_a.value(),
+            "{layout:?} {transport:?}: late joiner has the full state"
+        );
 
         // One that already has part of it gets only the difference.
         let partial = Board::new(4);
@@ -138,39 +203,52 @@ async fn edits_converge_and_late_joiners_get_the_state() {
             &board_a.doc.export(loro::ExportMode::updates_owned(Default::default())).expect("export"),
         );
         send_acked(&mut room_a, board_a.put(2, "a2", 3)).await;
+        // D joins where B is: on a spread room, the edit acked at A's node may follow its diff.
         let d = server.connect(transport, "dan", "viewer", room).await;
-        let room_d =
+        let mut room_d =
             within("join D", d.join(room, Some(partial.doc.oplog_vv().encode()))).await.expect("join");
         assert_eq!(room_d.joined().sync, SyncKind::Updates);
         let diff = within("diff", d.snapshot()).await.expect("diff");
         partial.import(&diff.data);
-        assert_eq!(partial.value(), board_a.value(), "{transport:?}: version-vector diff completes the doc");
-        server.server.shutdown().await;
+        if layout == Layout::One {
+            assert_eq!(
+                partial.value(),
+                board_a.value(),
+                "{transport:?}: version-vector diff completes the doc"
+            );
+        }
+        within("D converges", converge(&partial, &mut room_d, &board_a.value())).await;
+        server.shutdown().await;
     }
 }
 
 #[tokio::test]
 async fn leaving_is_broadcast_at_once() {
-    for transport in TRANSPORTS {
-        let server = TestServer::start().await;
-        let (_a, mut room_a) = server.member(transport, "ada", "student", "s/c/leave").await;
-        // A clean close...
-        let (b, room_b) = server.member(transport, "bob", "student", "s/c/leave").await;
-        let bob = room_b.joined().participant;
+    for (layout, transport) in cases() {
+        let server = layout.start().await;
+        let (_a, mut room_a, listed) = server.member_listed(transport, "ada", "student", "s/c/leave").await;
+        let (b, _room_b) = server.member(transport, "bob", "student", "s/c/leave").await;
+        let (c, room_c) = server.member(transport, "cyd", "student", "s/c/leave").await;
+        // Once A has seen both (on a spread room a stay shorter than the relay's pace is
+        // never seen at all): a clean close...
+        let [bob, cyd] = numbers(&mut room_a, &listed, ["bob", "cyd"]).await;
         b.close(easel_proto::ErrorCode::Normal);
         // ...and an app that just drops its connection.
-        let (c, room_c) = server.member(transport, "cyd", "student", "s/c/leave").await;
-        let cyd = room_c.joined().participant;
         drop((c, room_c));
-        for who in [bob, cyd] {
-            let code = expect_message(&mut room_a, "participant left", |m| match m {
-                Message::Participants(p) => p.left.iter().find(|l| l.index == who).map(|l| l.code),
+        // Either may be seen to go first.
+        let mut left = std::collections::HashMap::new();
+        while !(left.contains_key(&bob) && left.contains_key(&cyd)) {
+            let gone = expect_message(&mut room_a, "participants left", |m| match m {
+                Message::Participants(p) => Some(p.left),
                 _ => None,
             })
             .await;
-            assert_eq!(code, easel_proto::ErrorCode::Normal.to_u16(), "{transport:?}");
+            left.extend(gone.into_iter().map(|l| (l.index, l.code)));
         }
-        server.server.shutdown().await;
+        for who in [bob, cyd] {
+            assert_eq!(left[&who], easel_proto::ErrorCode::Normal.to_u16(), "{layout:?} {transport:?}");
+        }
+        server.shutdown().await;
     }
 }
 

@@ -5,11 +5,11 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use easel_proto::Message;
-use easel_proto::message::Update;
+use easel_proto::message::{Participant, Update};
 use easel_server::auth::{Claims, Issuer};
 use easel_server::{Server, ServerConfig};
 use easel_transport::client::{Connection, Options, RoomStream, Transport};
@@ -45,9 +45,26 @@ pub fn server_config_on(dir: &Path, (wt, quic, http): (u16, u16, u16)) -> Server
 pub struct TestServer {
     pub server: Server,
     pub dir: tempfile::TempDir,
+    /// The other nodes when the room is spread over a cluster (`crate::spread`): connections
+    /// go to `server` and these in turn.
+    pub others: Vec<Server>,
+    turn: AtomicUsize,
+    /// What the other nodes need kept alive (their data dirs, the NATS they meet on).
+    _keep: Option<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 impl TestServer {
+    /// One server alone, on `dir`.
+    pub fn new(server: Server, dir: tempfile::TempDir) -> Self {
+        Self { server, dir, others: Vec::new(), turn: AtomicUsize::new(0), _keep: None }
+    }
+
+    /// `first` and the `others` nodes of one cluster as one test server: connections go to each
+    /// in turn, `first` first; `keep` is held as long as they run.
+    pub fn spread(first: Self, others: Vec<Server>, keep: Box<dyn std::any::Any + Send + Sync>) -> Self {
+        Self { others, _keep: Some(keep), ..first }
+    }
+
     pub async fn start() -> Self {
         Self::start_with(|_| {}).await
     }
@@ -58,29 +75,42 @@ impl TestServer {
         let mut config = server_config(dir.path());
         change(&mut config);
         let server = Server::start(config).await.expect("server starts");
-        Self { server, dir }
+        Self::new(server, dir)
     }
 
     /// Stops this server and starts a new one on the same data dir.
     pub async fn restart(self) -> Self {
-        let Self { server, dir } = self;
+        assert!(self.others.is_empty(), "restart is for one server alone");
+        let Self { server, dir, .. } = self;
         server.shutdown().await;
         let server = Server::start(server_config(dir.path())).await.expect("server restarts");
-        Self { server, dir }
+        Self::new(server, dir)
+    }
+
+    /// Shuts every node down.
+    pub async fn shutdown(self) {
+        for node in self.others {
+            node.shutdown().await;
+        }
+        self.server.shutdown().await;
+    }
+
+    /// The node the next connection goes to: `server` alone, or each node of a spread room in
+    /// turn.
+    pub fn next_node(&self) -> &Server {
+        let n = self.turn.fetch_add(1, Ordering::Relaxed) % (1 + self.others.len());
+        if n == 0 { &self.server } else { &self.others[n - 1] }
     }
 
     pub fn options(&self, transport: Transport) -> Options {
-        let addr = match transport {
-            Transport::Quic => self.server.quic_addr(),
-            Transport::WebTransport => self.server.wt_addr(),
-            Transport::WebSocket => self.server.http_addr(),
-        };
-        Options::new(addr, transport).with_cert_hash(self.server.cert_hash()).expect("hash")
+        options_at(&self.server, transport)
     }
 
+    /// Connects to the next node ([`TestServer::next_node`]).
     pub async fn connect(&self, transport: Transport, user: &str, role: &str, room: &str) -> Connection {
         let token = token(room, user, role, 3600);
-        within("connect", Connection::connect(&self.options(transport), &token, &format!("{user}-device")))
+        let options = options_at(self.next_node(), transport);
+        within("connect", Connection::connect(&options, &token, &format!("{user}-device")))
             .await
             .expect("connect")
     }
@@ -94,16 +124,52 @@ impl TestServer {
         role: &str,
         room: &str,
     ) -> (Connection, RoomStream) {
-        let conn = self.connect(transport, user, role, room).await;
-        let mut stream = within("join", conn.join(room, None)).await.expect("join");
-        everyone(&mut stream).await;
+        let (conn, stream, _) = self.member_listed(transport, user, role, room).await;
         (conn, stream)
     }
+
+    /// As [`TestServer::member`], also returning the whole list the member was sent.
+    pub async fn member_listed(
+        &self,
+        transport: Transport,
+        user: &str,
+        role: &str,
+        room: &str,
+    ) -> (Connection, RoomStream, Vec<Participant>) {
+        let conn = self.connect(transport, user, role, room).await;
+        let mut stream = within("join", conn.join(room, None)).await.expect("join");
+        let listed = everyone(&mut stream).await;
+        (conn, stream, listed)
+    }
+}
+
+/// Options to reach `server` over `transport`.
+pub fn options_at(server: &Server, transport: Transport) -> Options {
+    let addr = match transport {
+        Transport::Quic => server.quic_addr(),
+        Transport::WebTransport => server.wt_addr(),
+        Transport::WebSocket => server.http_addr(),
+    };
+    Options::new(addr, transport).with_cert_hash(server.cert_hash()).expect("hash")
+}
+
+/// `user` as `stream`'s node numbers it: from `listed` (the whole list the member was sent),
+/// else from the membership frames that follow (a member on another node of a cluster is
+/// listed once its node's relay arrives).
+pub async fn until_listed(stream: &mut RoomStream, listed: &[Participant], user: &str) -> Participant {
+    if let Some(p) = listed.iter().find(|p| p.user == user) {
+        return p.clone();
+    }
+    expect_message(stream, &format!("{user} listed"), |m| match m {
+        Message::Participants(p) => p.joined.into_iter().find(|j| j.user == user),
+        _ => None,
+    })
+    .await
 }
 
 /// Reads room messages until the whole list of participants a newcomer is sent after
 /// `Joined` (SPEC §6.4), and returns it.
-pub async fn everyone(stream: &mut RoomStream) -> Vec<easel_proto::message::Participant> {
+pub async fn everyone(stream: &mut RoomStream) -> Vec<Participant> {
     expect_message(stream, "the list of participants", |m| match m {
         Message::Participants(p) if p.full => Some(p.joined),
         _ => None,

@@ -128,17 +128,15 @@ async fn easel_revoke_asks_a_running_server_or_writes_a_stopped_ones_data() {
     assert!(matches!(closed, ClientError::Closed { code: Some(ErrorCode::TokenRevoked), .. }), "{closed:?}");
 
     let dir = server.dir.path().to_owned();
-    let TestServer { server: running, dir: keep } = server;
+    let TestServer { server: running, dir: keep, .. } = server;
     running.shutdown().await;
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_easel"))
         .args(["revoke", "--token-id", "dana-tablet", "--data-dir", dir.to_str().expect("utf-8")])
         .output();
     let out = within("easel revoke --data-dir", out).await.expect("run");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let server = TestServer {
-        server: easel_server::Server::start(crate::harness::server_config(&dir)).await.expect("start"),
-        dir: keep,
-    };
+    let restarted = easel_server::Server::start(crate::harness::server_config(&dir)).await.expect("start");
+    let server = TestServer::new(restarted, keep);
     assert_eq!(
         connect(&server, &mint("dana", now, Some("dana-tablet"))).await.err(),
         Some(ErrorCode::TokenRevoked)
