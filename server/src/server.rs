@@ -410,8 +410,10 @@ async fn accept_wt(endpoint: Arc<WtEndpoint>, shared: Arc<Shared>) {
             continue;
         }
         let shared = shared.clone();
+        // Boxed: wtransport's handshake futures are large, and this task lives as long as the
+        // session (BENCHMARKS.md, "Memory per idle session").
         tokio::spawn(async move {
-            let request = match incoming.await {
+            let request = match Box::pin(incoming.into_future()).await {
                 Ok(r) => r,
                 Err(e) => {
                     metrics::counter!("easel_connects_total", "transport" => "webtransport", "result" => "failed")
@@ -420,7 +422,7 @@ async fn accept_wt(endpoint: Arc<WtEndpoint>, shared: Arc<Shared>) {
                     return;
                 }
             };
-            match request.accept().await {
+            match Box::pin(request.accept()).await {
                 Ok(conn) => {
                     let remote = conn.remote_address();
                     session::enter(shared, WtSession::new(conn), entry, remote).await;
@@ -451,7 +453,7 @@ async fn accept_quic(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
         }
         let shared = shared.clone();
         tokio::spawn(async move {
-            match incoming.await {
+            match Box::pin(incoming.into_future()).await {
                 Ok(conn) => {
                     let remote = conn.remote_address();
                     session::enter(shared, QuicSession::new(conn), entry, remote).await;

@@ -121,7 +121,10 @@ async fn serve<S: Session + Clone>(shared: Arc<Shared>, session: S, transport: &
     telemetry::session_opened(transport);
     let started = Instant::now();
     let timeout = shared.config.handshake_timeout;
-    let handshake = tokio::time::timeout(timeout, handshake(&shared, &session)).await;
+    // Boxed, here and below: a task's future is as large as its largest state, and a session
+    // task lives for the connection. The handshake's (a resume claim in NATS, in cluster mode)
+    // would otherwise be held by every idle session (BENCHMARKS.md, "Memory per idle session").
+    let handshake = tokio::time::timeout(timeout, Box::pin(handshake(&shared, &session))).await;
     let (ctx, control) = match handshake {
         Ok(Ok(ok)) => ok,
         Ok(Err(Refusal { code, why, reply })) => {

@@ -62,7 +62,9 @@ pub(super) async fn run<S: Session + Clone>(ctx: Arc<Ctx>, session: S, mut send:
     };
     let (tx, rx) = mpsc::channel(ctx.shared.config.outbound_queue as usize);
     let link = Link { tx, datagrams: session.datagram_sender(), kill: ctx.slow.clone() };
-    let (handle, joined, used) = match enter(&ctx, &join, slot, link).await {
+    // Boxed: loading a room (from the store, or a cluster's snapshot and log) is the stream
+    // task's largest state, and the task lives as long as the membership.
+    let (handle, joined, used) = match Box::pin(enter(&ctx, &join, slot, link)).await {
         Ok(ok) => ok,
         Err(code) => {
             crate::telemetry::refused(code);
