@@ -564,7 +564,7 @@ impl Actor {
             Command::Sfu(participant, message) => room.handle_sfu(now, participant, message),
             Command::SfuNews(participant, news) => {
                 self.stats.sfu_errors += u64::from(news.is_sfu_error());
-                room.handle_sfu_news(participant, news);
+                room.handle_sfu_news(now, participant, news);
             }
             Command::Attendance(reply) => {
                 let _ = reply.send(room.attendance());

@@ -11,7 +11,7 @@
 //! presence TTL; when the cluster counts their node out they are away (pointer hidden) for the
 //! resume grace, and go if they have not reappeared from another node by then.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -55,6 +55,11 @@ pub struct Relayed {
     pub presence: Option<(Status, Tool)>,
     /// Cursor `(seq, x, y)`, while its pointer shows.
     pub cursor: Option<(u16, i32, i32)>,
+    /// Whether it is in the room's SFU room (its node's bridge let it in).
+    pub in_sfu: bool,
+    /// The feed it publishes, while its camera is on: the SFU's id, the same on every node
+    /// that shares the SFU.
+    pub feed: Option<u64>,
 }
 
 /// The relay's state in a room of a clustered node.
@@ -73,7 +78,23 @@ pub(super) struct Relay {
     pub(super) next: Option<Instant>,
     /// Remote members: (user, session) → this room's number.
     numbers: HashMap<(String, u64), u16>,
+    /// Members that left lately, newest last: a classroom event naming one that comes from
+    /// the room log after its leave came by presence still names it by the number it had.
+    departed: VecDeque<Departed>,
 }
+
+/// A member that left, as [`Relay::departed`] remembers it.
+struct Departed {
+    key: Key,
+    user: String,
+    number: u16,
+    at: Instant,
+}
+
+/// How many departed members a room remembers, and for how long: a leave by presence is
+/// ahead of the room log by a round trip to NATS, not by minutes.
+const DEPARTED_MAX: usize = 256;
+const DEPARTED_FOR: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Relay {
     /// `origin`: this node's `id@start_ms`.
@@ -88,6 +109,7 @@ impl Relay {
             last_full: None,
             next: None,
             numbers: HashMap::new(),
+            departed: VecDeque::new(),
         }
     }
 }
@@ -156,6 +178,8 @@ impl Room {
         }
         for index in away {
             self.publish_presence(now, index, Status::Away, Tool::Hidden);
+            // Its node's SFU session died with it: so did its feed and subscriptions.
+            self.remote_sfu(index, false, None);
         }
     }
 
@@ -224,6 +248,7 @@ impl Room {
         if let Some((status, tool)) = r.presence {
             self.publish_presence(now, index, status, tool);
         }
+        self.remote_sfu(index, r.in_sfu, r.feed);
         let Some((seq, x, y)) = r.cursor else { return false };
         let Some(m) = self.members.get_mut(&index) else { return false };
         if m.cursor.as_ref().is_some_and(|old| !is_newer(seq, old.seq)) {
@@ -299,9 +324,11 @@ impl Room {
         m.conn = u64::MAX;
         let (user, in_sfu) = (m.info.user.clone(), m.in_sfu);
         if in_sfu {
-            m.in_sfu = false;
             self.push(Output::Sfu(super::SfuOp::Leave { participant: index }));
         }
+        // Its SFU session here ends (what the bridge reports of it is not heard: see
+        // `handle_sfu_news`); its new node's batches tell its SFU state from now on.
+        self.remote_sfu(index, false, None);
         if let Some(relay) = &mut self.relay {
             relay.changed.remove(&index);
             relay.numbers.insert((user.clone(), r.session), index);
@@ -323,6 +350,8 @@ impl Room {
             relay.numbers.remove(&(user.clone(), session));
         }
         self.metric(super::Metric::ParticipantJoined);
+        // Its feed was its old node's SFU session's, gone with that node.
+        self.remote_sfu(index, false, None);
         self.relay_changed(now, index);
         if let Some(m) = self.members.get(&index) {
             let by = self.actor(index, m);
@@ -335,6 +364,25 @@ impl Room {
         if let Some(relay) = &mut self.relay {
             relay.numbers.remove(&(user.to_owned(), session));
         }
+    }
+
+    /// A member left (cluster mode): its number is remembered for a while, by its node's
+    /// key and user, for classroom events about it still on their way (see
+    /// [`Self::departed_number`]).
+    pub(super) fn remember_departed(&mut self, now: Instant, key: Key, user: &str, number: u16) {
+        let Some(relay) = &mut self.relay else { return };
+        while relay.departed.len() >= DEPARTED_MAX
+            || relay.departed.front().is_some_and(|d| now.saturating_duration_since(d.at) > DEPARTED_FOR)
+        {
+            relay.departed.pop_front();
+        }
+        relay.departed.push_back(Departed { key, user: user.to_owned(), number, at: now });
+    }
+
+    /// The number a member that left lately had here, named by its node's key and its user.
+    pub(super) fn departed_number(&self, key: &Key, user: &str) -> Option<u16> {
+        let relay = self.relay.as_ref()?;
+        relay.departed.iter().rev().find(|d| d.key == *key && d.user == user).map(|d| d.number)
     }
 
     /// A local member changed (moved, came, changed presence): the other nodes hear of it in
@@ -385,6 +433,8 @@ impl Room {
                 role: m.info.role,
                 presence: m.presence.map(|p| (p.status, p.tool)),
                 cursor: m.cursor.as_ref().filter(|_| m.is_linked()).map(|c| (c.seq, c.x, c.y)),
+                in_sfu: m.in_sfu,
+                feed: m.feed,
             })
             .collect();
         let has_local = self.members.values().any(|m| !m.is_remote());
@@ -416,33 +466,19 @@ impl Room {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::time::Duration;
 
     use easel_proto::Datagram;
     use easel_proto::datagram::{Cursor, Heartbeat};
 
-    use super::super::testing::{Sim, room};
-    use super::super::{Arrival, Config};
+    use super::super::Arrival;
+    use super::super::testing::{Sim, clustered};
     use super::*;
 
     const MS: Duration = Duration::from_millis(1);
 
-    fn clustered(t0: Instant) -> Sim {
-        let config = Config {
-            relay: Some("a@1".into()),
-            presence_ttl: Duration::from_secs(10),
-            presence_refresh: Duration::from_secs(2),
-            ..Config::default()
-        };
-        let mut sim = Sim::new(room(config, t0));
-        sim.room.handle_timeout(t0);
-        sim.drain();
-        sim.take_other();
-        sim
-    }
-
-    fn zoe(cursor: Option<(u16, i32, i32)>) -> Relayed {
+    pub(in super::super) fn zoe(cursor: Option<(u16, i32, i32)>) -> Relayed {
         Relayed {
             index: 7,
             user: "zoe".into(),
@@ -451,10 +487,12 @@ mod tests {
             role: Role::Student,
             presence: Some((Status::Active, Tool::Pen)),
             cursor,
+            in_sfu: false,
+            feed: None,
         }
     }
 
-    fn from_b(full: bool, members: Vec<Relayed>, left: Vec<(u16, u16)>) -> RelayBatch {
+    pub(in super::super) fn from_b(full: bool, members: Vec<Relayed>, left: Vec<(u16, u16)>) -> RelayBatch {
         RelayBatch { origin: "b@1".into(), node: "b".into(), full, members, left }
     }
 

@@ -26,6 +26,7 @@ mod http;
 mod janus;
 mod lecture;
 mod metrics;
+mod nats;
 mod observability;
 mod page;
 mod page_bench;
