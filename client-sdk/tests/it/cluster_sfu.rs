@@ -1,11 +1,12 @@
 //! SFU signalling across the nodes of a cluster: two servers on one nats-server and one Janus,
 //! a teacher publishing a real webrtc-rs VP8 track through node a, students on node b who see
-//! it as on one node (under b's numbers), subscribe to its feed through b and get its RTP. And
-//! the teacher's cursor cap, in force on both nodes.
+//! it as on one node (under b's numbers), subscribe to its feed through b and get its RTP; a
+//! student's feed through b stopped by the teacher on a; the teacher's cursor cap, in force on
+//! both nodes.
 
 use std::time::Duration;
 
-use easel_client::{Event, SfuEventKind};
+use easel_client::{Event, ModAction, SfuEventKind};
 use easel_server::config::ClusterConfig;
 
 use crate::harness::TestServer;
@@ -50,7 +51,8 @@ async fn a_publisher_on_one_node_is_seen_and_subscribed_to_on_another() {
     let mut sam = Member::join(&b, "sam", "student").await;
     // Listed before she does anything in the SFU: her SFU events follow.
     let tess_at_b = listed(&mut sam, "tess").await;
-    assert!(sam.sfu_join(false).await, "students publish here");
+    let sam_at_a = listed(&mut tess, "sam").await;
+    assert!(sam.sfu_join(true).await, "students publish here");
 
     assert!(tess.sfu_join(true).await);
     let (publisher, _) = publish(&mut tess, &api).await;
@@ -71,6 +73,14 @@ async fn a_publisher_on_one_node_is_seen_and_subscribed_to_on_another() {
     assert_eq!(sfu_event(&mut sam, tess_at_b, SfuEventKind::Unpublished).await, feed);
     camera(&mut sam, tess_at_b, false).await;
     drop(publisher);
+
+    // The other way round, and a teacher's StopMedia carried out by the publisher's node.
+    let (_publisher, _) = publish(&mut sam, &api).await;
+    let feed = sfu_event(&mut tess, sam_at_a, SfuEventKind::Publishing).await;
+    camera(&mut tess, sam_at_a, true).await;
+    tess.room.moderate(sam_at_a, ModAction::StopMedia, "").await.expect("moderate");
+    assert_eq!(sfu_event(&mut tess, sam_at_a, SfuEventKind::Unpublished).await, feed);
+    camera(&mut tess, sam_at_a, false).await;
 
     // The lecture's cursor cap: every node's, each naming her by its own number.
     for (cap, told) in [(Some(1), 1), (Some(0), 0)] {

@@ -376,7 +376,8 @@ impl Room {
             }
             info = Some(member.info.clone());
             remove = action == ModAction::Remove && !member.is_remote();
-            if action == ModAction::StopMedia && member.in_sfu {
+            // Another node's member's publisher is its node's SFU session's to tear down.
+            if action == ModAction::StopMedia && member.in_sfu && !member.is_remote() {
                 self.push(Output::Sfu(SfuOp::Unpublish { participant: n }));
             }
         }
