@@ -333,10 +333,21 @@ async fn moderation_on(layout: Layout) {
 
 #[tokio::test]
 async fn a_teacher_sets_the_cursor_cap_and_students_may_not() {
-    let server = TestServer::start_with(|c| c.room_active_cursors = 1).await;
+    cursor_cap_on(Layout::One).await;
+}
+
+#[tokio::test]
+async fn a_teacher_sets_the_cursor_cap_and_students_may_not_across_nodes() {
+    cursor_cap_on(Layout::Spread).await;
+}
+
+async fn cursor_cap_on(layout: Layout) {
+    let server = layout.start_with(|c| c.room_active_cursors = 1).await;
     let (teacher, t) = member(&server, "teach", "teacher").await;
     let (ada, a) = member(&server, "ada", "student").await;
     let [ai] = numbers(&teacher, ["ada"]).await;
+    // The default cap holds while a teacher is in the room, as ada's node sees it.
+    numbers(&ada, ["teach"]).await;
 
     a.set_cursor_cap(Some(0)).await.expect("sent");
     assert_eq!(refused(&ada, "student sets the cap").await, ErrorCode::Forbidden);

@@ -35,34 +35,36 @@ use crate::harness::{TestServer, token, within};
 use crate::janus::{ADMIN_KEY, JanusProcess};
 use crate::sdk::url;
 
-const ROOM: &str = "uni-a/biology/2026-11-23";
+pub const ROOM: &str = "uni-a/biology/2026-11-23";
+
+/// The SFU configuration of a server in front of `janus`.
+pub fn sfu_config(janus: &JanusProcess) -> SfuConfig {
+    SfuConfig {
+        kind: SfuKind::Janus,
+        janus_url: janus.url(),
+        janus_admin_key: Some(ADMIN_KEY.into()),
+        ice_servers: Vec::new(),
+        students_publish: true,
+    }
+}
 
 async fn server_with(janus: &JanusProcess) -> TestServer {
-    let url = janus.url();
-    TestServer::start_with(|c| {
-        c.sfu = Some(SfuConfig {
-            kind: SfuKind::Janus,
-            janus_url: url,
-            janus_admin_key: Some(ADMIN_KEY.into()),
-            ice_servers: Vec::new(),
-            students_publish: true,
-        });
-    })
-    .await
+    let sfu = sfu_config(janus);
+    TestServer::start_with(|c| c.sfu = Some(sfu)).await
 }
 
 /// An SDK client in the room. Its events are pumped by a task: ICE candidates from the SFU go
 /// straight to the peer connection of their feed, everything else to `events`.
-struct Member {
+pub struct Member {
     _client: Arc<Client>,
-    room: Room,
-    index: u16,
+    pub room: Room,
+    pub index: u16,
     events: mpsc::UnboundedReceiver<Event>,
     peers: Arc<Mutex<HashMap<u64, Arc<RTCPeerConnection>>>>,
 }
 
 impl Member {
-    async fn join(server: &TestServer, user: &str, role: &str) -> Self {
+    pub async fn join(server: &TestServer, user: &str, role: &str) -> Self {
         let client = Client::builder(token(ROOM, user, role, 3600))
             .cert_hash(server.server.cert_hash())
             .expect("hash")
@@ -110,7 +112,7 @@ impl Member {
     }
 
     /// Waits for the first event `want` accepts, skipping others.
-    async fn wait<T>(&mut self, what: &str, mut want: impl FnMut(&Event) -> Option<T>) -> T {
+    pub async fn wait<T>(&mut self, what: &str, mut want: impl FnMut(&Event) -> Option<T>) -> T {
         within(what, async {
             loop {
                 let event = self.events.recv().await.unwrap_or_else(|| panic!("client closed: {what}"));
@@ -127,7 +129,7 @@ impl Member {
         .await
     }
 
-    async fn sfu_join(&mut self, publish: bool) -> bool {
+    pub async fn sfu_join(&mut self, publish: bool) -> bool {
         self.room.sfu_join(publish).await.expect("sfu_join");
         self.wait("grant", |e| match e {
             Event::SfuGrant { can_publish, .. } => Some(*can_publish),
@@ -158,7 +160,7 @@ impl Member {
 /// candidates at 127.0.0.1, and no mDNS socket is opened. Answering (subscribing) it takes the
 /// DTLS server role: as the client, about one run in three took ~1 s longer to the first RTP
 /// (the DTLS retransmit interval; its first flight apparently reached Janus too early).
-fn api() -> API {
+pub fn api() -> API {
     let mut media = MediaEngine::default();
     media.register_default_codecs().expect("codecs");
     let registry = register_default_interceptors(Registry::new(), &mut media).expect("interceptors");
@@ -199,7 +201,7 @@ fn vp8_frame(n: u32) -> Bytes {
 }
 
 /// A publisher sending frames at 30 fps until dropped.
-struct Publisher {
+pub struct Publisher {
     pc: Arc<RTCPeerConnection>,
     frames: tokio::task::JoinHandle<()>,
 }
@@ -214,7 +216,7 @@ impl Drop for Publisher {
 
 /// `member` publishes a VP8 track through Easel's SFU signalling. Returns the publisher and
 /// when the offer was sent.
-async fn publish(member: &mut Member, api: &API) -> (Publisher, Instant) {
+pub async fn publish(member: &mut Member, api: &API) -> (Publisher, Instant) {
     let (pc, gathered) = peer(api).await;
     let capability = RTCRtpCodecCapability {
         mime_type: MIME_TYPE_VP8.to_owned(),
@@ -260,7 +262,7 @@ async fn publish(member: &mut Member, api: &API) -> (Publisher, Instant) {
 
 /// `member` subscribes to `feed`; returns the peer connection and a channel that gets, for
 /// every RTP packet, when it arrived and whether it carries one of [`vp8_frame`]'s frames.
-async fn subscribe(
+pub async fn subscribe(
     member: &mut Member,
     api: &API,
     feed: u64,
@@ -298,7 +300,7 @@ async fn subscribe(
 }
 
 /// Waits for `who`'s SFU event of `kind`; returns its feed.
-async fn sfu_event(member: &mut Member, who: u16, kind: SfuEventKind) -> u64 {
+pub async fn sfu_event(member: &mut Member, who: u16, kind: SfuEventKind) -> u64 {
     member
         .wait(&format!("SfuEvent {kind:?} of #{who}"), |e| match e {
             Event::SfuEvent { participant, feed, event, .. } if *participant == who && *event == kind => {
@@ -309,7 +311,7 @@ async fn sfu_event(member: &mut Member, who: u16, kind: SfuEventKind) -> u64 {
         .await
 }
 
-async fn camera(member: &mut Member, who: u16, on: bool) {
+pub async fn camera(member: &mut Member, who: u16, on: bool) {
     member
         .wait(&format!("camera of #{who} {on}"), |e| match e {
             Event::ParticipantUpdated { participant, .. }

@@ -51,6 +51,9 @@ enum WireAct {
     PollDeadline(u64),
     Arrive,
     Depart(u64),
+    // New variants go last: the earlier ones keep their encoding, so a log written before
+    // them still reads.
+    CursorCap(Option<u16>),
 }
 
 /// The id JetStream deduplicates an event by, if a resend of it must be stored once: the
@@ -93,6 +96,7 @@ pub fn encode(event: &ClassEvent) -> Result<Vec<u8>, String> {
         Act::PollDeadline { poll_id } => WireAct::PollDeadline(*poll_id),
         Act::Arrive => WireAct::Arrive,
         Act::Depart { at_ms } => WireAct::Depart(*at_ms),
+        Act::CursorCap { cap } => WireAct::CursorCap(*cap),
     };
     let envelope = Envelope {
         origin: by.key.origin.to_string(),
@@ -133,6 +137,7 @@ pub fn decode(bytes: &[u8], origin: &str) -> Result<ClassEvent, &'static str> {
         WireAct::PollDeadline(poll_id) => Act::PollDeadline { poll_id },
         WireAct::Arrive => Act::Arrive,
         WireAct::Depart(at_ms) => Act::Depart { at_ms },
+        WireAct::CursorCap(cap) => Act::CursorCap { cap },
     };
     if e.user.is_empty() && !matches!(act, Act::PollDeadline { .. }) {
         return Err("a member's act without its user");
@@ -205,7 +210,15 @@ mod tests {
             until_ms: 77,
             asked: 4,
         };
-        for act in [chat(5).act, moderate, Act::PollDeadline { poll_id: 2 }, Act::Depart { at_ms: 8 }] {
+        let acts = [
+            chat(5).act,
+            moderate,
+            Act::PollDeadline { poll_id: 2 },
+            Act::Depart { at_ms: 8 },
+            Act::CursorCap { cap: Some(3) },
+            Act::CursorCap { cap: None },
+        ];
+        for act in acts {
             let event = ClassEvent { by: by("a@1"), act };
             assert_eq!(decode(&encode(&event).expect("encode"), "a@1"), Ok(event));
         }

@@ -42,7 +42,7 @@ pub struct Envelope {
     /// Whether it lists every member of its node.
     pub full: bool,
     /// Members: number on the origin, user, session, name, role, presence (status, tool),
-    /// cursor.
+    /// cursor, whether it is in the SFU room and the feed it publishes.
     pub members: Vec<Member>,
     /// Left since the last batch: number on the origin, leave code.
     pub left: Vec<(u16, u16)>,
@@ -58,6 +58,8 @@ pub struct Member {
     role: Role,
     presence: Option<(Status, Tool)>,
     cursor: Option<(u16, i32, i32)>,
+    in_sfu: bool,
+    feed: Option<u64>,
 }
 
 /// Encodes a batch.
@@ -77,6 +79,8 @@ pub fn encode(batch: &RelayBatch) -> Result<Vec<u8>, rkyv::rancor::Error> {
                 role: m.role,
                 presence: m.presence,
                 cursor: m.cursor,
+                in_sfu: m.in_sfu,
+                feed: m.feed,
             })
             .collect(),
         left: batch.left.clone(),
@@ -110,6 +114,8 @@ pub fn decode(bytes: &[u8]) -> Result<RelayBatch, &'static str> {
             role: m.role,
             presence: m.presence,
             cursor: m.cursor,
+            in_sfu: m.in_sfu,
+            feed: m.feed,
         })
         .collect();
     Ok(RelayBatch { origin: e.origin, node: e.node, full: e.full, members, left: e.left })
@@ -209,6 +215,8 @@ mod tests {
                 role: Role::Teacher,
                 presence: Some((Status::Idle, Tool::Laser)),
                 cursor: Some((9, -4, 12)),
+                in_sfu: true,
+                feed: Some(1 << 40),
             }],
             left: vec![(2, 0)],
         }

@@ -45,6 +45,8 @@ pub struct Snapshot {
     pub class: Exported,
     /// The raised hands, first raised first.
     pub hands: Vec<Key>,
+    /// A teacher's cursor cap for the room (`None`: the server's default; SPEC §8.5).
+    pub cursor_cap: Option<u16>,
 }
 
 /// A snapshot object that is not one of this room's snapshots.
@@ -82,6 +84,9 @@ struct Header {
     records: Vec<(String, String, String)>,
     present: BTreeMap<String, u32>,
     hands: Vec<(String, u16)>,
+    /// Absent from snapshots written before the cap was on the log: none chosen.
+    #[serde(default)]
+    cursor_cap: Option<u16>,
 }
 
 /// Encodes a snapshot as an object's bytes.
@@ -101,6 +106,7 @@ pub fn encode(s: &Snapshot) -> Result<Vec<u8>, SnapshotError> {
         records,
         present: s.class.present.clone(),
         hands: s.hands.iter().map(|k| (k.origin.to_string(), k.index)).collect(),
+        cursor_cap: s.cursor_cap,
     };
     let header = serde_json::to_vec(&header)?;
     let len = u32::try_from(header.len()).map_err(|_| SnapshotError::TooLarge)?;
@@ -134,6 +140,7 @@ pub fn decode(bytes: &[u8], room: &str) -> Result<Snapshot, SnapshotError> {
             .into_iter()
             .map(|(origin, index)| Key { origin: Arc::from(origin), index })
             .collect(),
+        cursor_cap: header.cursor_cap,
     })
 }
 
@@ -222,6 +229,7 @@ mod tests {
                 present: BTreeMap::from([("ada".into(), 2)]),
             },
             hands: vec![Key { origin: "a@1".into(), index: 3 }],
+            cursor_cap: Some(5),
         }
     }
 
@@ -230,6 +238,16 @@ mod tests {
         let s = snapshot();
         let bytes = encode(&s).expect("encode");
         assert_eq!(decode(&bytes, "uni/room.1").expect("decode"), s);
+    }
+
+    #[test]
+    fn a_snapshot_written_before_the_cursor_cap_was_kept_reads_as_none_chosen() {
+        let header = br#"{"room":"uni/room.1","upto_seq":42,"records":[],"present":{},"hands":[]}"#;
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend_from_slice(&(header.len() as u32).to_be_bytes());
+        bytes.extend_from_slice(header);
+        let s = decode(&bytes, "uni/room.1").expect("decode");
+        assert_eq!((s.upto_seq, s.cursor_cap), (42, None));
     }
 
     #[test]

@@ -135,19 +135,23 @@ async fn load(
         };
         let (now, now_ms) = (Instant::now(), crate::shared::unix_ms());
         let per_min = config.chat_per_min;
-        let (snapshot, class, hands) = match replica {
-            Some(r) => (Some((r.upto_seq, r.doc)), Class::restore(r.class, per_min, now, now_ms), r.hands),
+        let (snapshot, class, (hands, cursor_cap)) = match replica {
+            Some(r) => (
+                Some((r.upto_seq, r.doc)),
+                Class::restore(r.class, per_min, now, now_ms),
+                (r.hands, r.cursor_cap),
+            ),
             None => (
                 stored.snapshot.map(|s| (s.upto_seq, s.data)),
                 Class::load(side, per_min, now, now_ms),
-                Vec::new(),
+                (Vec::new(), None),
             ),
         };
         let from = snapshot.as_ref().map_or(0, |(seq, _)| *seq);
         let updates = stored.updates.into_iter().map(|(seq, r)| (seq, r.data)).collect();
         let mut room = Room::new(id.clone(), config.clone(), snapshot, updates, class, now, now_ms)
             .map_err(|e| StoreError::Corrupt { room: id.to_string(), seq: e.seq(), reason: e.to_string() })?;
-        room.restore_hands(hands);
+        room.restore(hands, cursor_cap);
         let (Board::Cluster(log), Some(rx)) = (board, &mut remote) else {
             return Ok((room, remote, (0, 0)));
         };
@@ -564,7 +568,7 @@ impl Actor {
             Command::Sfu(participant, message) => room.handle_sfu(now, participant, message),
             Command::SfuNews(participant, news) => {
                 self.stats.sfu_errors += u64::from(news.is_sfu_error());
-                room.handle_sfu_news(participant, news);
+                room.handle_sfu_news(now, participant, news);
             }
             Command::Attendance(reply) => {
                 let _ = reply.send(room.attendance());

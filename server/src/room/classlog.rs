@@ -90,6 +90,12 @@ pub enum Act {
         /// The poll.
         poll_id: u64,
     },
+    /// A teacher's `SetCursorCap` (SPEC §8.5): every replica's cap, so each node's members
+    /// see the same cap in force.
+    CursorCap {
+        /// The cap asked for: `None` is the server's default, `Some(0)` none.
+        cap: Option<u16>,
+    },
     /// A membership began (attendance).
     Arrive,
     /// A membership ended at `at_ms` (attendance).
@@ -107,6 +113,7 @@ impl ClassEvent {
             Act::Request(m) => Some((m.kind(), reference(m))),
             Act::HandLower { .. } => Some((Kind::HandLower, 0)),
             Act::Moderate { asked, .. } => Some((Kind::Moderate, u64::from(*asked))),
+            Act::CursorCap { .. } => Some((Kind::SetCursorCap, 0)),
             Act::PollDeadline { .. } | Act::Arrive | Act::Depart { .. } => None,
         }
     }
@@ -253,6 +260,13 @@ impl Room {
                 return self.moderated(now, who.index, moderation);
             }
             Act::PollDeadline { poll_id } => self.class.poll_deadline(poll_id),
+            // Its node checked the role; a node of another mind is not followed.
+            Act::CursorCap { cap } if by.role == Role::Teacher => {
+                return self.set_cursor_cap(now, index, cap);
+            }
+            Act::CursorCap { .. } => {
+                return tracing::warn!(room = %self.id, user = by.user, "a cursor cap not set by a teacher: ignored");
+            }
             Act::Arrive => Outcome {
                 writes: self.class.arrive(&by.user, &by.name, at_ms).into_iter().collect(),
                 ..Outcome::default()
@@ -362,7 +376,8 @@ impl Room {
             }
             info = Some(member.info.clone());
             remove = action == ModAction::Remove && !member.is_remote();
-            if action == ModAction::StopMedia && member.in_sfu {
+            // Another node's member's publisher is its node's SFU session's to tear down.
+            if action == ModAction::StopMedia && member.in_sfu && !member.is_remote() {
                 self.push(Output::Sfu(SfuOp::Unpublish { participant: n }));
             }
         }
@@ -370,7 +385,9 @@ impl Room {
             // The target hears why on its own stream; it is gone before the broadcast.
             self.remove(now, n, ErrorCode::Removed, Some(clip_reason(reason.clone())));
         }
-        let target = number.unwrap_or(REMOTE_AUTHOR);
+        // A target that left by presence before this event came is named by the number it
+        // had here.
+        let target = number.or_else(|| self.departed_number(&target, &user)).unwrap_or(REMOTE_AUTHOR);
         let mut then = vec![Deliver::All(Message::from(Moderated { target, action, by, reason }))];
         if let (false, Some(info)) = (action == ModAction::Remove, info) {
             then.push(Deliver::All(Message::from(ParticipantUpdated { participant: info })));
@@ -396,4 +413,143 @@ struct Moderation {
     action: ModAction,
     reason: String,
     until_ms: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use easel_proto::message::{CursorCap, Moderate, Moderated, SetCursorCap};
+
+    use super::super::relay::tests::{from_b, zoe};
+    use super::super::testing::{Sim, clustered};
+    use super::*;
+    use crate::room::Relayed;
+
+    /// The classroom events the room asked to publish.
+    fn published(sim: &mut Sim) -> Vec<ClassEvent> {
+        sim.take_other()
+            .into_iter()
+            .filter_map(|o| match o {
+                Output::ClassLog(event) => Some(event),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn zoe_number(sim: &Sim) -> u16 {
+        sim.room.members.iter().find(|(_, m)| m.info.user == "zoe").map(|(i, _)| *i).expect("zoe is here")
+    }
+
+    #[test]
+    fn a_removal_whose_target_left_by_presence_first_names_the_number_it_had() {
+        let t0 = Instant::now();
+        let mut sim = clustered(t0);
+        let tess = sim.join_as(t0, "tess", Role::Teacher);
+        sim.room.handle_remote_presence(t0, from_b(true, vec![zoe(None)], vec![]));
+        let z = zoe_number(&sim);
+        published(&mut sim);
+        let remove = Moderate { target: z, action: ModAction::Remove, reason: "spam".into() };
+        sim.room.handle_class(t0, tess, Message::from(remove));
+        let [event] = <[ClassEvent; 1]>::try_from(published(&mut sim)).expect("one event");
+
+        // Her node carried the removal out, and its leave came by presence before the log's
+        // event came back here.
+        let removed = ErrorCode::Removed.to_u16();
+        sim.room.handle_remote_presence(t0, from_b(false, vec![], vec![(7, removed)]));
+        assert!(!sim.room.members.contains_key(&z));
+        sim.drain();
+        sim.messages(tess);
+        sim.room.handle_class_event(t0, 1_000, event);
+        sim.drain();
+        let echoed: Vec<u16> = sim
+            .messages(tess)
+            .into_iter()
+            .filter_map(|m| match m {
+                Message::Moderated(Moderated { target, .. }) => Some(target),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(echoed, [z], "named by the number she had here, not {REMOTE_AUTHOR}");
+    }
+
+    #[test]
+    fn the_default_cap_holds_where_the_only_teacher_is_another_nodes() {
+        let t0 = Instant::now();
+        let mut sim = clustered(t0);
+        let ada = sim.join(t0, "ada");
+        let zoe_teacher = Relayed { role: Role::Teacher, ..zoe(None) };
+        sim.room.handle_remote_presence(t0, from_b(true, vec![zoe_teacher], vec![]));
+        let z = zoe_number(&sim);
+        assert_eq!(sim.room.spotlight.cap(), Some(32), "a lecture: the default cap");
+        let by = Actor {
+            key: Key { origin: "b@1".into(), index: 7 },
+            user: "zoe".into(),
+            client: "zoe-device".into(),
+            name: "Zoe".into(),
+            role: Role::Teacher,
+        };
+        sim.messages(ada);
+        for (cap, shown) in [(Some(0), 0), (None, 32)] {
+            let event = ClassEvent { by: by.clone(), act: Act::CursorCap { cap } };
+            sim.room.handle_class_event(t0, 1_000, event);
+            sim.drain();
+            let heard: Vec<(u16, u16)> = sim
+                .messages(ada)
+                .into_iter()
+                .filter_map(|m| match m {
+                    Message::CursorCap(c) => Some((c.cap, c.by)),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(heard, [(shown, z)], "{cap:?}");
+        }
+    }
+
+    #[test]
+    fn a_teachers_cursor_cap_goes_through_the_log_and_applies_at_every_node() {
+        let t0 = Instant::now();
+        let mut sim = clustered(t0);
+        let tess = sim.join_as(t0, "tess", Role::Teacher);
+        let ada = sim.join(t0, "ada");
+        let zoe_teacher = Relayed { role: Role::Teacher, ..zoe(None) };
+        sim.room.handle_remote_presence(t0, from_b(true, vec![zoe_teacher], vec![]));
+        let z = zoe_number(&sim);
+        published(&mut sim);
+        sim.messages(ada);
+        let caps = |sim: &mut Sim, member: u16| -> Vec<(u16, u16)> {
+            sim.drain();
+            sim.messages(member)
+                .into_iter()
+                .filter_map(|m| match m {
+                    Message::CursorCap(CursorCap { cap, by }) => Some((cap, by)),
+                    _ => None,
+                })
+                .collect()
+        };
+
+        // This node's teacher: published, applied only when it comes back from the log.
+        sim.room.handle_class(t0, tess, Message::from(SetCursorCap { cap: Some(2) }));
+        let [event] = <[ClassEvent; 1]>::try_from(published(&mut sim)).expect("one event");
+        assert_eq!(event.act, Act::CursorCap { cap: Some(2) });
+        assert_eq!(caps(&mut sim, ada), [], "not before the log has it");
+        sim.room.handle_class_event(t0, 1_000, event);
+        assert_eq!(caps(&mut sim, ada), [(2, tess)]);
+        assert_eq!(sim.room.spotlight.cap(), Some(2));
+
+        // Another node's teacher: named by this node's number for her.
+        let by = |role| Actor {
+            key: Key { origin: "b@1".into(), index: 7 },
+            user: "zoe".into(),
+            client: "zoe-device".into(),
+            name: "Zoe".into(),
+            role,
+        };
+        let cap = |cap| Act::CursorCap { cap };
+        sim.room.handle_class_event(t0, 2_000, ClassEvent { by: by(Role::Teacher), act: cap(Some(1)) });
+        assert_eq!(caps(&mut sim, ada), [(1, z)]);
+        assert_eq!(sim.room.spotlight.cap(), Some(1));
+        // A student's, which no node should have published, is not followed.
+        sim.room.handle_class_event(t0, 3_000, ClassEvent { by: by(Role::Student), act: cap(Some(0)) });
+        assert_eq!(caps(&mut sim, ada), []);
+        assert_eq!(sim.room.spotlight.cap(), Some(1));
+    }
 }

@@ -58,9 +58,7 @@ impl Room {
                 Some(act) => act,
                 None => return,
             },
-            Message::SetCursorCap(c) if info.role == Role::Teacher => {
-                return self.set_cursor_cap(now, member, c.cap);
-            }
+            Message::SetCursorCap(c) if info.role == Role::Teacher => Act::CursorCap { cap: c.cap },
             Message::SetCursorCap(_) => {
                 let why = "only a teacher sets the cursor cap";
                 return self.refuse(member, Kind::SetCursorCap, 0, ErrorCode::Forbidden, why);

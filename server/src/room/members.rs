@@ -401,13 +401,16 @@ impl Room {
                 None => Output::Release { member: index },
             });
         }
+        self.remember_departed(now, by.key.clone(), &by.user, index);
         let left_at = match &member.reach {
             Reach::Detached { lost, .. } => *lost,
             Reach::Linked { .. } => now,
             Reach::Remote { .. } => {
-                // Its node keeps its attendance; here it only leaves the lists.
+                // Its node keeps its attendance (and its SFU session); here it only leaves
+                // the lists, and its feed with it.
                 self.drop_hand(&by.key);
                 self.forget_remote(&member.info.user, member.session);
+                self.remote_sfu_gone(index, member.in_sfu, member.feed);
                 self.unlist(now, index, &member, code);
                 return;
             }

@@ -99,7 +99,7 @@ mod tests {
         let mut sim = Sim::new(room(Config::default(), t0));
         let t = sim.join_as(t0, "tess", Role::Teacher);
         let publishing = crate::sfu::SfuNews::Event(easel_sfu_bridge::PeerEvent::Publishing { feed: 5 });
-        sim.room.handle_sfu_news(t, publishing);
+        sim.room.handle_sfu_news(t0, t, publishing);
         sim.drain();
         sim.take_other();
         sim.room.handle_refreshed(t0, t, 0, Role::Student, 1_000);

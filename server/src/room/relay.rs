@@ -11,7 +11,7 @@
 //! presence TTL; when the cluster counts their node out they are away (pointer hidden) for the
 //! resume grace, and go if they have not reappeared from another node by then.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -55,6 +55,11 @@ pub struct Relayed {
     pub presence: Option<(Status, Tool)>,
     /// Cursor `(seq, x, y)`, while its pointer shows.
     pub cursor: Option<(u16, i32, i32)>,
+    /// Whether it is in the room's SFU room (its node's bridge let it in).
+    pub in_sfu: bool,
+    /// The feed it publishes, while its camera is on: the SFU's id, the same on every node
+    /// that shares the SFU.
+    pub feed: Option<u64>,
 }
 
 /// The relay's state in a room of a clustered node.
@@ -73,7 +78,27 @@ pub(super) struct Relay {
     pub(super) next: Option<Instant>,
     /// Remote members: (user, session) → this room's number.
     numbers: HashMap<(String, u64), u16>,
+    /// Members that left lately, newest last: a classroom event naming one that comes from
+    /// the room log after its leave came by presence still names it by the number it had.
+    departed: VecDeque<Departed>,
+    /// The origins heard from: a new one (a node that just loaded the room, or restarted)
+    /// is sent this node's whole roster at the next pace rather than at the next refresh,
+    /// so its members see this node's at once.
+    heard: HashSet<Arc<str>>,
 }
+
+/// A member that left, as [`Relay::departed`] remembers it.
+struct Departed {
+    key: Key,
+    user: String,
+    number: u16,
+    at: Instant,
+}
+
+/// How many departed members a room remembers, and for how long: a leave by presence is
+/// ahead of the room log by a round trip to NATS, not by minutes.
+const DEPARTED_MAX: usize = 256;
+const DEPARTED_FOR: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Relay {
     /// `origin`: this node's `id@start_ms`.
@@ -88,6 +113,8 @@ impl Relay {
             last_full: None,
             next: None,
             numbers: HashMap::new(),
+            departed: VecDeque::new(),
+            heard: HashSet::new(),
         }
     }
 }
@@ -103,6 +130,12 @@ impl Room {
         }
         let origin: Arc<str> = batch.origin.into();
         let node: Arc<str> = batch.node.into();
+        if let Some(relay) = &mut self.relay
+            && relay.heard.insert(origin.clone())
+        {
+            relay.last_full = None;
+            self.relay_due(now);
+        }
         let until = now + self.config.presence_ttl;
         let listed: BTreeSet<u16> = batch.members.iter().map(|m| m.index).collect();
         // A node that restarted numbers afresh: its earlier start's members are gone.
@@ -142,6 +175,9 @@ impl Room {
     /// The cluster counted `node` out: its members are away, pointer hidden, for the resume
     /// grace (they may resume on another node), and go when it passes.
     pub fn handle_node_left(&mut self, now: Instant, node: &str) {
+        if let Some(relay) = &mut self.relay {
+            relay.heard.retain(|o| o.split_once('@').map_or(&**o, |(n, _)| n) != node);
+        }
         let until = now + self.config.resume_grace;
         let mut away = Vec::new();
         for (index, m) in self.members.iter_mut() {
@@ -156,6 +192,8 @@ impl Room {
         }
         for index in away {
             self.publish_presence(now, index, Status::Away, Tool::Hidden);
+            // Its node's SFU session died with it: so did its feed and subscriptions.
+            self.remote_sfu(index, false, None);
         }
     }
 
@@ -224,6 +262,7 @@ impl Room {
         if let Some((status, tool)) = r.presence {
             self.publish_presence(now, index, status, tool);
         }
+        self.remote_sfu(index, r.in_sfu, r.feed);
         let Some((seq, x, y)) = r.cursor else { return false };
         let Some(m) = self.members.get_mut(&index) else { return false };
         if m.cursor.as_ref().is_some_and(|old| !is_newer(seq, old.seq)) {
@@ -299,9 +338,11 @@ impl Room {
         m.conn = u64::MAX;
         let (user, in_sfu) = (m.info.user.clone(), m.in_sfu);
         if in_sfu {
-            m.in_sfu = false;
             self.push(Output::Sfu(super::SfuOp::Leave { participant: index }));
         }
+        // Its SFU session here ends (what the bridge reports of it is not heard: see
+        // `handle_sfu_news`); its new node's batches tell its SFU state from now on.
+        self.remote_sfu(index, false, None);
         if let Some(relay) = &mut self.relay {
             relay.changed.remove(&index);
             relay.numbers.insert((user.clone(), r.session), index);
@@ -323,6 +364,8 @@ impl Room {
             relay.numbers.remove(&(user.clone(), session));
         }
         self.metric(super::Metric::ParticipantJoined);
+        // Its feed was its old node's SFU session's, gone with that node.
+        self.remote_sfu(index, false, None);
         self.relay_changed(now, index);
         if let Some(m) = self.members.get(&index) {
             let by = self.actor(index, m);
@@ -335,6 +378,25 @@ impl Room {
         if let Some(relay) = &mut self.relay {
             relay.numbers.remove(&(user.to_owned(), session));
         }
+    }
+
+    /// A member left (cluster mode): its number is remembered for a while, by its node's
+    /// key and user, for classroom events about it still on their way (see
+    /// [`Self::departed_number`]).
+    pub(super) fn remember_departed(&mut self, now: Instant, key: Key, user: &str, number: u16) {
+        let Some(relay) = &mut self.relay else { return };
+        while relay.departed.len() >= DEPARTED_MAX
+            || relay.departed.front().is_some_and(|d| now.saturating_duration_since(d.at) > DEPARTED_FOR)
+        {
+            relay.departed.pop_front();
+        }
+        relay.departed.push_back(Departed { key, user: user.to_owned(), number, at: now });
+    }
+
+    /// The number a member that left lately had here, named by its node's key and its user.
+    pub(super) fn departed_number(&self, key: &Key, user: &str) -> Option<u16> {
+        let relay = self.relay.as_ref()?;
+        relay.departed.iter().rev().find(|d| d.key == *key && d.user == user).map(|d| d.number)
     }
 
     /// A local member changed (moved, came, changed presence): the other nodes hear of it in
@@ -385,6 +447,8 @@ impl Room {
                 role: m.info.role,
                 presence: m.presence.map(|p| (p.status, p.tool)),
                 cursor: m.cursor.as_ref().filter(|_| m.is_linked()).map(|c| (c.seq, c.x, c.y)),
+                in_sfu: m.in_sfu,
+                feed: m.feed,
             })
             .collect();
         let has_local = self.members.values().any(|m| !m.is_remote());
@@ -416,7 +480,7 @@ impl Room {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::time::Duration;
 
     use easel_proto::Datagram;
@@ -424,28 +488,14 @@ mod tests {
 
     use easel_proto::Message;
 
+    use super::super::Arrival;
     use super::super::doc::REMOTE_AUTHOR;
-    use super::super::testing::{Sim, room};
-    use super::super::{Arrival, Config};
+    use super::super::testing::{Sim, clustered};
     use super::*;
 
     const MS: Duration = Duration::from_millis(1);
 
-    fn clustered(t0: Instant) -> Sim {
-        let config = Config {
-            relay: Some("a@1".into()),
-            presence_ttl: Duration::from_secs(10),
-            presence_refresh: Duration::from_secs(2),
-            ..Config::default()
-        };
-        let mut sim = Sim::new(room(config, t0));
-        sim.room.handle_timeout(t0);
-        sim.drain();
-        sim.take_other();
-        sim
-    }
-
-    fn zoe(cursor: Option<(u16, i32, i32)>) -> Relayed {
+    pub(in super::super) fn zoe(cursor: Option<(u16, i32, i32)>) -> Relayed {
         Relayed {
             index: 7,
             user: "zoe".into(),
@@ -454,10 +504,12 @@ mod tests {
             role: Role::Student,
             presence: Some((Status::Active, Tool::Pen)),
             cursor,
+            in_sfu: false,
+            feed: None,
         }
     }
 
-    fn from_b(full: bool, members: Vec<Relayed>, left: Vec<(u16, u16)>) -> RelayBatch {
+    pub(in super::super) fn from_b(full: bool, members: Vec<Relayed>, left: Vec<(u16, u16)>) -> RelayBatch {
         RelayBatch { origin: "b@1".into(), node: "b".into(), full, members, left }
     }
 
@@ -799,5 +851,28 @@ mod tests {
         sim.advance(t0 + Duration::from_secs(3) + MS);
         let last = relayed(&mut sim);
         assert_eq!(last.last().map(|b| b.left.clone()), Some(vec![(ada, 0)]), "{last:?}");
+    }
+
+    #[test]
+    fn a_node_new_to_the_room_is_sent_the_whole_roster_at_the_next_pace() {
+        let t0 = Instant::now();
+        let mut sim = clustered(t0);
+        sim.join_with(t0, "ada", 1, None, 4096);
+        sim.advance(t0 + MS);
+        assert!(relayed(&mut sim).iter().any(|b| b.full), "the first batch is whole");
+        // Long before the refresh, node b loads the room: its first batch comes.
+        let t1 = t0 + Duration::from_millis(500);
+        sim.room.handle_remote_presence(t1, from_b(true, vec![zoe(None)], vec![]));
+        sim.advance(t1 + sim.room.config.tick);
+        let answer = relayed(&mut sim);
+        assert!(
+            answer.len() == 1 && answer[0].full && answer[0].members.iter().any(|m| m.user == "ada"),
+            "ada's node tells b its whole roster now: {answer:?}"
+        );
+        // b is known now: its next batches change nothing here.
+        let t2 = t1 + Duration::from_millis(200);
+        sim.room.handle_remote_presence(t2, from_b(false, vec![zoe(Some((1, 2, 3)))], vec![]));
+        sim.advance(t2 + sim.room.config.tick);
+        assert!(relayed(&mut sim).iter().all(|b| !b.full));
     }
 }

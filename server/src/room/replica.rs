@@ -1,5 +1,5 @@
-//! A cluster room's state as its snapshot holds it: the board, the classroom and the hand
-//! queue, taken at a position of the room's log and given back to a room loading from it.
+//! A cluster room's state as its snapshot holds it: the board, the classroom, the hand
+//! queue and the teacher's cursor cap, taken at a position of the room's log and given back to a room loading from it.
 //! What a replica applies from the log after that position rebuilds the rest.
 
 use loro::LoroEncodeError;
@@ -17,12 +17,15 @@ impl Room {
             doc: doc::snapshot_of(&self.doc)?,
             class: self.class.export(),
             hands: self.hands.clone(),
+            cursor_cap: self.spotlight.chosen(),
         })
     }
 
-    /// The hand queue of the snapshot the room was loaded from.
-    pub fn restore_hands(&mut self, hands: Vec<Key>) {
+    /// The hand queue and the teacher's cursor cap of the snapshot the room was loaded from
+    /// (before anyone joined: nobody is told).
+    pub fn restore(&mut self, hands: Vec<Key>, cursor_cap: Option<u16>) {
         self.hands = hands;
+        self.spotlight.choose(cursor_cap);
     }
 
     /// Whether the document may hold updates that were refused storage (then it is no
@@ -37,7 +40,7 @@ mod tests {
     use std::time::Instant;
 
     use easel_proto::Message;
-    use easel_proto::message::{ChatSend, HandRaise};
+    use easel_proto::message::{ChatSend, HandRaise, Role, SetCursorCap};
 
     use super::super::testing::{Sim, edit, room};
     use super::super::{Act, ClassEvent, Config};
@@ -48,10 +51,11 @@ mod tests {
     fn a_room_rebuilt_from_its_replica_has_its_board_chat_and_hands() {
         let t0 = Instant::now();
         let mut sim = Sim::new(room(Config::default(), t0));
-        let a = sim.join(t0, "ada");
+        let a = sim.join_as(t0, "ada", Role::Teacher);
         sim.room.handle_update(t0, a, 1, edit("x"));
         sim.room.handle_class(t0, a, Message::from(ChatSend { client_msg_id: 1, text: "hi".into() }));
         sim.room.handle_class(t0, a, Message::from(HandRaise {}));
+        sim.room.handle_class(t0, a, Message::from(SetCursorCap { cap: Some(4) }));
         sim.drain();
         let snapshot = sim.room.replica(7).expect("export");
         assert_eq!(snapshot.upto_seq, 7);
@@ -71,11 +75,12 @@ mod tests {
             1_000,
         )
         .expect("load");
-        copy.restore_hands(snapshot.hands.clone());
+        copy.restore(snapshot.hands.clone(), snapshot.cursor_cap);
         assert_eq!(copy.version(), sim.room.version(), "the same board");
         let again = copy.replica(7).expect("export");
         assert_eq!(again.class, snapshot.class, "the same classroom");
         assert_eq!(again.hands, snapshot.hands);
+        assert_eq!((again.cursor_cap, copy.spotlight.cap()), (Some(4), Some(4)), "the teacher's cursor cap");
         // Ada is still present in the copy: her departure from the log closes her interval.
         let by = sim.room.actor(a, sim.room.members.get(&a).expect("ada"));
         copy.handle_class_event(t0, 2_000, ClassEvent { by, act: Act::Depart { at_ms: 2_000 } });

@@ -53,6 +53,11 @@ impl Spotlight {
         }
     }
 
+    /// A teacher's choice for the room, if any (`Some(0)`: every cursor).
+    pub(super) fn chosen(&self) -> Option<u16> {
+        self.chosen
+    }
+
     /// Whether a non-teacher's cursor is shown (a teacher's always is).
     pub(super) fn shows(&self, index: u16) -> bool {
         self.cap().is_none() || self.shown.contains(&index)

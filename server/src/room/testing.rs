@@ -21,6 +21,22 @@ pub(super) fn room(config: Config, t0: Instant) -> Room {
     Room::new(Arc::from("s/c/r"), config, None, Vec::new(), Class::default(), t0, 0).expect("empty room")
 }
 
+/// An empty room of a clustered node (origin `a@1`; presence TTL 10 s, refreshed every 2 s),
+/// its first timers run.
+pub(super) fn clustered(t0: Instant) -> Sim {
+    let config = Config {
+        relay: Some("a@1".into()),
+        presence_ttl: std::time::Duration::from_secs(10),
+        presence_refresh: std::time::Duration::from_secs(2),
+        ..Config::default()
+    };
+    let mut sim = Sim::new(room(config, t0));
+    sim.room.handle_timeout(t0);
+    sim.drain();
+    sim.take_other();
+    sim
+}
+
 /// A Loro update that inserts `text` in a fresh document.
 pub(super) fn edit(text: &str) -> Vec<u8> {
     let doc = LoroDoc::new();

@@ -129,6 +129,8 @@ async fn a_malformed_presence_batch_is_counted_and_ignored() {
             role: easel_proto::message::Role::Student,
             presence: None,
             cursor: None,
+            in_sfu: false,
+            feed: None,
         }],
         left: vec![],
     };
