@@ -88,6 +88,8 @@ pub struct Who<'a> {
     pub index: u16,
     /// Token subject.
     pub user: &'a str,
+    /// The installation it acts from (a resend comes from the same).
+    pub client: &'a str,
     /// Display name.
     pub name: &'a str,
     /// Role.
@@ -107,6 +109,9 @@ struct ChatRecord {
     client_msg_id: u64,
     #[serde(default)]
     deleted: bool,
+    /// The sender's installation (records before group commit have none).
+    #[serde(default)]
+    client: String,
 }
 
 impl ChatRecord {
@@ -136,6 +141,11 @@ struct PollRecord {
     closed: bool,
     /// One answer per user (a user's second device replaces, not adds): attempt id, choices.
     answers: BTreeMap<String, (u64, Vec<u8>)>,
+    /// Who started it, and from which installation (records before group commit have none).
+    #[serde(default)]
+    user: String,
+    #[serde(default)]
+    client: String,
 }
 
 impl PollRecord {
@@ -471,6 +481,7 @@ impl Class {
             sent_ms: now_ms,
             client_msg_id,
             deleted: false,
+            client: who.client.to_owned(),
         };
         let message = Message::from(record.message());
         let writes = write(kind::CHAT, key(record.id), &record).into_iter().collect();
@@ -500,6 +511,39 @@ impl Class {
         let writes = write(kind::CHAT, key(id), &*record).into_iter().collect();
         let then = vec![Deliver::All(Message::from(ChatDeleted { id, by: who.index }))];
         Outcome { writes, then, ..Outcome::default() }
+    }
+
+    /// Cluster mode: whether `request` is a resend of one already applied (the room log may
+    /// hold an act twice: a resend after a lost ack goes in another batch), and if so what
+    /// the first earned its sender, again: the chat message's echo (nothing if deleted
+    /// since), the started poll, the answer's ack. Decided from the state alone, so every
+    /// replica decides the same (a snapshot carries it); a chat message no longer kept
+    /// ([`CHAT_KEEP`]) is not recognised.
+    pub fn resent(&self, who: Who<'_>, request: &Message) -> Option<Outcome> {
+        let mine = |user: &str, client: &str| user == who.user && client == who.client;
+        let reply = match request {
+            Message::ChatSend(c) => {
+                let first = self
+                    .chat
+                    .values()
+                    .rev()
+                    .find(|r| r.client_msg_id == c.client_msg_id && mine(&r.user, &r.client))?;
+                (!first.deleted).then(|| Message::from(first.message()))
+            }
+            Message::PollStart(p) => {
+                let first =
+                    self.polls.values().rev().find(|q| q.request == p.request && mine(&q.user, &q.client))?;
+                Some(Message::from(first.started()))
+            }
+            Message::PollAnswer(a) => {
+                let poll = self.polls.get(&a.poll_id)?;
+                let (attempt, _) = poll.answers.get(who.user).filter(|(at, _)| *at == a.attempt_id)?;
+                Some(Message::from(PollAnswered { poll_id: a.poll_id, attempt_id: *attempt }))
+            }
+            _ => return None,
+        };
+        let reply = reply.into_iter().map(|m| Deliver::To(who.index, m)).collect();
+        Some(Outcome { reply, ..Outcome::default() })
     }
 
     /// The newest message `user` sent under `client_msg_id`, if still kept.
@@ -548,6 +592,8 @@ impl Class {
             live: start.live,
             closed: false,
             answers: BTreeMap::new(),
+            user: who.user.to_owned(),
+            client: who.client.to_owned(),
         };
         let then = vec![Deliver::All(Message::from(poll.started()))];
         let writes = write(kind::POLL, key(poll_id), &poll).into_iter().collect();
@@ -674,7 +720,7 @@ mod tests {
     use super::*;
 
     fn who(index: u16, user: &str, role: Role) -> Who<'_> {
-        Who { index, user, name: user, role, chat_muted: false }
+        Who { index, user, client: "dev", name: user, role, chat_muted: false }
     }
 
     fn faults(o: &Outcome) -> Vec<u16> {

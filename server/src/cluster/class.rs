@@ -1,8 +1,9 @@
-//! Classroom events on the room log (cluster mode): one [`ClassEvent`] per message, on the
-//! room's subject beside its board updates (so the two are ordered together), told apart by
-//! the [`KIND`] header. The payload is rkyv, like the board's records; a member's request in
-//! it is the protocol's own frame, so it is checked by the protocol's own limits. What does
-//! not decode or check is refused by [`decode`] and never reaches a room.
+//! Classroom events on the room log (cluster mode): each [`ClassEvent`] encoded on its own,
+//! sent in batches ([`super::batch`]) on the room's subject beside its board updates (so the
+//! two are ordered together), told apart by the [`KIND`] header ([`CLASS`]: one event alone,
+//! as before group commit). The encoding is rkyv, like the board's records; a member's
+//! request in it is the protocol's own frame, so it is checked by the protocol's own limits.
+//! What does not decode or check is refused by [`decode`] and never reaches a room.
 
 use std::sync::Arc;
 
@@ -14,7 +15,7 @@ use crate::room::{Act, Actor, ClassEvent, Key};
 
 /// The header marking a classroom event (board updates have none).
 pub const KIND: &str = "Easel-Kind";
-/// Its value.
+/// Its value for a message of one event (nodes before group commit; still read).
 pub const CLASS: &str = "class";
 
 /// Longest user id, installation or origin an event may carry.

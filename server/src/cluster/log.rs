@@ -6,8 +6,8 @@
 //! A message is one [`UpdateRecord`], encoded as in the redb log, with two headers:
 //! `Nats-Msg-Id` ([`msg_id`]: the same write sent again after a lost ack is stored once) and
 //! [`ORIGIN`], the node and its start that published it (a node skips its own, which it
-//! applied before publishing); or one classroom event ([`super::class`], marked by its
-//! header), which every node applies as it comes, its own included. What to do with a
+//! applied before publishing); or a batch of classroom events ([`super::batch`], marked by
+//! its header), which every node applies as it comes, its own included. What to do with a
 //! message is decided by [`classify`], sans IO.
 //!
 //! Rooms' snapshots ([`super::snapshot`]) are objects in the bucket [`BUCKET`]: a node loads a
@@ -23,7 +23,7 @@ use futures::StreamExt as _;
 use tokio::sync::mpsc;
 
 use super::snapshot::{self, BUCKET, Marks, Snapshot, SnapshotError};
-use super::{class, error};
+use super::{batch, class, error};
 use crate::room::ClassEvent;
 use crate::store::{StoreError, UpdateRecord, decode_record, encode_record};
 
@@ -68,8 +68,8 @@ pub fn msg_id(room: &str, record: &UpdateRecord) -> String {
 pub enum Classified {
     /// An update to import.
     Import(UpdateRecord),
-    /// A classroom event to apply (this node's own too: nothing was applied before).
-    Class(ClassEvent),
+    /// Classroom events to apply in order (this node's own too: nothing was applied before).
+    Class(Vec<ClassEvent>),
     /// This node's own write, already in its document.
     Own,
     /// Not a room log message: dropped.
@@ -91,8 +91,13 @@ pub fn classify(
     };
     match kind {
         None => {}
+        Some(batch::BATCH) => {
+            return batch::decode(payload, origin).map_or_else(Classified::Malformed, Classified::Class);
+        }
+        // One event a message, as nodes before group commit wrote them.
         Some(class::CLASS) => {
-            return class::decode(payload, origin).map_or_else(Classified::Malformed, Classified::Class);
+            return class::decode(payload, origin)
+                .map_or_else(Classified::Malformed, |event| Classified::Class(vec![event]));
         }
         Some(_) => return Classified::Malformed("an unknown Easel-Kind"),
     }
@@ -119,14 +124,14 @@ pub enum Remote {
         /// message says.
         author: Option<(Arc<str>, u16)>,
     },
-    /// A classroom event.
+    /// Classroom events, one message's.
     Class {
         /// Its stream sequence.
         seq: u64,
-        /// When the stream stored it, Unix ms: the time every node applies it at.
+        /// When the stream stored it, Unix ms: the time every node applies them at.
         at_ms: u64,
-        /// The event.
-        event: Box<ClassEvent>,
+        /// The events, in order.
+        events: Vec<ClassEvent>,
     },
     /// A message with nothing for the room (this node's own update, or a malformed one),
     /// passed at this stream sequence.
@@ -198,16 +203,22 @@ impl RoomLog {
         self.publish(room, headers, payload).await.map(|ack| ack.sequence)
     }
 
-    /// Publishes a classroom event; resolves once the stream has it, with whether it was a
-    /// resend the stream already had (then it is not delivered again). Nothing of it is
-    /// applied here: it is, when it comes back from the room's subject.
-    pub async fn publish_class(&self, room: &str, event: &ClassEvent) -> Result<bool, StoreError> {
-        let payload = class::encode(event).map_err(StoreError::Log)?;
+    /// Publishes a batch of classroom events ([`batch`], each encoded by [`class::encode`])
+    /// as one message; resolves once the stream has it, with whether it was a resend the
+    /// stream already had (then it is not delivered again). Nothing of it is applied here:
+    /// it is, when it comes back from the room's subject.
+    pub async fn publish_class(
+        &self,
+        room: &str,
+        events: &[ClassEvent],
+        encoded: &[Vec<u8>],
+    ) -> Result<bool, StoreError> {
+        let payload = batch::encode(encoded).map_err(StoreError::Log)?;
         let mut headers = async_nats::HeaderMap::new();
-        if let Some(id) = class::msg_id(room, event) {
+        if let Some(id) = batch::msg_id(room, events, &payload) {
             headers.insert(async_nats::header::NATS_MESSAGE_ID, id.as_str());
         }
-        headers.insert(class::KIND, class::CLASS);
+        headers.insert(class::KIND, batch::BATCH);
         self.publish(room, headers, payload).await.map(|ack| ack.duplicate)
     }
 
@@ -460,9 +471,9 @@ impl Follower {
                 let author = author.map(|(origin, index)| (Arc::from(origin), index));
                 self.tx.send(Remote::Update { seq, data: record.data, author }).await.ok()?;
             }
-            Classified::Class(event) => {
+            Classified::Class(events) => {
                 let at_ms = u64::try_from(info.published.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
-                self.tx.send(Remote::Class { seq, at_ms, event: Box::new(event) }).await.ok()?;
+                self.tx.send(Remote::Class { seq, at_ms, events }).await.ok()?;
             }
             Classified::Own => self.tx.send(Remote::Passed { seq }).await.ok()?,
             Classified::Malformed(why) => {
@@ -575,13 +586,22 @@ mod tests {
             role: easel_proto::message::Role::Student,
         };
         let event = ClassEvent { by, act: Act::Arrive };
-        let bytes = class::encode(&event).expect("encode");
-        let kind = Some(class::CLASS);
-        assert_eq!(classify(Some("a@1"), kind, &bytes, "a@1", false), Classified::Class(event.clone()));
-        assert_eq!(classify(Some("a@1"), kind, &bytes, "b@1", false), Classified::Class(event));
+        let one = class::encode(&event).expect("encode");
+        let bytes = batch::encode(&[one.clone(), one.clone()]).expect("encode");
+        let kind = Some(batch::BATCH);
+        let both = Classified::Class(vec![event.clone(), event.clone()]);
+        assert_eq!(classify(Some("a@1"), kind, &bytes, "a@1", false), both);
+        assert_eq!(classify(Some("a@1"), kind, &bytes, "b@1", false), both);
         assert!(matches!(classify(Some("a@1"), kind, b"garbage", "b@1", false), Classified::Malformed(_)));
         let board = encode_record(&record(1)).expect("encode");
         assert!(matches!(classify(Some("a@1"), kind, &board, "b@1", false), Classified::Malformed(_)));
         assert!(matches!(classify(Some("a@1"), Some("x"), &bytes, "b@1", false), Classified::Malformed(_)));
+        // A stream written before group commit: one event a message.
+        let old = classify(Some("a@1"), Some(class::CLASS), &one, "b@1", false);
+        assert_eq!(old, Classified::Class(vec![event]));
+        assert!(matches!(
+            classify(Some("a@1"), Some(class::CLASS), &bytes, "b@1", false),
+            Classified::Malformed(_)
+        ));
     }
 }

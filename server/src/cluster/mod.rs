@@ -14,6 +14,7 @@
 //! them from there; rooms load from their [`snapshot`]s in the object store. Members,
 //! cursors and presence cross nodes on core NATS ([`relay`]).
 
+pub mod batch;
 pub mod class;
 mod driver;
 pub mod log;

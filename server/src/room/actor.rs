@@ -20,11 +20,13 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::Instrument as _;
 
 use super::budget::Claim;
+use super::classlog::Published;
 use super::handle::{Command, Handle, JoinRequest, Link, Outbound, Stamped};
 use super::stats::{Ingest, Stats};
 use super::{ClassEvent, Joined, Metric, Output, Persist, RelayBatch, Room, SnapshotWrite, Undeliverable};
 use crate::board::{Board, Loaded};
 use crate::class::{Class, Deliver};
+use crate::cluster::batch::Batcher;
 use crate::cluster::log::Remote;
 use crate::cluster::{Relay, RoomLog};
 use crate::sfu::SfuOp;
@@ -93,6 +95,7 @@ pub async fn spawn(
         links: BTreeMap::new(),
         credit: HashMap::new(),
         committing: FuturesOrdered::new(),
+        class_batch: Batcher::default(),
         joining: None,
         idle: false,
         tick,
@@ -182,8 +185,10 @@ async fn replay(
                 import_remote(room, seq, data, author);
                 (at, passed) = (seq, passed + 1);
             }
-            Ok(Some(Remote::Class { seq, at_ms, event })) => {
-                room.handle_class_event(Instant::now(), at_ms, *event);
+            Ok(Some(Remote::Class { seq, at_ms, events })) => {
+                for event in events {
+                    room.handle_class_event(Instant::now(), at_ms, event);
+                }
                 (at, passed) = (seq, passed + 1);
             }
             Ok(Some(Remote::Passed { seq })) => (at, passed) = (seq, passed + 1),
@@ -232,9 +237,9 @@ enum Committed {
     /// Classroom records, and what waited for them; with the request that caused them and its
     /// ingest, for the latency histograms.
     Side { result: Result<(), StoreError>, then: Vec<Deliver>, asked: Option<(Ingest, Instant)> },
-    /// Cluster mode: a classroom event published (`Ok(false)`), found a resend of one the
-    /// stream already had (`Ok(true)`), or not published.
-    ClassLog(Box<ClassEvent>, Result<bool, StoreError>),
+    /// Cluster mode: a batch of classroom events published (`Ok(false)`), found a resend of
+    /// one the stream already had (`Ok(true)`), or not published.
+    ClassLog(Vec<ClassEvent>, Result<bool, StoreError>),
 }
 
 /// Cluster mode: the room's snapshots. Every replica counts the log messages it applies and
@@ -297,6 +302,9 @@ struct Actor {
     /// Bytes each member's datagram buffer surely has free (see the drain).
     credit: HashMap<u16, usize>,
     committing: FuturesOrdered<Committing>,
+    /// Cluster mode: classroom events waiting for the room's publish in flight (group
+    /// commit), each with its encoding.
+    class_batch: Batcher<(ClassEvent, Vec<u8>)>,
     /// The link and reply of the join being answered.
     joining: Option<(Link, oneshot::Sender<Result<Joined, ErrorCode>>)>,
     /// The room asked to be unloaded at its last housekeeping.
@@ -409,8 +417,10 @@ impl Actor {
                 self.drain().await;
                 self.passed(seq);
             }
-            Some(Remote::Class { seq, at_ms, event }) => {
-                self.room.handle_class_event(Instant::now(), at_ms, *event);
+            Some(Remote::Class { seq, at_ms, events }) => {
+                for event in events {
+                    self.room.handle_class_event(Instant::now(), at_ms, event);
+                }
                 self.drain().await;
                 self.passed(seq);
             }
@@ -594,6 +604,7 @@ impl Actor {
 
     async fn on_committed(&mut self, committed: Committed) {
         let mut timed = None;
+        let class_log = matches!(committed, Committed::ClassLog(..));
         match committed {
             Committed::Op { participant, op_id, result: Ok(stored), received } => {
                 self.room.handle_committed(participant, op_id, stored);
@@ -612,12 +623,20 @@ impl Actor {
             Committed::Side { result: Err(e), .. } => {
                 tracing::debug!("classroom write failed: {e}");
             }
-            Committed::ClassLog(_, Ok(false)) => {}
-            Committed::ClassLog(event, Ok(true)) => self.room.handle_class_resent(*event),
-            Committed::ClassLog(event, Err(e)) => {
-                tracing::debug!("classroom event not published: {e}");
-                self.room.handle_class_unpublished(Instant::now(), *event);
+            Committed::ClassLog(events, result) => {
+                let outcome = match result {
+                    Ok(false) => Published::Stored,
+                    Ok(true) => Published::Resent,
+                    Err(e) => {
+                        tracing::debug!(events = events.len(), "classroom events not published: {e}");
+                        Published::Refused
+                    }
+                };
+                self.room.handle_class_published(Instant::now(), events, outcome);
             }
+        }
+        if class_log && let Some(batch) = self.class_batch.done() {
+            self.committing.push_back(publish_class(&self.board, self.room.id(), batch));
         }
         self.drain().await;
         // The ack and echoes are queued now.
@@ -727,9 +746,18 @@ impl Actor {
                     let asked = self.asked.take();
                     self.committing.push_back(side(&self.store, self.room.id(), writes, then, asked));
                 }
-                Output::ClassLog(event) => {
-                    self.committing.push_back(publish_class(&self.board, self.room.id(), event));
-                }
+                Output::ClassLog(event) => match crate::cluster::class::encode(&event) {
+                    Ok(bytes) => {
+                        let size = bytes.len();
+                        if let Some(batch) = self.class_batch.push((event, bytes), size) {
+                            self.committing.push_back(publish_class(&self.board, self.room.id(), batch));
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!("classroom event does not encode: {e}");
+                        self.room.handle_class_unpublished(Instant::now(), event);
+                    }
+                },
                 Output::Sfu(op) => self.pass(op),
                 Output::Relay(batch) => {
                     if let Some(p) = &self.presence {
@@ -855,16 +883,17 @@ fn persist(board: &Board, room: &str, p: Persist) -> Committing {
     })
 }
 
-/// Publishes a classroom event to the room log; one node alone has none (the room applied
-/// the event itself), so this is never asked there.
-fn publish_class(board: &Board, room: &str, event: ClassEvent) -> Committing {
+/// Publishes a batch of classroom events to the room log as one message; one node alone has
+/// none (the room applied the events itself), so this is never asked there.
+fn publish_class(board: &Board, room: &str, batch: Vec<(ClassEvent, Vec<u8>)>) -> Committing {
     let (board, room) = (board.clone(), room.to_owned());
     Box::pin(async move {
+        let (events, encoded): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
         let result = match &board {
-            Board::Cluster(log) => log.publish_class(&room, &event).await,
+            Board::Cluster(log) => log.publish_class(&room, &events, &encoded).await,
             Board::Local(_) => Err(StoreError::Log("no room log on one node alone".into())),
         };
-        Committed::ClassLog(Box::new(event), result)
+        Committed::ClassLog(events, result)
     })
 }
 

@@ -178,6 +178,23 @@ impl Room {
         }
     }
 
+    /// Cluster mode: what became of one message of this node's events on the room log (a
+    /// batch, [`crate::cluster::batch`]): every event of it shares the outcome.
+    pub(super) fn handle_class_published(
+        &mut self,
+        now: Instant,
+        events: Vec<ClassEvent>,
+        outcome: Published,
+    ) {
+        for event in events {
+            match outcome {
+                Published::Stored => {}
+                Published::Resent => self.handle_class_resent(event),
+                Published::Refused => self.handle_class_unpublished(now, event),
+            }
+        }
+    }
+
     /// This node's origin in events (empty on one node alone).
     pub(super) fn origin(&self) -> Arc<str> {
         self.config.relay.clone().unwrap_or_else(|| Arc::from(""))
@@ -239,7 +256,16 @@ impl Room {
         let ClassEvent { by, act } = event;
         let index = self.number_of(&by.key).unwrap_or(REMOTE_AUTHOR);
         let chat_muted = self.class.flags(&by.user).chat_muted;
-        let who = Who { index, user: &by.user, name: &by.name, role: by.role, chat_muted };
+        let (user, client, name) = (&by.user, &by.client, &by.name);
+        let who = Who { index, user, client, name, role: by.role, chat_muted };
+        // A resend the log holds twice (another batch than the first) is applied once; the
+        // member gets what its first send earned. Every replica decides the same.
+        if self.clustered()
+            && let Act::Request(request) = &act
+            && let Some(again) = self.class.resent(who, request)
+        {
+            return self.settle(again);
+        }
         let answered = matches!(act, Act::Request(Message::PollAnswer(_)));
         let outcome = match act {
             Act::Request(Message::ChatSend(c)) => self.class.chat_post(who, c.client_msg_id, c.text, at_ms),
@@ -404,6 +430,17 @@ impl Room {
             at.checked_sub(Duration::from_millis(ms - at_ms)).unwrap_or(at)
         }
     }
+}
+
+/// What the room log did with a message of this node's events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Published {
+    /// Stored: the events come back from the log and are applied then.
+    Stored,
+    /// A resend the log already had: it does not come back.
+    Resent,
+    /// Not stored (NATS away, no ack in time).
+    Refused,
 }
 
 /// An applied moderation.

@@ -24,6 +24,7 @@ impl Room {
         let who = Who {
             index: member,
             user: &info.user,
+            client: &by.client,
             name: &info.name,
             role: info.role,
             chat_muted: info.chat_muted,
@@ -213,5 +214,118 @@ mod tests {
         // The removal holds for the user until its token expires.
         sim.room.handle_join(t0, sim.arrival("ada", 0, None));
         assert!(matches!(sim.room.poll_output(), Some(Output::JoinAnswer(Err(ErrorCode::Removed)))));
+    }
+
+    /// Cluster mode: the room log may hold a resend twice (its first send went in another
+    /// batch); applied, it changes nothing and its sender gets what the first earned.
+    #[test]
+    fn a_resend_the_log_holds_twice_is_applied_once() {
+        use easel_proto::message::{PollAnswer, PollClose, PollStart};
+
+        use super::super::classlog::{Actor, Key};
+        let t0 = Instant::now();
+        let mut sim = Sim::new(room(Config { relay: Some("a@1".into()), ..Config::default() }, t0));
+        let t = sim.join_as(t0, "tess", Role::Teacher);
+        let a = sim.join(t0, "ada");
+        let by = |index, user: &str, client: &str, role| Actor {
+            key: Key { origin: "a@1".into(), index },
+            user: user.into(),
+            client: client.into(),
+            name: user.into(),
+            role,
+        };
+        let apply = |sim: &mut Sim, by: Actor, m: Message| {
+            sim.room.handle_class_event(t0, 1_000, ClassEvent { by, act: Act::Request(m) });
+            sim.drain();
+        };
+        sim.messages(t);
+        sim.messages(a);
+        let chat = Message::from(ChatSend { client_msg_id: 7, text: "hi".into() });
+        apply(&mut sim, by(a, "ada", "dev", Role::Student), chat.clone());
+        apply(&mut sim, by(a, "ada", "dev", Role::Student), chat.clone());
+        // The same id from her other installation is another message.
+        apply(&mut sim, by(a, "ada", "phone", Role::Student), chat);
+        let chats = |sim: &mut Sim, m: u16| -> Vec<u64> {
+            let messages = sim.messages(m).into_iter();
+            messages.filter_map(|m| if let Message::ChatMessage(c) = m { Some(c.id) } else { None }).collect()
+        };
+        assert_eq!(chats(&mut sim, t), [1, 2], "posted once per installation");
+        assert_eq!(chats(&mut sim, a), [1, 1, 2], "the resend is answered with the first");
+
+        let start = PollStart {
+            request: 3,
+            question: "?".into(),
+            options: vec!["x".into(), "y".into()],
+            multiple: false,
+            duration_ms: 0,
+            live: false,
+        };
+        apply(&mut sim, by(t, "tess", "dev", Role::Teacher), Message::from(start.clone()));
+        apply(&mut sim, by(t, "tess", "dev", Role::Teacher), Message::from(start));
+        let started = |sim: &mut Sim, m: u16| {
+            sim.messages(m)
+                .into_iter()
+                .filter(|m| matches!(m, Message::PollStarted(p) if p.poll_id == 1))
+                .count()
+        };
+        assert_eq!((started(&mut sim, t), started(&mut sim, a)), (2, 1), "one poll; its teacher told again");
+        let answer = Message::from(PollAnswer { poll_id: 1, attempt_id: 5, choices: vec![1] });
+        apply(&mut sim, by(a, "ada", "dev", Role::Student), answer.clone());
+        apply(&mut sim, by(t, "tess", "dev", Role::Teacher), Message::from(PollClose { poll_id: 1 }));
+        // After the close too: what the first earned, not a refusal.
+        apply(&mut sim, by(a, "ada", "dev", Role::Student), answer);
+        let at_ada = sim.messages(a);
+        let acks = at_ada.iter().filter(|m| matches!(m, Message::PollAnswered(p) if p.attempt_id == 5));
+        assert_eq!(acks.count(), 2, "{at_ada:?}");
+        assert!(!at_ada.iter().any(|m| matches!(m, Message::Fault(_))), "{at_ada:?}");
+        let finals = at_ada.iter().find_map(|m| match m {
+            Message::PollResults(r) if r.closed => Some((r.counts.clone(), r.respondents)),
+            _ => None,
+        });
+        assert_eq!(finals, Some((vec![0, 1], 1)));
+    }
+
+    /// Cluster mode: a batch's fate on the room log is every one of its events' fate.
+    #[test]
+    fn a_batch_refused_or_found_resent_answers_every_event_of_it() {
+        use easel_proto::message::PollAnswer;
+
+        use super::super::classlog::Published;
+        let t0 = Instant::now();
+        let mut sim = Sim::new(room(Config { relay: Some("a@1".into()), ..Config::default() }, t0));
+        let members = [sim.join(t0, "ada"), sim.join(t0, "bob"), sim.join(t0, "cyd")];
+        sim.take_other();
+        for (i, m) in members.iter().enumerate() {
+            let answer = PollAnswer { poll_id: 1, attempt_id: 10 + i as u64, choices: vec![0] };
+            sim.room.handle_class(t0, *m, Message::from(answer));
+        }
+        sim.drain();
+        let events: Vec<ClassEvent> = sim
+            .take_other()
+            .into_iter()
+            .filter_map(|o| if let Output::ClassLog(e) = o { Some(e) } else { None })
+            .collect();
+        assert_eq!(events.len(), 3, "published, not applied");
+        let answers = |sim: &mut Sim, m: u16| {
+            sim.messages(m).into_iter().filter(|m| !matches!(m, Message::Participants(_))).collect::<Vec<_>>()
+        };
+
+        sim.room.handle_class_published(t0, events.clone(), Published::Refused);
+        sim.drain();
+        for m in members {
+            let code = ErrorCode::StorageUnavailable.to_u16();
+            let refused = answers(&mut sim, m);
+            assert!(matches!(&refused[..], [Message::Fault(f)] if f.code == code), "{m}: {refused:?}");
+        }
+        sim.room.handle_class_published(t0, events.clone(), Published::Resent);
+        sim.drain();
+        for (i, m) in members.into_iter().enumerate() {
+            let acked = answers(&mut sim, m);
+            let attempt = 10 + i as u64;
+            assert!(matches!(&acked[..], [Message::PollAnswered(a)] if a.attempt_id == attempt), "{acked:?}");
+        }
+        sim.room.handle_class_published(t0, events, Published::Stored);
+        sim.drain();
+        assert!(members.iter().all(|m| answers(&mut sim, *m).is_empty()), "they come back from the log");
     }
 }

@@ -10,6 +10,7 @@ mod away;
 mod browser;
 mod classroom;
 mod cluster;
+mod cluster_batch;
 mod cluster_class;
 mod cluster_nodeloss;
 mod cluster_presence;
