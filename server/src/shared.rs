@@ -31,6 +31,9 @@ pub(crate) enum AttendanceError {
     /// The blocking read failed (panicked or was cancelled).
     #[error("reading task: {0}")]
     Task(#[from] tokio::task::JoinError),
+    /// Cluster mode: the room could not be loaded from its snapshot and log, or did not answer.
+    #[error("the room could not be loaded: {0}")]
+    Load(ErrorCode),
 }
 
 /// State every session shares.
@@ -69,12 +72,24 @@ impl Rooms {
     /// A room's attendance: from its actor when loaded (the live state, with writes still in
     /// flight), else from the store.
     pub(crate) async fn attendance(&self, id: &str) -> Result<Vec<Attendance>, AttendanceError> {
-        if let Some(handle) = self.loaded(id) {
+        // A cluster's records are in the room log, not this node's file: a room no member
+        // holds here is loaded (from its snapshot and the log after it) to answer, and
+        // unloads again when idle.
+        let handle = match self.loaded(id) {
+            None if !self.board.snapshots() => {
+                Some(Box::pin(self.handle(id)).await.map_err(AttendanceError::Load)?)
+            }
+            loaded => loaded,
+        };
+        if let Some(handle) = handle {
             let (reply, answer) = tokio::sync::oneshot::channel();
             if handle.send(Command::Attendance(reply)).await.is_ok()
                 && let Ok(attendance) = answer.await
             {
                 return Ok(attendance);
+            }
+            if !self.board.snapshots() {
+                return Err(AttendanceError::Load(ErrorCode::Internal));
             }
         }
         let (store, id) = (self.store.clone(), id.to_owned());

@@ -438,4 +438,9 @@ async fn attendance_of_members_on_two_nodes_is_the_same_at_each() {
     let at_a = attendance_until(&a, "bob's leave at a", bob_left).await;
     let at_b = attendance_until(&b, "bob's leave at b", bob_left).await;
     assert_eq!(at_a, at_b, "one record, wherever it is read");
+
+    // A node that never held the room reads it from the log, as one node reads its file.
+    let c = node(&nats, "c").await;
+    let at_c = attendance(&c).await;
+    assert_eq!(at_c, at_a, "a node without the room loads it to answer");
 }
