@@ -242,8 +242,9 @@ pub fn attendance_of(records: Vec<(String, String, Vec<u8>)>) -> Result<Vec<Atte
 pub struct Exported {
     /// `(kind, key, JSON)`, as in the store's side table.
     pub records: Vec<(String, String, Vec<u8>)>,
-    /// Memberships per user at the time.
-    pub present: BTreeMap<String, u32>,
+    /// The memberships open at the time: each by its key (see [`Class::arrive`]), with its
+    /// user.
+    pub memberships: BTreeMap<String, String>,
 }
 
 /// A room's classroom state.
@@ -259,6 +260,8 @@ pub struct Class {
     last_live: Option<Instant>,
     flags: HashMap<String, Flags>,
     attendance: BTreeMap<String, Attendance>,
+    /// The memberships open now, by key, with their user.
+    memberships: BTreeMap<String, String>,
     /// Memberships per user now (a user on two devices is present once).
     present: HashMap<String, u32>,
     chat_rate: HashMap<String, TokenBucket>,
@@ -303,17 +306,21 @@ impl Class {
             self.attendance.iter().filter_map(|(user, a)| write(kind::ATTENDANCE, user.clone(), a));
         let records =
             chat.chain(polls).chain(flags).chain(attendance).map(|w| (w.kind.to_owned(), w.key, w.value));
-        let present = self.present.iter().map(|(user, n)| (user.clone(), *n)).collect();
-        Exported { records: records.collect(), present }
+        Exported { records: records.collect(), memberships: self.memberships.clone() }
     }
 
     /// The state of a cluster room's snapshot ([`Class::export`]): as [`Class::load`], but the
     /// members present when it was taken are still present (at other nodes, or here until
     /// their departures come from the room log).
     pub fn restore(exported: Exported, chat_per_min: u32, now: Instant, now_ms: u64) -> Self {
-        let Exported { records, present } = exported;
+        let Exported { records, memberships } = exported;
+        let mut present = BTreeMap::new();
+        for user in memberships.values() {
+            *present.entry(user.clone()).or_insert(0) += 1;
+        }
         let mut class = Self::rebuild(records, &present, chat_per_min, now, now_ms);
-        class.present = present.into_iter().filter(|(_, n)| *n > 0).collect();
+        class.present = present.into_iter().collect();
+        class.memberships = memberships;
         class
     }
 
@@ -383,7 +390,14 @@ impl Class {
     }
 
     /// A membership of `user` began (a resume is not one).
-    pub fn arrive(&mut self, user: &str, name: &str, now_ms: u64) -> Option<Write> {
+    ///
+    /// `membership` names this membership (its node and number there): an arrival counts once
+    /// and only an open membership departs, once, so a departure proposed by several nodes
+    /// (their peer died with its members) or a resend changes nothing the second time.
+    pub fn arrive(&mut self, membership: &str, user: &str, name: &str, now_ms: u64) -> Option<Write> {
+        if self.memberships.insert(membership.to_owned(), user.to_owned()).is_some() {
+            return None;
+        }
         let count = self.present.entry(user.to_owned()).or_default();
         *count += 1;
         if *count > 1 {
@@ -398,8 +412,10 @@ impl Class {
         write(kind::ATTENDANCE, user.to_owned(), record)
     }
 
-    /// A membership of `user` ended at `at_ms`.
-    pub fn depart(&mut self, user: &str, at_ms: u64) -> Option<Write> {
+    /// The membership `membership` ended at `at_ms` (see [`Class::arrive`]).
+    pub fn depart(&mut self, membership: &str, at_ms: u64) -> Option<Write> {
+        let user = self.memberships.remove(membership)?;
+        let user = user.as_str();
         let count = self.present.get_mut(user)?;
         *count = count.saturating_sub(1);
         if *count > 0 {
@@ -861,7 +877,7 @@ mod tests {
             }
         };
         keep(chat_send(&mut class, who(1, "ada", Role::Student), 5, "hello".into(), t0, 10).writes);
-        keep(class.arrive("ada", "Ada", 1_000).into_iter().collect());
+        keep(class.arrive("a@1/1", "ada", "Ada", 1_000).into_iter().collect());
         keep(class.set_flags("bob", |f| f.read_only = true).into_iter().collect());
         let records = stored.into_iter().map(|((k, key), v)| (k, key, v)).collect();
         let reloaded = Class::load(records, 30, t0, 5_000);
@@ -874,13 +890,34 @@ mod tests {
     #[test]
     fn attendance_counts_a_user_once_across_devices() {
         let mut class = Class::default();
-        assert!(class.arrive("ada", "Ada", 1_000).is_some());
-        assert!(class.arrive("ada", "Ada", 2_000).is_none(), "second device: same interval");
-        assert!(class.depart("ada", 3_000).is_none());
-        assert!(class.depart("ada", 4_000).is_some());
-        class.arrive("ada", "Ada", 10_000);
+        assert!(class.arrive("a@1/1", "ada", "Ada", 1_000).is_some());
+        assert!(class.arrive("a@1/2", "ada", "Ada", 2_000).is_none(), "second device: same interval");
+        assert!(class.depart("a@1/1", 3_000).is_none());
+        assert!(class.depart("a@1/2", 4_000).is_some());
+        class.arrive("a@1/1", "ada", "Ada", 10_000);
         let ada = class.attendance().next().expect("ada");
         assert_eq!(ada.intervals, [(1_000, Some(4_000)), (10_000, None)]);
         assert_eq!(ada.total_ms(12_000), 5_000);
+    }
+
+    #[test]
+    fn a_membership_arrives_and_departs_once_whoever_proposes_it() {
+        let mut class = Class::default();
+        assert!(class.arrive("a@1/1", "ada", "Ada", 1_000).is_some());
+        assert!(class.arrive("b@1/4", "ada", "Ada", 2_000).is_none(), "her second device");
+        assert!(class.arrive("a@1/1", "ada", "Ada", 2_500).is_none(), "a resend of the first");
+        // Her first device's node died: two nodes propose its departure.
+        assert!(class.depart("a@1/1", 3_000).is_none(), "still present on her second");
+        assert!(class.depart("a@1/1", 3_100).is_none(), "the second proposal changes nothing");
+        assert!(class.depart("c@1/9", 3_200).is_none(), "a membership never opened changes nothing");
+        assert!(class.depart("b@1/4", 4_000).is_some());
+        let ada = class.attendance().next().expect("ada");
+        assert_eq!(ada.intervals, [(1_000, Some(4_000))]);
+        // A snapshot keeps the memberships open at the time.
+        class.arrive("b@1/5", "ada", "Ada", 5_000);
+        let mut copy = Class::restore(class.export(), 30, Instant::now(), 6_000);
+        assert!(copy.depart("b@1/5", 7_000).is_some(), "the open one ends in the copy");
+        let ada = copy.attendance().next().expect("ada");
+        assert_eq!(ada.intervals.last(), Some(&(5_000, Some(7_000))));
     }
 }

@@ -82,6 +82,12 @@ struct Header {
     upto_seq: u64,
     /// `(kind, key, JSON text)`.
     records: Vec<(String, String, String)>,
+    /// The open memberships (key → user). Snapshots written before memberships had keys
+    /// hold `present` (user → count) instead: read as memberships of keys no departure names
+    /// (upgrade a cluster's nodes together; see docs/cluster.md).
+    #[serde(default)]
+    memberships: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     present: BTreeMap<String, u32>,
     hands: Vec<(String, u16)>,
     /// Absent from snapshots written before the cap was on the log: none chosen.
@@ -104,7 +110,8 @@ pub fn encode(s: &Snapshot) -> Result<Vec<u8>, SnapshotError> {
         room: s.room.clone(),
         upto_seq: s.upto_seq,
         records,
-        present: s.class.present.clone(),
+        memberships: s.class.memberships.clone(),
+        present: BTreeMap::new(),
         hands: s.hands.iter().map(|k| (k.origin.to_string(), k.index)).collect(),
         cursor_cap: s.cursor_cap,
     };
@@ -134,7 +141,7 @@ pub fn decode(bytes: &[u8], room: &str) -> Result<Snapshot, SnapshotError> {
         room: header.room,
         upto_seq: header.upto_seq,
         doc: doc.to_vec(),
-        class: Exported { records, present: header.present },
+        class: Exported { records, memberships: memberships(header.memberships, header.present) },
         hands: header
             .hands
             .into_iter()
@@ -215,6 +222,18 @@ pub fn start(found: Option<(Marks, Result<Snapshot, SnapshotError>)>) -> Start {
     }
 }
 
+/// The open memberships of a header: its keyed ones, or those of an older snapshot's counts
+/// per user, under keys no departure names.
+fn memberships(keyed: BTreeMap<String, String>, counts: BTreeMap<String, u32>) -> BTreeMap<String, String> {
+    if !keyed.is_empty() {
+        return keyed;
+    }
+    counts
+        .into_iter()
+        .flat_map(|(user, n)| (0..n).map(move |i| (format!("earlier/{user}/{i}"), user.clone())))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,7 +245,7 @@ mod tests {
             doc: vec![0, 1, 2, 255],
             class: Exported {
                 records: vec![("chat".into(), "00000000000000000001".into(), br#"{"id":1}"#.to_vec())],
-                present: BTreeMap::from([("ada".into(), 2)]),
+                memberships: BTreeMap::from([("a@1/3".into(), "ada".into()), ("b@1/1".into(), "ada".into())]),
             },
             hands: vec![Key { origin: "a@1".into(), index: 3 }],
             cursor_cap: Some(5),
@@ -242,12 +261,14 @@ mod tests {
 
     #[test]
     fn a_snapshot_written_before_the_cursor_cap_was_kept_reads_as_none_chosen() {
-        let header = br#"{"room":"uni/room.1","upto_seq":42,"records":[],"present":{},"hands":[]}"#;
+        let header = br#"{"room":"uni/room.1","upto_seq":42,"records":[],"present":{"ada":2},"hands":[]}"#;
         let mut bytes = MAGIC.to_vec();
         bytes.extend_from_slice(&(header.len() as u32).to_be_bytes());
         bytes.extend_from_slice(header);
         let s = decode(&bytes, "uni/room.1").expect("decode");
         assert_eq!((s.upto_seq, s.cursor_cap), (42, None));
+        let ada = s.class.memberships.values().filter(|u| *u == "ada").count();
+        assert_eq!(ada, 2, "counts per user read as memberships: {:?}", s.class.memberships);
     }
 
     #[test]

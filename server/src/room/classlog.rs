@@ -34,6 +34,13 @@ pub struct Key {
     pub index: u16,
 }
 
+impl Key {
+    /// The membership this key names, as attendance counts it: `<origin>/<number>`.
+    pub fn membership(&self) -> String {
+        format!("{}/{}", self.origin, self.index)
+    }
+}
+
 /// Who acted: a member, or the room itself (a poll's deadline), named by its node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Actor {
@@ -294,11 +301,15 @@ impl Room {
                 return tracing::warn!(room = %self.id, user = by.user, "a cursor cap not set by a teacher: ignored");
             }
             Act::Arrive => Outcome {
-                writes: self.class.arrive(&by.user, &by.name, at_ms).into_iter().collect(),
+                writes: self
+                    .class
+                    .arrive(&by.key.membership(), &by.user, &by.name, at_ms)
+                    .into_iter()
+                    .collect(),
                 ..Outcome::default()
             },
             Act::Depart { at_ms } => Outcome {
-                writes: self.class.depart(&by.user, at_ms).into_iter().collect(),
+                writes: self.class.depart(&by.key.membership(), at_ms).into_iter().collect(),
                 ..Outcome::default()
             },
         };
@@ -474,6 +485,28 @@ mod tests {
 
     fn zoe_number(sim: &Sim) -> u16 {
         sim.room.members.iter().find(|(_, m)| m.info.user == "zoe").map(|(i, _)| *i).expect("zoe is here")
+    }
+
+    #[test]
+    fn a_counted_out_nodes_member_that_comes_back_nowhere_is_departed_at_its_loss() {
+        let t0 = Instant::now();
+        let mut sim = clustered(t0);
+        sim.room.config.resume_grace = Duration::from_secs(30);
+        sim.join(t0, "ada");
+        sim.room.handle_remote_presence(t0, from_b(true, vec![zoe(None)], vec![]));
+        let t1 = t0 + Duration::from_secs(1);
+        sim.room.handle_node_left(t1, "b");
+        let zoes = |sim: &mut Sim| -> Vec<ClassEvent> {
+            sim.drain();
+            published(sim).into_iter().filter(|e| e.by.user == "zoe").collect()
+        };
+        sim.advance(t1 + Duration::from_secs(29));
+        assert_eq!(zoes(&mut sim), [], "within the grace she may come back elsewhere");
+        sim.advance(t1 + Duration::from_secs(31));
+        let departed = zoes(&mut sim);
+        assert_eq!(departed.len(), 1, "{departed:?}");
+        assert_eq!(departed[0].by.key, Key { origin: "b@1".into(), index: 7 }, "her membership at b");
+        assert_eq!(departed[0].act, Act::Depart { at_ms: 1_000 }, "when b was counted out");
     }
 
     #[test]

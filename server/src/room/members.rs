@@ -248,6 +248,17 @@ impl Room {
             tracing::error!(room = %self.id, "export for resume failed: {e}");
             ErrorCode::Internal
         })?;
+        // A remote member resuming here: its membership at its old node ends when it was lost
+        // there (that node died, or cedes it: proposed either way, counted once), after its
+        // membership here begins, so its attendance runs on across the move as across a
+        // resume on one node.
+        let ended = self.members.get(&index).and_then(|m| match m.reach {
+            Reach::Remote { until, lost, .. } => {
+                let at = if lost.is_some() { self.lost_at(until) } else { now };
+                Some(ClassEvent { by: self.actor(index, m), act: Act::Depart { at_ms: self.wall_ms(at) } })
+            }
+            _ => None,
+        });
         let member = self.members.get_mut(&index).ok_or(ErrorCode::Internal)?;
         let (shown, was_remote) = match &member.reach {
             Reach::Detached { shown, .. } => (*shown, false),
@@ -268,6 +279,9 @@ impl Room {
         self.cursors_quiet_until = None;
         if was_remote {
             self.adopt_remote(now, index);
+        }
+        if let Some(departure) = ended {
+            self.submit(now, departure);
         }
         if let Some((status, tool)) = shown {
             self.publish_presence(now, index, status, tool);
@@ -453,6 +467,7 @@ impl Room {
             (self.config.presence_ttl, self.config.presence_ttl.max(self.config.resume_grace));
         let mut hush = Vec::new();
         let mut gone = Vec::new();
+        let mut ended = Vec::new();
         for (&index, m) in &self.members {
             match m.reach {
                 Reach::Linked { .. } => {
@@ -462,6 +477,13 @@ impl Room {
                     } else if silent > ttl && m.hushed.is_none() {
                         hush.push(index);
                     }
+                }
+                Reach::Remote { until, lost: Some(_), .. } if now >= until => {
+                    // Its node was counted out and it came back nowhere: every replica
+                    // proposes its departure, at when it was lost (counted once).
+                    let at_ms = self.wall_ms(self.lost_at(until));
+                    ended.push(ClassEvent { by: self.actor(index, m), act: Act::Depart { at_ms } });
+                    gone.push(index);
                 }
                 Reach::Detached { until, .. } | Reach::Remote { until, .. } if now >= until => {
                     gone.push(index)
@@ -474,6 +496,9 @@ impl Room {
             m.hushed = Some(m.presence.map(|p| (p.status, p.tool)));
             tracing::debug!(room = %self.id, index, "silent: shown away");
             self.publish_presence(now, index, Status::Away, Tool::Hidden);
+        }
+        for departure in ended {
+            self.submit(now, departure);
         }
         for index in gone {
             tracing::info!(room = %self.id, index, "presence timeout");

@@ -197,6 +197,11 @@ impl Room {
         }
     }
 
+    /// When a member of a counted-out node was lost: its wait ends a resume grace after.
+    pub(super) fn lost_at(&self, until: Instant) -> Instant {
+        until.checked_sub(self.config.resume_grace).unwrap_or(until)
+    }
+
     /// The remote member of `user`'s session `session`, if any.
     pub(super) fn remote_by_session(&self, user: &str, session: u64) -> Option<u16> {
         self.relay.as_ref()?.numbers.get(&(user.to_owned(), session)).copied()

@@ -62,7 +62,7 @@ mod tests {
         assert_eq!(snapshot.hands.len(), 1, "ada's hand");
         let kinds: Vec<&str> = snapshot.class.records.iter().map(|(k, _, _)| k.as_str()).collect();
         assert_eq!(kinds, ["chat", "attendance"], "her message and her presence");
-        assert_eq!(snapshot.class.present.get("ada"), Some(&1));
+        assert_eq!(snapshot.class.memberships.values().filter(|u| *u == "ada").count(), 1);
 
         let class = Class::restore(snapshot.class.clone(), 30, t0, 1_000);
         let mut copy = Room::new(

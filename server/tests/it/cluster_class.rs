@@ -366,12 +366,16 @@ pub type Record = (String, Vec<(u64, Option<u64>)>);
 
 /// `GET /rooms/ROOM/{resource}` at `server` as a teacher: status and body.
 async fn room_get(server: &TestServer, resource: &str) -> (u16, String) {
+    room_get_at(server.server.http_addr(), ROOM, resource).await
+}
+
+/// `GET /rooms/{room}/{resource}` at HTTP address `addr` as a teacher: status and body.
+async fn room_get_at(addr: std::net::SocketAddr, room: &str, resource: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let addr = server.server.http_addr();
-    let jwt = crate::harness::token(ROOM, "tess", "teacher", 3600);
+    let jwt = crate::harness::token(room, "tess", "teacher", 3600);
     let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let request = format!(
-        "GET /rooms/{ROOM}/{resource} HTTP/1.0\r\nHost: {addr}\r\nAuthorization: Bearer {jwt}\r\n\r\n"
+        "GET /rooms/{room}/{resource} HTTP/1.0\r\nHost: {addr}\r\nAuthorization: Bearer {jwt}\r\n\r\n"
     );
     tcp.write_all(request.as_bytes()).await.expect("write");
     let mut response = String::new();
@@ -383,7 +387,12 @@ async fn room_get(server: &TestServer, resource: &str) -> (u16, String) {
 
 /// The room's attendance at `server`, as a teacher reads it: user → intervals.
 pub async fn attendance(server: &TestServer) -> Vec<Record> {
-    let (_, body) = room_get(server, "attendance").await;
+    attendance_at(server.server.http_addr(), ROOM).await
+}
+
+/// `room`'s attendance at HTTP address `addr`, as a teacher reads it: user → intervals.
+pub async fn attendance_at(addr: std::net::SocketAddr, room: &str) -> Vec<Record> {
+    let (_, body) = room_get_at(addr, room, "attendance").await;
     let json: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
     let mut users: Vec<Record> = json["users"]
         .as_array()

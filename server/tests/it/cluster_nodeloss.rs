@@ -14,6 +14,7 @@ use easel_transport::client::{Connection, RoomStream, Transport};
 use tokio::sync::mpsc;
 
 use crate::cluster::{Nats, health, metrics, node, node_with, until};
+use crate::cluster_class::{Record, attendance_at};
 use crate::harness::{Board, expect_message, http_get, send_acked, token, within};
 use crate::spawned::Spawned;
 
@@ -217,6 +218,20 @@ async fn a_killed_nodes_client_resumes_on_another_node_keeping_its_place_and_eve
     assert!(doc_keys(room.doc()).is_superset(&acked));
     let keys = newcomer_keys(&nodes[alive].options(Transport::Quic), "cyd").await;
     assert!(keys.is_superset(&acked), "acked {acked:?}, on the surviving node {keys:?}");
+
+    // Her attendance runs on across the move, one interval, and her leave ends it: her
+    // membership at the dead node was ended (no node of hers was left to say so).
+    let http = nodes[alive].http_addr();
+    let ada_in = |users: &[Record]| users.iter().find(|(u, _)| u == "ada").map(|(_, i)| i.clone());
+    let open = ada_in(&attendance_at(http, ROOM).await);
+    assert!(matches!(open.as_deref(), Some([(_, None)])), "one open interval: {open:?}");
+    room.leave().expect("ada leaves");
+    within("ada's interval closes", async {
+        while !matches!(ada_in(&attendance_at(http, ROOM).await).as_deref(), Some([(_, Some(_))])) {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
 }
 
 /// Resume tokens are claimed atomically across nodes: of two nodes asked at once, one
