@@ -31,6 +31,7 @@ mod relay;
 mod replica;
 mod roster;
 mod sfu;
+mod silence;
 mod spotlight;
 mod stats;
 #[cfg(test)]
