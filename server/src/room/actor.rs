@@ -7,8 +7,6 @@
 //! place where outputs become IO.
 
 use std::collections::{BTreeMap, HashMap};
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,11 +19,12 @@ use tracing::Instrument as _;
 
 use super::budget::Claim;
 use super::classlog::Published;
+use super::commit::{Committed, Committing, persist, publish_class, side, write_snapshot};
 use super::handle::{Command, Handle, JoinRequest, Link, Outbound, Stamped};
 use super::stats::{Ingest, Stats};
-use super::{ClassEvent, Joined, Metric, Output, Persist, RelayBatch, Room, SnapshotWrite, Undeliverable};
+use super::{ClassEvent, Joined, Metric, Output, Persist, RelayBatch, Room, Undeliverable};
 use crate::board::{Board, Loaded};
-use crate::class::{Class, Deliver};
+use crate::class::Class;
 use crate::cluster::batch::Batcher;
 use crate::cluster::log::Remote;
 use crate::cluster::{Relay, RoomLog};
@@ -221,25 +220,6 @@ pub enum SpawnError {
     /// The blocking load task failed (panicked or was cancelled).
     #[error("loading task: {0}")]
     Task(#[from] tokio::task::JoinError),
-}
-
-type Committing = Pin<Box<dyn Future<Output = Committed> + Send>>;
-
-/// A durable write that finished, in submission order.
-enum Committed {
-    /// A board update (or a duplicate's barrier).
-    Op {
-        participant: u16,
-        op_id: u64,
-        result: Result<Option<(u64, Vec<u8>)>, StoreError>,
-        received: Option<Instant>,
-    },
-    /// Classroom records, and what waited for them; with the request that caused them and its
-    /// ingest, for the latency histograms.
-    Side { result: Result<(), StoreError>, then: Vec<Deliver>, asked: Option<(Ingest, Instant)> },
-    /// Cluster mode: a batch of classroom events published (`Ok(false)`), found a resend of
-    /// one the stream already had (`Ok(true)`), or not published.
-    ClassLog(Vec<ClassEvent>, Result<bool, StoreError>),
 }
 
 /// Cluster mode: the room's snapshots. Every replica counts the log messages it applies and
@@ -863,56 +843,5 @@ async fn next_relayed(presence: &mut Option<Presence>) -> Option<Relayed> {
                 Err(broadcast::error::RecvError::Closed) => return std::future::pending().await,
             },
         }
-    }
-}
-
-fn persist(board: &Board, room: &str, p: Persist) -> Committing {
-    let (board, room) = (board.clone(), room.to_owned());
-    Box::pin(async move {
-        match p {
-            Persist::Append { participant, op_id, record, received } => {
-                let data = record.data.clone();
-                let result = board.append(&room, record, participant).await.map(|seq| Some((seq, data)));
-                Committed::Op { participant, op_id, result, received: Some(received) }
-            }
-            Persist::Barrier { participant, op_id } => {
-                let result = board.flush().await.map(|()| None);
-                Committed::Op { participant, op_id, result, received: None }
-            }
-        }
-    })
-}
-
-/// Publishes a batch of classroom events to the room log as one message; one node alone has
-/// none (the room applied the events itself), so this is never asked there.
-fn publish_class(board: &Board, room: &str, batch: Vec<(ClassEvent, Vec<u8>)>) -> Committing {
-    let (board, room) = (board.clone(), room.to_owned());
-    Box::pin(async move {
-        let (events, encoded): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-        let result = match &board {
-            Board::Cluster(log) => log.publish_class(&room, &events, &encoded).await,
-            Board::Local(_) => Err(StoreError::Log("no room log on one node alone".into())),
-        };
-        Committed::ClassLog(events, result)
-    })
-}
-
-fn side(
-    store: &Store,
-    room: &str,
-    writes: Vec<crate::class::Write>,
-    then: Vec<Deliver>,
-    asked: Option<(Ingest, Instant)>,
-) -> Committing {
-    let (store, room) = (store.clone(), room.to_owned());
-    Box::pin(async move {
-        let result = if writes.is_empty() { Ok(()) } else { store.side(&room, writes).await };
-        Committed::Side { result, then, asked }
-    })
-}
-
-async fn write_snapshot(board: &Board, room: &str, snapshot: SnapshotWrite) {
-    if let Err(e) = board.snapshot(room, snapshot.upto_seq, snapshot.data).await {
-        tracing::error!(room, "snapshot write failed: {e}");
     }
 }

@@ -22,6 +22,7 @@ mod actor;
 mod budget;
 mod classlog;
 mod classroom;
+mod commit;
 mod cursors;
 mod doc;
 mod handle;
