@@ -87,7 +87,8 @@ if ! "$tools/bin/wasm-bindgen" --version 2>/dev/null | grep -qx "wasm-bindgen $v
   # No default features: they only give its test runner TLS (rustls, ring) for downloading a
   # WebDriver, which the Node tests never do; 12 s less to build here.
   CARGO_PROFILE_RELEASE_OPT_LEVEL=0 CARGO_PROFILE_RELEASE_CODEGEN_UNITS=256 \
-    cargo install wasm-bindgen-cli --version "$version" --root "$tools" --force --no-default-features
+    cargo install wasm-bindgen-cli --version "$version" --root "$tools" --force --no-default-features \
+      --bin wasm-bindgen --bin wasm-bindgen-test-runner
 fi
 
 # Compiles easel-web for the browser and generates the ES module (`--target web`) into $1.
