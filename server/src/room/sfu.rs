@@ -211,19 +211,7 @@ mod tests {
         assert_eq!(sfu_ops(&mut sim), [asked]);
 
         sim.room.handle_sfu_news(t0, a, SfuNews::Event(PeerEvent::Publishing { feed: 7 }));
-        sim.drain();
-        let seen: Vec<String> = sim
-            .messages(b)
-            .into_iter()
-            .filter_map(|m| match m {
-                Message::SfuEvent(e) => Some(format!("{:?} {} {}", e.event, e.participant, e.feed)),
-                Message::ParticipantUpdated(u) => {
-                    Some(format!("camera {} {}", u.participant.index, u.participant.camera))
-                }
-                _ => None,
-            })
-            .collect();
-        assert_eq!(seen, [format!("Publishing {a} 7"), format!("camera {a} true")]);
+        assert_eq!(sfu_seen(&mut sim, b), [format!("Publishing {a} 7"), format!("camera {a} true")]);
         let c = sim.join(t0, "cyd");
         let told = sim.messages(c).into_iter().any(|m| {
             matches!(m, Message::SfuEvent(e) if e.participant == a && e.feed == 7 && e.event == SfuEventKind::Publishing)

@@ -82,7 +82,7 @@ impl Room {
 mod tests {
     use std::time::Duration;
 
-    use easel_proto::datagram::{Heartbeat, Status, Tool};
+    use easel_proto::datagram::{Heartbeat, PresenceEntry, Status, Tool};
 
     use super::super::Config;
     use super::super::members::tests::{ada_shown_to_bob, newer_entry};
@@ -148,8 +148,9 @@ mod tests {
         assert_eq!(sim.membership(a), [("left", b, ErrorCode::PresenceTimeout.to_u16())]);
     }
 
-    #[test]
-    fn a_silent_member_heard_again_shows_what_it_showed_before() {
+    /// Ada, shown to bob, then silent past the 10 s TTL while bob is not: the room, ada, bob,
+    /// the away entry bob was sent for her, and when she fell silent.
+    fn ada_silent() -> (Sim, u16, u16, PresenceEntry, Instant) {
         let t0 = Instant::now();
         let config = Config { presence_ttl: Duration::from_secs(10), ..Config::default() };
         let tick = config.tick;
@@ -160,6 +161,13 @@ mod tests {
         sim.expire(silent);
         sim.advance(silent + tick);
         let away = newer_entry(&sim.presence(b), a, &shown);
+        (sim, a, b, away, silent)
+    }
+
+    #[test]
+    fn a_silent_member_heard_again_shows_what_it_showed_before() {
+        let (mut sim, a, b, away, silent) = ada_silent();
+        let tick = sim.room.config.tick;
         assert_eq!((away.status, away.tool), (Status::Away, Tool::Hidden));
         // A cursor of hers, not a heartbeat: she is back as she was, pointer and all.
         let back_at = silent + Duration::from_secs(1);
@@ -173,16 +181,8 @@ mod tests {
 
     #[test]
     fn a_silent_member_resumed_elsewhere_gets_its_place_and_presence_back() {
-        let t0 = Instant::now();
-        let config = Config { presence_ttl: Duration::from_secs(10), ..Config::default() };
-        let tick = config.tick;
-        let mut sim = Sim::new(room(config, t0));
-        let (a, b, shown) = ada_shown_to_bob(&mut sim, t0);
-        let silent = t0 + Duration::from_secs(11);
-        sim.room.handle_touch(silent, b);
-        sim.expire(silent);
-        sim.advance(silent + tick);
-        let away = newer_entry(&sim.presence(b), a, &shown);
+        let (mut sim, a, b, away, silent) = ada_silent();
+        let tick = sim.room.config.tick;
         // Her old connection still looks live here; the resume comes on a new one.
         let back_at = silent + Duration::from_secs(5);
         assert!(sim.join_with(back_at, "ada", 3, Some(a), 64).resumed, "same place");

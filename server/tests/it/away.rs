@@ -8,7 +8,7 @@ use easel_proto::datagram::{Heartbeat, Status, Tool, is_newer};
 use easel_proto::{Datagram, Message};
 use easel_transport::client::{Connection, Options, RoomStream, Transport};
 
-use crate::harness::{Board, Relay, TestServer, expect_message, send_acked, token, within};
+use crate::harness::{Board, Relay, TestServer, send_acked, token, until_listed, within};
 
 const ROOM: &str = "s/c/away";
 
@@ -61,11 +61,7 @@ async fn a_lost_connection_is_away_within_the_ttl_and_back_on_resume_without_a_l
     let ada = connect(&via_relay, "ada", None).await;
     let room_a = within("ada joins", ada.join(ROOM, None)).await.expect("join");
     let ada_index = room_a.joined().participant;
-    expect_message(&mut room_b, "ada's arrival", |m| match m {
-        Message::Participants(p) => p.joined.iter().any(|j| j.index == ada_index).then_some(()),
-        _ => None,
-    })
-    .await;
+    assert_eq!(until_listed(&mut room_b, &[], "ada").await.index, ada_index, "ada's arrival");
 
     let slot = room_a.joined().slot;
     let beat = Heartbeat { slot, seq: 1, status: Status::Active, tool: Tool::Pen };
@@ -107,11 +103,7 @@ async fn a_silent_member_is_away_within_the_ttl_and_resumes_its_place_without_a_
     let ada = connect(&options, "ada", None).await;
     let room_a = within("ada joins", ada.join(ROOM, None)).await.expect("join");
     let ada_index = room_a.joined().participant;
-    expect_message(&mut room_b, "ada's arrival", |m| match m {
-        Message::Participants(p) => p.joined.iter().any(|j| j.index == ada_index).then_some(()),
-        _ => None,
-    })
-    .await;
+    assert_eq!(until_listed(&mut room_b, &[], "ada").await.index, ada_index, "ada's arrival");
     let beat = Heartbeat { slot: room_a.joined().slot, seq: 1, status: Status::Active, tool: Tool::Pen };
     ada.send_datagram(&Datagram::from(beat)).expect("heartbeat");
     let active = (Status::Active, Tool::Pen);

@@ -9,7 +9,7 @@ use easel_server::room::{Act, Actor, ClassEvent, Key};
 use easel_transport::client::RoomStream;
 
 use crate::cluster::{Nats, metrics, node};
-use crate::cluster_class::{ROOM, chats, member, say};
+use crate::cluster_class::{ROOM, acked, chats, member, say};
 use crate::harness::{expect_message, within};
 
 /// Members per node answering at once.
@@ -46,15 +46,6 @@ async fn close(tess: &mut RoomStream, poll_id: u64) -> PollResults {
         _ => None,
     })
     .await
-}
-
-async fn acked(stream: &mut RoomStream, attempt_id: u64) {
-    expect_message(stream, "the answer's ack", |m| match m {
-        Message::PollAnswered(a) if a.attempt_id == attempt_id => Some(()),
-        Message::Fault(f) => panic!("answer refused: {f:?}"),
-        _ => None,
-    })
-    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -146,6 +146,11 @@ async fn final_results(stream: &mut RoomStream, poll_id: u64) -> PollResults {
 pub async fn answer(stream: &mut RoomStream, poll_id: u64, attempt_id: u64, choice: u8) {
     let answer = PollAnswer { poll_id, attempt_id, choices: vec![choice] };
     stream.send(&Message::from(answer)).await.expect("answer");
+    acked(stream, attempt_id).await;
+}
+
+/// Reads until the ack of answer `attempt_id`; a refusal fails the test.
+pub async fn acked(stream: &mut RoomStream, attempt_id: u64) {
     expect_message(stream, "the answer's ack", |m| match m {
         Message::PollAnswered(a) if a.attempt_id == attempt_id => Some(()),
         Message::Fault(f) => panic!("answer refused: {f:?}"),
