@@ -150,30 +150,39 @@ async fn end_membership(
     ctx: &Ctx,
     member: &Membership,
     code: Option<ErrorCode>,
-    writer: Option<JoinHandle<()>>,
+    writer: Option<JoinHandle<bool>>,
 ) {
     if let Some(code) = code {
         let leave = Command::Leave { participant: member.participant, conn: ctx.conn, code };
         let _ = member.handle.send(leave).await;
     }
     // Let the writer flush what is queued (Left included) before the stream goes away.
-    if let Some(writer) = writer {
-        let _ = writer.await;
+    let released = match writer {
+        Some(writer) => writer.await.unwrap_or(false),
+        None => false,
+    };
+    if !released {
+        release(ctx, &member.room, member.slot);
     }
-    ctx.shared.resumes.set_room(&ctx.resume_token, &member.room, None);
-    ctx.core().free(member.slot);
+}
+
+/// Forgets a room the connection no longer holds, so it may join it again. Done once per
+/// membership: by the writer before it writes `Left`, else by the stream's end.
+fn release(ctx: &Ctx, room: &str, slot: u16) {
+    ctx.shared.resumes.set_room(&ctx.resume_token, room, None);
+    ctx.core().free(slot);
 }
 
 /// Answers `Joined`, then runs the member's writer and reader until either ends. Returns how,
 /// and the writer if it was started.
 async fn serve_member<S: Session + Clone>(
-    ctx: &Ctx,
+    ctx: &Arc<Ctx>,
     session: &S,
     member: &Membership,
     joined: room::Joined,
     (mut send, rx): (S::Send, mpsc::Receiver<Outbound>),
     reader: &mut Reader<S::Recv>,
-) -> (Exit, Option<JoinHandle<()>>) {
+) -> (Exit, Option<JoinHandle<bool>>) {
     let role = ctx.core().claims().role();
     let sync = joined.snapshot.as_ref().map_or(SyncKind::None, |s| s.sync);
     let reply = Joined {
@@ -192,7 +201,11 @@ async fn serve_member<S: Session + Clone>(
     }
     // The writer drains the room's queue; the reader feeds the room.
     let (left_tx, left_rx) = oneshot::channel();
-    let writer = tokio::spawn(write_room(session.clone(), member.slot, send, rx, left_tx));
+    let release = {
+        let (ctx, room, slot) = (ctx.clone(), member.room.clone(), member.slot);
+        move || release(&ctx, &room, slot)
+    };
+    let writer = tokio::spawn(write_room(session.clone(), member.slot, send, rx, (left_tx, release)));
     let exit = tokio::select! {
         exit = read_room(ctx, &member.handle, member.participant, reader) => exit,
         // The writer failed without the room ending the membership: the stream broke.
@@ -202,14 +215,17 @@ async fn serve_member<S: Session + Clone>(
 }
 
 /// Writes what the room queues for the member until the room ends the membership (then it
-/// reports on `left`) or lets go of the member.
+/// reports on `left`) or lets go of the member. Returns whether it released the room: before
+/// `Left` is written, so a client that rejoins as soon as it reads `Left` is not refused as
+/// still joined.
 async fn write_room<S: Session + Clone>(
     session: S,
     slot: u16,
     mut send: S::Send,
     mut rx: mpsc::Receiver<Outbound>,
-    left: oneshot::Sender<()>,
-) {
+    (left, release): (oneshot::Sender<()>, impl FnOnce()),
+) -> bool {
+    let mut release = Some(release);
     // Everything queued goes out in one write: a burst of frames then costs a few packets, not
     // one write per frame. The batch is made per wake-up, not kept: an idle member would hold
     // it between batches (16 KiB each was 160 MB at 10,000 idle members), and one allocation
@@ -240,15 +256,19 @@ async fn write_room<S: Session + Clone>(
                 next = rx.try_recv().ok();
             }
         }
+        if ended && let Some(release) = release.take() {
+            release();
+        }
         if send.write_all(&batch).await.is_err() {
-            return;
+            return ended;
         }
         if ended {
             let _ = send.shutdown().await;
             let _ = left.send(());
-            return;
+            return true;
         }
     }
+    false
 }
 
 /// Feeds a room stream's frames to the room, as the core routes them, until the membership

@@ -1,11 +1,12 @@
 //! The classroom's records on the server: attendance over HTTP and from the CLI, across a
 //! resume and a real leave. The classroom through the SDK (chat, polls, hands, moderation) is
-//! tested with the SDK, in `client-sdk/tests/it/classroom.rs`.
+//! tested with the SDK, in `client-sdk/tests/it/classroom.rs`; here, what only the wire shows.
 
-use easel_proto::ErrorCode;
-use easel_transport::client::{Connection, Options, RoomStream, Transport};
+use easel_proto::message::{ModAction, Moderate};
+use easel_proto::{ErrorCode, Message};
+use easel_transport::client::{ClientError, Connection, Options, RoomStream, Transport};
 
-use crate::harness::{Relay, TestServer, token, within};
+use crate::harness::{Relay, TestServer, expect_message, token, until_listed, within};
 
 const ROOM: &str = "uni-a/math-101/2026-11-23";
 const COURSE: &str = "uni-a/math-101/*";
@@ -97,4 +98,29 @@ async fn attendance_spans_a_resume_and_splits_at_a_real_leave() {
     assert_eq!(rows.iter().filter(|r| r.contains(",ada,")).count(), 2, "{csv}");
     let open = rows.iter().skip(1).filter(|r| r.split(',').nth(4) == Some("")).count();
     assert_eq!(open, 0, "a shutdown closes every interval: {csv}");
+}
+
+/// A removed member that joins again on its connection the moment it reads `Left` is refused
+/// as removed, never as still joined: the connection lets go of the room before `Left` is
+/// written. Several members, each transport, because the window this closes was narrow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_member_rejoining_at_once_is_refused_as_removed_not_as_joined() {
+    let server = TestServer::start().await;
+    let (_ct, mut tess) = server.member(Transport::Quic, "tess", "teacher", ROOM).await;
+    for (i, transport) in
+        [Transport::Quic, Transport::WebTransport, Transport::WebSocket].repeat(4).into_iter().enumerate()
+    {
+        let user = format!("s{i}");
+        let (conn, mut stream) = server.member(transport, &user, "student", ROOM).await;
+        let target = until_listed(&mut tess, &[], &user).await.index;
+        let remove = Moderate { target, action: ModAction::Remove, reason: "spam".into() };
+        tess.send(&Message::from(remove)).await.expect("moderate");
+        expect_message(&mut stream, "the removal", |m| matches!(m, Message::Left(_)).then_some(())).await;
+        match within("rejoin", conn.join(ROOM, None)).await {
+            Err(ClientError::Refused { code, .. }) => assert_eq!(code, ErrorCode::Removed, "{transport:?}"),
+            other => {
+                panic!("rejoin over {transport:?} not refused: {:?}", other.map(|s| s.joined().participant))
+            }
+        }
+    }
 }
