@@ -49,6 +49,15 @@ const SERVER_RECEIVE_WINDOW: u32 = 1024 * 1024;
 /// a few KiB ahead of its acks.
 const SERVER_SEND_WINDOW: u64 = 2 * 1024 * 1024;
 
+/// Ack-eliciting packets a client may receive before it must acknowledge them (the QUIC ACK
+/// frequency extension, which quinn clients support). Why: a receiver of cursor batches
+/// otherwise acknowledges every other packet, and each ACK costs the server a receive, a
+/// decryption and a wake-up of the connection (measured at 50 clients: 65% fewer `recvmmsg`,
+/// half the context switches, 7% less CPU). The peer still acknowledges within its
+/// `max_ack_delay`, and at once when packets arrive out of order, so losses are found as soon
+/// as without it.
+const ACK_ELICITING_THRESHOLD: u32 = 9;
+
 /// The QUIC transport settings of `side`'s endpoint (both server listeners share the server's).
 pub fn transport_config(side: Side) -> quinn::TransportConfig {
     let mut t = quinn::TransportConfig::default();
@@ -64,6 +73,9 @@ pub fn transport_config(side: Side) -> quinn::TransportConfig {
             t.send_window(SERVER_SEND_WINDOW);
             t.max_concurrent_bidi_streams(quinn::VarInt::from_u32(32));
             t.max_concurrent_uni_streams(quinn::VarInt::from_u32(8));
+            let mut acks = quinn::AckFrequencyConfig::default();
+            acks.ack_eliciting_threshold(quinn::VarInt::from_u32(ACK_ELICITING_THRESHOLD));
+            t.ack_frequency_config(Some(acks));
         }
         Side::Client => return client_transport_config(CLIENT_IDLE_TIMEOUT),
     }
