@@ -9,6 +9,8 @@
 #   scripts/build-web.sh --check         rebuild both into a temp dir; fail if a committed one differs
 #   scripts/build-web.sh --check-bundle  only dist/, from the committed pkg/ (no Rust; seconds)
 #   scripts/build-web.sh --test          run the wasm tests in Node (wasm-bindgen-test, real loro-crdt)
+#   scripts/build-web.sh --tools         only install what is missing (scripts/test.sh runs this
+#                                        beside its lints, so the later steps find it there)
 #
 # --check and --test may be given together. The wasm bytes depend on the Rust toolchain: the
 # check compares against a pkg built with the same rustc (the one CI has).
@@ -24,7 +26,8 @@ for arg in "$@"; do
     --check) check=true ;;
     --test) test=true ;;
     --check-bundle) check_bundle=true ;;
-    *) echo "usage: $0 [--check] [--check-bundle] [--test]" >&2; exit 2 ;;
+    --tools) tools_only=true ;;
+    *) echo "usage: $0 [--check] [--check-bundle] [--test] [--tools]" >&2; exit 2 ;;
   esac
 done
 
@@ -89,6 +92,10 @@ if ! "$tools/bin/wasm-bindgen" --version 2>/dev/null | grep -qx "wasm-bindgen $v
   CARGO_PROFILE_RELEASE_OPT_LEVEL=0 CARGO_PROFILE_RELEASE_CODEGEN_UNITS=256 \
     cargo install wasm-bindgen-cli --version "$version" --root "$tools" --force --no-default-features \
       --bin wasm-bindgen --bin wasm-bindgen-test-runner
+fi
+if ${tools_only:-false}; then
+  npm_ci
+  exit 0
 fi
 
 # Compiles easel-web for the browser and generates the ES module (`--target web`) into $1.

@@ -43,6 +43,14 @@ command -v cargo-nextest >/dev/null || cargo install cargo-nextest --locked
 log "nats-server for the cluster tests (pinned, into .tools/)"
 scripts/nats.sh bin >/dev/null
 
+# The browser step's tools (wasm-bindgen-cli, built from source, and the npm packages) install in
+# the background, at low priority, while the lints run: they fill the cores the lints leave idle.
+mkdir -p .tools
+log "installing the browser step's tools in the background (log: .tools/web-tools.log)"
+nice -n 10 scripts/build-web.sh --tools > .tools/web-tools.log 2>&1 &
+web_tools=$!
+trap 'kill "$web_tools" 2>/dev/null || true' EXIT
+
 log "cargo fmt --check"
 cargo fmt --all --check
 
@@ -55,6 +63,11 @@ for features in quic webtransport websocket ""; do
 done
 
 log "the session core in the browser: wasm32 without Loro or IO, the committed pkg/ and dist/ match their sources, its tests pass in Node"
+if ! wait "$web_tools"; then
+  cat .tools/web-tools.log >&2
+  echo "installing the browser step's tools failed (above)" >&2
+  exit 1
+fi
 scripts/build-web.sh --check --test
 
 log "fuzz: every decoder for 8 s, side by side, from the committed corpus (stable toolchain, scripts/fuzz.sh)"
