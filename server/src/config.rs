@@ -273,10 +273,12 @@ pub mod defaults {
     pub const HTTP_PORT: u16 = 8080;
     /// `--tick-hz`.
     pub const TICK_HZ: u16 = 60;
-    /// `--room-datagram-budget`: about a tenth of a core per busy room at ~10 µs of server
-    /// CPU per datagram sent (build, encrypt, send, its ACK), so a few busy rooms fit on two
-    /// cores; a 50-person room is then paced at 5 ms, a 167-person one reaches the floor.
-    pub const ROOM_DATAGRAM_BUDGET: u32 = 10_000;
+    /// `--room-datagram-budget`: a 50-person room is paced at 2.5 ms, a 333-person one
+    /// reaches the floor. Measured at 50 clients on one core (BENCHMARKS.md, "A shorter pace
+    /// for small rooms"): cursor p50 / p99 1.85 / 4.6 ms at 30% of the core, against 3.5–3.7 /
+    /// 6.9–7.6 ms at 25% with 10,000. What every room costs together is bounded by
+    /// `--datagram-budget`, not by this.
+    pub const ROOM_DATAGRAM_BUDGET: u32 = 20_000;
     /// `--datagram-budget` 0 means this many per core the server may use: about 40% of a
     /// core at the 10–13 µs a datagram costs here (BENCHMARKS.md), leaving the rest to
     /// handshakes, joins and edits. Measured: a 2,000-client reconnect storm on one core

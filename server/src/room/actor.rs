@@ -20,7 +20,7 @@ use tracing::Instrument as _;
 use super::budget::Claim;
 use super::classlog::Published;
 use super::commit::{Committed, Committing, persist, publish_class, side, write_snapshot};
-use super::handle::{Command, Handle, JoinRequest, Link, Outbound, Stamped};
+use super::handle::{BroadcastGap, Command, Handle, JoinRequest, Link, Outbound, Stamped};
 use super::stats::{Ingest, Stats};
 use super::{ClassEvent, Joined, Metric, Output, Persist, RelayBatch, Room, Undeliverable};
 use crate::board::{Board, Loaded};
@@ -79,7 +79,7 @@ pub async fn spawn(
         Board::Local(_) => None,
     };
     let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
-    let handle = Handle { id: id.clone(), tx, datagrams: Arc::default() };
+    let handle = Handle { id: id.clone(), tx, datagrams: Arc::default(), gap: BroadcastGap::default() };
     metrics::gauge!("easel_rooms").increment(1.0);
     let actor = Actor {
         room,
@@ -635,6 +635,7 @@ impl Actor {
     /// Does what the room asked, in order, and reports back what the IO refused (the room
     /// then puts what follows from it first).
     async fn drain(&mut self) {
+        self.handle.gap.set(self.room.broadcast_gap());
         let (mut sent, mut skipped) = (0u64, 0u64);
         while let Some(output) = self.room.poll_output() {
             match output {
@@ -649,7 +650,7 @@ impl Actor {
                         if Some(*index) == except {
                             continue;
                         }
-                        if let Err(e) = link.tx.try_send(Outbound::Frame(frame.clone())) {
+                        if let Err(e) = link.tx.try_send(Outbound::Broadcast(frame.clone())) {
                             failed.push((*index, refusal(&e)));
                         }
                     }

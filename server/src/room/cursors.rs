@@ -393,6 +393,12 @@ impl Room {
         own.max(shared).max(self.config.min_pace)
     }
 
+    /// How long a member's writer may hold broadcasts after a write (see
+    /// `handle::BroadcastGap`): the cursor pace, at most one tick.
+    pub fn broadcast_gap(&self) -> Duration {
+        self.pace.min(self.config.tick)
+    }
+
     /// The room's share of the server-wide datagram budget (`None`: no limit), from the next
     /// send round on.
     pub fn set_budget_share(&mut self, share: Option<u32>) {

@@ -2,6 +2,7 @@
 //! the [`Link`] through which the actor reaches a member.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -24,9 +25,12 @@ use crate::sfu::SfuNews;
 pub enum Outbound {
     /// A frame for the room stream.
     Message(Box<Message>),
-    /// A frame already encoded: a broadcast is encoded once and its bytes shared by every
-    /// member's queue.
+    /// A frame already encoded for this member.
     Frame(Bytes),
+    /// A frame broadcast to the room, encoded once and its bytes shared by every member's
+    /// queue. It may wait for the member's next write slot ([`BroadcastGap`]); anything else
+    /// queued behind it ends that wait.
+    Broadcast(Bytes),
     /// A state transfer for a new snapshot stream.
     Snapshot(Box<SnapshotPayload>),
     /// The membership ended: send `Left { code }` and finish the stream.
@@ -143,9 +147,36 @@ pub struct Handle {
     pub(super) id: Arc<str>,
     pub(super) tx: mpsc::Sender<Stamped>,
     pub(super) datagrams: Arc<DatagramInbox>,
+    pub(super) gap: BroadcastGap,
+}
+
+/// How long a member's room-stream writer may hold the room's broadcasts after a write, so
+/// that those arriving meanwhile share one write: the room's cursor pace, at most one tick.
+/// Why: at 300 members editing, each edit's echo went out to each member as soon as it was
+/// stored, about 110 packets a second per member, which was two thirds of the server's CPU.
+/// Paced like the cursors, a member gets at most one cursor batch and one write of broadcasts
+/// per pace. Set by the room's actor, read by the writers.
+#[derive(Clone, Default)]
+pub struct BroadcastGap(Arc<AtomicU32>);
+
+impl BroadcastGap {
+    /// The gap now.
+    pub fn get(&self) -> Duration {
+        Duration::from_micros(u64::from(self.0.load(Ordering::Relaxed)))
+    }
+
+    pub(super) fn set(&self, gap: Duration) {
+        let micros = u32::try_from(gap.as_micros()).unwrap_or(u32::MAX);
+        self.0.store(micros, Ordering::Relaxed);
+    }
 }
 
 impl Handle {
+    /// The gap the room's members' writers keep between writes of broadcasts.
+    pub fn broadcast_gap(&self) -> BroadcastGap {
+        self.gap.clone()
+    }
+
     /// Hands a participant's cursor datagram to the room (latest wins; never blocks).
     pub fn cursor(&self, participant: u16, cursor: Cursor) {
         self.datagrams.cursor(participant, cursor);

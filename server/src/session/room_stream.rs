@@ -3,7 +3,7 @@
 //! streams that carry state transfers.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use easel_proto::message::{Join, Joined, Left, SnapshotBegin, SnapshotChunk, SyncKind};
 use easel_proto::{ErrorCode, Kind, Message};
@@ -17,7 +17,7 @@ use easel_transport::framed::{Read, Reader, write};
 use super::core::{Exit, Route, fault};
 use super::{Ctx, end_stream};
 use crate::auth::Claims;
-use crate::room::{self, Arrival, Command, JoinRequest, Link, Outbound, SnapshotPayload};
+use crate::room::{self, Arrival, BroadcastGap, Command, JoinRequest, Link, Outbound, SnapshotPayload};
 
 /// Queued room-stream frames are coalesced into writes of up to about this many bytes.
 const WRITE_BATCH: usize = 64 * 1024;
@@ -205,7 +205,8 @@ async fn serve_member<S: Session + Clone>(
         let (ctx, room, slot) = (ctx.clone(), member.room.clone(), member.slot);
         move || release(&ctx, &room, slot)
     };
-    let writer = tokio::spawn(write_room(session.clone(), member.slot, send, rx, (left_tx, release)));
+    let gap = member.handle.broadcast_gap();
+    let writer = tokio::spawn(write_room((session.clone(), member.slot), send, rx, gap, (left_tx, release)));
     let exit = tokio::select! {
         exit = read_room(ctx, &member.handle, member.participant, reader) => exit,
         // The writer failed without the room ending the membership: the stream broke.
@@ -219,56 +220,104 @@ async fn serve_member<S: Session + Clone>(
 /// `Left` is written, so a client that rejoins as soon as it reads `Left` is not refused as
 /// still joined.
 async fn write_room<S: Session + Clone>(
-    session: S,
-    slot: u16,
+    (session, slot): (S, u16),
     mut send: S::Send,
     mut rx: mpsc::Receiver<Outbound>,
+    gap: BroadcastGap,
     (left, release): (oneshot::Sender<()>, impl FnOnce()),
 ) -> bool {
     let mut release = Some(release);
+    let mut gate = Gate::default();
     // Everything queued goes out in one write: a burst of frames then costs a few packets, not
     // one write per frame. The batch is made per wake-up, not kept: an idle member would hold
     // it between batches (16 KiB each was 160 MB at 10,000 idle members), and one allocation
     // per batch is noise next to encoding and writing it.
     while let Some(first) = rx.recv().await {
-        let mut batch = Vec::new();
-        let mut next = Some(first);
-        let mut ended = false;
-        while let Some(out) = next.take() {
-            match out {
-                Outbound::Message(m) => {
-                    if let Err(e) = m.encode_into(&mut batch) {
-                        tracing::error!("encode {:?}: {e}", m.kind());
-                    }
+        let mut batch = Batch { bytes: Vec::new(), urgent: false, ended: false };
+        batch.add(first, &session, slot);
+        if let Some(due) = gate.hold(Instant::now(), gap.get(), batch.urgent) {
+            let hold = tokio::time::sleep_until(due.into());
+            tokio::pin!(hold);
+            while !batch.urgent && !batch.ended && batch.bytes.len() < WRITE_BATCH {
+                tokio::select! {
+                    () = &mut hold => break,
+                    next = rx.recv() => match next {
+                        Some(out) => batch.add(out, &session, slot),
+                        None => break,
+                    },
                 }
-                Outbound::Frame(bytes) => batch.extend_from_slice(&bytes),
-                Outbound::Snapshot(p) => {
-                    tokio::spawn(snapshot_stream(session.clone(), slot, *p));
-                }
-                Outbound::Left(code, why) => {
-                    let message = Message::from(Left { code: code.to_u16(), message: why });
-                    let _ = message.encode_into(&mut batch);
-                    ended = true;
-                    break;
-                }
-            }
-            if batch.len() < WRITE_BATCH {
-                next = rx.try_recv().ok();
             }
         }
-        if ended && let Some(release) = release.take() {
+        while !batch.ended && batch.bytes.len() < WRITE_BATCH {
+            let Ok(out) = rx.try_recv() else { break };
+            batch.add(out, &session, slot);
+        }
+        if batch.ended && let Some(release) = release.take() {
             release();
         }
-        if send.write_all(&batch).await.is_err() {
-            return ended;
+        if send.write_all(&batch.bytes).await.is_err() {
+            return batch.ended;
         }
-        if ended {
+        gate.wrote(Instant::now());
+        if batch.ended {
             let _ = send.shutdown().await;
             let _ = left.send(());
             return true;
         }
     }
     false
+}
+
+/// One write's worth of what the room queued.
+struct Batch {
+    bytes: Vec<u8>,
+    /// It holds something other than a broadcast: it goes out at once.
+    urgent: bool,
+    /// It ends with `Left`: nothing may follow.
+    ended: bool,
+}
+
+impl Batch {
+    fn add<S: Session + Clone>(&mut self, out: Outbound, session: &S, slot: u16) {
+        self.urgent |= !matches!(out, Outbound::Broadcast(_));
+        match out {
+            Outbound::Message(m) => {
+                if let Err(e) = m.encode_into(&mut self.bytes) {
+                    tracing::error!("encode {:?}: {e}", m.kind());
+                }
+            }
+            Outbound::Frame(bytes) | Outbound::Broadcast(bytes) => self.bytes.extend_from_slice(&bytes),
+            Outbound::Snapshot(p) => {
+                tokio::spawn(snapshot_stream(session.clone(), slot, *p));
+            }
+            Outbound::Left(code, why) => {
+                let message = Message::from(Left { code: code.to_u16(), message: why });
+                let _ = message.encode_into(&mut self.bytes);
+                self.ended = true;
+            }
+        }
+    }
+}
+
+/// When a member's writer writes, apart from the clock: anything but broadcasts goes at once
+/// (acks, replies, errors, `Left`); broadcasts go at once too unless the last write was less
+/// than the room's gap ago, and then wait for the end of that gap, taking along whatever the
+/// room queues meanwhile.
+#[derive(Debug, Default)]
+struct Gate {
+    last: Option<Instant>,
+}
+
+impl Gate {
+    /// Until when to hold a write that is `urgent` or not, `None` to write now.
+    fn hold(&self, now: Instant, gap: Duration, urgent: bool) -> Option<Instant> {
+        let due = self.last? + gap;
+        (!urgent && due > now).then_some(due)
+    }
+
+    fn wrote(&mut self, now: Instant) {
+        self.last = Some(now);
+    }
 }
 
 /// Feeds a room stream's frames to the room, as the core routes them, until the membership
@@ -313,4 +362,31 @@ async fn snapshot_stream<S: Session>(session: S, slot: u16, payload: SnapshotPay
         }
     }
     let _ = send.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn a_broadcast_goes_at_once_after_a_quiet_gap_and_waits_for_the_slot_after_a_write() {
+        let (t0, gap) = (Instant::now(), 30 * MS);
+        let mut gate = Gate::default();
+        assert_eq!(gate.hold(t0, gap, false), None, "nothing written yet");
+        gate.wrote(t0);
+        assert_eq!(gate.hold(t0 + 10 * MS, gap, false), Some(t0 + gap), "held to the end of the gap");
+        assert_eq!(gate.hold(t0 + gap, gap, false), None, "the gap is over");
+        assert_eq!(gate.hold(t0 + 40 * MS, gap, false), None);
+    }
+
+    #[test]
+    fn anything_but_a_broadcast_is_never_held() {
+        let (t0, gap) = (Instant::now(), 30 * MS);
+        let mut gate = Gate::default();
+        gate.wrote(t0);
+        assert_eq!(gate.hold(t0 + MS, gap, true), None, "an ack right after a write goes at once");
+        assert_eq!(gate.hold(t0 + MS, Duration::ZERO, false), None, "no gap, no hold");
+    }
 }

@@ -7,7 +7,8 @@
 //! sent by one [`pace`] task in rounds, not by one timer per client. Frames of kinds this
 //! build does not know are counted and skipped, never fatal.
 
-use std::collections::VecDeque;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -401,15 +402,21 @@ pub(crate) async fn pace(
     clock: Clock,
     mut window_rx: watch::Receiver<Option<Window>>,
 ) -> Tally {
-    // Wake-ups per cursor period: each mover sends in one of them.
-    const ROUNDS: u32 = 8;
+    // A wake-up every millisecond (tokio's timer resolution): each client sends within a
+    // millisecond of its own phase, as unsynchronised users do. Coarser rounds sent the class
+    // in groups (8 rounds a period: a sixth of 50 clients at once), a burst that a paced
+    // server must spread over its next slots, which measured the generator's lock step.
+    const ROUND_MS: f64 = 1.0;
     let period = 1000.0 / f64::from(hz.max(1));
     let beat = heartbeat.as_secs_f64() * 1000.0;
-    let mut every = tokio::time::interval(Duration::from_secs_f64(period / 1000.0 / f64::from(ROUNDS)));
+    let mut every = tokio::time::interval(Duration::from_secs_f64(ROUND_MS.min(period) / 1000.0));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut window = Window::UNKNOWN;
-    // Per client: sequence number and when it next sends.
-    let mut due: Vec<(u16, f64)> = Vec::new();
+    // Who sends next, soonest first (due time in µs of the clock, client): a wake-up costs
+    // what is due, not a pass over a 2,000-viewer lecture. Per client: its sequence number.
+    let mut due: BinaryHeap<Reverse<(u64, usize)>> = BinaryHeap::new();
+    let mut seqs: Vec<u16> = Vec::new();
+    let micros = |ms: f64| (ms.max(0.0) * 1000.0) as u64;
     let mut tally = Tally::default();
     let mut last_wake = clock.ms();
     loop {
@@ -427,30 +434,27 @@ pub(crate) async fn pace(
         }
         last_wake = now;
         let members = roster.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        while due.len() < members.len() {
+        while seqs.len() < members.len() {
             // A newcomer's phase: spread by its place in the roster.
-            let k = due.len() as f64;
-            let every = if members[due.len()].mover { period } else { beat };
-            due.push((0, now + every * (k * 0.618_034).fract()));
+            let k = seqs.len();
+            let every = if members[k].mover { period } else { beat };
+            due.push(Reverse((micros(now + every * (k as f64 * 0.618_034).fract()), k)));
+            seqs.push(0);
         }
-        for (m, (seq, at)) in members.iter().zip(due.iter_mut()) {
-            if *at > now {
-                continue;
+        while let Some(&Reverse((at, k))) = due.peek() {
+            if at > micros(now) {
+                break;
             }
+            due.pop();
+            let (m, seq) = (&members[k], &mut seqs[k]);
             let datagram = if m.mover {
-                *at += period;
                 Datagram::from(Cursor { slot: m.slot, seq: *seq, x: quantise(now), y: quantise(m.y) })
             } else {
-                *at += beat;
-                Datagram::from(Heartbeat {
-                    slot: m.slot,
-                    seq: *seq,
-                    status: Status::Active,
-                    tool: Tool::Pointer,
-                })
+                Datagram::from(Heartbeat { slot: m.slot, seq: *seq, status: Status::Active, tool: Tool::Pointer })
             };
             // After a long stall, send once and go on from now rather than catch up.
-            *at = at.max(now);
+            let next = (at + micros(if m.mover { period } else { beat })).max(micros(now));
+            due.push(Reverse((next, k)));
             *seq = seq.wrapping_add(1);
             if m.conn.send_datagram(&datagram).is_ok() && m.mover && window.contains(now) {
                 tally.count("cursors_sent", 1);
