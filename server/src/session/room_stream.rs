@@ -236,8 +236,8 @@ async fn write_room<S: Session + Clone>(
         let mut batch = Batch { bytes: Vec::new(), urgent: false, ended: false };
         batch.add(first, &session, slot);
         if let Some(due) = gate.hold(Instant::now(), gap.get(), batch.urgent) {
-            let hold = tokio::time::sleep_until(due.into());
-            tokio::pin!(hold);
+            // Boxed: a timer inside the future would stay in every idle member's writer task.
+            let mut hold = Box::pin(tokio::time::sleep_until(due.into()));
             while !batch.urgent && !batch.ended && batch.bytes.len() < WRITE_BATCH {
                 tokio::select! {
                     () = &mut hold => break,
