@@ -236,23 +236,17 @@ async fn write_room<S: Session + Clone>(
         let mut batch = Batch { bytes: Vec::new(), urgent: false, ended: false };
         batch.add(first, &session, slot);
         if let Some(due) = gate.hold(Instant::now(), gap.get(), batch.urgent) {
-            // Boxed: a timer inside the future would stay in every idle member's writer task.
-            let mut hold = Box::pin(tokio::time::sleep_until(due.into()));
-            while !batch.urgent && !batch.ended && batch.bytes.len() < WRITE_BATCH {
-                tokio::select! {
-                    () = &mut hold => break,
-                    next = rx.recv() => match next {
-                        Some(out) => batch.add(out, &session, slot),
-                        None => break,
-                    },
-                }
-            }
+            // Boxed: the hold's timer and select would otherwise size every idle member's
+            // writer task.
+            Box::pin(hold_broadcasts(&mut rx, &mut batch, due, (&session, slot))).await;
         }
         while !batch.ended && batch.bytes.len() < WRITE_BATCH {
             let Ok(out) = rx.try_recv() else { break };
             batch.add(out, &session, slot);
         }
-        if batch.ended && let Some(release) = release.take() {
+        if batch.ended
+            && let Some(release) = release.take()
+        {
             release();
         }
         if send.write_all(&batch.bytes).await.is_err() {
@@ -266,6 +260,27 @@ async fn write_room<S: Session + Clone>(
         }
     }
     false
+}
+
+/// Adds to `batch` what the room queues until `due`, or until something comes that may not
+/// wait (or the batch is full, or ends).
+async fn hold_broadcasts<S: Session + Clone>(
+    rx: &mut mpsc::Receiver<Outbound>,
+    batch: &mut Batch,
+    due: Instant,
+    (session, slot): (&S, u16),
+) {
+    let until = tokio::time::sleep_until(due.into());
+    tokio::pin!(until);
+    while !batch.urgent && !batch.ended && batch.bytes.len() < WRITE_BATCH {
+        tokio::select! {
+            () = &mut until => return,
+            next = rx.recv() => match next {
+                Some(out) => batch.add(out, session, slot),
+                None => return,
+            },
+        }
+    }
 }
 
 /// One write's worth of what the room queued.

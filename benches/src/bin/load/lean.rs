@@ -450,7 +450,12 @@ pub(crate) async fn pace(
             let datagram = if m.mover {
                 Datagram::from(Cursor { slot: m.slot, seq: *seq, x: quantise(now), y: quantise(m.y) })
             } else {
-                Datagram::from(Heartbeat { slot: m.slot, seq: *seq, status: Status::Active, tool: Tool::Pointer })
+                Datagram::from(Heartbeat {
+                    slot: m.slot,
+                    seq: *seq,
+                    status: Status::Active,
+                    tool: Tool::Pointer,
+                })
             };
             // After a long stall, send once and go on from now rather than catch up.
             let next = (at + micros(if m.mover { period } else { beat })).max(micros(now));
