@@ -518,6 +518,15 @@ pub(super) mod tests {
         RelayBatch { origin: "b@1".into(), node: "b".into(), full, members, left }
     }
 
+    /// A cluster room with ada joined and her first membership frames read.
+    fn clustered_with_ada(t0: Instant) -> (Sim, u16) {
+        let mut sim = clustered(t0);
+        let ada = sim.join_with(t0, "ada", 1, None, 4096).participant;
+        sim.advance(t0 + sim.room.config.tick);
+        sim.membership(ada);
+        (sim, ada)
+    }
+
     /// Zoe, on node b, as a local member is told of her: her number here.
     fn zoe_here(sim: &mut Sim, local: u16) -> u16 {
         let joined = sim.membership(local);
@@ -579,10 +588,7 @@ pub(super) mod tests {
     #[test]
     fn a_remote_update_names_its_author_as_this_room_numbers_it() {
         let t0 = Instant::now();
-        let mut sim = clustered(t0);
-        let ada = sim.join_with(t0, "ada", 1, None, 4096).participant;
-        sim.advance(t0 + sim.room.config.tick);
-        sim.membership(ada);
+        let (mut sim, ada) = clustered_with_ada(t0);
         sim.room.handle_remote_presence(t0 + Duration::from_secs(1), from_b(true, vec![zoe(None)], vec![]));
         let z = zoe_here(&mut sim, ada);
         sim.messages(ada);
@@ -608,10 +614,7 @@ pub(super) mod tests {
     #[test]
     fn the_mapping_is_stable_across_refreshes_and_a_leave_removes() {
         let t0 = Instant::now();
-        let mut sim = clustered(t0);
-        let ada = sim.join_with(t0, "ada", 1, None, 4096).participant;
-        sim.advance(t0 + sim.room.config.tick);
-        sim.membership(ada);
+        let (mut sim, ada) = clustered_with_ada(t0);
         let t1 = t0 + Duration::from_secs(1);
         sim.room.handle_remote_presence(t1, from_b(true, vec![zoe(None)], vec![]));
         let z = zoe_here(&mut sim, ada);
@@ -634,10 +637,7 @@ pub(super) mod tests {
     #[test]
     fn remote_members_expire_when_their_node_goes_quiet_or_is_counted_out() {
         let t0 = Instant::now();
-        let mut sim = clustered(t0);
-        let ada = sim.join_with(t0, "ada", 1, None, 4096).participant;
-        sim.advance(t0 + sim.room.config.tick);
-        sim.membership(ada);
+        let (mut sim, ada) = clustered_with_ada(t0);
         let t1 = t0 + Duration::from_secs(1);
         sim.room.handle_remote_presence(t1, from_b(true, vec![zoe(None)], vec![]));
         let z = zoe_here(&mut sim, ada);
@@ -680,10 +680,7 @@ pub(super) mod tests {
     #[test]
     fn a_member_whose_node_died_keeps_its_number_when_another_node_relays_it() {
         let t0 = Instant::now();
-        let mut sim = clustered(t0);
-        let ada = sim.join_with(t0, "ada", 1, None, 4096).participant;
-        sim.advance(t0 + sim.room.config.tick);
-        sim.membership(ada);
+        let (mut sim, ada) = clustered_with_ada(t0);
         let t1 = t0 + Duration::from_secs(1);
         sim.room.handle_remote_presence(t1, from_b(true, vec![zoe(Some((5, 1, 2)))], vec![]));
         let z = zoe_here(&mut sim, ada);
@@ -731,10 +728,7 @@ pub(super) mod tests {
     #[test]
     fn a_remote_member_resuming_here_is_reattached_under_its_number() {
         let t0 = Instant::now();
-        let mut sim = clustered(t0);
-        let ada = sim.join_with(t0, "ada", 1, None, 4096).participant;
-        sim.advance(t0 + sim.room.config.tick);
-        sim.membership(ada);
+        let (mut sim, ada) = clustered_with_ada(t0);
         let session = sim.arrival("zoe", 0, None).session;
         let zoe_b = Relayed { session, ..zoe(None) };
         sim.room
