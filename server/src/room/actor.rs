@@ -345,6 +345,9 @@ impl Actor {
                     }
                 }
                 relayed = next_relayed(&mut self.presence), if shutdown.is_none() => self.on_relayed(relayed).await,
+                // Messages that came while a snapshot was being stored may make one due now;
+                // nothing else would ask again once the room falls quiet.
+                () = snapshot_written(&mut self.compaction), if shutdown.is_none() => self.compact(),
                 () = inbox.ready.notified(), if shutdown.is_none() => self.on_datagrams().await,
                 () = &mut sleep, if timeout.is_some() => {
                     self.on_timeout().await;
@@ -828,6 +831,17 @@ async fn next_remote(remote: &mut Option<mpsc::Receiver<Remote>>) -> Option<Remo
     match remote {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
+    }
+}
+
+/// When the room's snapshot being stored is (never while none is).
+async fn snapshot_written(compaction: &mut Option<Compaction>) {
+    let Some(writing) = compaction.as_mut().and_then(|c| c.writing.as_mut()) else {
+        return std::future::pending().await;
+    };
+    let _ = writing.await;
+    if let Some(c) = compaction {
+        c.writing = None;
     }
 }
 
