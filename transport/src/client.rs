@@ -118,6 +118,10 @@ pub struct Options {
     /// QUIC and WebTransport: give a silent path up after this long (`None`: `quic`'s
     /// `CLIENT_IDLE_TIMEOUT`, 12 s); keep-alives then go at least three times as often.
     pub idle_timeout: Option<Duration>,
+    /// QUIC only: connect on this endpoint, shared with other connections, instead of one of
+    /// the connection's own (`None`, the default; see [`crate::quic::SharedEndpoint`]).
+    #[cfg(feature = "quic")]
+    pub quic_endpoint: Option<crate::quic::SharedEndpoint>,
 }
 
 impl Options {
@@ -130,6 +134,8 @@ impl Options {
             cert_hash: None,
             tls: false,
             idle_timeout: None,
+            #[cfg(feature = "quic")]
+            quic_endpoint: None,
         }
     }
 
@@ -151,7 +157,8 @@ async fn open(options: &Options) -> Result<BoxSession, TransportError> {
         #[cfg(feature = "quic")]
         Transport::Quic => {
             let idle = options.idle_timeout.unwrap_or(crate::quic::CLIENT_IDLE_TIMEOUT);
-            crate::quic::connect_with(addr, name, hash, idle).await.map(BoxSession::new)
+            let shared = options.quic_endpoint.as_ref();
+            crate::quic::connect_with(addr, name, hash, idle, shared).await.map(BoxSession::new)
         }
         #[cfg(feature = "webtransport")]
         Transport::WebTransport => {

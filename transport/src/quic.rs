@@ -139,12 +139,54 @@ pub(crate) fn unspecified(addr: SocketAddr) -> SocketAddr {
     }
 }
 
+/// The receive buffer a [`SharedEndpoint`] asks its socket for (the kernel caps it at
+/// `net.core.rmem_max`): a round of the server's packets to every connection on the socket
+/// arrives at once, and the default (~200 KiB) would drop part of a burst to a few hundred.
+#[cfg(feature = "quic")]
+const SHARED_RECEIVE_BUFFER: usize = 4 << 20;
+
+/// A client's QUIC endpoint (one UDP socket) that many connections share, for a program that
+/// runs many clients, such as a load generator: its packets then arrive on one socket, read
+/// in batches by one task, instead of one socket, one wake-up and one read per packet each.
+/// A single client needs none: without one, each connection binds its own (the default).
+#[cfg(feature = "quic")]
+#[derive(Debug, Clone)]
+pub struct SharedEndpoint(quinn::Endpoint);
+
+#[cfg(feature = "quic")]
+impl SharedEndpoint {
+    /// Binds an endpoint for connections to servers of `server`'s address family.
+    pub fn bind(server: SocketAddr) -> Result<Self, TransportError> {
+        let err = |e: std::io::Error| TransportError::Connect(format!("binding a shared endpoint: {e}"));
+        let bind = unspecified(server);
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(bind),
+            socket2::Type::DGRAM,
+            Some(socket2::Protocol::UDP),
+        )
+        .map_err(err)?;
+        // Best effort: a smaller buffer only means losses in the largest bursts.
+        let _ = socket.set_recv_buffer_size(SHARED_RECEIVE_BUFFER);
+        socket.bind(&bind.into()).map_err(err)?;
+        let runtime = quinn::default_runtime()
+            .ok_or_else(|| TransportError::Connect("a shared endpoint needs a tokio runtime".into()))?;
+        let endpoint = quinn::Endpoint::new(quinn::EndpointConfig::default(), None, socket.into(), runtime)
+            .map_err(err)?;
+        Ok(Self(endpoint))
+    }
+
+    /// How many connections are open on it.
+    pub fn connections(&self) -> usize {
+        self.0.open_connections()
+    }
+}
+
 /// A raw QUIC session (ALPN [`easel_proto::ALPN`]).
 #[cfg(feature = "quic")]
 #[derive(Debug, Clone)]
 pub struct QuicSession {
     conn: quinn::Connection,
-    /// A client's own endpoint (its UDP socket), held as long as the connection.
+    /// A client's endpoint (its UDP socket, its own or shared), held as long as the connection.
     _endpoint: Option<quinn::Endpoint>,
 }
 
@@ -169,26 +211,29 @@ pub async fn connect(
     server_name: &str,
     cert_hash: Option<[u8; 32]>,
 ) -> Result<QuicSession, TransportError> {
-    connect_with(addr, server_name, cert_hash, CLIENT_IDLE_TIMEOUT).await
+    connect_with(addr, server_name, cert_hash, CLIENT_IDLE_TIMEOUT, None).await
 }
 
 /// [`connect`], giving a silent path up after `idle_timeout` instead of
-/// [`CLIENT_IDLE_TIMEOUT`].
+/// [`CLIENT_IDLE_TIMEOUT`], on `shared` if given (else on an endpoint of its own).
 #[cfg(feature = "quic")]
 pub async fn connect_with(
     addr: SocketAddr,
     server_name: &str,
     cert_hash: Option<[u8; 32]>,
     idle_timeout: Duration,
+    shared: Option<&SharedEndpoint>,
 ) -> Result<QuicSession, TransportError> {
     let connect_err = |e: &dyn std::fmt::Display| TransportError::Connect(e.to_string());
     let tls = crate::tls::client_config(cert_hash, easel_proto::ALPN)?;
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|e| connect_err(&e))?;
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
     config.transport_config(Arc::new(client_transport_config(idle_timeout)));
-    let mut endpoint = quinn::Endpoint::client(unspecified(addr)).map_err(|e| connect_err(&e))?;
-    endpoint.set_default_client_config(config);
-    let connecting = endpoint.connect(addr, server_name).map_err(|e| connect_err(&e))?;
+    let endpoint = match shared {
+        Some(shared) => shared.0.clone(),
+        None => quinn::Endpoint::client(unspecified(addr)).map_err(|e| connect_err(&e))?,
+    };
+    let connecting = endpoint.connect_with(config, addr, server_name).map_err(|e| connect_err(&e))?;
     let conn = connecting.await.map_err(|e| TransportError::Closed(close_reason(&e)))?;
     Ok(QuicSession { conn, _endpoint: Some(endpoint) })
 }

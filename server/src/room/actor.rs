@@ -680,6 +680,7 @@ impl Actor {
                         continue;
                     }
                     *credit -= need;
+                    link.ride.call();
                     for datagram in batch.datagrams() {
                         if link.datagrams.send(datagram.clone()).is_err() {
                             break;

@@ -406,10 +406,10 @@ impl Room {
         own.max(shared).max(self.config.min_pace)
     }
 
-    /// How long a member's writer may hold broadcasts after a write (see
-    /// `handle::BroadcastGap`): the cursor pace, at most one tick.
+    /// How long a member's writer may hold broadcasts for its next cursor batch (see
+    /// `handle::BroadcastGap`): the cursor pace.
     pub fn broadcast_gap(&self) -> Duration {
-        self.pace.min(self.config.tick)
+        self.pace
     }
 
     /// The room's share of the server-wide datagram budget (`None`: no limit), from the next

@@ -17,7 +17,7 @@ use easel_transport::framed::{Read, Reader, write};
 use super::core::{Exit, Route, fault};
 use super::{Ctx, end_stream};
 use crate::auth::Claims;
-use crate::room::{self, Arrival, BroadcastGap, Command, JoinRequest, Link, Outbound, SnapshotPayload};
+use crate::room::{self, Arrival, BroadcastGap, Command, JoinRequest, Link, Outbound, Ride, SnapshotPayload};
 
 /// Queued room-stream frames are coalesced into writes of up to about this many bytes.
 const WRITE_BATCH: usize = 64 * 1024;
@@ -31,6 +31,8 @@ struct Membership {
     slot: u16,
     handle: room::Handle,
     participant: u16,
+    /// Where the room says the member's next cursor batch is leaving.
+    ride: Ride,
 }
 
 /// Serves a room stream the client opened, to its end.
@@ -61,7 +63,8 @@ pub(super) async fn run<S: Session + Clone>(ctx: Arc<Ctx>, session: S, mut send:
         }
     };
     let (tx, rx) = mpsc::channel(ctx.shared.config.outbound_queue as usize);
-    let link = Link { tx, datagrams: session.datagram_sender(), kill: ctx.slow.clone() };
+    let ride = Ride::default();
+    let link = Link { tx, datagrams: session.datagram_sender(), kill: ctx.slow.clone(), ride: ride.clone() };
     // Boxed: loading a room (from the store, or a cluster's snapshot and log) is the stream
     // task's largest state, and the task lives as long as the membership.
     let (handle, joined, used) = match Box::pin(enter(&ctx, &join, slot, link)).await {
@@ -72,7 +75,7 @@ pub(super) async fn run<S: Session + Clone>(ctx: Arc<Ctx>, session: S, mut send:
             return end_stream(&mut send, &refuse(code, format!("cannot join {}", join.room))).await;
         }
     };
-    let member = Membership { room: join.room, slot, handle, participant: joined.participant };
+    let member = Membership { room: join.room, slot, handle, participant: joined.participant, ride };
     if !register(&ctx, &member, &used).await {
         return;
     }
@@ -205,8 +208,8 @@ async fn serve_member<S: Session + Clone>(
         let (ctx, room, slot) = (ctx.clone(), member.room.clone(), member.slot);
         move || release(&ctx, &room, slot)
     };
-    let gap = member.handle.broadcast_gap();
-    let writer = tokio::spawn(write_room((session.clone(), member.slot), send, rx, gap, (left_tx, release)));
+    let pace = (member.handle.broadcast_gap(), member.ride.clone());
+    let writer = tokio::spawn(write_room((session.clone(), member.slot), send, rx, pace, (left_tx, release)));
     let exit = tokio::select! {
         exit = read_room(ctx, &member.handle, member.participant, reader) => exit,
         // The writer failed without the room ending the membership: the stream broke.
@@ -223,11 +226,10 @@ async fn write_room<S: Session + Clone>(
     (session, slot): (S, u16),
     mut send: S::Send,
     mut rx: mpsc::Receiver<Outbound>,
-    gap: BroadcastGap,
+    (gap, ride): (BroadcastGap, Ride),
     (left, release): (oneshot::Sender<()>, impl FnOnce()),
 ) -> bool {
     let mut release = Some(release);
-    let mut gate = Gate::default();
     // Everything queued goes out in one write: a burst of frames then costs a few packets, not
     // one write per frame. The batch is made per wake-up, not kept: an idle member would hold
     // it between batches (16 KiB each was 160 MB at 10,000 idle members), and one allocation
@@ -235,10 +237,11 @@ async fn write_room<S: Session + Clone>(
     while let Some(first) = rx.recv().await {
         let mut batch = Batch { bytes: Vec::new(), urgent: false, ended: false };
         batch.add(first, &session, slot);
-        if let Some(due) = gate.hold(Instant::now(), gap.get(), batch.urgent) {
+        if let Some(due) = hold_until(Instant::now(), gap.get(), batch.urgent) {
             // Boxed: the hold's timer and select would otherwise size every idle member's
             // writer task.
-            Box::pin(hold_broadcasts(&mut rx, &mut batch, due, (&session, slot))).await;
+            Box::pin(hold_broadcasts(&mut rx, &mut batch, (due, &ride), (&session, slot))).await;
+            ride.done();
         }
         while !batch.ended && batch.bytes.len() < WRITE_BATCH {
             let Ok(out) = rx.try_recv() else { break };
@@ -252,7 +255,6 @@ async fn write_room<S: Session + Clone>(
         if send.write_all(&batch.bytes).await.is_err() {
             return batch.ended;
         }
-        gate.wrote(Instant::now());
         if batch.ended {
             let _ = send.shutdown().await;
             let _ = left.send(());
@@ -262,19 +264,21 @@ async fn write_room<S: Session + Clone>(
     false
 }
 
-/// Adds to `batch` what the room queues until `due`, or until something comes that may not
-/// wait (or the batch is full, or ends).
+/// Adds to `batch` what the room queues until the member's next cursor batch leaves or `due`,
+/// or until something comes that may not wait (or the batch is full, or ends).
 async fn hold_broadcasts<S: Session + Clone>(
     rx: &mut mpsc::Receiver<Outbound>,
     batch: &mut Batch,
-    due: Instant,
+    (due, ride): (Instant, &Ride),
     (session, slot): (&S, u16),
 ) {
     let until = tokio::time::sleep_until(due.into());
-    tokio::pin!(until);
+    let go = ride.wait();
+    tokio::pin!(until, go);
     while !batch.urgent && !batch.ended && batch.bytes.len() < WRITE_BATCH {
         tokio::select! {
             () = &mut until => return,
+            () = &mut go => return,
             next = rx.recv() => match next {
                 Some(out) => batch.add(out, session, slot),
                 None => return,
@@ -314,25 +318,13 @@ impl Batch {
     }
 }
 
-/// When a member's writer writes, apart from the clock: anything but broadcasts goes at once
-/// (acks, replies, errors, `Left`); broadcasts go at once too unless the last write was less
-/// than the room's gap ago, and then wait for the end of that gap, taking along whatever the
-/// room queues meanwhile.
-#[derive(Debug, Default)]
-struct Gate {
-    last: Option<Instant>,
-}
-
-impl Gate {
-    /// Until when to hold a write that is `urgent` or not, `None` to write now.
-    fn hold(&self, now: Instant, gap: Duration, urgent: bool) -> Option<Instant> {
-        let due = self.last? + gap;
-        (!urgent && due > now).then_some(due)
-    }
-
-    fn wrote(&mut self, now: Instant) {
-        self.last = Some(now);
-    }
+/// Until when a member's writer holds a write, apart from the clock (`None`: write now).
+/// Anything but broadcasts goes at once (acks, replies, errors, `Left`). Broadcasts wait for
+/// the member's next cursor batch, to share its packet ([`Ride`]), at most one `gap` (the
+/// room's cursor pace), taking along whatever the room queues meanwhile: a
+/// member gets about one write of broadcasts per pace, in the packets of its cursors.
+fn hold_until(now: Instant, gap: Duration, urgent: bool) -> Option<Instant> {
+    (!urgent && !gap.is_zero()).then(|| now + gap)
 }
 
 /// Feeds a room stream's frames to the room, as the core routes them, until the membership
@@ -386,22 +378,16 @@ mod tests {
     const MS: Duration = Duration::from_millis(1);
 
     #[test]
-    fn a_broadcast_goes_at_once_after_a_quiet_gap_and_waits_for_the_slot_after_a_write() {
+    fn a_broadcast_waits_at_most_one_gap_for_a_ride() {
         let (t0, gap) = (Instant::now(), 30 * MS);
-        let mut gate = Gate::default();
-        assert_eq!(gate.hold(t0, gap, false), None, "nothing written yet");
-        gate.wrote(t0);
-        assert_eq!(gate.hold(t0 + 10 * MS, gap, false), Some(t0 + gap), "held to the end of the gap");
-        assert_eq!(gate.hold(t0 + gap, gap, false), None, "the gap is over");
-        assert_eq!(gate.hold(t0 + 40 * MS, gap, false), None);
+        assert_eq!(hold_until(t0, gap, false), Some(t0 + gap));
+        assert_eq!(hold_until(t0 + 40 * MS, gap, false), Some(t0 + 70 * MS), "from when it came");
     }
 
     #[test]
     fn anything_but_a_broadcast_is_never_held() {
         let (t0, gap) = (Instant::now(), 30 * MS);
-        let mut gate = Gate::default();
-        gate.wrote(t0);
-        assert_eq!(gate.hold(t0 + MS, gap, true), None, "an ack right after a write goes at once");
-        assert_eq!(gate.hold(t0 + MS, Duration::ZERO, false), None, "no gap, no hold");
+        assert_eq!(hold_until(t0, gap, true), None, "an ack goes at once");
+        assert_eq!(hold_until(t0, Duration::ZERO, false), None, "no gap, no hold");
     }
 }

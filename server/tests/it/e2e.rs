@@ -269,3 +269,73 @@ async fn concurrent_joins_on_one_connection_get_distinct_slots() {
     assert_eq!(refused.len(), 1, "the same room twice is refused once: {refused:?}");
     assert!(refused[0].contains("AlreadyJoined") || refused[0].contains("401"), "{}", refused[0]);
 }
+
+/// A program running many clients (a load generator) may put their QUIC connections on one
+/// shared endpoint, one UDP socket: each connection must still get its own room's edits and
+/// cursors, and nothing of the other rooms on the socket.
+#[tokio::test]
+async fn connections_sharing_one_quic_socket_each_keep_their_own_rooms() {
+    use easel_transport::client::{Connection, Transport};
+    use easel_transport::quic::SharedEndpoint;
+
+    let server = TestServer::start().await;
+    let mut options = server.options(Transport::Quic);
+    options.quic_endpoint = Some(SharedEndpoint::bind(options.addr).expect("bind a shared endpoint"));
+    let rooms = ["school/art/mon", "school/music/mon"];
+    let mut members = Vec::new();
+    for (i, user) in ["ada", "bob", "cyd", "dan"].into_iter().enumerate() {
+        let room = rooms[i / 2];
+        let jwt = crate::harness::token(room, user, "student", 3600);
+        let conn = within("connect", Connection::connect(&options, &jwt, &format!("{user}-device")))
+            .await
+            .expect("connect on the shared endpoint");
+        let stream = within("join", conn.join(room, None)).await.expect("join");
+        members.push((conn, stream));
+    }
+    let shared = options.quic_endpoint.as_ref().map(SharedEndpoint::connections);
+    assert_eq!(shared, Some(4), "all four on the one socket");
+    // ada and cyd each edit their own room; bob and dan each see only their room's edit.
+    for (writer, key) in [(0, "art"), (2, "music")] {
+        let mut board = Board::new(writer as u64 + 1);
+        send_acked(&mut members[writer].1, board.put(1, key, 7)).await;
+        let reader = &mut members[writer + 1].1;
+        let data = expect_message(reader, key, |m| match m {
+            Message::RemoteUpdate(u) => Some(u.data),
+            _ => None,
+        })
+        .await;
+        let seen = Board::new(9);
+        seen.import(&data);
+        assert_eq!(seen.keys(), vec![key.to_owned()], "only its own room's edit");
+    }
+    // ada's cursor reaches bob, named by her number in that room.
+    let slot = members[0].1.joined().slot;
+    let ada = members[0].1.joined().participant;
+    let (sender, receiver) = (&members[0].0, &members[1].0);
+    let moving = async {
+        let mut every = tokio::time::interval(Duration::from_millis(20));
+        for seq in 1u16.. {
+            every.tick().await;
+            let cursor = Cursor { slot, seq, x: 42, y: i32::from(seq) };
+            sender.send_datagram(&Datagram::from(cursor)).expect("send cursor");
+        }
+    };
+    let seen = async {
+        loop {
+            if let Datagram::CursorBatch(batch) = receiver.recv_datagram().await.expect("datagram")
+                && let Some(entry) = batch.cursors.iter().find(|c| c.participant == ada)
+            {
+                return *entry;
+            }
+        }
+    };
+    let entry = within("ada's cursor at bob", async {
+        tokio::select! {
+            () = moving => unreachable!(),
+            entry = seen => entry,
+        }
+    })
+    .await;
+    assert_eq!((entry.x, entry.y), (42, i32::from(entry.seq)));
+    server.shutdown().await;
+}

@@ -17,7 +17,8 @@ use easel_benches::token_as;
 use easel_proto::datagram::{Cursor, Heartbeat, Status, Tool, quantise};
 use easel_proto::message::{ChatSend, HandRaise, Join, PollAnswer, Role, SyncKind, Update};
 use easel_proto::{Datagram, ErrorCode, Message};
-use easel_transport::client::{ClientError, Connection, Options, Reader, RoomSender};
+use easel_transport::client::{ClientError, Connection, Options, Reader, RoomSender, Transport};
+use easel_transport::quic::SharedEndpoint;
 use futures::StreamExt as _;
 use loro::{ExportMode, LoroDoc};
 
@@ -31,15 +32,19 @@ pub(crate) struct Target {
     pub(crate) options: Options,
     pub(crate) jwt_secret: String,
     pub(crate) room: String,
+    /// QUIC endpoints the clients share, round robin (none: a socket each).
+    shared: Vec<SharedEndpoint>,
 }
 
 impl Target {
-    /// Resolves `url` once for all clients.
+    /// Resolves `url` once for all clients, whose QUIC connections share `sockets` sockets
+    /// (0: a socket each).
     pub(crate) async fn new(
         url: &str,
         cert_hash: Option<&str>,
         jwt_secret: &str,
         room: &str,
+        sockets: u32,
     ) -> anyhow::Result<Self> {
         let endpoint =
             easel_client::endpoint::parse(url)?.into_iter().next().context("the URL names no transport")?;
@@ -49,7 +54,22 @@ impl Target {
         if let Some(hash) = cert_hash {
             options = options.with_cert_hash(hash)?;
         }
-        Ok(Self { options, jwt_secret: jwt_secret.to_owned(), room: room.to_owned() })
+        let shared = match options.transport {
+            Transport::Quic => {
+                (0..sockets).map(|_| SharedEndpoint::bind(options.addr)).collect::<Result<_, _>>()?
+            }
+            _ => Vec::new(),
+        };
+        Ok(Self { options, jwt_secret: jwt_secret.to_owned(), room: room.to_owned(), shared })
+    }
+
+    /// What client `index` connects with.
+    fn options(&self, index: u32) -> Options {
+        let mut options = self.options.clone();
+        if !self.shared.is_empty() {
+            options.quic_endpoint = Some(self.shared[index as usize % self.shared.len()].clone());
+        }
+        options
     }
 }
 
@@ -78,7 +98,7 @@ pub(crate) async fn connect(
 ) -> anyhow::Result<Lean> {
     let connect_start = clock.ms();
     let token = token_as(&target.jwt_secret, &target.room, user, role)?;
-    let conn = Connection::connect(&target.options, &token, user)
+    let conn = Connection::connect(&target.options(index), &token, user)
         .await
         .with_context(|| format!("client {index} connects"))?;
     let join = Join { room: target.room.clone(), name: user.to_owned(), since: None };

@@ -136,6 +136,11 @@ pub(crate) struct Args {
     /// Connection attempts in flight at once (per process) while the class arrives.
     #[arg(long, default_value_t = 32)]
     connect_concurrency: usize,
+    /// QUIC protocol clients of a process that share one UDP socket (0: a socket each, as
+    /// separate devices would have). Shared, their packets are read in batches: at 2,000
+    /// viewers a socket each cost the generator a wake-up and two reads per packet.
+    #[arg(long, default_value_t = 64)]
+    clients_per_socket: u32,
     /// Generator processes: the parent (SDK clients) and K-1 children sharing the protocol
     /// clients.
     #[arg(long, default_value_t = 1)]
@@ -215,11 +220,16 @@ async fn targets(args: &Args) -> anyhow::Result<Vec<Target>> {
     if !args.node_cert_hash.is_empty() && args.node_cert_hash.len() != args.node_url.len() {
         bail!("--node-cert-hash must be given once for each --node-url, or not at all");
     }
+    // Enough for all the protocol clients, wherever they run (an unused socket costs nothing).
+    let sockets = match args.clients_per_socket {
+        0 => 0,
+        per => args.clients.div_ceil(per),
+    };
     let mut targets =
-        vec![Target::new(&args.url, args.cert_hash.as_deref(), &args.jwt_secret, &args.room).await?];
+        vec![Target::new(&args.url, args.cert_hash.as_deref(), &args.jwt_secret, &args.room, sockets).await?];
     for (i, url) in args.node_url.iter().enumerate() {
         let hash = args.node_cert_hash.get(i).map(String::as_str);
-        targets.push(Target::new(url, hash, &args.jwt_secret, &args.room).await?);
+        targets.push(Target::new(url, hash, &args.jwt_secret, &args.room, sockets).await?);
     }
     Ok(targets)
 }
