@@ -6,7 +6,7 @@
 //! SFU driver. Every event is one input to the room followed by one [`Actor::drain`], the only
 //! place where outputs become IO.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -93,6 +93,7 @@ pub async fn spawn(
         handle: handle.clone(),
         links: BTreeMap::new(),
         credit: HashMap::new(),
+        riders: Riders::default(),
         committing: FuturesOrdered::new(),
         class_batch: Batcher::default(),
         joining: None,
@@ -281,6 +282,9 @@ struct Actor {
     links: BTreeMap<u16, Link>,
     /// Bytes each member's datagram buffer surely has free (see the drain).
     credit: HashMap<u16, usize>,
+    /// Members queued broadcasts since their last cursor batch (their writers may hold them
+    /// for the next one: [`Outbound::Ride`]).
+    riders: Riders,
     committing: FuturesOrdered<Committing>,
     /// Cluster mode: classroom events waiting for the room's publish in flight (group
     /// commit), each with its encoding.
@@ -653,8 +657,9 @@ impl Actor {
                         if Some(*index) == except {
                             continue;
                         }
-                        if let Err(e) = link.tx.try_send(Outbound::Broadcast(frame.clone())) {
-                            failed.push((*index, refusal(&e)));
+                        match link.tx.try_send(Outbound::Broadcast(frame.clone())) {
+                            Ok(()) => self.riders.broadcast(*index),
+                            Err(e) => failed.push((*index, refusal(&e))),
                         }
                     }
                     for (index, why) in failed {
@@ -680,7 +685,10 @@ impl Actor {
                         continue;
                     }
                     *credit -= need;
-                    link.ride.call();
+                    // A full queue has its broadcasts written anyway: nothing lost.
+                    if self.riders.batch(to) {
+                        let _ = link.tx.try_send(Outbound::Ride);
+                    }
                     for datagram in batch.datagrams() {
                         if link.datagrams.send(datagram.clone()).is_err() {
                             break;
@@ -702,12 +710,14 @@ impl Actor {
                 }
                 Output::Left { member, code, reason } => {
                     self.credit.remove(&member);
+                    self.riders.forget(member);
                     if let Some(link) = self.links.remove(&member) {
                         let _ = link.tx.try_send(Outbound::Left(code, reason));
                     }
                 }
                 Output::Release { member } => {
                     self.credit.remove(&member);
+                    self.riders.forget(member);
                     self.links.remove(&member);
                 }
                 Output::SlowConsumer { member } => {
@@ -859,5 +869,45 @@ async fn next_relayed(presence: &mut Option<Presence>) -> Option<Relayed> {
                 Err(broadcast::error::RecvError::Closed) => return std::future::pending().await,
             },
         }
+    }
+}
+
+/// Which members were queued broadcasts since their last cursor batch: their next batch asks
+/// the writer to let what it holds go with it ([`Outbound::Ride`]), and only that one.
+#[derive(Debug, Default)]
+struct Riders(HashSet<u16>);
+
+impl Riders {
+    /// `member` was queued a broadcast.
+    fn broadcast(&mut self, member: u16) {
+        self.0.insert(member);
+    }
+
+    /// `member` is sent a cursor batch: whether it should take held broadcasts along.
+    fn batch(&mut self, member: u16) -> bool {
+        self.0.remove(&member)
+    }
+
+    /// `member` left the room (its number may be given again).
+    fn forget(&mut self, member: u16) {
+        self.0.remove(&member);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_member_queued_broadcasts_takes_them_along_with_its_next_cursor_batch_only() {
+        let mut riders = Riders::default();
+        assert!(!riders.batch(1), "nothing queued, nothing to take along");
+        riders.broadcast(1);
+        riders.broadcast(1);
+        riders.broadcast(2);
+        assert!(riders.batch(1), "its next batch takes them along");
+        assert!(!riders.batch(1), "once: the writer let them go");
+        riders.forget(2);
+        assert!(!riders.batch(2), "a member who left is forgotten");
     }
 }

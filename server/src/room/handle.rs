@@ -2,7 +2,7 @@
 //! the [`Link`] through which the actor reaches a member.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -11,7 +11,7 @@ use easel_proto::datagram::{Cursor, Heartbeat, is_newer};
 use easel_proto::message::Role;
 use easel_proto::{ErrorCode, Message};
 use easel_transport::DatagramSender;
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::stats::Stats;
@@ -35,6 +35,14 @@ pub enum Outbound {
     Snapshot(Box<SnapshotPayload>),
     /// The membership ended: send `Left { code }` and finish the stream.
     Left(ErrorCode, String),
+    /// The member's next cursor batch is leaving now: broadcasts the writer holds go at once,
+    /// to share its packet. Nothing is written for it. Why: at 50 members moving and editing,
+    /// the edit echoes went out in packets of their own beside ~400 cursor batches a second
+    /// per member, and a packet costs the server about the same with one frame or two (12 µs,
+    /// loopback). Sent just before the batch, so the writer's stream write is queued on the
+    /// connection by the time its driver builds the packet (a race either may win: at worst
+    /// two packets, as before).
+    Ride,
 }
 
 /// How the room's actor reaches one member without ever awaiting.
@@ -47,9 +55,6 @@ pub struct Link {
     /// Cancelled when the room gives up on the member (its queue overflowed): the session is
     /// then closed with `SlowConsumer`.
     pub kill: CancellationToken,
-    /// Tells the member's writer that a cursor batch is leaving, for the broadcasts it holds
-    /// to go with it.
-    pub ride: Ride,
 }
 
 /// Who is joining ([`Arrival`], for the room) and how to reach it ([`Link`], for the actor).
@@ -154,7 +159,7 @@ pub struct Handle {
 }
 
 /// How long a member's room-stream writer may hold the room's broadcasts for the member's
-/// next cursor batch ([`Ride`]), so that those arriving meanwhile share one write and its
+/// next cursor batch ([`Outbound::Ride`]), so that those arriving meanwhile share one write and its
 /// packets: the room's cursor pace. Why: at 300 members editing, each edit's echo went out to
 /// each member as soon as it was stored, about 110 packets a second per member, which was two
 /// thirds of the server's CPU. Paced like the cursors, a member gets about one cursor batch
@@ -172,47 +177,6 @@ impl BroadcastGap {
     pub(super) fn set(&self, gap: Duration) {
         let micros = u32::try_from(gap.as_micros()).unwrap_or(u32::MAX);
         self.0.store(micros, Ordering::Relaxed);
-    }
-}
-
-/// Lets the broadcasts a member's writer holds leave in the same packet as the member's next
-/// cursor batch. Why: at 50 members moving and editing, the edit echoes went out in packets of
-/// their own beside ~400 cursor batches a second per member, and a packet costs the server
-/// about the same whether it carries one frame or two (12 µs, loopback). The writer waits on
-/// it while it holds broadcasts; the room's actor calls it just before it hands the member a
-/// batch, so the writer's stream write is queued on the connection by the time its driver
-/// builds the packet (a race either may win: at worst two packets, as before).
-#[derive(Clone, Default)]
-pub struct Ride(Arc<RideInner>);
-
-#[derive(Default)]
-struct RideInner {
-    holding: AtomicBool,
-    go: Notify,
-}
-
-impl Ride {
-    /// A cursor batch is about to go to the member: a writer holding broadcasts writes them
-    /// now. Costs one atomic load when it holds none.
-    pub fn call(&self) {
-        if self.0.holding.load(Ordering::Acquire) {
-            self.0.go.notify_waiters();
-        }
-    }
-
-    /// Waits for the next [`Ride::call`]. Registered before the hold is announced, so a call
-    /// in between is not missed, and a call while nobody holds leaves nothing behind.
-    pub async fn wait(&self) {
-        let go = self.0.go.notified();
-        tokio::pin!(go);
-        go.as_mut().enable();
-        self.0.holding.store(true, Ordering::Release);
-        go.await;
-    }
-
-    /// The writer no longer holds anything.
-    pub fn done(&self) {
-        self.0.holding.store(false, Ordering::Release);
     }
 }
 
@@ -351,19 +315,5 @@ mod tests {
         assert_eq!(waiting.heartbeats[&7].seq, 10_007 - 2000, "a stale one changes nothing");
         assert_eq!(waiting.cursors[&3].0.x, 1, "the newest cursor wins, not the latest to arrive");
         assert!(inbox.take().heartbeats.is_empty(), "taken once");
-    }
-
-    #[tokio::test]
-    async fn a_ride_ends_the_hold_it_finds_and_leaves_nothing_for_the_next() {
-        let ride = Ride::default();
-        ride.call(); // nobody holds: nothing is kept for later
-        let mut wait = std::pin::pin!(ride.wait());
-        assert!(futures::poll!(wait.as_mut()).is_pending(), "an earlier call does not end a hold");
-        ride.call();
-        assert!(futures::poll!(wait.as_mut()).is_ready(), "a call ends the hold it finds");
-        ride.done();
-        ride.call();
-        let mut next = std::pin::pin!(ride.wait());
-        assert!(futures::poll!(next.as_mut()).is_pending(), "a call after the hold is not kept");
     }
 }

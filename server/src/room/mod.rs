@@ -53,7 +53,7 @@ pub use self::classlog::{Act, Actor, ClassEvent, Key};
 use self::cursors::BatchKey;
 pub use self::cursors::DatagramBatch;
 pub use self::doc::{ImportError, LoadError, Persist, REMOTE_AUTHOR, SnapshotPayload, SnapshotWrite};
-pub use self::handle::{BroadcastGap, Command, DatagramInbox, Handle, JoinRequest, Link, Outbound, Ride};
+pub use self::handle::{BroadcastGap, Command, DatagramInbox, Handle, JoinRequest, Link, Outbound};
 use self::members::Member;
 pub use self::members::{Arrival, Joined};
 pub use self::relay::{RelayBatch, Relayed};

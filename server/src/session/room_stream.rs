@@ -17,7 +17,7 @@ use easel_transport::framed::{Read, Reader, write};
 use super::core::{Exit, Route, fault};
 use super::{Ctx, end_stream};
 use crate::auth::Claims;
-use crate::room::{self, Arrival, BroadcastGap, Command, JoinRequest, Link, Outbound, Ride, SnapshotPayload};
+use crate::room::{self, Arrival, BroadcastGap, Command, JoinRequest, Link, Outbound, SnapshotPayload};
 
 /// Queued room-stream frames are coalesced into writes of up to about this many bytes.
 const WRITE_BATCH: usize = 64 * 1024;
@@ -31,8 +31,6 @@ struct Membership {
     slot: u16,
     handle: room::Handle,
     participant: u16,
-    /// Where the room says the member's next cursor batch is leaving.
-    ride: Ride,
 }
 
 /// Serves a room stream the client opened, to its end.
@@ -63,8 +61,7 @@ pub(super) async fn run<S: Session + Clone>(ctx: Arc<Ctx>, session: S, mut send:
         }
     };
     let (tx, rx) = mpsc::channel(ctx.shared.config.outbound_queue as usize);
-    let ride = Ride::default();
-    let link = Link { tx, datagrams: session.datagram_sender(), kill: ctx.slow.clone(), ride: ride.clone() };
+    let link = Link { tx, datagrams: session.datagram_sender(), kill: ctx.slow.clone() };
     // Boxed: loading a room (from the store, or a cluster's snapshot and log) is the stream
     // task's largest state, and the task lives as long as the membership.
     let (handle, joined, used) = match Box::pin(enter(&ctx, &join, slot, link)).await {
@@ -75,7 +72,7 @@ pub(super) async fn run<S: Session + Clone>(ctx: Arc<Ctx>, session: S, mut send:
             return end_stream(&mut send, &refuse(code, format!("cannot join {}", join.room))).await;
         }
     };
-    let member = Membership { room: join.room, slot, handle, participant: joined.participant, ride };
+    let member = Membership { room: join.room, slot, handle, participant: joined.participant };
     if !register(&ctx, &member, &used).await {
         return;
     }
@@ -208,8 +205,8 @@ async fn serve_member<S: Session + Clone>(
         let (ctx, room, slot) = (ctx.clone(), member.room.clone(), member.slot);
         move || release(&ctx, &room, slot)
     };
-    let pace = (member.handle.broadcast_gap(), member.ride.clone());
-    let writer = tokio::spawn(write_room((session.clone(), member.slot), send, rx, pace, (left_tx, release)));
+    let gap = member.handle.broadcast_gap();
+    let writer = tokio::spawn(write_room((session.clone(), member.slot), send, rx, gap, (left_tx, release)));
     let exit = tokio::select! {
         exit = read_room(ctx, &member.handle, member.participant, reader) => exit,
         // The writer failed without the room ending the membership: the stream broke.
@@ -226,7 +223,7 @@ async fn write_room<S: Session + Clone>(
     (session, slot): (S, u16),
     mut send: S::Send,
     mut rx: mpsc::Receiver<Outbound>,
-    (gap, ride): (BroadcastGap, Ride),
+    gap: BroadcastGap,
     (left, release): (oneshot::Sender<()>, impl FnOnce()),
 ) -> bool {
     let mut release = Some(release);
@@ -235,13 +232,16 @@ async fn write_room<S: Session + Clone>(
     // it between batches (16 KiB each was 160 MB at 10,000 idle members), and one allocation
     // per batch is noise next to encoding and writing it.
     while let Some(first) = rx.recv().await {
-        let mut batch = Batch { bytes: Vec::new(), urgent: false, ended: false };
+        let mut batch = Batch::default();
         batch.add(first, &session, slot);
+        if batch.bytes.is_empty() && !batch.ended {
+            // A ride for nothing held (or a snapshot, on a stream of its own).
+            continue;
+        }
         if let Some(due) = hold_until(Instant::now(), gap.get(), batch.urgent) {
             // Boxed: the hold's timer and select would otherwise size every idle member's
             // writer task.
-            Box::pin(hold_broadcasts(&mut rx, &mut batch, (due, &ride), (&session, slot))).await;
-            ride.done();
+            Box::pin(hold_broadcasts(&mut rx, &mut batch, due, (&session, slot))).await;
         }
         while !batch.ended && batch.bytes.len() < WRITE_BATCH {
             let Ok(out) = rx.try_recv() else { break };
@@ -269,16 +269,14 @@ async fn write_room<S: Session + Clone>(
 async fn hold_broadcasts<S: Session + Clone>(
     rx: &mut mpsc::Receiver<Outbound>,
     batch: &mut Batch,
-    (due, ride): (Instant, &Ride),
+    due: Instant,
     (session, slot): (&S, u16),
 ) {
     let until = tokio::time::sleep_until(due.into());
-    let go = ride.wait();
-    tokio::pin!(until, go);
+    tokio::pin!(until);
     while !batch.urgent && !batch.ended && batch.bytes.len() < WRITE_BATCH {
         tokio::select! {
             () = &mut until => return,
-            () = &mut go => return,
             next = rx.recv() => match next {
                 Some(out) => batch.add(out, session, slot),
                 None => return,
@@ -288,9 +286,11 @@ async fn hold_broadcasts<S: Session + Clone>(
 }
 
 /// One write's worth of what the room queued.
+#[derive(Default)]
 struct Batch {
     bytes: Vec<u8>,
-    /// It holds something other than a broadcast: it goes out at once.
+    /// It goes out at once: it holds something other than a broadcast, or the member's cursor
+    /// batch is leaving ([`Outbound::Ride`]).
     urgent: bool,
     /// It ends with `Left`: nothing may follow.
     ended: bool,
@@ -298,6 +298,13 @@ struct Batch {
 
 impl Batch {
     fn add<S: Session + Clone>(&mut self, out: Outbound, session: &S, slot: u16) {
+        if let Some(payload) = self.take(out) {
+            tokio::spawn(snapshot_stream(session.clone(), slot, *payload));
+        }
+    }
+
+    /// Takes `out` into the batch; a snapshot is returned, for a stream of its own.
+    fn take(&mut self, out: Outbound) -> Option<Box<SnapshotPayload>> {
         self.urgent |= !matches!(out, Outbound::Broadcast(_));
         match out {
             Outbound::Message(m) => {
@@ -306,21 +313,21 @@ impl Batch {
                 }
             }
             Outbound::Frame(bytes) | Outbound::Broadcast(bytes) => self.bytes.extend_from_slice(&bytes),
-            Outbound::Snapshot(p) => {
-                tokio::spawn(snapshot_stream(session.clone(), slot, *p));
-            }
+            Outbound::Snapshot(payload) => return Some(payload),
             Outbound::Left(code, why) => {
                 let message = Message::from(Left { code: code.to_u16(), message: why });
                 let _ = message.encode_into(&mut self.bytes);
                 self.ended = true;
             }
+            Outbound::Ride => {}
         }
+        None
     }
 }
 
 /// Until when a member's writer holds a write, apart from the clock (`None`: write now).
 /// Anything but broadcasts goes at once (acks, replies, errors, `Left`). Broadcasts wait for
-/// the member's next cursor batch, to share its packet ([`Ride`]), at most one `gap` (the
+/// the member's next cursor batch, to share its packet ([`Outbound::Ride`]), at most one `gap` (the
 /// room's cursor pace), taking along whatever the room queues meanwhile: a
 /// member gets about one write of broadcasts per pace, in the packets of its cursors.
 fn hold_until(now: Instant, gap: Duration, urgent: bool) -> Option<Instant> {
@@ -373,6 +380,8 @@ async fn snapshot_stream<S: Session>(session: S, slot: u16, payload: SnapshotPay
 
 #[cfg(test)]
 mod tests {
+    use bytes::Bytes;
+
     use super::*;
 
     const MS: Duration = Duration::from_millis(1);
@@ -382,6 +391,16 @@ mod tests {
         let (t0, gap) = (Instant::now(), 30 * MS);
         assert_eq!(hold_until(t0, gap, false), Some(t0 + gap));
         assert_eq!(hold_until(t0 + 40 * MS, gap, false), Some(t0 + 70 * MS), "from when it came");
+    }
+
+    #[test]
+    fn a_ride_ends_a_hold_and_writes_nothing_of_its_own() {
+        let mut batch = Batch::default();
+        assert!(batch.take(Outbound::Broadcast(Bytes::from_static(b"echo"))).is_none());
+        assert!(!batch.urgent, "a broadcast may wait");
+        batch.take(Outbound::Ride);
+        assert!(batch.urgent, "the cursor batch is leaving: what is held goes with it");
+        assert_eq!(batch.bytes, b"echo", "the ride itself is not written");
     }
 
     #[test]
