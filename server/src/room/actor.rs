@@ -642,7 +642,7 @@ impl Actor {
     /// Does what the room asked, in order, and reports back what the IO refused (the room
     /// then puts what follows from it first).
     async fn drain(&mut self) {
-        self.handle.gap.set(self.room.broadcast_gap());
+        self.handle.gap.set(self.room.broadcast_gap(Instant::now()));
         let (mut sent, mut skipped) = (0u64, 0u64);
         while let Some(output) = self.room.poll_output() {
             match output {

@@ -407,9 +407,15 @@ impl Room {
     }
 
     /// How long a member's writer may hold broadcasts for its next cursor batch (see
-    /// `handle::BroadcastGap`): the cursor pace.
-    pub fn broadcast_gap(&self) -> Duration {
-        self.pace
+    /// `handle::BroadcastGap`): the cursor pace while cursor batches go out, the shortest pace
+    /// once they have stopped for two paces. Why: the pace is kept from the last round, and a
+    /// big room whose cursors stopped would otherwise hold every edit echo and chat message a
+    /// whole (budget-stretched) pace for a batch that never comes.
+    pub fn broadcast_gap(&self, now: Instant) -> Duration {
+        match self.cursor_round {
+            Some((at, _)) if now.saturating_duration_since(at) < self.pace * 2 => self.pace,
+            _ => self.config.min_pace,
+        }
     }
 
     /// The room's share of the server-wide datagram budget (`None`: no limit), from the next
@@ -558,6 +564,22 @@ mod tests {
         assert_eq!(sim.cursors(b).iter().map(|c| c.x).collect::<Vec<_>>(), [30]);
         sim.advance(t1 + Duration::from_millis(400));
         assert!(sim.cursors(b).is_empty());
+    }
+
+    #[test]
+    fn broadcasts_wait_for_a_ride_only_while_cursor_batches_go_out() {
+        let t0 = Instant::now();
+        let config = Config { min_pace: MS, datagram_budget: 200, ..Config::default() };
+        let (mut sim, m) = quiet(config.clone(), t0, &["ada", "bob", "cyd"]);
+        assert_eq!(sim.room.broadcast_gap(t0), config.min_pace, "no cursors yet");
+        let t1 = t0 + Duration::from_millis(100);
+        sim.room.handle_cursor(t1, m[0], &cursor(1, 1));
+        sim.advance(t1);
+        // A round to three receivers within 200 datagrams a second: one every 15 ms.
+        let pace = sim.room.broadcast_gap(t1);
+        assert_eq!(pace, 15 * MS, "batches are going out: hold for the next");
+        assert_eq!(sim.room.broadcast_gap(t1 + pace), pace);
+        assert_eq!(sim.room.broadcast_gap(t1 + 2 * pace), config.min_pace, "the cursors stopped");
     }
 
     #[test]
