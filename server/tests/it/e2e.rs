@@ -4,11 +4,11 @@
 
 use std::time::Duration;
 
-use easel_proto::datagram::Cursor;
+use easel_proto::datagram::{Cursor, CursorEntry};
 use easel_proto::message::{Participant, SyncKind};
 use easel_proto::{Datagram, Message};
 
-use easel_transport::client::RoomStream;
+use easel_transport::client::{Connection, RoomStream};
 
 use crate::harness::{
     Board, TRANSPORTS, TestServer, everyone, expect_message, send_acked, until_listed, within,
@@ -57,6 +57,40 @@ async fn converge(board: &Board, stream: &mut RoomStream, want: &loro::LoroValue
     }
 }
 
+/// Moves the cursor of `mover` (its connection, its room slot, its number as `seer`'s room
+/// knows it) to `at(seq)` every 20 ms until `seer` receives it, and returns what arrived.
+/// Datagrams may be lost, even on loopback: hence the repeats.
+async fn moved_until_seen(
+    (mover, slot, number): (&Connection, u16, u16),
+    seer: &Connection,
+    at: impl Fn(u16) -> (i32, i32),
+) -> CursorEntry {
+    let moving = async {
+        let mut every = tokio::time::interval(Duration::from_millis(20));
+        for seq in 1u16.. {
+            every.tick().await;
+            let (x, y) = at(seq);
+            mover.send_datagram(&Datagram::from(Cursor { slot, seq, x, y })).expect("send cursor");
+        }
+    };
+    let seen = async {
+        loop {
+            if let Datagram::CursorBatch(batch) = seer.recv_datagram().await.expect("datagram")
+                && let Some(entry) = batch.cursors.iter().find(|c| c.participant == number)
+            {
+                return *entry;
+            }
+        }
+    };
+    within("the cursor seen", async {
+        tokio::select! {
+            () = moving => unreachable!(),
+            entry = seen => entry,
+        }
+    })
+    .await
+}
+
 #[tokio::test]
 async fn cursor_reaches_the_other_participant() {
     for (layout, transport) in cases() {
@@ -66,31 +100,7 @@ async fn cursor_reaches_the_other_participant() {
             server.member_listed(transport, "bob", "student", "school/art/mon").await;
         let me = until_listed(&mut room_b, &listed, "ada").await.index;
         let slot = room_a.joined().slot;
-        // Datagrams may be lost, even on loopback: keep moving until B has seen one.
-        let sender = async {
-            let mut every = tokio::time::interval(Duration::from_millis(20));
-            for seq in 1u16.. {
-                every.tick().await;
-                let cursor = Cursor { slot, seq, x: 1600 + i32::from(seq), y: -320 };
-                a.send_datagram(&Datagram::from(cursor)).expect("send cursor");
-            }
-        };
-        let receiver = async {
-            loop {
-                if let Datagram::CursorBatch(batch) = b.recv_datagram().await.expect("datagram")
-                    && let Some(entry) = batch.cursors.iter().find(|c| c.participant == me)
-                {
-                    return *entry;
-                }
-            }
-        };
-        let entry = within("cursor at B", async {
-            tokio::select! {
-                () = sender => unreachable!(),
-                entry = receiver => entry,
-            }
-        })
-        .await;
+        let entry = moved_until_seen((&a, slot, me), &b, |seq| (1600 + i32::from(seq), -320)).await;
         assert_eq!(entry.y, -320, "{layout:?} {transport:?}");
         assert_eq!(
             entry.x,
@@ -275,7 +285,7 @@ async fn concurrent_joins_on_one_connection_get_distinct_slots() {
 /// cursors, and nothing of the other rooms on the socket.
 #[tokio::test]
 async fn connections_sharing_one_quic_socket_each_keep_their_own_rooms() {
-    use easel_transport::client::{Connection, Transport};
+    use easel_transport::client::Transport;
     use easel_transport::quic::SharedEndpoint;
 
     let server = TestServer::start().await;
@@ -311,31 +321,7 @@ async fn connections_sharing_one_quic_socket_each_keep_their_own_rooms() {
     // ada's cursor reaches bob, named by her number in that room.
     let slot = members[0].1.joined().slot;
     let ada = members[0].1.joined().participant;
-    let (sender, receiver) = (&members[0].0, &members[1].0);
-    let moving = async {
-        let mut every = tokio::time::interval(Duration::from_millis(20));
-        for seq in 1u16.. {
-            every.tick().await;
-            let cursor = Cursor { slot, seq, x: 42, y: i32::from(seq) };
-            sender.send_datagram(&Datagram::from(cursor)).expect("send cursor");
-        }
-    };
-    let seen = async {
-        loop {
-            if let Datagram::CursorBatch(batch) = receiver.recv_datagram().await.expect("datagram")
-                && let Some(entry) = batch.cursors.iter().find(|c| c.participant == ada)
-            {
-                return *entry;
-            }
-        }
-    };
-    let entry = within("ada's cursor at bob", async {
-        tokio::select! {
-            () = moving => unreachable!(),
-            entry = seen => entry,
-        }
-    })
-    .await;
+    let entry = moved_until_seen((&members[0].0, slot, ada), &members[1].0, |seq| (42, i32::from(seq))).await;
     assert_eq!((entry.x, entry.y), (42, i32::from(entry.seq)));
     server.shutdown().await;
 }
