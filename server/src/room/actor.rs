@@ -685,8 +685,10 @@ impl Actor {
                         continue;
                     }
                     *credit -= need;
-                    // A full queue has its broadcasts written anyway: nothing lost.
-                    if self.riders.batch(to) {
+                    // Only to a writer that may be holding: one that is, takes frames off
+                    // its queue as they come, so a queue half full means it is busy writing,
+                    // and a ride there would only take a place a broadcast may need.
+                    if self.riders.batch(to) && link.tx.capacity() * 2 >= link.tx.max_capacity() {
                         let _ = link.tx.try_send(Outbound::Ride);
                     }
                     for datagram in batch.datagrams() {
