@@ -296,7 +296,7 @@ pub(crate) fn join_events(tally: &mut Tally) {
 }
 
 /// A latency's summary with its p95 checked against `budget_ms`.
-fn budgeted(tally: &Tally, name: &str, budget_ms: f64) -> Value {
+fn budgeted(tally: &mut Tally, name: &str, budget_ms: f64) -> Value {
     let mut v = summary(tally.hist(name));
     let p95 = tally.hist(name).filter(|h| !h.is_empty()).map(|h| h.value_at_quantile(0.95) as f64 / 1000.0);
     v["budget_p95_ms"] = json!(budget_ms);
@@ -305,7 +305,7 @@ fn budgeted(tally: &Tally, name: &str, budget_ms: f64) -> Value {
 }
 
 /// The lecture's report section; `viewers` is how many viewers were connected.
-pub(crate) fn report(tally: &Tally, viewers: u64) -> Value {
+pub(crate) fn report(tally: &mut Tally, viewers: u64) -> Value {
     let all_in = match (tally.maximum("last_synced"), tally.maximum("last_connect_start")) {
         (Some(s), Some(c)) => Some(((s - c) * 1000.0).round() / 1000.0),
         _ => None,

@@ -247,7 +247,7 @@ async fn child(args: Arc<Args>, place: Place) -> anyhow::Result<()> {
     let _ = window_tx.send(Some(window));
     let (mut tally, cpu) = tokio::join!(crowd::finish(crowd), own_cpu(clock, window));
     tally.merge(cpu)?;
-    shard::report(&tally)
+    shard::report(tally)
 }
 
 /// The parent: the SDK clients, the protocol clients (or the children that run them), the
@@ -387,12 +387,12 @@ async fn parent(args: Args) -> anyhow::Result<()> {
         "pace_max_gap_ms": tally.maximum("pace_max_gap_ms").map(|g| (g * 10.0).round() / 10.0),
     });
     match args.scenario {
-        Scenario::Standard => standard_report(&mut report, &tally, &args, observing, connected),
+        Scenario::Standard => standard_report(&mut report, &mut tally, &args, observing, connected),
         Scenario::Lecture => {
             lecture::join_events(&mut tally);
             let viewers = connected;
             if let (Some(r), serde_json::Value::Object(l)) =
-                (report.as_object_mut(), lecture::report(&tally, viewers))
+                (report.as_object_mut(), lecture::report(&mut tally, viewers))
             {
                 r.extend(l);
             }
@@ -422,7 +422,7 @@ fn conduct(args: &Arc<Args>) -> crowd::Conduct {
 }
 
 /// The standard workload's figures, as they always were.
-fn standard_report(report: &mut serde_json::Value, tally: &Tally, args: &Args, observers: u64, n: u64) {
+fn standard_report(report: &mut serde_json::Value, tally: &mut Tally, args: &Args, observers: u64, n: u64) {
     // Each observer should see every other client's sends once.
     let expected = |sent: u64| sent * observers * n.saturating_sub(1) / n.max(1);
     let ratio = |seen: u64, sent: u64| {

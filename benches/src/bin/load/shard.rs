@@ -55,7 +55,7 @@ pub(crate) async fn announce_ready(connected: usize, failures: &[String]) -> any
 }
 
 /// Child side: hand the tally to the parent.
-pub(crate) fn report(tally: &Tally) -> anyhow::Result<()> {
-    say(&tally.to_json()?);
+pub(crate) fn report(tally: Tally) -> anyhow::Result<()> {
+    say(&tally.into_json()?);
     Ok(())
 }

@@ -52,6 +52,12 @@ pub(crate) async fn until_window(rx: &mut tokio::sync::watch::Receiver<Option<Wi
 #[derive(Default)]
 pub(crate) struct Tally {
     hists: BTreeMap<String, Histogram<u64>>,
+    /// Latencies (µs) recorded and not yet in `hists`. Why: a histogram of this range is
+    /// ~200 KiB, and when each lean client made its own at its first sample of a kind, a
+    /// process of 2,000 zeroed 400 MB at once (at the first chat, the first poll…): the
+    /// generator stalled for hundreds of ms, which it reported as the server's latency. A
+    /// client's samples are a few KiB; the process's tally puts them in one histogram.
+    samples: BTreeMap<String, Vec<u64>>,
     counts: BTreeMap<String, u64>,
     maxima: BTreeMap<String, f64>,
     events: BTreeMap<String, Vec<(f64, f64)>>,
@@ -61,14 +67,20 @@ impl Tally {
     /// Records a latency in ms.
     pub(crate) fn latency(&mut self, name: &str, ms: f64) {
         let us = (ms.max(0.001) * 1000.0) as u64;
-        match self.hists.get_mut(name) {
-            Some(h) => {
-                let _ = h.record(us);
-            }
+        match self.samples.get_mut(name) {
+            Some(v) => v.push(us),
             None => {
-                let mut h = histogram();
+                self.samples.insert(name.to_owned(), vec![us]);
+            }
+        }
+    }
+
+    /// Puts the latencies recorded so far into their histograms.
+    fn settle(&mut self) {
+        for (name, values) in std::mem::take(&mut self.samples) {
+            let h = self.hists.entry(name).or_insert_with(histogram);
+            for us in values {
                 let _ = h.record(us);
-                self.hists.insert(name.to_owned(), h);
             }
         }
     }
@@ -92,7 +104,8 @@ impl Tally {
         self.events.entry(name.to_owned()).or_default().push((a, b));
     }
 
-    pub(crate) fn hist(&self, name: &str) -> Option<&Histogram<u64>> {
+    pub(crate) fn hist(&mut self, name: &str) -> Option<&Histogram<u64>> {
+        self.settle();
         self.hists.get(name)
     }
 
@@ -114,6 +127,9 @@ impl Tally {
     }
 
     pub(crate) fn merge(&mut self, other: Tally) -> anyhow::Result<()> {
+        for (name, mut values) in other.samples {
+            self.samples.entry(name).or_default().append(&mut values);
+        }
         for (name, h) in other.hists {
             match self.hists.get_mut(&name) {
                 Some(into) => into.add(&h).context("merging histograms")?,
@@ -135,7 +151,8 @@ impl Tally {
     }
 
     /// One JSON value, histograms as base64 of HDR V2.
-    pub(crate) fn to_json(&self) -> anyhow::Result<Value> {
+    pub(crate) fn into_json(mut self) -> anyhow::Result<Value> {
+        self.settle();
         let mut hists = serde_json::Map::new();
         for (name, h) in &self.hists {
             let mut bytes = Vec::new();
@@ -221,16 +238,21 @@ mod tests {
 
     #[test]
     fn a_tally_survives_its_json_and_merges() {
-        let mut a = Tally::default();
-        a.latency("chat", 12.0);
-        a.count("sent", 2);
-        a.max("last", 5.0);
-        a.event("hand", 3.0, 40.0);
-        let mut b = Tally::from_json(&a.to_json().expect("json")).expect("parse");
+        let one = || {
+            let mut t = Tally::default();
+            t.latency("chat", 12.0);
+            t.count("sent", 2);
+            t.max("last", 5.0);
+            t.event("hand", 3.0, 40.0);
+            t
+        };
+        let mut b = Tally::from_json(&one().into_json().expect("json")).expect("parse");
         b.latency("chat", 30.0);
-        b.merge(a).expect("merge");
+        let mut c = one();
+        c.latency("chat", 20.0);
+        b.merge(c).expect("merge");
         let chat = b.hist("chat").expect("chat");
-        assert_eq!(chat.len(), 3);
+        assert_eq!(chat.len(), 4, "from the JSON, recorded after it, and merged unsettled");
         assert_eq!(chat.value_at_quantile(1.0) / 1000, 30);
         assert_eq!(b.counter("sent"), 4);
         assert_eq!(b.maximum("last"), Some(5.0));
