@@ -120,37 +120,11 @@ async fn run<S: Session + Clone>(shared: Arc<Shared>, session: S, remote: std::n
 async fn serve<S: Session + Clone>(shared: Arc<Shared>, session: S, transport: &'static str) {
     telemetry::session_opened(transport);
     let started = Instant::now();
-    let timeout = shared.config.handshake_timeout;
-    // Boxed, here and below: a task's future is as large as its largest state, and a session
-    // task lives for the connection. The handshake's (a resume claim in NATS, in cluster mode)
-    // would otherwise be held by every idle session (BENCHMARKS.md, "Memory per idle session").
-    let handshake = tokio::time::timeout(timeout, Box::pin(handshake(&shared, &session))).await;
-    let (ctx, control) = match handshake {
-        Ok(Ok(ok)) => ok,
-        Ok(Err(Refusal { code, why, reply })) => {
-            // One answered with a Fault was counted before it (see `handshake`).
-            if reply.is_none() {
-                handshake_failed(transport, code);
-            }
-            tracing::info!(transport, %code, "handshake refused: {why}");
-            session.close(code, &why);
-            telemetry::session_closed(transport);
-            return;
-        }
-        Err(_) => {
-            metrics::counter!("easel_connects_total", "transport" => transport, "result" => "failed")
-                .increment(1);
-            telemetry::refused(ErrorCode::HandshakeTimeout);
-            session.close(ErrorCode::HandshakeTimeout, "handshake timeout");
-            telemetry::session_closed(transport);
-            return;
-        }
-    };
+    let Some((ctx, control)) = established(&shared, &session, transport).await else { return };
     metrics::counter!("easel_connects_total", "transport" => transport, "result" => "ok").increment(1);
     tracing::debug!("session established");
     metrics::histogram!("easel_handshake_seconds").record(started.elapsed().as_secs_f64());
 
-    let ctx = Arc::new(ctx);
     let ending = tokio::select! {
         end = serve_control(&ctx, control) => end,
         end = accept_rooms(&ctx, &session) => end,
@@ -161,6 +135,42 @@ async fn serve<S: Session + Clone>(shared: Arc<Shared>, session: S, transport: &
     let (code, why) = settle(&ctx, &session, ending).await;
     session.close(code, &why);
     telemetry::session_closed(transport);
+}
+
+/// Runs the handshake, within the configured time; a refused or timed-out session is closed
+/// and counted here. A function of its own so that its result's place (the context, before
+/// it is shared) is not part of the session task's state for the connection's life.
+async fn established<S: Session + Clone>(
+    shared: &Arc<Shared>,
+    session: &S,
+    transport: &'static str,
+) -> Option<(Arc<Ctx>, ControlStream<S>)> {
+    let timeout = shared.config.handshake_timeout;
+    // Boxed, here and below: a task's future is as large as its largest state, and a session
+    // task lives for the connection. The handshake's (a resume claim in NATS, in cluster mode)
+    // would otherwise be held by every idle session (BENCHMARKS.md, "Memory per idle session").
+    let handshake = tokio::time::timeout(timeout, Box::pin(handshake(shared, session))).await;
+    match handshake {
+        Ok(Ok((ctx, control))) => Some((Arc::new(ctx), control)),
+        Ok(Err(Refusal { code, why, reply })) => {
+            // One answered with a Fault was counted before it (see `handshake`).
+            if reply.is_none() {
+                handshake_failed(transport, code);
+            }
+            tracing::info!(transport, %code, "handshake refused: {why}");
+            session.close(code, &why);
+            telemetry::session_closed(transport);
+            None
+        }
+        Err(_) => {
+            metrics::counter!("easel_connects_total", "transport" => transport, "result" => "failed")
+                .increment(1);
+            telemetry::refused(ErrorCode::HandshakeTimeout);
+            session.close(ErrorCode::HandshakeTimeout, "handshake timeout");
+            telemetry::session_closed(transport);
+            None
+        }
+    }
 }
 
 /// Counts a failed handshake. `Normal`: the peer went away mid-handshake; nothing was refused.
@@ -330,8 +340,10 @@ async fn serve_control<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         match step {
             Control::Refresh(reply, rooms) => {
                 // The rooms first: by the time the client reads the reply, each has it queued.
+                // Boxed: the room's send is the largest state of this loop, which every
+                // session holds for its life, and a refresh is rare.
                 for (handle, participant, recheck) in rooms {
-                    let _ = handle.send(recheck.command(participant, ctx.conn)).await;
+                    let _ = Box::pin(handle.send(recheck.command(participant, ctx.conn))).await;
                 }
                 if write(&mut send, &reply).await.is_err() {
                     return Ending::peer("control stream closed");

@@ -36,46 +36,10 @@ struct Membership {
 /// Serves a room stream the client opened, to its end.
 pub(super) async fn run<S: Session + Clone>(ctx: Arc<Ctx>, session: S, mut send: S::Send, recv: S::Recv) {
     let mut reader = Reader::new(recv, ctx.shared.config.max_frame as usize);
-    let join = match reader.next().await {
-        Read::Message(Message::Join(j)) => j,
-        Read::Message(other) => {
-            let kind = other.kind().to_u8();
-            return end_stream(
-                &mut send,
-                &fault(ErrorCode::NotJoined, kind, 0, "a room stream starts with Join"),
-            )
-            .await;
-        }
-        Read::Bad(e) => {
-            return end_stream(&mut send, &fault(e.code(), Kind::Join.to_u8(), 0, e.to_string())).await;
-        }
-        Read::End => return,
-    };
-    let refuse = |code: ErrorCode, why: String| fault(code, Kind::Join.to_u8(), 0, why);
-    let admitted = ctx.core().admit(&join.room);
-    let slot = match admitted {
-        Ok(slot) => slot,
-        Err((code, why)) => {
-            crate::telemetry::refused(code);
-            return end_stream(&mut send, &refuse(code, why)).await;
-        }
-    };
-    let (tx, rx) = mpsc::channel(ctx.shared.config.outbound_queue as usize);
-    let link = Link { tx, datagrams: session.datagram_sender(), kill: ctx.slow.clone() };
-    // Boxed: loading a room (from the store, or a cluster's snapshot and log) is the stream
-    // task's largest state, and the task lives as long as the membership.
-    let (handle, joined, used) = match Box::pin(enter(&ctx, &join, slot, link)).await {
-        Ok(ok) => ok,
-        Err(code) => {
-            crate::telemetry::refused(code);
-            ctx.core().free(slot);
-            return end_stream(&mut send, &refuse(code, format!("cannot join {}", join.room))).await;
-        }
-    };
-    let member = Membership { room: join.room, slot, handle, participant: joined.participant };
-    if !register(&ctx, &member, &used).await {
-        return;
-    }
+    // Boxed, a function of its own: what the join needs (the request, the claims, loading the
+    // room) is then not part of this task's state, which lives as long as the membership.
+    let joining = Box::pin(join_room(&ctx, &session, &mut send, &mut reader)).await;
+    let Some((member, joined, rx)) = joining else { return };
     let (exit, writer) = serve_member(&ctx, &session, &member, joined, (send, rx), &mut reader).await;
     let code = match exit {
         Exit::Leave(code) => Some(code),
@@ -85,6 +49,58 @@ pub(super) async fn run<S: Session + Clone>(ctx: Arc<Ctx>, session: S, mut send:
         Exit::Ended => None,
     };
     end_membership(&ctx, &member, code, writer).await;
+}
+
+/// Reads the stream's `Join` and joins the room; returns the membership, what the room
+/// answered and the member's queue, or `None` once it has answered a refusal (or the stream
+/// or the session ended).
+async fn join_room<S: Session + Clone>(
+    ctx: &Arc<Ctx>,
+    session: &S,
+    send: &mut S::Send,
+    reader: &mut Reader<S::Recv>,
+) -> Option<(Membership, room::Joined, mpsc::Receiver<Outbound>)> {
+    let join = match reader.next().await {
+        Read::Message(Message::Join(j)) => j,
+        Read::Message(other) => {
+            let kind = other.kind().to_u8();
+            end_stream(send, &fault(ErrorCode::NotJoined, kind, 0, "a room stream starts with Join")).await;
+            return None;
+        }
+        Read::Bad(e) => {
+            end_stream(send, &fault(e.code(), Kind::Join.to_u8(), 0, e.to_string())).await;
+            return None;
+        }
+        Read::End => return None,
+    };
+    let refuse = |code: ErrorCode, why: String| fault(code, Kind::Join.to_u8(), 0, why);
+    let admitted = ctx.core().admit(&join.room);
+    let slot = match admitted {
+        Ok(slot) => slot,
+        Err((code, why)) => {
+            crate::telemetry::refused(code);
+            end_stream(send, &refuse(code, why)).await;
+            return None;
+        }
+    };
+    let (tx, rx) = mpsc::channel(ctx.shared.config.outbound_queue as usize);
+    let link = Link { tx, datagrams: session.datagram_sender(), kill: ctx.slow.clone() };
+    // Boxed: loading a room (from the store, or a cluster's snapshot and log) is the join's
+    // largest state by far.
+    let (handle, joined, used) = match Box::pin(enter(ctx, &join, slot, link)).await {
+        Ok(ok) => ok,
+        Err(code) => {
+            crate::telemetry::refused(code);
+            ctx.core().free(slot);
+            end_stream(send, &refuse(code, format!("cannot join {}", join.room))).await;
+            return None;
+        }
+    };
+    let member = Membership { room: join.room, slot, handle, participant: joined.participant };
+    if !register(ctx, &member, &used).await {
+        return None;
+    }
+    Some((member, joined, rx))
 }
 
 /// Joins the room, or re-attaches the member a resumed session held there; returns the claims
