@@ -114,10 +114,22 @@ pub(crate) async fn run(
     let mut first = true;
     loop {
         if !std::mem::take(&mut first) {
-            // Retry on the next heartbeat, not in a hot loop while NATS is away.
-            tokio::select! {
-                _ = tick.tick() => expire(&mut members, &cluster, &gone),
-                () = stop.cancelled() => return,
+            // Retry on the next heartbeat, not in a hot loop while NATS is away (or at once
+            // when it is back). The connection's events are followed meanwhile: the watch
+            // often ends before the loss is reported, and health must still say it.
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        expire(&mut members, &cluster, &gone);
+                        break;
+                    }
+                    Some(event) = events.recv() => {
+                        if connection(&cluster, event) {
+                            break;
+                        }
+                    }
+                    () = stop.cancelled() => return,
+                }
             }
         }
         // A NATS that lost its data lost the stream too: made again with the bucket.
