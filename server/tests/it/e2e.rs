@@ -217,9 +217,18 @@ async fn edits_converge_and_late_joiners_get_the_state() {
         let d = server.connect(transport, "dan", "viewer", room).await;
         let mut room_d =
             within("join D", d.join(room, Some(partial.doc.oplog_vv().encode()))).await.expect("join");
-        assert_eq!(room_d.joined().sync, SyncKind::Updates);
-        let diff = within("diff", d.snapshot()).await.expect("diff");
-        partial.import(&diff.data);
+        // On a spread room, D's node may not have applied a2 yet: then D already holds all
+        // that node has (nothing to send), and a2 follows as an update.
+        let sync = room_d.joined().sync;
+        if layout == Layout::One {
+            assert_eq!(sync, SyncKind::Updates, "{transport:?}");
+        } else {
+            assert!(matches!(sync, SyncKind::Updates | SyncKind::None), "{transport:?}: {sync:?}");
+        }
+        if sync == SyncKind::Updates {
+            let diff = within("diff", d.snapshot()).await.expect("diff");
+            partial.import(&diff.data);
+        }
         if layout == Layout::One {
             assert_eq!(
                 partial.value(),
