@@ -6,7 +6,7 @@
 //! SFU driver. Every event is one input to the room followed by one [`Actor::drain`], the only
 //! place where outputs become IO.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,6 +21,7 @@ use super::budget::Claim;
 use super::classlog::Published;
 use super::commit::{Committed, Committing, persist, publish_class, side, write_snapshot};
 use super::handle::{BroadcastGap, Command, Handle, JoinRequest, Link, Outbound, Stamped};
+use super::riders::Riders;
 use super::stats::{Ingest, Stats};
 use super::{ClassEvent, Joined, Metric, Output, Persist, RelayBatch, Room, Undeliverable};
 use crate::board::{Board, Loaded};
@@ -871,45 +872,5 @@ async fn next_relayed(presence: &mut Option<Presence>) -> Option<Relayed> {
                 Err(broadcast::error::RecvError::Closed) => return std::future::pending().await,
             },
         }
-    }
-}
-
-/// Which members were queued broadcasts since their last cursor batch: their next batch asks
-/// the writer to let what it holds go with it ([`Outbound::Ride`]), and only that one.
-#[derive(Debug, Default)]
-struct Riders(HashSet<u16>);
-
-impl Riders {
-    /// `member` was queued a broadcast.
-    fn broadcast(&mut self, member: u16) {
-        self.0.insert(member);
-    }
-
-    /// `member` is sent a cursor batch: whether it should take held broadcasts along.
-    fn batch(&mut self, member: u16) -> bool {
-        self.0.remove(&member)
-    }
-
-    /// `member` left the room (its number may be given again).
-    fn forget(&mut self, member: u16) {
-        self.0.remove(&member);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_member_queued_broadcasts_takes_them_along_with_its_next_cursor_batch_only() {
-        let mut riders = Riders::default();
-        assert!(!riders.batch(1), "nothing queued, nothing to take along");
-        riders.broadcast(1);
-        riders.broadcast(1);
-        riders.broadcast(2);
-        assert!(riders.batch(1), "its next batch takes them along");
-        assert!(!riders.batch(1), "once: the writer let them go");
-        riders.forget(2);
-        assert!(!riders.batch(2), "a member who left is forgotten");
     }
 }

@@ -30,6 +30,7 @@ mod members;
 mod refresh;
 mod relay;
 mod replica;
+mod riders;
 mod roster;
 mod sfu;
 mod silence;
